@@ -1,0 +1,578 @@
+# shellcheck shell=bash
+# e2e-env.sh: environment library for containarium's end-to-end tests.
+#
+# SOURCE it from bash, as root, on a Debian 12 host (no systemd needed):
+#
+#   . scripts/e2e-env.sh
+#   trap e2e_cleanup EXIT        # (INT/TERM: trap 'exit 130' INT TERM)
+#   e2e_install_deps             # apt, only when something is missing
+#   e2e_start_incusd             # reuse a running incusd or start one
+#   e2e_setup_incus              # pool, bridge, project (fresh every run)
+#   e2e_image                    # build (cached) and import the image
+#   e2e_start_bastion_sshd       # sshd on 127.0.0.1:$E2E_BASTION_PORT
+#   ... tests ...
+#   e2e_bare_baseline USER PUBKEY PRIVKEY   # prints milliseconds
+#
+# Everything created carries the prefix "ctme2e" (Incus objects, files under
+# /run) or "e2e-" (host accounts); nothing else is touched. Traffic goes only to
+# loopback and to the bridge created here (explicit subnet, no NAT, no IPv6).
+#
+# Globals (set before sourcing to override the defaults):
+#   E2E_PROJECT=ctme2e  E2E_POOL=ctme2e  E2E_POOL_SIZE=8GiB
+#   E2E_BRIDGE=ctme2ebr0  E2E_BRIDGE_CIDR=10.197.83.1/24
+#   E2E_IMAGE=ctme2e-debian12 (alias, in Incus project "default", shared)
+#   E2E_BASTION_HOST=127.0.0.1  E2E_BASTION_PORT=22022
+#   E2E_STATE_DIR=/run/ctme2e (pids, temp files)  E2E_LOG_DIR=$E2E_STATE_DIR/log
+#   E2E_CACHE_DIR=/var/cache/containarium-e2e (image tarballs, .deb cache,
+#     host-backup/: drop-in and /etc/containarium as they were before the run)
+#   E2E_GROUP=containarium (host group of jump accounts)
+#   E2E_DELETE_IMAGE=0 (1: e2e_cleanup also deletes the image alias and image)
+# Set by the functions:
+#   E2E_INCUSD_PID    incusd started (or adopted) by us; "" when reused
+#   E2E_SSHD_PID      bastion sshd started by us
+#   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached)
+#   E2E_BRIDGE_IP     10.197.83.1 (address part of E2E_BRIDGE_CIDR)
+#
+# The functions do not rely on set -e; each returns non-zero with a message on
+# stderr when it fails. Callers may use set -euo pipefail.
+
+E2E_PROJECT=${E2E_PROJECT:-ctme2e}
+E2E_POOL=${E2E_POOL:-ctme2e}
+E2E_POOL_SIZE=${E2E_POOL_SIZE:-8GiB}
+E2E_BRIDGE=${E2E_BRIDGE:-ctme2ebr0}
+E2E_BRIDGE_CIDR=${E2E_BRIDGE_CIDR:-10.197.83.1/24}
+# shellcheck disable=SC2034 # used by the sourcing scripts
+E2E_BRIDGE_IP=${E2E_BRIDGE_CIDR%/*}
+E2E_IMAGE=${E2E_IMAGE:-ctme2e-debian12}
+E2E_BASTION_HOST=${E2E_BASTION_HOST:-127.0.0.1}
+E2E_BASTION_PORT=${E2E_BASTION_PORT:-22022}
+E2E_STATE_DIR=${E2E_STATE_DIR:-/run/ctme2e}
+E2E_LOG_DIR=${E2E_LOG_DIR:-$E2E_STATE_DIR/log}
+E2E_CACHE_DIR=${E2E_CACHE_DIR:-/var/cache/containarium-e2e}
+E2E_SCRIPTS_DIR=${E2E_SCRIPTS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+E2E_GROUP=${E2E_GROUP:-containarium}
+E2E_DELETE_IMAGE=${E2E_DELETE_IMAGE:-0}
+E2E_INCUSD_PID=${E2E_INCUSD_PID:-}
+E2E_SSHD_PID=${E2E_SSHD_PID:-}
+E2E_IMAGE_FINGERPRINT=${E2E_IMAGE_FINGERPRINT:-}
+E2E_IMAGE_BUILD_MS=${E2E_IMAGE_BUILD_MS:-0}
+E2E_IMAGE_IMPORT_MS=${E2E_IMAGE_IMPORT_MS:-0}
+
+E2E_SSHD_PIDFILE=/run/ctme2e-sshd.pid
+E2E_INCUSD_PIDFILE=$E2E_STATE_DIR/incusd.pid
+E2E_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
+E2E_ETC_DIR=/etc/containarium
+E2E_BACKUP_DIR=$E2E_CACHE_DIR/host-backup
+E2E_BACKPORTS_SOURCE=/etc/apt/sources.list.d/ctme2e-bookworm-backports.sources
+
+e2e_log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+e2e_die() {
+	e2e_log "ERROR: $*"
+	return 1
+}
+
+# Refuse to work on names without our prefix (protects against bad overrides).
+e2e__check_names() {
+	local n
+	for n in "$E2E_PROJECT" "$E2E_POOL" "$E2E_BRIDGE" "$E2E_IMAGE"; do
+		case $n in
+		ctme2e*) ;;
+		*) e2e_die "refusing Incus object name without the ctme2e prefix: $n" || return 1 ;;
+		esac
+	done
+}
+
+# Milliseconds since the epoch.
+e2e_now_ms() {
+	local t
+	t=$(date +%s%N)
+	echo $((t / 1000000))
+}
+
+# incus, confined to the test project.
+e2e_incus() { incus --project "$E2E_PROJECT" "$@"; }
+
+e2e__init_state() {
+	mkdir -p "$E2E_STATE_DIR" "$E2E_LOG_DIR" && chmod 0700 "$E2E_STATE_DIR"
+}
+
+# Is $1 a live process named $2?
+e2e__pid_is() {
+	[ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]
+}
+
+# Stop process $1 (expected name $2) by PID: TERM (or signal $3), wait, KILL.
+e2e__stop_pid() {
+	local pid=$1 name=$2 sig=${3:-TERM} i
+	e2e__pid_is "$pid" "$name" || return 0
+	kill "-$sig" "$pid" 2>/dev/null
+	for ((i = 0; i < 300; i++)); do
+		e2e__pid_is "$pid" "$name" || return 0
+		sleep 0.2
+	done
+	e2e_log "$name ($pid) did not stop on SIG$sig; sending KILL"
+	kill -KILL "$pid" 2>/dev/null
+	sleep 0.5
+}
+
+# ---------------------------------------------------------------------------
+# e2e_install_deps: install the host packages the suite needs. Does nothing
+# (no apt-get update) when all are installed already.
+# ---------------------------------------------------------------------------
+e2e_install_deps() {
+	local want=(btrfs-progs debootstrap openssh-server openssh-client jq xz-utils pigz
+		busybox-static dnsmasq-base iproute2 iptables uidmap procps)
+	local missing=() p need_incus=0 log
+	for p in "${want[@]}"; do
+		dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed ||
+			missing+=("$p")
+	done
+	dpkg-query -W -f='${db:Status-Status}' incus 2>/dev/null | grep -qx installed ||
+		need_incus=1
+	if [ "${#missing[@]}" -eq 0 ] && [ "$need_incus" -eq 0 ]; then
+		return 0
+	fi
+	e2e__init_state || return 1
+	log=$E2E_LOG_DIR/apt.log
+	e2e_log "installing: ${missing[*]}$([ "$need_incus" -eq 1 ] && echo ' incus')"
+	if [ "$need_incus" -eq 1 ] &&
+		! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		cat >"$E2E_BACKPORTS_SOURCE" <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	{
+		apt-get -q update &&
+			if [ "${#missing[@]}" -gt 0 ]; then
+				apt-get -q install -y --no-install-recommends "${missing[@]}"
+			fi &&
+			if [ "$need_incus" -eq 1 ]; then
+				apt-get -q install -y --no-install-recommends -t bookworm-backports incus
+			fi
+	} >>"$log" 2>&1 || {
+		tail -n 30 "$log" >&2
+		e2e_die "apt failed (log: $log)"
+		return 1
+	}
+}
+
+# ---------------------------------------------------------------------------
+# incusd
+# ---------------------------------------------------------------------------
+e2e_incus_up() { timeout 10 incus query /1.0 >/dev/null 2>&1; }
+
+# e2e_start_incusd: reuse a running incusd (left running at the end), or start
+# /usr/libexec/incus/incusd in its own session and set E2E_INCUSD_PID (stopped
+# by e2e_cleanup). An incusd that an earlier, crashed run of this suite started
+# is adopted (and stopped at the end).
+e2e_start_incusd() {
+	local pid i
+	e2e__init_state || return 1
+	if ! e2e_incus_up && pgrep -x incusd >/dev/null; then
+		e2e_log "an incusd is running but not answering yet; waiting"
+		incus admin waitready --timeout 60 >/dev/null 2>&1
+	fi
+	if e2e_incus_up; then
+		pid=$(cat "$E2E_INCUSD_PIDFILE" 2>/dev/null)
+		if e2e__pid_is "$pid" incusd; then
+			E2E_INCUSD_PID=$pid
+			e2e_log "adopting incusd $pid started by an earlier run"
+		else
+			E2E_INCUSD_PID=
+			rm -f "$E2E_INCUSD_PIDFILE"
+			e2e_log "reusing the running incusd"
+		fi
+		return 0
+	fi
+	e2e_log "starting incusd"
+	PATH=/usr/libexec/incus:/usr/sbin:/usr/bin:/sbin:/bin setsid /usr/libexec/incus/incusd \
+		--group root --logfile "$E2E_LOG_DIR/incusd.log" \
+		</dev/null >>"$E2E_LOG_DIR/incusd.out" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 120; i++)); do
+		e2e_incus_up && break
+		if ! kill -0 "$pid" 2>/dev/null && ! pgrep -x incusd >/dev/null; then
+			tail -n 20 "$E2E_LOG_DIR/incusd.out" "$E2E_LOG_DIR/incusd.log" >&2 2>/dev/null
+			e2e_die "incusd exited during start-up"
+			return 1
+		fi
+		sleep 0.5
+	done
+	e2e_incus_up || {
+		e2e_die "incusd did not answer within 60 s (log: $E2E_LOG_DIR/incusd.log)"
+		return 1
+	}
+	# The daemon's own idea of its PID (setsid may have forked).
+	E2E_INCUSD_PID=$(incus query /1.0 | jq -r '.environment.server_pid // empty')
+	[ -n "$E2E_INCUSD_PID" ] || E2E_INCUSD_PID=$pid
+	echo "$E2E_INCUSD_PID" >"$E2E_INCUSD_PIDFILE"
+	e2e_log "incusd running, pid $E2E_INCUSD_PID"
+}
+
+e2e_stop_incusd() {
+	[ -n "$E2E_INCUSD_PID" ] || return 0
+	if e2e__pid_is "$E2E_INCUSD_PID" incusd; then
+		e2e_log "stopping incusd $E2E_INCUSD_PID"
+		# SIGPWR: incusd shuts its instances down cleanly, then exits.
+		e2e__stop_pid "$E2E_INCUSD_PID" incusd PWR
+	fi
+	rm -f "$E2E_INCUSD_PIDFILE"
+	E2E_INCUSD_PID=
+}
+
+# ---------------------------------------------------------------------------
+# Incus objects
+# ---------------------------------------------------------------------------
+e2e__exists() { incus "$@" >/dev/null 2>&1; }
+
+# Delete our Incus objects (instances and profiles of the project, the project,
+# the bridge, volumes on the pool, the pool). Quiet when they are absent.
+e2e_delete_incus_objects() {
+	local rc=0 n
+	e2e__check_names || return 1
+	e2e_incus_up || return 0
+	if e2e__exists project show "$E2E_PROJECT"; then
+		for n in $(incus list --project "$E2E_PROJECT" --format csv -c n 2>/dev/null); do
+			incus delete --project "$E2E_PROJECT" --force "$n" || rc=1
+		done
+		for n in $(incus profile list --project "$E2E_PROJECT" --format csv 2>/dev/null | cut -d, -f1); do
+			[ "$n" = default ] || incus profile delete --project "$E2E_PROJECT" "$n" || rc=1
+		done
+		for n in $(incus storage volume list "$E2E_POOL" --project "$E2E_PROJECT" --format csv -c tn 2>/dev/null |
+			awk -F, '$1 == "custom" { print $2 }'); do
+			incus storage volume delete --project "$E2E_PROJECT" "$E2E_POOL" "$n" || rc=1
+		done
+		incus project delete "$E2E_PROJECT" || rc=1
+	fi
+	if e2e__exists network show "$E2E_BRIDGE"; then
+		incus network delete "$E2E_BRIDGE" || rc=1
+	fi
+	if e2e__exists storage show "$E2E_POOL"; then
+		# Image volumes (cached unpacked images) keep the pool busy.
+		for n in $(incus storage volume list "$E2E_POOL" --all-projects --format json |
+			jq -r '.[] | select(.type == "image") | "\(.project) \(.name)"' | tr ' ' '/'); do
+			incus storage volume delete --project "${n%%/*}" "$E2E_POOL" "image/${n#*/}" || rc=1
+		done
+		incus storage delete "$E2E_POOL" || rc=1
+	fi
+	return "$rc"
+}
+
+# e2e_setup_incus: fresh btrfs pool, bridge and project (leftovers of an earlier
+# run are deleted first). The project's default profile gets a root disk on the
+# pool and eth0 on the bridge.
+e2e_setup_incus() {
+	local route
+	e2e__check_names || return 1
+	e2e__record_host_state || return 1
+	e2e_delete_incus_objects || e2e_die "could not delete leftovers" || return 1
+	route=$(ip -4 route show "${E2E_BRIDGE_CIDR%.*}.0/${E2E_BRIDGE_CIDR#*/}")
+	if [ -n "$route" ]; then
+		e2e_die "subnet of $E2E_BRIDGE_CIDR is already routed on this host: $route"
+		return 1
+	fi
+	e2e_log "creating pool $E2E_POOL, bridge $E2E_BRIDGE, project $E2E_PROJECT"
+	if ! {
+		incus storage create "$E2E_POOL" btrfs size="$E2E_POOL_SIZE" >/dev/null &&
+			incus network create "$E2E_BRIDGE" ipv4.address="$E2E_BRIDGE_CIDR" \
+				ipv4.nat=false ipv6.address=none >/dev/null &&
+			incus project create "$E2E_PROJECT" -c features.images=false \
+				-c features.profiles=true >/dev/null &&
+			incus profile device add --project "$E2E_PROJECT" default root disk \
+				path=/ pool="$E2E_POOL" >/dev/null &&
+			incus profile device add --project "$E2E_PROJECT" default eth0 nic \
+				network="$E2E_BRIDGE" name=eth0 >/dev/null
+	}; then
+		e2e_die "Incus setup failed"
+		return 1
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Image
+# ---------------------------------------------------------------------------
+
+# e2e_image: make sure alias $E2E_IMAGE names the image built by the current
+# build-image.sh. Tarballs are cached in $E2E_CACHE_DIR/image-<hash of
+# build-image.sh>; the build runs only when that cache is missing.
+e2e_image() {
+	local key dir fp cur images t0
+	e2e__check_names || return 1
+	key=$(sha256sum "$E2E_SCRIPTS_DIR/build-image.sh" | cut -c1-16) || return 1
+	dir=$E2E_CACHE_DIR/image-$key
+	E2E_IMAGE_BUILD_MS=0
+	E2E_IMAGE_IMPORT_MS=0
+	if [ ! -s "$dir/fingerprint" ] || [ ! -s "$dir/rootfs.tar.gz" ] || [ ! -s "$dir/meta.tar.gz" ]; then
+		e2e_log "building image (cache $dir)"
+		mkdir -p "$E2E_CACHE_DIR" || return 1
+		rm -rf "$dir.tmp"
+		t0=$(e2e_now_ms)
+		"$E2E_SCRIPTS_DIR/build-image.sh" --quiet --output "$dir.tmp" \
+			--deb-cache "$E2E_CACHE_DIR/debs" >/dev/null || {
+			rm -rf "$dir.tmp"
+			e2e_die "image build failed"
+			return 1
+		}
+		E2E_IMAGE_BUILD_MS=$(($(e2e_now_ms) - t0))
+		rm -rf "$dir" && mv "$dir.tmp" "$dir" || return 1
+		# Drop tarballs of older build-image.sh versions.
+		find "$E2E_CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'image-*' ! -name "image-$key" \
+			-exec rm -rf {} + 2>/dev/null
+	fi
+	fp=$(cat "$dir/fingerprint")
+	images=$(incus image list --project default --format json) || return 1
+	cur=$(jq -r --arg a "$E2E_IMAGE" '.[] | select(any(.aliases[]?; .name == $a)) | .fingerprint' <<<"$images")
+	if [ "$cur" != "$fp" ]; then
+		e2e_log "importing image as $E2E_IMAGE"
+		t0=$(e2e_now_ms)
+		if ! jq -e --arg f "$fp" 'any(.[]; .fingerprint == $f)' <<<"$images" >/dev/null; then
+			incus image import --project default "$dir/meta.tar.gz" "$dir/rootfs.tar.gz" >/dev/null ||
+				e2e_die "image import failed" || return 1
+		fi
+		if [ -n "$cur" ]; then
+			incus image alias delete --project default "$E2E_IMAGE" || return 1
+			if jq -e --arg f "$cur" '.[] | select(.fingerprint == $f) | (.aliases | length) <= 1' \
+				<<<"$images" >/dev/null; then
+				incus image delete --project default "$cur" || return 1
+			fi
+		fi
+		incus image alias create --project default "$E2E_IMAGE" "$fp" >/dev/null || return 1
+		E2E_IMAGE_IMPORT_MS=$(($(e2e_now_ms) - t0))
+	fi
+	E2E_IMAGE_FINGERPRINT=$fp
+}
+
+# ---------------------------------------------------------------------------
+# Host state (sshd drop-in, /etc/containarium, group) and bastion sshd
+# ---------------------------------------------------------------------------
+
+# Record the drop-in, /etc/containarium and whether the group exists, so that
+# e2e_cleanup can put them back. A record left by a crashed run is restored
+# first (it holds the state from before that run).
+e2e__record_host_state() {
+	[ -z "${E2E__RECORDED:-}" ] || return 0
+	e2e__init_state || return 1
+	# Leftovers of an earlier, unfinished run: its accounts, then the host
+	# state it recorded before it started.
+	e2e_delete_accounts || return 1
+	if [ -e "$E2E_BACKUP_DIR/recorded" ]; then
+		e2e_log "restoring host state recorded by an earlier, unfinished run"
+		e2e__restore_host_state || return 1
+	fi
+	rm -rf "$E2E_BACKUP_DIR" && mkdir -p "$E2E_BACKUP_DIR" || return 1
+	if [ -e "$E2E_DROPIN" ]; then
+		cp -a "$E2E_DROPIN" "$E2E_BACKUP_DIR/dropin" || return 1
+	fi
+	if [ -e "$E2E_ETC_DIR" ]; then
+		tar -C "$(dirname "$E2E_ETC_DIR")" -cpf "$E2E_BACKUP_DIR/etc.tar" \
+			"$(basename "$E2E_ETC_DIR")" || return 1
+	fi
+	if getent group "$E2E_GROUP" >/dev/null; then
+		touch "$E2E_BACKUP_DIR/group-existed"
+	fi
+	echo "$$" >"$E2E_BACKUP_DIR/recorded"
+	E2E__RECORDED=1
+}
+
+e2e__restore_host_state() {
+	local rc=0
+	[ -e "$E2E_BACKUP_DIR/recorded" ] || return 0
+	if [ -e "$E2E_BACKUP_DIR/dropin" ]; then
+		cp -a "$E2E_BACKUP_DIR/dropin" "$E2E_DROPIN" || rc=1
+	else
+		rm -f "$E2E_DROPIN"
+	fi
+	rm -rf "$E2E_ETC_DIR"
+	if [ -e "$E2E_BACKUP_DIR/etc.tar" ]; then
+		tar -C "$(dirname "$E2E_ETC_DIR")" -xpf "$E2E_BACKUP_DIR/etc.tar" || rc=1
+	fi
+	if [ ! -e "$E2E_BACKUP_DIR/group-existed" ] && getent group "$E2E_GROUP" >/dev/null; then
+		# Only if no account still uses it as primary group.
+		local gid
+		gid=$(getent group "$E2E_GROUP" | cut -d: -f3)
+		if ! getent passwd | awk -F: -v g="$gid" '$4 == g { f = 1 } END { exit !f }'; then
+			groupdel "$E2E_GROUP" || rc=1
+		fi
+	fi
+	[ "$rc" -ne 0 ] || rm -rf "$E2E_BACKUP_DIR"
+	E2E__RECORDED=
+	return "$rc"
+}
+
+# Delete host accounts named e2e-* whose primary group is $E2E_GROUP, and their
+# key files.
+e2e_delete_accounts() {
+	local gid u rc=0
+	gid=$(getent group "$E2E_GROUP" | cut -d: -f3)
+	if [ -n "$gid" ]; then
+		for u in $(getent passwd | awk -F: -v g="$gid" '$1 ~ /^e2e-/ && $4 == g { print $1 }'); do
+			userdel "$u" 2>/dev/null || userdel -f "$u" || rc=1
+		done
+	fi
+	rm -f "$E2E_ETC_DIR"/keys/e2e-*
+	return "$rc"
+}
+
+# e2e_start_bastion_sshd: host sshd (the system config, drop-ins included) on
+# $E2E_BASTION_HOST:$E2E_BASTION_PORT. Sets E2E_SSHD_PID. After changing
+# sshd_config or a drop-in, run e2e_reload_bastion_sshd (sshd keeps the config
+# it read at start for new connections).
+e2e_start_bastion_sshd() {
+	local old i
+	e2e__init_state || return 1
+	e2e__record_host_state || return 1
+	old=$(cat "$E2E_SSHD_PIDFILE" 2>/dev/null)
+	if e2e__pid_is "$old" sshd; then
+		e2e_log "stopping bastion sshd $old left by an earlier run"
+		e2e__stop_pid "$old" sshd
+	fi
+	rm -f "$E2E_SSHD_PIDFILE"
+	if ss -Hltn "sport = :$E2E_BASTION_PORT" | grep -q .; then
+		e2e_die "port $E2E_BASTION_PORT is in use by something else"
+		return 1
+	fi
+	ssh-keygen -A >/dev/null || return 1
+	mkdir -p /run/sshd && chmod 0755 /run/sshd
+	/usr/sbin/sshd -f /etc/ssh/sshd_config -p "$E2E_BASTION_PORT" \
+		-o ListenAddress="$E2E_BASTION_HOST" -o PidFile="$E2E_SSHD_PIDFILE" \
+		-E "$E2E_LOG_DIR/sshd.log" || {
+		tail -n 20 "$E2E_LOG_DIR/sshd.log" >&2
+		e2e_die "sshd did not start"
+		return 1
+	}
+	for ((i = 0; i < 50; i++)); do
+		E2E_SSHD_PID=$(cat "$E2E_SSHD_PIDFILE" 2>/dev/null)
+		[ -n "$E2E_SSHD_PID" ] && ss -Hltn "sport = :$E2E_BASTION_PORT" | grep -q . && break
+		sleep 0.1
+	done
+	e2e__pid_is "$E2E_SSHD_PID" sshd || {
+		e2e_die "sshd did not write $E2E_SSHD_PIDFILE"
+		return 1
+	}
+	e2e_log "bastion sshd on $E2E_BASTION_HOST:$E2E_BASTION_PORT, pid $E2E_SSHD_PID"
+}
+
+# Make the bastion sshd re-read its configuration (SIGHUP; same PID).
+e2e_reload_bastion_sshd() {
+	local i
+	e2e__pid_is "$E2E_SSHD_PID" sshd || e2e_die "bastion sshd not running" || return 1
+	/usr/sbin/sshd -t -f /etc/ssh/sshd_config || e2e_die "sshd -t failed" || return 1
+	kill -HUP "$E2E_SSHD_PID"
+	for ((i = 0; i < 50; i++)); do
+		sleep 0.1
+		ss -Hltn "sport = :$E2E_BASTION_PORT" | grep -q . && return 0
+	done
+	e2e_die "bastion sshd not listening after reload"
+}
+
+e2e_stop_bastion_sshd() {
+	local pid=${E2E_SSHD_PID:-$(cat "$E2E_SSHD_PIDFILE" 2>/dev/null)}
+	if e2e__pid_is "$pid" sshd; then
+		e2e__stop_pid "$pid" sshd
+	fi
+	rm -f "$E2E_SSHD_PIDFILE"
+	E2E_SSHD_PID=
+}
+
+# ---------------------------------------------------------------------------
+# Helpers for tests
+# ---------------------------------------------------------------------------
+
+# e2e_instance_ipv4 NAME [TIMEOUT_S]: print eth0's global IPv4 address (waits).
+e2e_instance_ipv4() {
+	local name=$1 timeout=${2:-60} ip i
+	for ((i = 0; i < timeout * 5; i++)); do
+		ip=$(e2e_incus query "/1.0/instances/$name/state?project=$E2E_PROJECT" 2>/dev/null |
+			jq -r '.network.eth0.addresses[]? | select(.family == "inet" and .scope == "global") | .address' |
+			head -n1)
+		if [ -n "$ip" ]; then
+			echo "$ip"
+			return 0
+		fi
+		sleep 0.2
+	done
+	e2e_die "no IPv4 on eth0 of $name after ${timeout}s"
+}
+
+# e2e_user_data USER PUBKEY_LINE: cloud-config creating USER with the key and
+# passwordless sudo (and membership of group docker when it exists).
+e2e_user_data() {
+	cat <<EOF
+#cloud-config
+users:
+  - name: $1
+    shell: /bin/bash
+    groups: [sudo]
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    lock_passwd: true
+    ssh_authorized_keys:
+      - $2
+runcmd:
+  - [sh, -c, "getent group docker >/dev/null && usermod -aG docker $1 || true"]
+EOF
+}
+
+# e2e_ssh_opts KNOWN_HOSTS_FILE: BatchMode, no host key prompts.
+e2e_ssh_opts() {
+	printf '%s\n' -o BatchMode=yes -o StrictHostKeyChecking=no \
+		-o "UserKnownHostsFile=$1" -o GlobalKnownHostsFile=/dev/null \
+		-o ConnectTimeout=5 -o LogLevel=ERROR -o IdentitiesOnly=yes
+}
+
+# e2e_bare_baseline USER PUBKEY PRIVKEY: the bare Incus path. Times incus launch
+# of $E2E_IMAGE with cloud-init user-data that creates USER (key, passwordless
+# sudo) + cloud-init status --wait + the first direct ssh USER@IP true from the
+# host. PUBKEY is a file or the key line itself. Prints the milliseconds on
+# stdout; deletes the container.
+e2e_bare_baseline() {
+	local user=$1 pub=$2 priv=$3 name t0 ms ip kh i ok=0 opts
+	[ -n "$user" ] && [ -n "$pub" ] && [ -r "$priv" ] ||
+		e2e_die "usage: e2e_bare_baseline USER PUBKEY PRIVKEY" || return 1
+	[ -f "$pub" ] && pub=$(head -n1 "$pub")
+	name=ctme2e-bare-$$-$RANDOM
+	kh=$(mktemp "$E2E_STATE_DIR/known_hosts.XXXXXX")
+	mapfile -t opts < <(e2e_ssh_opts "$kh")
+	t0=$(e2e_now_ms)
+	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$(e2e_user_data "$user" "$pub")" \
+		>/dev/null &&
+		e2e_incus exec "$name" -- cloud-init status --wait >/dev/null &&
+		ip=$(e2e_instance_ipv4 "$name" 30); then
+		for ((i = 0; i < 100; i++)); do
+			if ssh "${opts[@]}" -i "$priv" "$user@$ip" true 2>/dev/null; then
+				ok=1
+				break
+			fi
+			sleep 0.2
+		done
+	fi
+	ms=$(($(e2e_now_ms) - t0))
+	e2e_incus delete --force "$name" >/dev/null 2>&1
+	rm -f "$kh"
+	[ "$ok" -eq 1 ] || e2e_die "bare baseline: $user@$name never answered over ssh" || return 1
+	echo "$ms"
+}
+
+# ---------------------------------------------------------------------------
+# e2e_cleanup: delete everything this suite created and restore the host.
+# Safe to call more than once and from an EXIT trap; keeps the exit status.
+# ---------------------------------------------------------------------------
+e2e_cleanup() {
+	local rc=$?
+	local -
+	set +e +u
+	e2e_log "cleaning up"
+	e2e_stop_bastion_sshd
+	e2e_delete_incus_objects || e2e_log "warning: some Incus objects could not be deleted"
+	if [ "$E2E_DELETE_IMAGE" = 1 ] && e2e_incus_up; then
+		incus image delete --project default "$E2E_IMAGE" >/dev/null 2>&1
+	fi
+	e2e_delete_accounts || e2e_log "warning: some e2e-* accounts could not be deleted"
+	e2e__restore_host_state || e2e_log "warning: host state not fully restored (see $E2E_BACKUP_DIR)"
+	e2e_stop_incusd
+	return "$rc"
+}

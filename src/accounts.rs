@@ -1,0 +1,171 @@
+//! Jump accounts on the bastion: host accounts in group `containarium` with
+//! no shell, no password and no home, whose keys may only forward to their
+//! own container.
+//!
+//! Every edit of the account database (`useradd`, `userdel`, `groupadd`)
+//! runs under our lock file and is retried, bounded, while another program
+//! (a cloud guest agent, say) holds /etc/passwd's own lock. We never delete
+//! anyone's lock file or signal its holder.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use anyhow::Result;
+use nix::unistd::{Group, User};
+
+use crate::exec::{self, Cmd, CmdError};
+use crate::keys::PublicKey;
+use crate::names::UserName;
+use crate::retry::{Backoff, retry};
+use crate::ui;
+
+pub const GROUP: &str = "containarium";
+pub const SHELL: &str = "/usr/sbin/nologin";
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub uid: u32,
+    pub gid: u32,
+    pub shell: String,
+}
+
+pub fn lookup(name: &str) -> Result<Option<Account>> {
+    let user = User::from_name(name)?;
+    Ok(user.map(|u| Account {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        shell: u.shell.to_string_lossy().into_owned(),
+    }))
+}
+
+pub fn group_gid() -> Result<Option<u32>> {
+    Ok(Group::from_name(GROUP)?.map(|g| g.gid.as_raw()))
+}
+
+/// Ours means: primary group `containarium`, which only we give out.
+pub fn is_ours(account: &Account) -> Result<bool> {
+    Ok(group_gid()? == Some(account.gid))
+}
+
+pub fn groupadd() -> Cmd {
+    Cmd::new("groupadd").args(["--system", GROUP])
+}
+
+pub fn useradd(user: &UserName) -> Cmd {
+    Cmd::new("useradd").args([
+        "--gid",
+        GROUP,
+        "--shell",
+        SHELL,
+        "--password",
+        "*",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--comment",
+        "containarium jump account",
+        user.as_str(),
+    ])
+}
+
+pub fn userdel(user: &UserName) -> Cmd {
+    Cmd::new("userdel").arg(user.as_str())
+}
+
+/// The authorized_keys line that lets `key` open a tunnel to the container
+/// at `ip` port 22 and do nothing else.
+pub fn jump_key_line(ip: &str, key: &PublicKey) -> String {
+    format!("restrict,port-forwarding,permitopen=\"{ip}:22\" {key}")
+}
+
+/// The whole key file for a jump account.
+pub fn jump_key_file(ip: &str, keys: &[PublicKey]) -> String {
+    let mut out = String::from("# Managed by containarium: tunnels to this user's container only.\n");
+    for key in keys {
+        out.push_str(&jump_key_line(ip, key));
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads back a key file we wrote: the address it allows and the keys.
+pub fn parse_jump_key_file(text: &str) -> (Option<Ipv4Addr>, Vec<PublicKey>) {
+    let mut ip = None;
+    let mut keys = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let Some((options, key)) = line.split_once(' ') else { continue };
+        if let Some(rest) = options.split("permitopen=\"").nth(1) {
+            ip = rest.split(':').next().and_then(|s| s.parse().ok());
+        }
+        if let Ok(key) = PublicKey::parse_line(key, "key file") {
+            keys.push(key);
+        }
+    }
+    (ip, keys)
+}
+
+/// Runs an account-database edit under our lock, retrying while another
+/// program holds the database's lock.
+pub fn edit(lock_path: &Path, cmd: &Cmd) -> Result<()> {
+    let _lock = crate::lock::acquire(lock_path)?;
+    retry(
+        &Backoff::ACCOUNT_DB,
+        || exec::run(cmd),
+        is_database_locked,
+        |_, delay| {
+            ui::note(&format!(
+                "the account database is locked by another program; retrying in {}",
+                ui::seconds(delay)
+            ))
+        },
+    )?;
+    Ok(())
+}
+
+/// shadow-utils' words when /etc/passwd, /etc/shadow, /etc/group or
+/// /etc/gshadow is locked: "cannot lock /etc/passwd; try again later."
+fn is_database_locked(err: &CmdError) -> bool {
+    err.stderr_contains("cannot lock /etc/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop";
+
+    #[test]
+    fn jump_key_line_restricts_to_one_port() {
+        let key = PublicKey::parse_line(KEY, "k").unwrap();
+        assert_eq!(
+            jump_key_line("10.197.83.7", &key),
+            format!("restrict,port-forwarding,permitopen=\"10.197.83.7:22\" {KEY}")
+        );
+        let file = jump_key_file("10.197.83.7", &[key.clone()]);
+        assert_eq!(parse_jump_key_file(&file), (Some("10.197.83.7".parse().unwrap()), vec![key]));
+    }
+
+    #[test]
+    fn useradd_makes_a_locked_nologin_account() {
+        let alice = "alice".parse().unwrap();
+        assert_eq!(
+            useradd(&alice).to_string(),
+            "useradd --gid containarium --shell /usr/sbin/nologin --password '*' --no-create-home --home-dir /nonexistent --comment 'containarium jump account' alice"
+        );
+    }
+
+    #[test]
+    fn only_lock_contention_is_retried() {
+        let err = |stderr: &str| CmdError {
+            command: "useradd x".into(),
+            program: "useradd".into(),
+            code: Some(1),
+            signal: None,
+            stderr: stderr.into(),
+            not_found: false,
+        };
+        assert!(is_database_locked(&err("useradd: cannot lock /etc/passwd; try again later.\n")));
+        assert!(is_database_locked(&err("useradd: cannot lock /etc/group; try again later.\n")));
+        assert!(!is_database_locked(&err("useradd: user 'x' already exists\n")));
+    }
+}

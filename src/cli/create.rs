@@ -1,0 +1,455 @@
+//! `containarium create USER`: the container, then the jump account.
+//!
+//! The plan probes first (name free, image present, host account free or
+//! ours, host prepared) and only then changes anything. The container is
+//! created with `user.containarium.state=pending` and marked `ready` last,
+//! after the user, the keys and sshd were checked from inside and outside.
+//! The jump account is made while cloud-init runs in the container, so it
+//! costs no time on the way to SSH-ready.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::{Env, print_json};
+use crate::accounts;
+use crate::cloud_init::Template;
+use crate::config::Defaults;
+use crate::error::Refused;
+use crate::exec::Cmd;
+use crate::files::{self, FileWrite};
+use crate::incus::{self, Incus, key};
+use crate::keys::{self, PublicKey};
+use crate::names::UserName;
+use crate::plan::{Action, Facts, Plan, Step};
+use crate::size::ByteSize;
+use crate::ui;
+
+/// How long the container may take to get an address from DHCP.
+const IPV4_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long cloud-init may take; installing Docker from a mirror is the
+/// slow case.
+const CLOUD_INIT_TIMEOUT: Duration = Duration::from_secs(900);
+const SSHD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Create a user's container and jump account
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// User name (2-31 chars: a-z, 0-9, '-'; starts with a letter)
+    user: UserName,
+
+    /// Public key file for the user (repeatable)
+    #[arg(long = "ssh-key", value_name = "FILE", required = true)]
+    ssh_keys: Vec<PathBuf>,
+
+    /// Image to start from [default: config, else images:ubuntu/24.04/cloud]
+    #[arg(long)]
+    image: Option<String>,
+
+    /// Root disk quota, e.g. 20GiB [default: config, else 20GiB]
+    #[arg(long, value_name = "SIZE")]
+    disk: Option<ByteSize>,
+
+    /// CPU limit [default: config, else 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    cpu: Option<u32>,
+
+    /// Memory limit, e.g. 2GiB [default: config, else 2GiB]
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<ByteSize>,
+
+    /// Do not set up Docker in the container
+    #[arg(long)]
+    no_docker: bool,
+
+    /// Do not start the container when the host boots
+    #[arg(long)]
+    no_autostart: bool,
+
+    /// cloud-init template [default: config, else default]
+    #[arg(long, value_name = "NAME")]
+    template: Option<String>,
+
+    /// Print the plan, with the rendered user-data, and change nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Everything `create` will make, resolved from flags, config and files.
+struct Spec {
+    user: UserName,
+    container: String,
+    keys: Vec<PublicKey>,
+    image: String,
+    storage_pool: Option<String>,
+    network: Option<String>,
+    disk: ByteSize,
+    cpu: u32,
+    memory: ByteSize,
+    docker: bool,
+    autostart: bool,
+    template: Template,
+}
+
+impl CreateArgs {
+    pub fn run(self, env: &Env) -> Result<()> {
+        let json = self.json;
+        let dry_run = self.dry_run;
+        let spec = self.into_spec(env)?;
+        let plan = plan(env, &spec)?;
+        if dry_run {
+            print!("{}", plan.describe());
+            return Ok(());
+        }
+        let mut facts = Facts::default();
+        let start = Instant::now();
+        plan.apply(env.paths.lock_file(), &mut facts)?;
+        report(&spec, &facts, start.elapsed(), json);
+        Ok(())
+    }
+
+    fn into_spec(self, env: &Env) -> Result<Spec> {
+        let defaults = Defaults::load(&env.paths)?;
+        let keys = keys::read_key_files(&self.ssh_keys)?;
+        let template_name = self.template.unwrap_or(defaults.template);
+        let template = Template::load(&env.paths.templates_dir(), &template_name)?;
+        Ok(Spec {
+            container: self.user.container(),
+            user: self.user,
+            keys,
+            image: self.image.unwrap_or(defaults.image),
+            storage_pool: defaults.storage_pool,
+            network: defaults.network,
+            disk: self.disk.unwrap_or(defaults.disk),
+            cpu: self.cpu.unwrap_or(defaults.cpu),
+            memory: self.memory.unwrap_or(defaults.memory),
+            docker: !self.no_docker,
+            autostart: !self.no_autostart,
+            template,
+        })
+    }
+}
+
+fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
+    let incus = &env.incus;
+    let user = &spec.user;
+    if let Some(existing) = incus.instance(&spec.container)? {
+        match existing.owner() {
+            Some(_) => bail!(Refused(format!(
+                "{user} already exists (container {}); nothing changed",
+                spec.container
+            ))),
+            None => bail!(Refused(format!(
+                "an instance named {} already exists and is not managed by containarium",
+                spec.container
+            ))),
+        }
+    }
+    let adopt_account = match accounts::lookup(user.as_str())? {
+        None => false,
+        Some(account) if accounts::is_ours(&account)? => true,
+        Some(_) => bail!(Refused(format!(
+            "host account {user} exists and was not made by containarium; choose another name"
+        ))),
+    };
+    incus.require_image(&spec.image)?;
+
+    let mut plan = super::host::plan(&env.paths)?;
+    let container = spec.container.clone();
+    plan.push(
+        Step::new(format!("create container {container}"), Action::run(init_cmd(incus, spec)))
+            .undo(Action::run(incus.delete_cmd(&container))),
+    );
+    plan.push(Step::new(
+        format!("start {container}"),
+        Action::run(incus.cmd(["start", container.as_str()])),
+    ));
+    let probe = incus.clone();
+    let name = container.clone();
+    plan.push(Step::new(
+        "wait for its IPv4 address",
+        Action::check(
+            format!("poll `incus list` until eth0 has an IPv4 address (at most {}s)", IPV4_TIMEOUT.as_secs()),
+            move |facts| {
+                facts.ipv4 = Some(incus::wait_for_ipv4(&probe, &name, IPV4_TIMEOUT)?);
+                Ok(())
+            },
+        ),
+    ));
+    // The jump account may only reach this address, so it must never move.
+    let verb = if spec.network.is_some() { "set" } else { "override" };
+    let pin = incus.clone();
+    let name = container.clone();
+    plan.push(Step::new(
+        "pin the address",
+        Action::run_with(move |facts| {
+            pin.cmd(["config", "device", verb, name.as_str(), "eth0"])
+                .arg(format!("ipv4.address={}", facts.ipv4_text()))
+        }),
+    ));
+
+    if adopt_account {
+        plan.unchanged(format!("jump account {user} (made by containarium earlier)"));
+    } else {
+        plan.push(
+            Step::new(format!("create jump account {user}"), Action::EditAccounts(accounts::useradd(user)))
+                .undo(Action::EditAccounts(accounts::userdel(user))),
+        );
+    }
+    let key_file = env.paths.key_file(user);
+    let previous = files::read_optional(&key_file)?;
+    let keys = spec.keys.clone();
+    let path = key_file.clone();
+    plan.push(
+        Step::new(
+            "write the jump account's keys",
+            Action::Write(Box::new(move |facts| FileWrite {
+                path: path.clone(),
+                mode: 0o644,
+                contents: accounts::jump_key_file(&facts.ipv4_text(), &keys),
+            })),
+        )
+        .undo(match previous {
+            Some(contents) => Action::write(FileWrite { path: key_file, mode: 0o644, contents }),
+            None => Action::Remove(key_file),
+        }),
+    );
+
+    let waiter = incus.clone();
+    let name = container.clone();
+    plan.push(Step::new(
+        "wait for cloud-init",
+        Action::check(
+            format!("incus exec {name} -- timeout {} cloud-init status --wait", CLOUD_INIT_TIMEOUT.as_secs()),
+            move |_| wait_for_cloud_init(&waiter, &name),
+        ),
+    ));
+    let checker = incus.clone();
+    let name = container.clone();
+    let owner = user.clone();
+    let wanted = spec.keys.clone();
+    plan.push(Step::new(
+        "verify the user, their keys and sshd",
+        Action::check(
+            format!("check {user} and ~{user}/.ssh/authorized_keys in {name}; read sshd's banner on <ipv4>:22"),
+            move |facts| verify(&checker, &name, &owner, &wanted, facts),
+        ),
+    ));
+    plan.push(Step::new(
+        "mark the container ready",
+        Action::run(incus.config_set_cmd(&container, key::STATE, "ready")),
+    ));
+    Ok(plan)
+}
+
+/// `incus init` with every limit and our metadata, so the container exists
+/// complete or not at all.
+fn init_cmd(incus: &Incus, spec: &Spec) -> Cmd {
+    let mut cmd = incus.cmd(["init", spec.image.as_str(), spec.container.as_str()]);
+    if let Some(pool) = &spec.storage_pool {
+        cmd = cmd.args(["--storage", pool]);
+    }
+    if let Some(network) = &spec.network {
+        cmd = cmd.args(["--network", network]);
+    }
+    let created = created_timestamp();
+    let mut config = vec![
+        ("limits.cpu", spec.cpu.to_string()),
+        ("limits.memory", spec.memory.to_string()),
+        ("boot.autostart", spec.autostart.to_string()),
+        (key::OWNER, spec.user.to_string()),
+        (key::STATE, "pending".to_string()),
+        (key::TEMPLATE, spec.template.name.clone()),
+        (key::CREATED, created),
+        (key::JUMP_ACCOUNT, spec.user.to_string()),
+        (key::DOCKER, spec.docker.to_string()),
+    ];
+    if spec.docker {
+        // Docker in an unprivileged container: nesting, plus the syscalls
+        // overlayfs and image unpacking need, intercepted by Incus.
+        config.push(("security.nesting", "true".into()));
+        config.push(("security.syscalls.intercept.mknod", "true".into()));
+        config.push(("security.syscalls.intercept.setxattr", "true".into()));
+    }
+    config.push((
+        "cloud-init.user-data",
+        spec.template.render(&spec.user, &spec.keys, spec.docker),
+    ));
+    for (key, value) in config {
+        cmd = cmd.args(["--config".to_string(), format!("{key}={value}")]);
+    }
+    cmd.args(["--device".to_string(), format!("root,size={}", spec.disk)])
+}
+
+/// Now, in UTC, RFC 3339.
+pub(super) fn created_timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC; no date crate for one line.
+fn rfc3339(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days, Howard Hinnant's algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn wait_for_cloud_init(incus: &Incus, name: &str) -> Result<()> {
+    let timeout = CLOUD_INIT_TIMEOUT.as_secs().to_string();
+    let out = incus.exec_unchecked(name, &["timeout", &timeout, "cloud-init", "status", "--wait"])?;
+    match out.status.code() {
+        Some(0) => Ok(()),
+        // 2: done, with recoverable errors or deprecation warnings.
+        Some(2) => {
+            let long = incus.exec_unchecked(name, &["cloud-init", "status", "--long"])?;
+            ui::note(&format!(
+                "warning: cloud-init finished with warnings:\n{}",
+                indent(long.stdout.trim())
+            ));
+            Ok(())
+        }
+        code => {
+            let log = incus
+                .exec_unchecked(name, &["tail", "-n", "25", "/var/log/cloud-init-output.log"])
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            let why = match code {
+                Some(124) => format!("did not finish within {timeout}s"),
+                _ => format!("failed ({})", out.stdout.trim()),
+            };
+            bail!("cloud-init in {name} {why}; the end of its log:\n{}", indent(log.trim()))
+        }
+    }
+}
+
+/// Checks what matters instead of trusting exit codes: the user exists, has
+/// exactly the given keys, and sshd answers on the pinned address.
+fn verify(incus: &Incus, name: &str, user: &UserName, wanted: &[PublicKey], facts: &mut Facts) -> Result<()> {
+    let passwd = incus
+        .exec(name, &["getent", "passwd", user.as_str()])
+        .with_context(|| format!("looking up user {user} in {name}"))?;
+    let home = passwd.stdout.trim().split(':').nth(5).unwrap_or_default().to_string();
+    if home.is_empty() {
+        bail!("user {user} in {name} has no home directory");
+    }
+    let path = format!("{home}/.ssh/authorized_keys");
+    let found = incus.exec(name, &["cat", &path]).with_context(|| format!("reading {path} in {name}"))?;
+    let mut have: Vec<String> = Vec::new();
+    for line in found.stdout.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let key = PublicKey::parse_line(line, &path)?;
+        have.push(key.fingerprint());
+    }
+    let mut want: Vec<String> = wanted.iter().map(PublicKey::fingerprint).collect();
+    have.sort();
+    want.sort();
+    if have != want {
+        bail!("{path} in {name} holds keys {have:?}, expected {want:?}");
+    }
+    let ip = facts.ipv4.context("no address learned for the container")?;
+    wait_for_ssh_banner(SocketAddr::from((ip, 22)), SSHD_TIMEOUT)
+}
+
+/// Connects until sshd sends its `SSH-2.0-...` identification line.
+fn wait_for_ssh_banner(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last_error = String::new();
+    while start.elapsed() < timeout {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.take(256));
+                match reader.read_line(&mut line) {
+                    Ok(_) if line.starts_with("SSH-") => return Ok(()),
+                    Ok(_) => last_error = format!("unexpected greeting {:?}", line.trim()),
+                    Err(err) => last_error = err.to_string(),
+                }
+            }
+            Err(err) => last_error = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("sshd does not answer on {addr}: {last_error}")
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {
+    let ip = facts.ipv4_text();
+    let bastion = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "BASTION".into());
+    let ssh = format!("ssh -J {user}@{bastion} {user}@{ip}", user = spec.user);
+    if json {
+        print_json(&serde_json::json!({
+            "user": spec.user.as_str(),
+            "container": spec.container,
+            "ipv4": ip,
+            "jump_account": spec.user.as_str(),
+            "ssh": ssh,
+            "seconds": took.as_secs_f64(),
+        }));
+    } else {
+        println!("container:    {}", spec.container);
+        println!("ipv4:         {ip}");
+        println!("user:         {}", spec.user);
+        println!("jump account: {}", spec.user);
+        println!("ssh:          {ssh}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        // Expected values from Python's datetime.
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_482_123), "2026-11-24T01:02:03Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn banner_wait_reads_ssh_identification() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+        });
+        wait_for_ssh_banner(addr, Duration::from_secs(5)).unwrap();
+        server.join().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let err = wait_for_ssh_banner(closed, Duration::from_millis(300)).unwrap_err();
+        assert!(err.to_string().contains("does not answer"), "{err}");
+    }
+}

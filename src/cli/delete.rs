@@ -1,0 +1,133 @@
+//! `containarium delete USER`: the container, then the jump account and its
+//! key file, each only if Containarium made it. With `--backup DIR` nothing
+//! is deleted unless a non-empty export was written first.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Env;
+use crate::accounts;
+use crate::error::Refused;
+use crate::names::UserName;
+use crate::plan::{Action, Facts, Plan, Step};
+
+/// Delete a user's container and jump account
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// User name
+    user: UserName,
+
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(long)]
+    force: bool,
+
+    /// Export the container to this directory first; delete only if that works
+    #[arg(long, value_name = "DIR")]
+    backup: Option<PathBuf>,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl DeleteArgs {
+    pub fn run(self, env: &Env) -> Result<()> {
+        let plan = self.plan(env)?;
+        if self.dry_run {
+            print!("{}", plan.describe());
+            return Ok(());
+        }
+        if plan.steps.is_empty() {
+            println!("nothing to delete for {}", self.user);
+            return Ok(());
+        }
+        if !self.force {
+            confirm(&format!(
+                "Delete {} and jump account {}? This cannot be undone",
+                self.user.container(),
+                self.user
+            ))?;
+        }
+        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+        println!("deleted {}", self.user);
+        Ok(())
+    }
+
+    fn plan(&self, env: &Env) -> Result<Plan> {
+        let user = &self.user;
+        let name = user.container();
+        let mut plan = Plan::default();
+        let instance = env.incus.instance(&name)?;
+        match &instance {
+            Some(i) if i.owner().is_none() => {
+                bail!(Refused(format!("{name} is not managed by containarium; not deleting it")))
+            }
+            Some(_) => {
+                if let Some(dir) = &self.backup {
+                    if !dir.is_dir() {
+                        bail!(Refused(format!("backup directory {} does not exist", dir.display())));
+                    }
+                    let file = dir.join(format!("{name}-{}.tar.gz", stamp()));
+                    if file.exists() {
+                        bail!(Refused(format!("{} already exists", file.display())));
+                    }
+                    let path = file.to_string_lossy().into_owned();
+                    plan.push(Step::new(
+                        format!("back up {name} to {path}"),
+                        Action::run(env.incus.cmd(["export", name.as_str(), path.as_str()])),
+                    ));
+                    plan.push(Step::new(
+                        "check the backup",
+                        Action::check(format!("test -s {path}"), move |_| {
+                            match std::fs::metadata(&file) {
+                                Ok(meta) if meta.len() > 0 => Ok(()),
+                                _ => bail!("the backup {} is missing or empty; nothing deleted", file.display()),
+                            }
+                        }),
+                    ));
+                }
+                plan.push(Step::new(format!("delete container {name}"), Action::run(env.incus.delete_cmd(&name))));
+            }
+            None => plan.unchanged(format!("container {name} (absent)")),
+        }
+        match accounts::lookup(user.as_str())? {
+            Some(account) if accounts::is_ours(&account)? => plan.push(Step::new(
+                format!("delete jump account {user}"),
+                Action::EditAccounts(accounts::userdel(user)),
+            )),
+            Some(_) => plan.unchanged(format!("host account {user} (not made by containarium; kept)")),
+            None => plan.unchanged(format!("jump account {user} (absent)")),
+        }
+        let key_file = env.paths.key_file(user);
+        if key_file.exists() {
+            plan.push(Step::new("remove the jump key file", Action::Remove(key_file)));
+        }
+        if self.backup.is_some() && instance.is_none() {
+            bail!(Refused(format!("{name} does not exist: nothing to back up")));
+        }
+        Ok(plan)
+    }
+}
+
+/// Asks on the terminal; refuses when there is none to ask on.
+fn confirm(question: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(Refused("refusing to delete without confirmation: no terminal; pass --force".into()));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!(Refused("not deleted".into()));
+    }
+    Ok(())
+}
+
+/// A sortable UTC stamp for backup file names: 20261124T010203Z.
+fn stamp() -> String {
+    super::create::created_timestamp().replace(['-', ':'], "")
+}

@@ -1,0 +1,120 @@
+//! `containarium host init`: the group, the key directory and the sshd
+//! drop-in that jump accounts need. `create` runs the same plan when any of
+//! it is missing.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::Env;
+use crate::accounts;
+use crate::config::Paths;
+use crate::error::Refused;
+use crate::exec::Cmd;
+use crate::files::{self, FileWrite};
+use crate::plan::{Action, Facts, Plan, Step};
+use crate::sshd;
+
+/// Prepare this host as a bastion
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Create the containarium group, key directory and sshd drop-in
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl HostCommand {
+    pub fn run(self, env: &Env) -> Result<()> {
+        match self {
+            HostCommand::Init(args) => {
+                let plan = plan(&env.paths)?;
+                if args.dry_run {
+                    print!("{}", plan.describe());
+                    return Ok(());
+                }
+                plan.apply(env.paths.lock_file(), &mut Facts::default())
+            }
+        }
+    }
+}
+
+/// The steps still missing on this host; satisfied ones are `unchanged`.
+pub fn plan(paths: &Paths) -> Result<Plan> {
+    let mut plan = Plan::default();
+    if accounts::group_gid()?.is_some() {
+        plan.unchanged(format!("group {}", accounts::GROUP));
+    } else {
+        plan.push(
+            Step::new(
+                format!("create group {}", accounts::GROUP),
+                Action::EditAccounts(accounts::groupadd()),
+            )
+            .undo(Action::EditAccounts(Cmd::new("groupdel").arg(accounts::GROUP))),
+        );
+    }
+
+    let keys_dir = paths.keys_dir();
+    if keys_dir.is_dir() {
+        plan.unchanged(format!("key directory {}", keys_dir.display()));
+    } else {
+        let dir = keys_dir.to_string_lossy().into_owned();
+        plan.push(
+            Step::new(
+                "create the jump-key directory",
+                Action::run(Cmd::new("install").args(["-d", "-m", "0755", "-o", "root", "-g", "root", &dir])),
+            )
+            .undo(Action::run(Cmd::new("rmdir").arg(&dir))),
+        );
+    }
+
+    let config = paths.sshd_config();
+    let main_config = files::read_optional(&config)?.ok_or_else(|| {
+        Refused(format!("{} not found: is openssh-server installed?", config.display()))
+    })?;
+    if !sshd::includes_dropins(&main_config) {
+        return Err(Refused(format!(
+            "{} does not read sshd_config.d: add `Include /etc/ssh/sshd_config.d/*.conf` at its top",
+            config.display()
+        ))
+        .into());
+    }
+    let dropin = paths.sshd_dropin();
+    let wanted = sshd::dropin();
+    let current = files::read_optional(&dropin)?;
+    match &current {
+        Some(text) if *text == wanted => {
+            plan.unchanged(format!("sshd drop-in {}", dropin.display()));
+            return Ok(plan);
+        }
+        Some(text) if !text.starts_with(sshd::MARKER) => {
+            return Err(Refused(format!(
+                "{} exists and was not written by containarium; move it aside first",
+                dropin.display()
+            ))
+            .into());
+        }
+        _ => {}
+    }
+    let restore = match current {
+        Some(previous) => Action::write(FileWrite { path: dropin.clone(), mode: 0o644, contents: previous }),
+        None => Action::Remove(dropin.clone()),
+    };
+    plan.push(
+        Step::new(
+            "install the sshd drop-in",
+            Action::write(FileWrite { path: dropin, mode: 0o644, contents: wanted }),
+        )
+        .undo(restore),
+    );
+    plan.push(Step::new("validate the sshd configuration", Action::run(sshd::validate(&config))));
+    match sshd::running_pid(&paths.sshd_pid_file()) {
+        Some(pid) => plan.push(Step::new("reload sshd", Action::run(sshd::reload(pid)))),
+        None => plan.unchanged("sshd is not running; it reads the drop-in when it starts"),
+    }
+    Ok(plan)
+}

@@ -1,0 +1,115 @@
+//! `containarium list`: the containers Containarium manages, from a single
+//! `incus list --format json`.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Env, print_json};
+use crate::incus::{Instance, key};
+
+/// List the containers containarium manages
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+impl ListArgs {
+    pub fn run(self, env: &Env) -> Result<()> {
+        let rows: Vec<Row> = env.incus.instances()?.iter().filter_map(Row::of).collect();
+        if self.json {
+            print_json(&serde_json::Value::Array(rows.iter().map(Row::to_json).collect()));
+        } else {
+            print!("{}", table(&rows));
+        }
+        Ok(())
+    }
+}
+
+/// One managed container, as `list` shows it.
+#[derive(Debug, PartialEq)]
+pub struct Row {
+    pub name: String,
+    pub user: String,
+    pub state: String,
+    pub ipv4: String,
+    pub disk: String,
+    pub cpu: String,
+    pub memory: String,
+    pub autostart: bool,
+}
+
+impl Row {
+    /// `None` for instances we did not make.
+    pub fn of(instance: &Instance) -> Option<Row> {
+        let user = instance.owner()?.to_string();
+        Some(Row {
+            name: instance.name.clone(),
+            user,
+            state: state(instance),
+            ipv4: instance.ipv4().map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+            disk: instance.root_size().unwrap_or("-").to_string(),
+            cpu: instance.config_value("limits.cpu").unwrap_or("-").to_string(),
+            memory: instance.config_value("limits.memory").unwrap_or("-").to_string(),
+            autostart: instance.autostart(),
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "user": self.user,
+            "state": self.state,
+            "ipv4": (self.ipv4 != "-").then_some(&self.ipv4),
+            "disk": self.disk,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "autostart": self.autostart,
+        })
+    }
+}
+
+/// `running`/`stopped`, or `pending` while provisioning has not finished
+/// (or was interrupted: `delete` cleans such a container up).
+pub fn state(instance: &Instance) -> String {
+    match instance.config_value(key::STATE) {
+        Some("ready") | None => instance.status.to_lowercase(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let header = ["NAME", "USER", "STATE", "IPV4", "DISK", "CPU", "MEMORY", "AUTOSTART"];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.user.clone(),
+                r.state.clone(),
+                r.ipv4.clone(),
+                r.disk.clone(),
+                r.cpu.clone(),
+                r.memory.clone(),
+                if r.autostart { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> =
+            cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(&header.map(String::from));
+    for row in &cells {
+        out.push_str(&line(row));
+    }
+    out
+}

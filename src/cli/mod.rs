@@ -1,0 +1,150 @@
+//! The command line: one file per verb, each an `Args` struct with `run`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::Paths;
+use crate::error::Refused;
+use crate::incus::Incus;
+
+mod create;
+mod delete;
+mod export;
+mod host;
+mod info;
+mod list;
+
+/// Per-user Incus development containers behind locked-down SSH jump
+/// accounts. Run as root on the bastion.
+#[derive(Debug, Parser)]
+#[command(
+    name = "containarium",
+    version,
+    help_expected = true,
+    disable_help_subcommand = true,
+    max_term_width = 80
+)]
+pub struct Cli {
+    /// Incus project to work in (default: the current project)
+    #[arg(long, global = true, value_name = "NAME")]
+    project: Option<String>,
+
+    /// Log every command run (-v)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Create(create::CreateArgs),
+    List(list::ListArgs),
+    Info(info::InfoArgs),
+    Delete(delete::DeleteArgs),
+    Export(export::ExportArgs),
+    #[command(subcommand)]
+    Host(host::HostCommand),
+}
+
+/// What every verb works with.
+pub struct Env {
+    pub incus: Incus,
+    pub paths: Paths,
+}
+
+impl Cli {
+    pub fn run(self) -> Result<()> {
+        crate::exec::set_verbosity(self.verbose);
+        require_root()?;
+        let env = Env {
+            incus: Incus::new(self.project),
+            paths: Paths::from_env(),
+        };
+        match self.command {
+            Command::Create(args) => args.run(&env),
+            Command::List(args) => args.run(&env),
+            Command::Info(args) => args.run(&env),
+            Command::Delete(args) => args.run(&env),
+            Command::Export(args) => args.run(&env),
+            Command::Host(command) => command.run(&env),
+        }
+    }
+}
+
+fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Refused("containarium must run as root: try `sudo containarium ...`".into()).into());
+    }
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_each_verb() {
+        let ok = [
+            vec!["create", "alice", "--ssh-key", "a.pub", "--disk", "5GiB", "--cpu", "1", "--memory", "1GiB", "--no-docker", "--no-autostart", "--dry-run", "--json"],
+            vec!["--project", "dev", "list", "--json"],
+            vec!["info", "alice", "--json"],
+            vec!["delete", "alice", "--force", "--backup", "/tmp", "--dry-run"],
+            vec!["export", "alice", "--jump-ip", "203.0.113.5", "--jump-port", "2222", "--key", "~/.ssh/id", "--output", "x"],
+            vec!["host", "init", "--dry-run"],
+        ];
+        for args in ok {
+            let argv = std::iter::once("containarium").chain(args.iter().copied());
+            if let Err(err) = Cli::try_parse_from(argv) {
+                panic!("{args:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_bad_values_at_parse_time() {
+        let bad = [
+            vec!["create", "Alice", "--ssh-key", "a.pub"],
+            vec!["create", "alice"],
+            vec!["create", "alice", "--ssh-key", "a.pub", "--disk", "-5GB"],
+            vec!["create", "alice", "--ssh-key", "a.pub", "--cpu", "0"],
+            vec!["create", "alice", "--ssh-key", "a.pub", "--memory", "abc"],
+            vec!["export", "alice"],
+            vec!["export", "alice", "--jump-ip", "h", "--jump-port", "0"],
+        ];
+        for args in bad {
+            let argv = std::iter::once("containarium").chain(args.iter().copied());
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_fits_80_columns() {
+        let mut cmd = Cli::command();
+        let mut pages = vec![cmd.render_long_help().to_string()];
+        for sub in cmd.get_subcommands_mut() {
+            pages.push(sub.render_long_help().to_string());
+            for subsub in sub.get_subcommands_mut() {
+                pages.push(subsub.render_long_help().to_string());
+            }
+        }
+        for page in pages {
+            for line in page.lines() {
+                assert!(line.chars().count() <= 80, "too wide: {line:?}");
+            }
+        }
+    }
+}

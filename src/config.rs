@@ -1,0 +1,175 @@
+//! Defaults from /etc/containarium/config.toml and the host paths we use.
+//!
+//! Every path is under a root directory (`/` unless `CONTAINARIUM_ROOT` says
+//! otherwise) so tests can run the real binary against a scratch tree.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::error::Refused;
+use crate::names::UserName;
+use crate::size::ByteSize;
+
+/// The image every container starts from unless told otherwise: only the
+/// `/cloud` variants run cloud-init.
+pub const DEFAULT_IMAGE: &str = "images:ubuntu/24.04/cloud";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ConfigFile {
+    image: Option<String>,
+    storage_pool: Option<String>,
+    network: Option<String>,
+    disk: Option<String>,
+    cpu: Option<u32>,
+    memory: Option<String>,
+    template: Option<String>,
+}
+
+/// Defaults for `create`, after the config file; command-line flags win.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub image: String,
+    /// `None`: the project's default profile decides.
+    pub storage_pool: Option<String>,
+    pub network: Option<String>,
+    pub disk: ByteSize,
+    pub cpu: u32,
+    pub memory: ByteSize,
+    pub template: String,
+}
+
+impl Defaults {
+    pub fn load(paths: &Paths) -> Result<Defaults> {
+        let path = paths.config_file();
+        let file = match crate::files::read_optional(&path)? {
+            Some(text) => toml::from_str::<ConfigFile>(&text).map_err(|err| {
+                Refused(format!(
+                    "{}: {}",
+                    path.display(),
+                    err.message().replace('\n', " ")
+                ))
+            })?,
+            None if std::env::var_os("CONTAINARIUM_CONFIG").is_some() => {
+                return Err(Refused(format!(
+                    "CONTAINARIUM_CONFIG names {}, which does not exist",
+                    path.display()
+                ))
+                .into());
+            }
+            None => ConfigFile::default(),
+        };
+        let size = |value: Option<String>, default: &str, key: &str| -> Result<ByteSize> {
+            let text = value.unwrap_or_else(|| default.to_string());
+            text.parse::<ByteSize>()
+                .map_err(|err| Refused(format!("{} {key}: {err}", path.display())).into())
+        };
+        if file.cpu == Some(0) {
+            return Err(Refused(format!("{} cpu: must be at least 1", path.display())).into());
+        }
+        Ok(Defaults {
+            image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+            storage_pool: file.storage_pool,
+            network: file.network,
+            disk: size(file.disk, "20GiB", "disk")?,
+            cpu: file.cpu.unwrap_or(2),
+            memory: size(file.memory, "2GiB", "memory")?,
+            template: file.template.unwrap_or_else(|| "default".to_string()),
+        })
+    }
+}
+
+/// Where things live on the host.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+/// The key directory as sshd sees it, written into the sshd drop-in.
+pub const KEYS_DIR: &str = "/etc/containarium/keys";
+
+impl Paths {
+    pub fn new(root: impl Into<PathBuf>) -> Paths {
+        Paths { root: root.into() }
+    }
+
+    pub fn from_env() -> Paths {
+        Paths::new(std::env::var_os("CONTAINARIUM_ROOT").unwrap_or_else(|| "/".into()))
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        match std::env::var_os("CONTAINARIUM_CONFIG") {
+            Some(path) => PathBuf::from(path),
+            None => self.at("/etc/containarium/config.toml"),
+        }
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.at(KEYS_DIR)
+    }
+
+    pub fn key_file(&self, user: &UserName) -> PathBuf {
+        self.keys_dir().join(user.as_str())
+    }
+
+    pub fn templates_dir(&self) -> PathBuf {
+        self.at("/etc/containarium/templates")
+    }
+
+    pub fn sshd_config(&self) -> PathBuf {
+        self.at("/etc/ssh/sshd_config")
+    }
+
+    pub fn sshd_dropin(&self) -> PathBuf {
+        self.at("/etc/ssh/sshd_config.d/containarium.conf")
+    }
+
+    pub fn sshd_pid_file(&self) -> PathBuf {
+        self.at("/run/sshd.pid")
+    }
+
+    pub fn host_key(&self) -> PathBuf {
+        self.at("/etc/ssh/ssh_host_ed25519_key.pub")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.at("/run/containarium.lock")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Reads a file we need, with the activity in the error.
+pub fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_is_strict_kebab_case() {
+        let ok: ConfigFile =
+            toml::from_str("image = \"local:debian\"\nstorage-pool = \"tank\"\ncpu = 4\n").unwrap();
+        assert_eq!(ok.storage_pool.as_deref(), Some("tank"));
+        assert!(toml::from_str::<ConfigFile>("storage_pool = \"tank\"").is_err());
+        assert!(toml::from_str::<ConfigFile>("disks = \"1GiB\"").is_err());
+    }
+
+    #[test]
+    fn paths_are_under_the_root() {
+        let paths = Paths::new("/tmp/x");
+        let alice = "alice".parse().unwrap();
+        assert_eq!(paths.key_file(&alice), PathBuf::from("/tmp/x/etc/containarium/keys/alice"));
+        assert_eq!(Paths::new("/").sshd_dropin(), PathBuf::from("/etc/ssh/sshd_config.d/containarium.conf"));
+    }
+}

@@ -1,0 +1,284 @@
+//! The one place that spawns processes.
+//!
+//! A [`Cmd`] is a value: program, arguments and optional standard input. Its
+//! `Display` is a shell-escaped line that can be pasted into a terminal, which
+//! is what `--dry-run` prints and what `-v` logs. Commands are always run from
+//! an argv, never through `sh -c`, so nothing a user typed is ever parsed by a
+//! shell. Failures carry the command, its exit code or signal and the tail of
+//! its stderr, because duct's own error says none of that.
+
+use std::fmt;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// How much stderr a failure keeps: enough for Incus's one-line errors and a
+/// cloud-init traceback's last lines, little enough for a terminal.
+const STDERR_TAIL: usize = 1024;
+
+static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the `-v` count; at 1 and above every command is logged to stderr.
+pub fn set_verbosity(level: u8) {
+    VERBOSITY.store(level, Ordering::Relaxed);
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<String>) -> Self {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+}
+
+/// Marks the end of a here-document in `Display`; chosen so that no key file or
+/// user-data line plausibly equals it.
+const HEREDOC_END: &str = "CONTAINARIUM_EOF";
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_quote(&self.program))?;
+        for arg in &self.args {
+            write!(f, " {}", shell_quote(arg))?;
+        }
+        if let Some(stdin) = &self.stdin {
+            let text = String::from_utf8_lossy(stdin);
+            write!(f, " <<'{HEREDOC_END}'\n{text}")?;
+            if !text.ends_with('\n') {
+                f.write_str("\n")?;
+            }
+            f.write_str(HEREDOC_END)?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes `s` for a POSIX shell, leaving plain words alone for readability.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=,@%+".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A command that could not be started, or that ended unsuccessfully.
+#[derive(Debug)]
+pub struct CmdError {
+    pub command: String,
+    pub program: String,
+    /// `None` when the program could not be started at all.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stderr: String,
+    pub not_found: bool,
+}
+
+impl CmdError {
+    /// Whether stderr contains `needle`; the usual way to recognise a known
+    /// failure of a tool that has no structured errors.
+    pub fn stderr_contains(&self, needle: &str) -> bool {
+        self.stderr.contains(needle)
+    }
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.not_found {
+            return write!(f, "{} is not installed (running `{}`)", self.program, self.command);
+        }
+        write!(f, "`{}` failed", self.command)?;
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, " with exit code {code}")?,
+            (None, Some(sig)) => write!(f, " killed by signal {sig}")?,
+            (None, None) => f.write_str(" to start")?,
+        }
+        let tail = self.stderr.trim();
+        if !tail.is_empty() {
+            write!(f, ": {tail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CmdError {}
+
+/// Runs `cmd`, returning its output whatever its exit status.
+pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
+    if VERBOSITY.load(Ordering::Relaxed) > 0 {
+        eprintln!("+ {}", abbreviate(&cmd.to_string()));
+    }
+    let mut expr = duct::cmd(&cmd.program, &cmd.args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked();
+    expr = match &cmd.stdin {
+        Some(bytes) => expr.stdin_bytes(bytes.clone()),
+        None => expr.stdin_null(),
+    };
+    // Incus reads INCUS_PROJECT, INCUS_REMOTE and friends: a stray one in the
+    // admin's environment must not redirect what we do.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("INCUS_") {
+            expr = expr.env_remove(key);
+        }
+    }
+    let output = expr.run().map_err(|err| CmdError {
+        command: abbreviate(&cmd.to_string()),
+        program: cmd.program.clone(),
+        code: None,
+        signal: None,
+        not_found: err.kind() == io::ErrorKind::NotFound,
+        stderr: err.to_string(),
+    })?;
+    Ok(Output {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Runs `cmd` and fails unless it exits 0.
+pub fn run(cmd: &Cmd) -> Result<Output, CmdError> {
+    let output = run_unchecked(cmd)?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(failure(cmd, &output))
+    }
+}
+
+/// The error for a command that ran and ended unsuccessfully.
+pub fn failure(cmd: &Cmd, output: &Output) -> CmdError {
+    CmdError {
+        command: abbreviate(&cmd.to_string()),
+        program: cmd.program.clone(),
+        code: output.status.code(),
+        signal: output.status.signal(),
+        stderr: tail(&output.stderr, STDERR_TAIL).to_string(),
+        not_found: false,
+    }
+}
+
+/// Shortens a command line for messages: a launch carries the whole
+/// user-data, which helps nobody in a one-line error.
+fn abbreviate(line: &str) -> String {
+    const MAX: usize = 400;
+    if line.len() <= MAX {
+        return line.to_string();
+    }
+    let mut end = MAX;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &line[..end])
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_copy_pastable() {
+        let cmd = Cmd::new("useradd").args(["--comment", "it's me", "-p", "*", "alice"]);
+        assert_eq!(
+            cmd.to_string(),
+            r"useradd --comment 'it'\''s me' -p '*' alice"
+        );
+        let out = duct::cmd!("sh", "-c", format!("printf '%s\\n' {}", cmd.to_string().split_once(' ').unwrap().1))
+            .read()
+            .unwrap();
+        assert_eq!(out, "--comment\nit's me\n-p\n*\nalice");
+    }
+
+    #[test]
+    fn display_shows_stdin_as_heredoc() {
+        let cmd = Cmd::new("incus")
+            .args(["file", "push", "-", "c/etc/x"])
+            .stdin("a\nb");
+        assert_eq!(
+            cmd.to_string(),
+            "incus file push - c/etc/x <<'CONTAINARIUM_EOF'\na\nb\nCONTAINARIUM_EOF"
+        );
+    }
+
+    #[test]
+    fn failure_carries_command_code_and_stderr() {
+        let cmd = Cmd::new("sh").args(["-c", "echo oops >&2; exit 3"]);
+        let err = run(&cmd).unwrap_err();
+        assert_eq!(err.code, Some(3));
+        assert_eq!(
+            err.to_string(),
+            "`sh -c 'echo oops >&2; exit 3'` failed with exit code 3: oops"
+        );
+    }
+
+    #[test]
+    fn missing_program_is_named() {
+        let err = run(&Cmd::new("containarium-no-such-tool")).unwrap_err();
+        assert!(err.not_found);
+        assert!(err.to_string().starts_with("containarium-no-such-tool is not installed"));
+    }
+
+    #[test]
+    fn stdin_is_passed_and_env_scrubbed() {
+        // SAFETY: tests in this module do not read INCUS_* concurrently.
+        unsafe { std::env::set_var("INCUS_PROJECT", "elsewhere") };
+        let out = run(&Cmd::new("sh")
+            .args(["-c", "cat; echo \"${INCUS_PROJECT-unset}\""])
+            .stdin("in\n"))
+        .unwrap();
+        assert_eq!(out.stdout, "in\nunset\n");
+    }
+}

@@ -1,0 +1,284 @@
+//! Incus, driven through its `incus` command line.
+//!
+//! Commands are built here as [`Cmd`] values (every one carries `--project`
+//! when a project is selected); their output is parsed by pure functions
+//! tested on captured real output. Everything Containarium knows about a
+//! container lives in the instance's `user.containarium.*` config keys.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::error::Refused;
+use crate::exec::{self, Cmd, CmdError, Output};
+
+/// Config keys we own on an instance.
+pub mod key {
+    pub const OWNER: &str = "user.containarium.owner";
+    pub const STATE: &str = "user.containarium.state";
+    pub const TEMPLATE: &str = "user.containarium.template";
+    pub const CREATED: &str = "user.containarium.created";
+    pub const JUMP_ACCOUNT: &str = "user.containarium.jump-account";
+    pub const DOCKER: &str = "user.containarium.docker";
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Incus {
+    project: Option<String>,
+}
+
+impl Incus {
+    pub fn new(project: Option<String>) -> Incus {
+        Incus { project }
+    }
+
+    /// `incus [--project P] ARGS...`
+    pub fn cmd<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut cmd = Cmd::new("incus");
+        if let Some(project) = &self.project {
+            cmd = cmd.args(["--project", project.as_str()]);
+        }
+        cmd.args(args)
+    }
+
+    pub fn list_cmd(&self, name: Option<&str>) -> Cmd {
+        let mut cmd = self.cmd(["list", "--format", "json"]);
+        if let Some(name) = name {
+            // The filter is a regular expression; anchor it to the one name.
+            cmd = cmd.arg(format!("^{name}$"));
+        }
+        cmd
+    }
+
+    /// Every instance in the project, with state, from one call.
+    pub fn instances(&self) -> Result<Vec<Instance>> {
+        let out = self.probe(&self.list_cmd(None))?;
+        parse_instances(&out.stdout)
+    }
+
+    pub fn instance(&self, name: &str) -> Result<Option<Instance>> {
+        let out = self.probe(&self.list_cmd(Some(name)))?;
+        Ok(parse_instances(&out.stdout)?.into_iter().find(|i| i.name == name))
+    }
+
+    /// Refuses unless `image` resolves, locally or on its remote.
+    pub fn require_image(&self, image: &str) -> Result<()> {
+        let cmd = self.cmd(["image", "info", image]);
+        match exec::run(&cmd) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let err = daemon_refusal(err)?;
+                let reason = err.stderr.trim().trim_start_matches("Error: ").to_string();
+                Err(Refused(format!(
+                    "image \"{image}\" is not available: {reason} (see `incus image list`)"
+                ))
+                .into())
+            }
+        }
+    }
+
+    /// Runs a read-only query, turning "Incus is missing or down" into a
+    /// refusal that says how to fix it.
+    pub fn probe(&self, cmd: &Cmd) -> Result<Output> {
+        exec::run(cmd).or_else(|err| Err(daemon_refusal(err)?.into()))
+    }
+
+    pub fn exec_cmd<I, S>(&self, instance: &str, argv: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cmd(["exec", instance, "--"]).args(argv)
+    }
+
+    /// Runs `argv` in the instance; returns the output whatever the status.
+    pub fn exec_unchecked(&self, instance: &str, argv: &[&str]) -> Result<Output> {
+        let cmd = self.exec_cmd(instance, argv.iter().copied());
+        Ok(exec::run_unchecked(&cmd)?)
+    }
+
+    pub fn exec(&self, instance: &str, argv: &[&str]) -> Result<Output> {
+        let cmd = self.exec_cmd(instance, argv.iter().copied());
+        Ok(exec::run(&cmd)?)
+    }
+
+    pub fn delete_cmd(&self, instance: &str) -> Cmd {
+        self.cmd(["delete", "--force", instance])
+    }
+
+    pub fn config_set_cmd(&self, instance: &str, key: &str, value: &str) -> Cmd {
+        self.cmd(["config", "set", instance, &format!("{key}={value}")])
+    }
+}
+
+/// Maps "incus is not installed" and "the daemon is down" to refusals with
+/// the fix; hands every other failure back.
+fn daemon_refusal(err: CmdError) -> Result<CmdError, Refused> {
+    if err.not_found {
+        return Err(Refused(
+            "incus is not installed: install it (apt-get install incus) and run `incus admin init`"
+                .into(),
+        ));
+    }
+    let down = ["unix.socket", "Failed to connect", "connection refused", "daemon"];
+    if err.code.is_some() && down.iter().any(|m| err.stderr.contains(m)) {
+        return Err(Refused(
+            "the Incus daemon is not running: start it with `systemctl start incus` \
+             (or `incusd --group incus-admin &` on hosts without systemd)"
+                .into(),
+        ));
+    }
+    Ok(err)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Instance {
+    pub name: String,
+    pub status: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub expanded_config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub devices: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub expanded_devices: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub state: Option<State>,
+    #[serde(default)]
+    pub last_used_at: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub network: Option<BTreeMap<String, Nic>>,
+    #[serde(default)]
+    pub disk: Option<BTreeMap<String, DiskState>>,
+    #[serde(default)]
+    pub memory: Option<MemoryState>,
+    #[serde(default)]
+    pub pid: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Nic {
+    #[serde(default)]
+    pub addresses: Vec<Address>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Address {
+    pub family: String,
+    pub address: String,
+    #[serde(default)]
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DiskState {
+    #[serde(default)]
+    pub usage: u64,
+    #[serde(default)]
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MemoryState {
+    #[serde(default)]
+    pub usage: u64,
+}
+
+impl Instance {
+    /// The user this container belongs to, when Containarium made it.
+    pub fn owner(&self) -> Option<&str> {
+        self.config.get(key::OWNER).map(String::as_str)
+    }
+
+    pub fn config_value(&self, key: &str) -> Option<&str> {
+        self.expanded_config.get(key).or_else(|| self.config.get(key)).map(String::as_str)
+    }
+
+    /// eth0's global IPv4 address. Never docker0's (172.17.0.1), which
+    /// `incus list`'s IPV4 column shows too once Docker runs inside.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        let nic = self.state.as_ref()?.network.as_ref()?.get("eth0")?;
+        nic.addresses
+            .iter()
+            .filter(|a| a.family == "inet" && a.scope == "global")
+            .find_map(|a| a.address.parse().ok())
+    }
+
+    /// The address pinned on eth0 (`ipv4.address`), if any.
+    pub fn pinned_ipv4(&self) -> Option<Ipv4Addr> {
+        self.expanded_devices.get("eth0")?.get("ipv4.address")?.parse().ok()
+    }
+
+    pub fn root_size(&self) -> Option<&str> {
+        self.expanded_devices.get("root")?.get("size").map(String::as_str)
+    }
+
+    pub fn disk_used(&self) -> Option<u64> {
+        Some(self.state.as_ref()?.disk.as_ref()?.get("root")?.usage)
+    }
+
+    pub fn memory_used(&self) -> Option<u64> {
+        Some(self.state.as_ref()?.memory.as_ref()?.usage)
+    }
+
+    pub fn autostart(&self) -> bool {
+        self.config_value("boot.autostart") == Some("true")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.status == "Running"
+    }
+
+    /// Whether eth0 is the instance's own device rather than a profile's.
+    pub fn has_local_eth0(&self) -> bool {
+        self.devices.contains_key("eth0")
+    }
+}
+
+pub fn parse_instances(json: &str) -> Result<Vec<Instance>> {
+    serde_json::from_str(json).context("parsing `incus list --format json` output")
+}
+
+/// Polls until the instance has an eth0 IPv4, or `timeout` passes.
+pub fn wait_for_ipv4(
+    incus: &Incus,
+    instance: &str,
+    timeout: std::time::Duration,
+) -> Result<Ipv4Addr> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(ip) = incus.instance(instance)?.and_then(|i| i.ipv4()) {
+            return Ok(ip);
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!(
+                "{instance} has no IPv4 address on eth0 after {}s (is DHCP on its network working?)",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_goes_first() {
+        let incus = Incus::new(Some("dev".into()));
+        assert_eq!(incus.list_cmd(Some("a-container")).to_string(), "incus --project dev list --format json '^a-container$'");
+        assert_eq!(Incus::new(None).delete_cmd("a").to_string(), "incus delete --force a");
+    }
+}

@@ -1,0 +1,252 @@
+//! Plans: what a mutating verb will do, computed from read-only probes
+//! before anything changes, then either printed (`--dry-run`) or applied.
+//!
+//! A [`Step`] has a one-line synopsis, an [`Action`] and optionally the
+//! action that undoes it. Applying runs the steps in order; when one fails
+//! (or SIGINT/SIGTERM arrives), the undo actions of the steps already done
+//! run in reverse and the original error is returned. Steps a probe found
+//! satisfied are not in the plan at all but listed as `unchanged`, which is
+//! what makes a rerun resume.
+//!
+//! Some arguments are only known while applying (a container's address is
+//! learned from the container). Actions are therefore built from [`Facts`]
+//! at the moment they run, and `--dry-run` shows a placeholder such as
+//! `<ipv4>` for what is not known yet.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+
+use crate::exec::{self, Cmd};
+use crate::files::FileWrite;
+use crate::ui;
+
+/// What steps learn while applying.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+impl Facts {
+    /// The address, or the placeholder `--dry-run` prints in its place.
+    pub fn ipv4_text(&self) -> String {
+        self.ipv4.map_or_else(|| "<ipv4>".to_string(), |ip| ip.to_string())
+    }
+}
+
+type Build<T> = Box<dyn Fn(&Facts) -> T>;
+type Check = Box<dyn Fn(&mut Facts) -> Result<()>>;
+
+pub enum Action {
+    Run(Build<Cmd>),
+    /// A command that edits /etc/passwd or /etc/group: run under our lock and
+    /// retried while another program holds the account database's lock.
+    EditAccounts(Cmd),
+    Write(Build<FileWrite>),
+    Remove(PathBuf),
+    /// A wait or a verification, described in words.
+    Check { description: String, check: Check },
+}
+
+impl Action {
+    pub fn run(cmd: Cmd) -> Action {
+        Action::Run(Box::new(move |_| cmd.clone()))
+    }
+
+    pub fn run_with(build: impl Fn(&Facts) -> Cmd + 'static) -> Action {
+        Action::Run(Box::new(build))
+    }
+
+    pub fn write(file: FileWrite) -> Action {
+        Action::Write(Box::new(move |_| file.clone()))
+    }
+
+    pub fn check(
+        description: impl Into<String>,
+        check: impl Fn(&mut Facts) -> Result<()> + 'static,
+    ) -> Action {
+        Action::Check {
+            description: description.into(),
+            check: Box::new(check),
+        }
+    }
+
+    fn describe(&self, facts: &Facts) -> String {
+        match self {
+            Action::Run(build) => build(facts).to_string(),
+            Action::EditAccounts(cmd) => cmd.to_string(),
+            Action::Write(build) => build(facts).to_string(),
+            Action::Remove(path) => format!("rm -f {}", exec::shell_quote(&path.to_string_lossy())),
+            Action::Check { description, .. } => format!("# {description}"),
+        }
+    }
+
+    fn apply(&self, ctx: &ApplyCtx, facts: &mut Facts) -> Result<()> {
+        match self {
+            Action::Run(build) => {
+                exec::run(&build(facts))?;
+            }
+            Action::EditAccounts(cmd) => crate::accounts::edit(&ctx.lock_path, cmd)?,
+            Action::Write(build) => build(facts).apply()?,
+            Action::Remove(path) => match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing {}", path.display()));
+                }
+            },
+            Action::Check { check, .. } => check(facts)?,
+        }
+        Ok(())
+    }
+}
+
+pub struct Step {
+    pub synopsis: String,
+    pub action: Action,
+    pub undo: Option<Action>,
+}
+
+impl Step {
+    pub fn new(synopsis: impl Into<String>, action: Action) -> Step {
+        Step {
+            synopsis: synopsis.into(),
+            action,
+            undo: None,
+        }
+    }
+
+    pub fn undo(mut self, undo: Action) -> Step {
+        self.undo = Some(undo);
+        self
+    }
+}
+
+/// What applying needs besides the steps.
+struct ApplyCtx {
+    lock_path: PathBuf,
+}
+
+#[derive(Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Synopses of steps a probe found already satisfied.
+    pub unchanged: Vec<String>,
+}
+
+impl Plan {
+    pub fn push(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
+    pub fn unchanged(&mut self, what: impl Into<String>) {
+        self.unchanged.push(what.into());
+    }
+
+    pub fn append(&mut self, other: Plan) {
+        self.steps.extend(other.steps);
+        self.unchanged.extend(other.unchanged);
+    }
+
+    /// The plan as `--dry-run` prints it: each step's synopsis, then its
+    /// exact commands, indented.
+    pub fn describe(&self) -> String {
+        let facts = Facts::default();
+        let mut out = String::new();
+        for what in &self.unchanged {
+            writeln!(out, "unchanged: {what}").unwrap();
+        }
+        for (index, step) in self.steps.iter().enumerate() {
+            writeln!(out, "{}. {}", index + 1, step.synopsis).unwrap();
+            for line in step.action.describe(&facts).lines() {
+                writeln!(out, "    {line}").unwrap();
+            }
+        }
+        out
+    }
+
+    /// Applies every step; on failure undoes what was done, in reverse.
+    pub fn apply(self, lock_path: PathBuf, facts: &mut Facts) -> Result<()> {
+        let ctx = ApplyCtx { lock_path };
+        for what in &self.unchanged {
+            ui::note(&format!("{what}: unchanged"));
+        }
+        let _guard = SignalGuard::install();
+        let mut done: Vec<(String, Option<Action>)> = Vec::new();
+        for step in self.steps {
+            let result = ui::step(&step.synopsis, || step.action.apply(&ctx, facts)).and_then(
+                |()| {
+                    if INTERRUPTED.load(Ordering::SeqCst) {
+                        bail!("interrupted by a signal")
+                    }
+                    Ok(())
+                },
+            );
+            if let Err(err) = result {
+                // The failed step itself is not undone: it may have failed
+                // because what it would make already existed, and that is
+                // not ours to remove. Steps are chosen to be all-or-nothing.
+                rollback(&ctx, facts, done);
+                return Err(err.context(format!("{} failed", step.synopsis)));
+            }
+            done.push((step.synopsis, step.undo));
+        }
+        Ok(())
+    }
+}
+
+fn rollback(ctx: &ApplyCtx, facts: &mut Facts, done: Vec<(String, Option<Action>)>) {
+    for (synopsis, undo) in done.into_iter().rev() {
+        let Some(undo) = undo else { continue };
+        let result = ui::step(&format!("undoing: {synopsis}"), || undo.apply(ctx, facts));
+        if let Err(err) = result {
+            ui::note(&format!(
+                "warning: could not undo \"{synopsis}\": {err:#}; run `{}` by hand",
+                undo.describe(facts)
+            ));
+        }
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_interrupt(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// While alive, SIGINT, SIGTERM and SIGHUP only set a flag, so a plan stops
+/// between steps and undoes what it did instead of dying half-way.
+struct SignalGuard {
+    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+}
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let action = SigAction::new(
+            SigHandler::Handler(note_interrupt),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let mut previous = Vec::new();
+        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            // SAFETY: the handler only stores to an atomic.
+            if let Ok(old) = unsafe { sigaction(signal, &action) } {
+                previous.push((signal, old));
+            }
+        }
+        SignalGuard { previous }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for (signal, old) in &self.previous {
+            // SAFETY: restores the disposition we replaced.
+            let _ = unsafe { nix::sys::signal::sigaction(*signal, old) };
+        }
+    }
+}

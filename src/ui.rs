@@ -1,0 +1,39 @@
+//! Progress on stderr: a spinner per step on a terminal, one plain line per
+//! step otherwise (pipes, CI, Terraform startup scripts). stdout is left to
+//! results.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Runs `work` as a step called `synopsis`, reporting it and its duration.
+pub fn step<T, E>(synopsis: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let start = Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap());
+        bar.set_message(synopsis.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let result = work();
+    let outcome = if result.is_ok() { "done" } else { "failed" };
+    let line = format!("{synopsis}... {outcome} ({})", seconds(start.elapsed()));
+    match spinner {
+        Some(bar) => bar.finish_with_message(line),
+        None => eprintln!("{line}"),
+    }
+    // The spinner's own template would repeat the elapsed time; the plain
+    // line is what stays on screen.
+    result
+}
+
+/// A line of progress that is not a timed step.
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

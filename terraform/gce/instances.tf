@@ -1,0 +1,100 @@
+# One persistent data disk per bastion. It is a resource of its own, attached
+# with attached_disk (which the provider always attaches with autoDelete=false;
+# the block has no auto_delete argument), so deleting or recreating the VM or its
+# boot disk never deletes it. It holds the ZFS pool: containers and Incus state.
+resource "google_compute_disk" "data" {
+  for_each = local.bastions
+
+  name                      = "${each.key}-data"
+  zone                      = each.value.zone
+  type                      = var.data_disk_type
+  size                      = var.data_disk_size_gb
+  physical_block_size_bytes = 4096
+  labels                    = merge(local.labels, { role = "containarium-data" })
+}
+
+resource "google_compute_instance" "bastion" {
+  for_each = local.bastions
+
+  name         = each.key
+  zone         = each.value.zone
+  machine_type = var.machine_type
+  tags         = [local.bastion_tag]
+  labels       = local.labels
+
+  can_ip_forward            = false
+  deletion_protection       = var.deletion_protection
+  allow_stopping_for_update = true
+
+  boot_disk {
+    # The boot disk is disposable: recreate it (or the VM) and the startup
+    # script imports the pool and brings the accounts back.
+    auto_delete = true
+
+    initialize_params {
+      image  = var.boot_image
+      size   = var.boot_disk_size_gb
+      type   = "pd-balanced"
+      labels = local.labels
+    }
+  }
+
+  attached_disk {
+    source      = google_compute_disk.data[each.key].id
+    device_name = local.data_disk_device_name
+    mode        = "READ_WRITE"
+  }
+
+  network_interface {
+    subnetwork = google_compute_subnetwork.main.id
+
+    access_config {
+      nat_ip = google_compute_address.bastion[each.key].address
+    }
+  }
+
+  service_account {
+    email  = google_service_account.bastion.email
+    scopes = local.bastion_scopes
+  }
+
+  shielded_instance_config {
+    enable_secure_boot          = var.enable_secure_boot
+    enable_vtpm                 = true
+    enable_integrity_monitoring = true
+  }
+
+  # Spot: preemptible, STOPped (not deleted) on preemption; GCE never restarts
+  # Spot VMs itself, spot_restart.tf does. Regular: live migration and
+  # automatic restart.
+  scheduling {
+    preemptible                 = var.spot
+    provisioning_model          = var.spot ? "SPOT" : "STANDARD"
+    automatic_restart           = !var.spot
+    on_host_maintenance         = var.spot ? "TERMINATE" : "MIGRATE"
+    instance_termination_action = var.spot ? "STOP" : null
+  }
+
+  metadata = {
+    user-data = templatefile("${path.module}/../../cloud-init/bastion.yaml", {
+      binary_url         = var.containarium_binary_url
+      binary_sha256      = var.containarium_binary_sha256
+      startup_script_b64 = base64encode(local.startup_script)
+      data_disk_name     = local.data_disk_device_name
+      zpool_name         = local.zpool_name
+      zpool_force_import = "1"
+      bridge_address     = each.value.bridge_address
+      fail2ban_ignoreip  = join(" ", concat(["127.0.0.1/8", "::1"], local.health_check_ranges))
+    })
+    ssh-keys                 = local.admin_ssh_keys_metadata
+    block-project-ssh-keys   = "true"
+    enable-oslogin           = "FALSE"
+    disable-legacy-endpoints = "true"
+    serial-port-enable       = "false"
+  }
+
+  depends_on = [
+    google_project_iam_member.bastion_log_writer,
+    google_storage_bucket_iam_member.bastion_binary_reader,
+  ]
+}

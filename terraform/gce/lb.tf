@@ -1,0 +1,83 @@
+# Optional regional external passthrough TCP load balancer on port 22. Client
+# addresses are preserved (firewall and fail2ban still see them), and client-IP
+# session affinity keeps a client on the same bastion.
+resource "google_compute_address" "lb" {
+  count = var.enable_load_balancer ? 1 : 0
+
+  name         = "${var.name_prefix}-ssh-lb-ip"
+  region       = var.region
+  address_type = "EXTERNAL"
+  labels       = local.labels
+}
+
+resource "google_compute_region_health_check" "ssh" {
+  count = var.enable_load_balancer ? 1 : 0
+
+  name                = "${var.name_prefix}-ssh"
+  region              = var.region
+  check_interval_sec  = 10
+  timeout_sec         = 5
+  healthy_threshold   = 2
+  unhealthy_threshold = 3
+
+  tcp_health_check {
+    port = 22
+  }
+
+  log_config {
+    enable = true
+  }
+}
+
+# Unmanaged instance groups, one per zone that holds bastions.
+resource "google_compute_instance_group" "bastions" {
+  for_each = var.enable_load_balancer ? local.bastion_zones : toset([])
+
+  name      = "${var.name_prefix}-bastions-${each.key}"
+  zone      = each.key
+  network   = google_compute_network.main.id
+  instances = [for k, b in local.bastions : google_compute_instance.bastion[k].self_link if b.zone == each.key]
+
+  named_port {
+    name = "ssh"
+    port = 22
+  }
+}
+
+resource "google_compute_region_backend_service" "ssh" {
+  count = var.enable_load_balancer ? 1 : 0
+
+  name                            = "${var.name_prefix}-ssh"
+  region                          = var.region
+  load_balancing_scheme           = "EXTERNAL"
+  protocol                        = "TCP"
+  session_affinity                = "CLIENT_IP"
+  connection_draining_timeout_sec = 300
+  health_checks                   = [google_compute_region_health_check.ssh[0].id]
+
+  dynamic "backend" {
+    for_each = google_compute_instance_group.bastions
+    content {
+      group          = backend.value.id
+      balancing_mode = "CONNECTION"
+    }
+  }
+
+  log_config {
+    enable      = true
+    sample_rate = 1.0
+  }
+}
+
+resource "google_compute_forwarding_rule" "ssh" {
+  count = var.enable_load_balancer ? 1 : 0
+
+  name                  = "${var.name_prefix}-ssh"
+  region                = var.region
+  load_balancing_scheme = "EXTERNAL"
+  ip_protocol           = "TCP"
+  ports                 = ["22"]
+  ip_address            = google_compute_address.lb[0].address
+  backend_service       = google_compute_region_backend_service.ssh[0].id
+  labels                = local.labels
+}
