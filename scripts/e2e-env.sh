@@ -487,7 +487,7 @@ e2e_stop_bastion_sshd() {
 e2e_instance_ipv4() {
 	local name=$1 timeout=${2:-60} ip i
 	for ((i = 0; i < timeout * 5; i++)); do
-		ip=$(e2e_incus query "/1.0/instances/$name/state?project=$E2E_PROJECT" 2>/dev/null |
+		ip=$(incus query "/1.0/instances/$name/state?project=$E2E_PROJECT" 2>/dev/null |
 			jq -r '.network.eth0.addresses[]? | select(.family == "inet" and .scope == "global") | .address' |
 			head -n1)
 		if [ -n "$ip" ]; then

@@ -80,7 +80,8 @@ pub fn jump_key_line(ip: &str, key: &PublicKey) -> String {
 
 /// The whole key file for a jump account.
 pub fn jump_key_file(ip: &str, keys: &[PublicKey]) -> String {
-    let mut out = String::from("# Managed by containarium: tunnels to this user's container only.\n");
+    let mut out =
+        String::from("# Managed by containarium: tunnels to this user's container only.\n");
     for key in keys {
         out.push_str(&jump_key_line(ip, key));
         out.push('\n');
@@ -92,8 +93,13 @@ pub fn jump_key_file(ip: &str, keys: &[PublicKey]) -> String {
 pub fn parse_jump_key_file(text: &str) -> (Option<Ipv4Addr>, Vec<PublicKey>) {
     let mut ip = None;
     let mut keys = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let Some((options, key)) = line.split_once(' ') else { continue };
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let Some((options, key)) = line.split_once(' ') else {
+            continue;
+        };
         if let Some(rest) = options.split("permitopen=\"").nth(1) {
             ip = rest.split(':').next().and_then(|s| s.parse().ok());
         }
@@ -142,7 +148,10 @@ mod tests {
             format!("restrict,port-forwarding,permitopen=\"10.197.83.7:22\" {KEY}")
         );
         let file = jump_key_file("10.197.83.7", &[key.clone()]);
-        assert_eq!(parse_jump_key_file(&file), (Some("10.197.83.7".parse().unwrap()), vec![key]));
+        assert_eq!(
+            parse_jump_key_file(&file),
+            (Some("10.197.83.7".parse().unwrap()), vec![key])
+        );
     }
 
     #[test]
@@ -164,8 +173,14 @@ mod tests {
             stderr: stderr.into(),
             not_found: false,
         };
-        assert!(is_database_locked(&err("useradd: cannot lock /etc/passwd; try again later.\n")));
-        assert!(is_database_locked(&err("useradd: cannot lock /etc/group; try again later.\n")));
-        assert!(!is_database_locked(&err("useradd: user 'x' already exists\n")));
+        assert!(is_database_locked(&err(
+            "useradd: cannot lock /etc/passwd; try again later.\n"
+        )));
+        assert!(is_database_locked(&err(
+            "useradd: cannot lock /etc/group; try again later.\n"
+        )));
+        assert!(!is_database_locked(&err(
+            "useradd: user 'x' already exists\n"
+        )));
     }
 }

@@ -46,7 +46,9 @@ impl Template {
     /// Loads template `name`, from `dir` if it has one, else built in.
     pub fn load(dir: &Path, name: &str) -> Result<Template, Refused> {
         let valid = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
             return Err(Refused(format!(
                 "invalid template name \"{}\": use lowercase letters, digits and '-'",
@@ -68,8 +70,15 @@ impl Template {
         };
         let mut template: Template = toml::from_str(&text)
             .map_err(|err| Refused(format!("{origin}: {}", err.message().replace('\n', " "))))?;
-        if template.runcmd.iter().chain(&template.docker.runcmd).any(Vec::is_empty) {
-            return Err(Refused(format!("{origin}: a runcmd entry is an empty command")));
+        if template
+            .runcmd
+            .iter()
+            .chain(&template.docker.runcmd)
+            .any(Vec::is_empty)
+        {
+            return Err(Refused(format!(
+                "{origin}: a runcmd entry is an empty command"
+            )));
         }
         template.name = name.to_string();
         Ok(template)
@@ -85,7 +94,11 @@ impl Template {
         }
         let mut out = String::new();
         let _ = writeln!(out, "#cloud-config");
-        let _ = writeln!(out, "# Rendered by containarium from template {:?}.", self.name);
+        let _ = writeln!(
+            out,
+            "# Rendered by containarium from template {:?}.",
+            self.name
+        );
         let _ = writeln!(out, "users:");
         let _ = writeln!(out, "  - name: {}", quote(user.as_str()));
         let _ = writeln!(out, "    shell: {}", quote(&self.shell));
@@ -190,9 +203,16 @@ mod tests {
         let minimal = Template::load(dir.path(), "minimal").unwrap();
         assert_eq!(minimal.shell, "/bin/sh");
         let err = Template::load(dir.path(), "nope").unwrap_err().0;
-        assert_eq!(err, "unknown template \"nope\": available are default, minimal");
+        assert_eq!(
+            err,
+            "unknown template \"nope\": available are default, minimal"
+        );
         assert!(Template::load(dir.path(), "../etc/passwd").is_err());
-        std::fs::write(dir.path().join("typo.toml"), "descripton = \"x\"\nshell = \"/bin/sh\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("typo.toml"),
+            "descripton = \"x\"\nshell = \"/bin/sh\"\n",
+        )
+        .unwrap();
         let err = Template::load(dir.path(), "typo").unwrap_err().0;
         assert!(err.contains("unknown field"), "{err}");
         assert!(!err.contains('\n'));

@@ -169,7 +169,13 @@ mod tests {
     fn paths_are_under_the_root() {
         let paths = Paths::new("/tmp/x");
         let alice = "alice".parse().unwrap();
-        assert_eq!(paths.key_file(&alice), PathBuf::from("/tmp/x/etc/containarium/keys/alice"));
-        assert_eq!(Paths::new("/").sshd_dropin(), PathBuf::from("/etc/ssh/sshd_config.d/containarium.conf"));
+        assert_eq!(
+            paths.key_file(&alice),
+            PathBuf::from("/tmp/x/etc/containarium/keys/alice")
+        );
+        assert_eq!(
+            Paths::new("/").sshd_dropin(),
+            PathBuf::from("/etc/ssh/sshd_config.d/containarium.conf")
+        );
     }
 }

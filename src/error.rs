@@ -34,3 +34,22 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         1
     }
 }
+
+/// Folds a multi-line message (clap's) into one line: everything before the
+/// first blank line, whitespace collapsed.
+pub fn one_line(message: &str) -> String {
+    let head = message.split("\n\n").next().unwrap_or_default();
+    head.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn folds_clap_messages() {
+        let clap = "error: the following required arguments were not provided:\n  --ssh-key <FILE>\n\nUsage: containarium create --ssh-key <FILE> <USER>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::one_line(clap),
+            "error: the following required arguments were not provided: --ssh-key <FILE>"
+        );
+    }
+}

@@ -125,7 +125,11 @@ impl CmdError {
 impl fmt::Display for CmdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.not_found {
-            return write!(f, "{} is not installed (running `{}`)", self.program, self.command);
+            return write!(
+                f,
+                "{} is not installed (running `{}`)",
+                self.program, self.command
+            );
         }
         write!(f, "`{}` failed", self.command)?;
         match (self.code, self.signal) {
@@ -236,9 +240,16 @@ mod tests {
             cmd.to_string(),
             r"useradd --comment 'it'\''s me' -p '*' alice"
         );
-        let out = duct::cmd!("sh", "-c", format!("printf '%s\\n' {}", cmd.to_string().split_once(' ').unwrap().1))
-            .read()
-            .unwrap();
+        let out = duct::cmd!(
+            "sh",
+            "-c",
+            format!(
+                "printf '%s\\n' {}",
+                cmd.to_string().split_once(' ').unwrap().1
+            )
+        )
+        .read()
+        .unwrap();
         assert_eq!(out, "--comment\nit's me\n-p\n*\nalice");
     }
 
@@ -268,7 +279,10 @@ mod tests {
     fn missing_program_is_named() {
         let err = run(&Cmd::new("containarium-no-such-tool")).unwrap_err();
         assert!(err.not_found);
-        assert!(err.to_string().starts_with("containarium-no-such-tool is not installed"));
+        assert!(
+            err.to_string()
+                .starts_with("containarium-no-such-tool is not installed")
+        );
     }
 
     #[test]

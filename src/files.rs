@@ -29,7 +29,8 @@ impl FileWrite {
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         temp.write_all(self.contents.as_bytes())?;
-        temp.as_file().set_permissions(Permissions::from_mode(self.mode))?;
+        temp.as_file()
+            .set_permissions(Permissions::from_mode(self.mode))?;
         temp.as_file().sync_all()?;
         temp.persist(&self.path)
             .with_context(|| format!("writing {}", self.path.display()))?;
@@ -40,9 +41,10 @@ impl FileWrite {
 
 impl fmt::Display for FileWrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "write {} (mode {:04o}):", self.path.display(), self.mode)?;
+        write!(f, "write {} (mode {:04o}):", self.path.display(), self.mode)?;
         for line in self.contents.lines() {
-            writeln!(f, "  | {line}")?;
+            f.write_str("\n")?;
+            write!(f, "    | {line}")?;
         }
         Ok(())
     }
@@ -75,7 +77,11 @@ mod tests {
         write.apply().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
         assert_eq!(read_optional(&dir.path().join("none")).unwrap(), None);
     }
 }

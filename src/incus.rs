@@ -64,7 +64,9 @@ impl Incus {
 
     pub fn instance(&self, name: &str) -> Result<Option<Instance>> {
         let out = self.probe(&self.list_cmd(Some(name)))?;
-        Ok(parse_instances(&out.stdout)?.into_iter().find(|i| i.name == name))
+        Ok(parse_instances(&out.stdout)?
+            .into_iter()
+            .find(|i| i.name == name))
     }
 
     /// Refuses unless `image` resolves, locally or on its remote.
@@ -126,7 +128,12 @@ fn daemon_refusal(err: CmdError) -> Result<CmdError, Refused> {
                 .into(),
         ));
     }
-    let down = ["unix.socket", "Failed to connect", "connection refused", "daemon"];
+    let down = [
+        "unix.socket",
+        "Failed to connect",
+        "connection refused",
+        "daemon",
+    ];
     if err.code.is_some() && down.iter().any(|m| err.stderr.contains(m)) {
         return Err(Refused(
             "the Incus daemon is not running: start it with `systemctl start incus` \
@@ -202,7 +209,10 @@ impl Instance {
     }
 
     pub fn config_value(&self, key: &str) -> Option<&str> {
-        self.expanded_config.get(key).or_else(|| self.config.get(key)).map(String::as_str)
+        self.expanded_config
+            .get(key)
+            .or_else(|| self.config.get(key))
+            .map(String::as_str)
     }
 
     /// eth0's global IPv4 address. Never docker0's (172.17.0.1), which
@@ -217,11 +227,18 @@ impl Instance {
 
     /// The address pinned on eth0 (`ipv4.address`), if any.
     pub fn pinned_ipv4(&self) -> Option<Ipv4Addr> {
-        self.expanded_devices.get("eth0")?.get("ipv4.address")?.parse().ok()
+        self.expanded_devices
+            .get("eth0")?
+            .get("ipv4.address")?
+            .parse()
+            .ok()
     }
 
     pub fn root_size(&self) -> Option<&str> {
-        self.expanded_devices.get("root")?.get("size").map(String::as_str)
+        self.expanded_devices
+            .get("root")?
+            .get("size")
+            .map(String::as_str)
     }
 
     pub fn disk_used(&self) -> Option<u64> {
@@ -278,7 +295,13 @@ mod tests {
     #[test]
     fn project_goes_first() {
         let incus = Incus::new(Some("dev".into()));
-        assert_eq!(incus.list_cmd(Some("a-container")).to_string(), "incus --project dev list --format json '^a-container$'");
-        assert_eq!(Incus::new(None).delete_cmd("a").to_string(), "incus delete --force a");
+        assert_eq!(
+            incus.list_cmd(Some("a-container")).to_string(),
+            "incus --project dev list --format json '^a-container$'"
+        );
+        assert_eq!(
+            Incus::new(None).delete_cmd("a").to_string(),
+            "incus delete --force a"
+        );
     }
 }

@@ -35,7 +35,10 @@ pub struct PublicKey {
 impl PublicKey {
     /// `SHA256:...`, as `ssh-keygen -lf` prints it.
     pub fn fingerprint(&self) -> String {
-        format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(&self.blob)))
+        format!(
+            "SHA256:{}",
+            STANDARD_NO_PAD.encode(Sha256::digest(&self.blob))
+        )
     }
 
     pub fn comment(&self) -> &str {
@@ -138,7 +141,10 @@ pub fn parse_file_text(text: &str, origin: &str) -> Result<Vec<PublicKey>, Refus
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        keys.push(PublicKey::parse_line(line, &format!("{origin} line {}", index + 1))?);
+        keys.push(PublicKey::parse_line(
+            line,
+            &format!("{origin} line {}", index + 1),
+        )?);
     }
     if keys.is_empty() {
         return Err(Refused(format!("{origin} holds no public key")));
@@ -181,7 +187,10 @@ mod tests {
         assert_eq!(key.to_string(), ED25519);
         assert_eq!(key.comment(), "alice@laptop");
         // As `ssh-keygen -lf` printed it for this key.
-        assert_eq!(key.fingerprint(), "SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8");
+        assert_eq!(
+            key.fingerprint(),
+            "SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8"
+        );
     }
 
     #[test]
@@ -190,10 +199,17 @@ mod tests {
             (format!("command=\"/bin/sh\" {ED25519}"), "options"),
             (format!("from=\"10.0.0.1\" {ED25519}"), "options"),
             (format!("restrict {ED25519}"), "options"),
-            ("ssh-dss AAAAB3NzaC1kc3MAAACBAP".to_string(), "unknown key type"),
+            (
+                "ssh-dss AAAAB3NzaC1kc3MAAACBAP".to_string(),
+                "unknown key type",
+            ),
             ("ssh-ed25519".to_string(), "missing"),
             ("ssh-ed25519 !!!notbase64".to_string(), "base64"),
-            ("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi".to_string(), "does not hold a ssh-rsa key"),
+            (
+                "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi"
+                    .to_string(),
+                "does not hold a ssh-rsa key",
+            ),
             (format!("{ED25519}\rcommand=x"), "CR/LF"),
         ];
         for (line, why) in cases {
@@ -206,12 +222,22 @@ mod tests {
     fn file_text_rules() {
         let text = format!("# laptop\n\n{ED25519}\r\n");
         assert_eq!(parse_file_text(&text, "f").unwrap().len(), 1);
-        assert!(parse_file_text("\n# nothing\n", "f").unwrap_err().0.contains("no public key"));
+        assert!(
+            parse_file_text("\n# nothing\n", "f")
+                .unwrap_err()
+                .0
+                .contains("no public key")
+        );
         let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
         let err = parse_file_text(private, "id_ed25519").unwrap_err().0;
         assert!(err.contains("PRIVATE key"));
-        assert!(!err.contains("b3BlbnNzaC1rZXktdjEAAAAA"), "never echo the key");
-        let err = parse_file_text(&format!("{ED25519}\nbogus"), "f").unwrap_err().0;
+        assert!(
+            !err.contains("b3BlbnNzaC1rZXktdjEAAAAA"),
+            "never echo the key"
+        );
+        let err = parse_file_text(&format!("{ED25519}\nbogus"), "f")
+            .unwrap_err()
+            .0;
         assert!(err.starts_with("f line 2:"), "{err}");
     }
 }

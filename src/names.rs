@@ -78,7 +78,13 @@ mod tests {
 
     #[test]
     fn accepts_portable_names() {
-        for ok in ["al", "alice", "bob-2", "a1", "x234567890123456789012345678901"] {
+        for ok in [
+            "al",
+            "alice",
+            "bob-2",
+            "a1",
+            "x234567890123456789012345678901",
+        ] {
             assert_eq!(ok.parse::<UserName>().unwrap().as_str(), ok);
         }
     }

@@ -33,7 +33,8 @@ pub struct Facts {
 impl Facts {
     /// The address, or the placeholder `--dry-run` prints in its place.
     pub fn ipv4_text(&self) -> String {
-        self.ipv4.map_or_else(|| "<ipv4>".to_string(), |ip| ip.to_string())
+        self.ipv4
+            .map_or_else(|| "<ipv4>".to_string(), |ip| ip.to_string())
     }
 }
 
@@ -48,7 +49,10 @@ pub enum Action {
     Write(Build<FileWrite>),
     Remove(PathBuf),
     /// A wait or a verification, described in words.
-    Check { description: String, check: Check },
+    Check {
+        description: String,
+        check: Check,
+    },
 }
 
 impl Action {
@@ -161,9 +165,9 @@ impl Plan {
         }
         for (index, step) in self.steps.iter().enumerate() {
             writeln!(out, "{}. {}", index + 1, step.synopsis).unwrap();
-            for line in step.action.describe(&facts).lines() {
-                writeln!(out, "    {line}").unwrap();
-            }
+            // Only the first line is indented: later lines belong to a
+            // quoted argument or a here-document and must paste unchanged.
+            writeln!(out, "    {}", step.action.describe(&facts)).unwrap();
         }
         out
     }
@@ -177,14 +181,13 @@ impl Plan {
         let _guard = SignalGuard::install();
         let mut done: Vec<(String, Option<Action>)> = Vec::new();
         for step in self.steps {
-            let result = ui::step(&step.synopsis, || step.action.apply(&ctx, facts)).and_then(
-                |()| {
+            let result =
+                ui::step(&step.synopsis, || step.action.apply(&ctx, facts)).and_then(|()| {
                     if INTERRUPTED.load(Ordering::SeqCst) {
                         bail!("interrupted by a signal")
                     }
                     Ok(())
-                },
-            );
+                });
             if let Err(err) = result {
                 // The failed step itself is not undone: it may have failed
                 // because what it would make already existed, and that is

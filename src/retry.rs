@@ -87,10 +87,15 @@ mod tests {
     #[test]
     fn permanent_errors_end_at_once() {
         let mut calls = 0;
-        let result: Result<(), _> = retry(&FAST, || {
-            calls += 1;
-            Err("bad")
-        }, |e| *e == "locked", |_, _| {});
+        let result: Result<(), _> = retry(
+            &FAST,
+            || {
+                calls += 1;
+                Err("bad")
+            },
+            |e| *e == "locked",
+            |_, _| {},
+        );
         assert_eq!(result, Err("bad"));
         assert_eq!(calls, 1);
     }
@@ -99,10 +104,15 @@ mod tests {
     fn gives_up_with_the_last_error_when_the_budget_is_spent() {
         let start = Instant::now();
         let mut calls = 0;
-        let result: Result<(), String> = retry(&FAST, || {
-            calls += 1;
-            Err(format!("locked {calls}"))
-        }, |e| e.starts_with("locked"), |_, _| {});
+        let result: Result<(), String> = retry(
+            &FAST,
+            || {
+                calls += 1;
+                Err(format!("locked {calls}"))
+            },
+            |e| e.starts_with("locked"),
+            |_, _| {},
+        );
         assert_eq!(result, Err(format!("locked {calls}")));
         assert!(calls > 5);
         assert!(start.elapsed() < Duration::from_millis(400));

@@ -63,7 +63,9 @@ impl FromStr for ByteSize {
             .find(|(name, _, _)| name.eq_ignore_ascii_case(unit))
             .ok_or_else(invalid)?;
         if value == 0 {
-            return Err(Refused(format!("invalid size \"{s}\": it must be more than zero")));
+            return Err(Refused(format!(
+                "invalid size \"{s}\": it must be more than zero"
+            )));
         }
         if value.checked_mul(*factor).is_none() {
             return Err(Refused(format!("invalid size \"{s}\": too large")));
@@ -111,7 +113,18 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        for bad in ["abc", "-5GB", "0", "0GiB", "5 GiB", "1.5GiB", "GiB", "5XB", "", "99999999999TiB"] {
+        for bad in [
+            "abc",
+            "-5GB",
+            "0",
+            "0GiB",
+            "5 GiB",
+            "1.5GiB",
+            "GiB",
+            "5XB",
+            "",
+            "99999999999TiB",
+        ] {
             let err = bad.parse::<ByteSize>().unwrap_err().to_string();
             assert!(err.starts_with("invalid size"), "{bad}: {err}");
         }

@@ -39,7 +39,9 @@ Match Group containarium
 pub fn includes_dropins(sshd_config: &str) -> bool {
     sshd_config.lines().any(|line| {
         let line = line.trim();
-        line.get(..8).is_some_and(|w| w.eq_ignore_ascii_case("include ")) && line.contains("sshd_config.d")
+        line.get(..8)
+            .is_some_and(|w| w.eq_ignore_ascii_case("include "))
+            && line.contains("sshd_config.d")
     })
 }
 
@@ -55,7 +57,11 @@ pub fn reload(pid: i32) -> Cmd {
 
 /// The running sshd's PID, from its pid file, if that process is alive.
 pub fn running_pid(pid_file: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
@@ -65,8 +71,12 @@ mod tests {
 
     #[test]
     fn recognises_debian_include() {
-        assert!(includes_dropins("Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n"));
-        assert!(!includes_dropins("#Include /etc/ssh/sshd_config.d/*.conf\n"));
+        assert!(includes_dropins(
+            "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n"
+        ));
+        assert!(!includes_dropins(
+            "#Include /etc/ssh/sshd_config.d/*.conf\n"
+        ));
         assert!(!includes_dropins("Port 22\n"));
     }
 }

@@ -165,8 +165,11 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
     let mut plan = super::host::plan(&env.paths)?;
     let container = spec.container.clone();
     plan.push(
-        Step::new(format!("create container {container}"), Action::run(init_cmd(incus, spec)))
-            .undo(Action::run(incus.delete_cmd(&container))),
+        Step::new(
+            format!("create container {container}"),
+            Action::run(init_cmd(incus, spec)),
+        )
+        .undo(Action::run(incus.delete_cmd(&container))),
     );
     plan.push(Step::new(
         format!("start {container}"),
@@ -177,7 +180,10 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
     plan.push(Step::new(
         "wait for its IPv4 address",
         Action::check(
-            format!("poll `incus list` until eth0 has an IPv4 address (at most {}s)", IPV4_TIMEOUT.as_secs()),
+            format!(
+                "poll `incus list` until eth0 has an IPv4 address (at most {}s)",
+                IPV4_TIMEOUT.as_secs()
+            ),
             move |facts| {
                 facts.ipv4 = Some(incus::wait_for_ipv4(&probe, &name, IPV4_TIMEOUT)?);
                 Ok(())
@@ -185,7 +191,11 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
         ),
     ));
     // The jump account may only reach this address, so it must never move.
-    let verb = if spec.network.is_some() { "set" } else { "override" };
+    let verb = if spec.network.is_some() {
+        "set"
+    } else {
+        "override"
+    };
     let pin = incus.clone();
     let name = container.clone();
     plan.push(Step::new(
@@ -197,11 +207,16 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
     ));
 
     if adopt_account {
-        plan.unchanged(format!("jump account {user} (made by containarium earlier)"));
+        plan.unchanged(format!(
+            "jump account {user} (made by containarium earlier)"
+        ));
     } else {
         plan.push(
-            Step::new(format!("create jump account {user}"), Action::EditAccounts(accounts::useradd(user)))
-                .undo(Action::EditAccounts(accounts::userdel(user))),
+            Step::new(
+                format!("create jump account {user}"),
+                Action::EditAccounts(accounts::useradd(user)),
+            )
+            .undo(Action::EditAccounts(accounts::userdel(user))),
         );
     }
     let key_file = env.paths.key_file(user);
@@ -218,7 +233,11 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
             })),
         )
         .undo(match previous {
-            Some(contents) => Action::write(FileWrite { path: key_file, mode: 0o644, contents }),
+            Some(contents) => Action::write(FileWrite {
+                path: key_file,
+                mode: 0o644,
+                contents,
+            }),
             None => Action::Remove(key_file),
         }),
     );
@@ -228,7 +247,10 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
     plan.push(Step::new(
         "wait for cloud-init",
         Action::check(
-            format!("incus exec {name} -- timeout {} cloud-init status --wait", CLOUD_INIT_TIMEOUT.as_secs()),
+            format!(
+                "incus exec {name} -- timeout {} cloud-init status --wait",
+                CLOUD_INIT_TIMEOUT.as_secs()
+            ),
             move |_| wait_for_cloud_init(&waiter, &name),
         ),
     ));
@@ -320,7 +342,10 @@ fn rfc3339(secs: u64) -> String {
 
 fn wait_for_cloud_init(incus: &Incus, name: &str) -> Result<()> {
     let timeout = CLOUD_INIT_TIMEOUT.as_secs().to_string();
-    let out = incus.exec_unchecked(name, &["timeout", &timeout, "cloud-init", "status", "--wait"])?;
+    let out = incus.exec_unchecked(
+        name,
+        &["timeout", &timeout, "cloud-init", "status", "--wait"],
+    )?;
     match out.status.code() {
         Some(0) => Ok(()),
         // 2: done, with recoverable errors or deprecation warnings.
@@ -334,32 +359,60 @@ fn wait_for_cloud_init(incus: &Incus, name: &str) -> Result<()> {
         }
         code => {
             let log = incus
-                .exec_unchecked(name, &["tail", "-n", "25", "/var/log/cloud-init-output.log"])
+                .exec_unchecked(
+                    name,
+                    &["tail", "-n", "25", "/var/log/cloud-init-output.log"],
+                )
                 .map(|o| o.stdout)
                 .unwrap_or_default();
             let why = match code {
                 Some(124) => format!("did not finish within {timeout}s"),
-                _ => format!("failed ({})", out.stdout.trim()),
+                Some(code) => format!(
+                    "failed with exit code {code}: {}",
+                    one_line_of(&out.stdout, &out.stderr)
+                ),
+                None => "was killed by a signal".to_string(),
             };
-            bail!("cloud-init in {name} {why}; the end of its log:\n{}", indent(log.trim()))
+            bail!(
+                "cloud-init in {name} {why}; the end of its log:\n{}",
+                indent(log.trim())
+            )
         }
     }
 }
 
 /// Checks what matters instead of trusting exit codes: the user exists, has
 /// exactly the given keys, and sshd answers on the pinned address.
-fn verify(incus: &Incus, name: &str, user: &UserName, wanted: &[PublicKey], facts: &mut Facts) -> Result<()> {
+fn verify(
+    incus: &Incus,
+    name: &str,
+    user: &UserName,
+    wanted: &[PublicKey],
+    facts: &mut Facts,
+) -> Result<()> {
     let passwd = incus
         .exec(name, &["getent", "passwd", user.as_str()])
         .with_context(|| format!("looking up user {user} in {name}"))?;
-    let home = passwd.stdout.trim().split(':').nth(5).unwrap_or_default().to_string();
+    let home = passwd
+        .stdout
+        .trim()
+        .split(':')
+        .nth(5)
+        .unwrap_or_default()
+        .to_string();
     if home.is_empty() {
         bail!("user {user} in {name} has no home directory");
     }
     let path = format!("{home}/.ssh/authorized_keys");
-    let found = incus.exec(name, &["cat", &path]).with_context(|| format!("reading {path} in {name}"))?;
+    let found = incus
+        .exec(name, &["cat", &path])
+        .with_context(|| format!("reading {path} in {name}"))?;
     let mut have: Vec<String> = Vec::new();
-    for line in found.stdout.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in found
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let key = PublicKey::parse_line(line, &path)?;
         have.push(key.fingerprint());
     }
@@ -396,8 +449,16 @@ fn wait_for_ssh_banner(addr: SocketAddr, timeout: Duration) -> Result<()> {
     bail!("sshd does not answer on {addr}: {last_error}")
 }
 
+/// What a tool said, on one line: stdout and stderr joined.
+fn one_line_of(stdout: &str, stderr: &str) -> String {
+    crate::error::one_line(&format!("{} {}", stdout.trim(), stderr.trim()).replace('\n', " "))
+}
+
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {
@@ -448,7 +509,10 @@ mod tests {
         });
         wait_for_ssh_banner(addr, Duration::from_secs(5)).unwrap();
         server.join().unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let err = wait_for_ssh_banner(closed, Duration::from_millis(300)).unwrap_err();
         assert!(err.to_string().contains("does not answer"), "{err}");
     }

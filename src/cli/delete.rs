@@ -63,12 +63,17 @@ impl DeleteArgs {
         let instance = env.incus.instance(&name)?;
         match &instance {
             Some(i) if i.owner().is_none() => {
-                bail!(Refused(format!("{name} is not managed by containarium; not deleting it")))
+                bail!(Refused(format!(
+                    "{name} is not managed by containarium; not deleting it"
+                )))
             }
             Some(_) => {
                 if let Some(dir) = &self.backup {
                     if !dir.is_dir() {
-                        bail!(Refused(format!("backup directory {} does not exist", dir.display())));
+                        bail!(Refused(format!(
+                            "backup directory {} does not exist",
+                            dir.display()
+                        )));
                     }
                     let file = dir.join(format!("{name}-{}.tar.gz", stamp()));
                     if file.exists() {
@@ -81,15 +86,21 @@ impl DeleteArgs {
                     ));
                     plan.push(Step::new(
                         "check the backup",
-                        Action::check(format!("test -s {path}"), move |_| {
-                            match std::fs::metadata(&file) {
-                                Ok(meta) if meta.len() > 0 => Ok(()),
-                                _ => bail!("the backup {} is missing or empty; nothing deleted", file.display()),
-                            }
+                        Action::check(format!("test -s {path}"), move |_| match std::fs::metadata(
+                            &file,
+                        ) {
+                            Ok(meta) if meta.len() > 0 => Ok(()),
+                            _ => bail!(
+                                "the backup {} is missing or empty; nothing deleted",
+                                file.display()
+                            ),
                         }),
                     ));
                 }
-                plan.push(Step::new(format!("delete container {name}"), Action::run(env.incus.delete_cmd(&name))));
+                plan.push(Step::new(
+                    format!("delete container {name}"),
+                    Action::run(env.incus.delete_cmd(&name)),
+                ));
             }
             None => plan.unchanged(format!("container {name} (absent)")),
         }
@@ -98,15 +109,22 @@ impl DeleteArgs {
                 format!("delete jump account {user}"),
                 Action::EditAccounts(accounts::userdel(user)),
             )),
-            Some(_) => plan.unchanged(format!("host account {user} (not made by containarium; kept)")),
+            Some(_) => plan.unchanged(format!(
+                "host account {user} (not made by containarium; kept)"
+            )),
             None => plan.unchanged(format!("jump account {user} (absent)")),
         }
         let key_file = env.paths.key_file(user);
         if key_file.exists() {
-            plan.push(Step::new("remove the jump key file", Action::Remove(key_file)));
+            plan.push(Step::new(
+                "remove the jump key file",
+                Action::Remove(key_file),
+            ));
         }
         if self.backup.is_some() && instance.is_none() {
-            bail!(Refused(format!("{name} does not exist: nothing to back up")));
+            bail!(Refused(format!(
+                "{name} does not exist: nothing to back up"
+            )));
         }
         Ok(plan)
     }
@@ -115,7 +133,9 @@ impl DeleteArgs {
 /// Asks on the terminal; refuses when there is none to ask on.
 fn confirm(question: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        bail!(Refused("refusing to delete without confirmation: no terminal; pass --force".into()));
+        bail!(Refused(
+            "refusing to delete without confirmation: no terminal; pass --force".into()
+        ));
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;

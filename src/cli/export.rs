@@ -55,18 +55,36 @@ pub struct Export<'a> {
 
 impl ExportArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        if !self.jump_ip.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) || self.jump_ip.is_empty() {
-            return Err(Refused(format!("invalid --jump-ip \"{}\": give a host name or address", self.jump_ip.escape_debug())).into());
+        if !self
+            .jump_ip
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+            || self.jump_ip.is_empty()
+        {
+            return Err(Refused(format!(
+                "invalid --jump-ip \"{}\": give a host name or address",
+                self.jump_ip.escape_debug()
+            ))
+            .into());
         }
         if let Some(key) = &self.key {
             if key.chars().any(|c| c.is_control() || c == '"') {
-                return Err(Refused("invalid --key: control characters or quotes in the path".into()).into());
+                return Err(Refused(
+                    "invalid --key: control characters or quotes in the path".into(),
+                )
+                .into());
             }
         }
         let name = self.user.container();
         let instance = match env.incus.instance(&name)? {
             Some(i) if i.owner().is_some() => i,
-            _ => return Err(Refused(format!("no container for {}: {name} does not exist", self.user)).into()),
+            _ => {
+                return Err(Refused(format!(
+                    "no container for {}: {name} does not exist",
+                    self.user
+                ))
+                .into());
+            }
         };
         let ip = instance
             .pinned_ipv4()
@@ -110,10 +128,25 @@ fn append(path: &std::path::Path, user: &UserName, text: &str) -> Result<()> {
     let existing = files::read_optional(path)?.unwrap_or_default();
     let alias = format!("Host {user}-dev");
     if existing.lines().any(|l| l.trim() == alias) {
-        return Err(Refused(format!("{} already has a `{alias}` block; nothing changed", path.display())).into());
+        return Err(Refused(format!(
+            "{} already has a `{alias}` block; nothing changed",
+            path.display()
+        ))
+        .into());
     }
-    let separator = if existing.is_empty() || existing.ends_with("\n\n") { "" } else if existing.ends_with('\n') { "\n" } else { "\n\n" };
-    FileWrite { path: path.to_path_buf(), mode: 0o644, contents: format!("{existing}{separator}{text}") }.apply()
+    let separator = if existing.is_empty() || existing.ends_with("\n\n") {
+        ""
+    } else if existing.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    FileWrite {
+        path: path.to_path_buf(),
+        mode: 0o644,
+        contents: format!("{existing}{separator}{text}"),
+    }
+    .apply()
 }
 
 pub fn render(e: &Export) -> String {
@@ -200,7 +233,10 @@ mod tests {
 
     #[test]
     fn host_keys_lose_their_comment() {
-        assert_eq!(host_key_of("ssh-ed25519 AAAAx root@host\n").unwrap(), "ssh-ed25519 AAAAx");
+        assert_eq!(
+            host_key_of("ssh-ed25519 AAAAx root@host\n").unwrap(),
+            "ssh-ed25519 AAAAx"
+        );
         assert!(host_key_of("ssh-rsa AAAAx").is_err());
     }
 
@@ -211,7 +247,10 @@ mod tests {
         std::fs::write(&path, "Host mine\n    HostName example\n").unwrap();
         let alice: UserName = "alice".parse().unwrap();
         append(&path, &alice, "Host alice-dev\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "Host mine\n    HostName example\n\nHost alice-dev\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "Host mine\n    HostName example\n\nHost alice-dev\n"
+        );
         let err = append(&path, &alice, "Host alice-dev\n").unwrap_err();
         assert!(err.to_string().contains("already has"));
     }

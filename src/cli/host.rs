@@ -54,7 +54,9 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
                 format!("create group {}", accounts::GROUP),
                 Action::EditAccounts(accounts::groupadd()),
             )
-            .undo(Action::EditAccounts(Cmd::new("groupdel").arg(accounts::GROUP))),
+            .undo(Action::EditAccounts(
+                Cmd::new("groupdel").arg(accounts::GROUP),
+            )),
         );
     }
 
@@ -66,7 +68,10 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
         plan.push(
             Step::new(
                 "create the jump-key directory",
-                Action::run(Cmd::new("install").args(["-d", "-m", "0755", "-o", "root", "-g", "root", &dir])),
+                Action::run(
+                    Cmd::new("install")
+                        .args(["-d", "-m", "0755", "-o", "root", "-g", "root", &dir]),
+                ),
             )
             .undo(Action::run(Cmd::new("rmdir").arg(&dir))),
         );
@@ -74,7 +79,10 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
 
     let config = paths.sshd_config();
     let main_config = files::read_optional(&config)?.ok_or_else(|| {
-        Refused(format!("{} not found: is openssh-server installed?", config.display()))
+        Refused(format!(
+            "{} not found: is openssh-server installed?",
+            config.display()
+        ))
     })?;
     if !sshd::includes_dropins(&main_config) {
         return Err(Refused(format!(
@@ -101,17 +109,28 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
         _ => {}
     }
     let restore = match current {
-        Some(previous) => Action::write(FileWrite { path: dropin.clone(), mode: 0o644, contents: previous }),
+        Some(previous) => Action::write(FileWrite {
+            path: dropin.clone(),
+            mode: 0o644,
+            contents: previous,
+        }),
         None => Action::Remove(dropin.clone()),
     };
     plan.push(
         Step::new(
             "install the sshd drop-in",
-            Action::write(FileWrite { path: dropin, mode: 0o644, contents: wanted }),
+            Action::write(FileWrite {
+                path: dropin,
+                mode: 0o644,
+                contents: wanted,
+            }),
         )
         .undo(restore),
     );
-    plan.push(Step::new("validate the sshd configuration", Action::run(sshd::validate(&config))));
+    plan.push(Step::new(
+        "validate the sshd configuration",
+        Action::run(sshd::validate(&config)),
+    ));
     match sshd::running_pid(&paths.sshd_pid_file()) {
         Some(pid) => plan.push(Step::new("reload sshd", Action::run(sshd::reload(pid)))),
         None => plan.unchanged("sshd is not running; it reads the drop-in when it starts"),

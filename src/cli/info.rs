@@ -30,7 +30,13 @@ impl InfoArgs {
         let instance = match env.incus.instance(&name)? {
             Some(i) if i.owner().is_some() => i,
             Some(_) => return Err(Refused(format!("{name} is not managed by containarium")).into()),
-            None => return Err(Refused(format!("no container for {}: {name} does not exist", self.user)).into()),
+            None => {
+                return Err(Refused(format!(
+                    "no container for {}: {name} does not exist",
+                    self.user
+                ))
+                .into());
+            }
         };
         let key_text = files::read_optional(&env.paths.key_file(&self.user))?.unwrap_or_default();
         let (_, keys) = accounts::parse_jump_key_file(&key_text);
@@ -65,7 +71,10 @@ impl InfoArgs {
         ];
         if self.json {
             print_json(&serde_json::Value::Object(
-                fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
             ));
             return Ok(());
         }
@@ -73,7 +82,15 @@ impl InfoArgs {
         println!("user:         {}", self.user);
         println!("container:    {name}");
         println!("state:        {}", super::list::state(&instance));
-        println!("ipv4:         {}", or_dash(instance.ipv4().or(instance.pinned_ipv4()).map(|ip| ip.to_string())));
+        println!(
+            "ipv4:         {}",
+            or_dash(
+                instance
+                    .ipv4()
+                    .or(instance.pinned_ipv4())
+                    .map(|ip| ip.to_string())
+            )
+        );
         println!(
             "disk:         {} used of {}",
             or_dash(instance.disk_used().map(human)),
@@ -84,14 +101,31 @@ impl InfoArgs {
             or_dash(instance.memory_used().map(human)),
             instance.config_value("limits.memory").unwrap_or("-")
         );
-        println!("cpu:          {}", instance.config_value("limits.cpu").unwrap_or("-"));
+        println!(
+            "cpu:          {}",
+            instance.config_value("limits.cpu").unwrap_or("-")
+        );
         println!("uptime:       {}", or_dash(uptime.map(format_duration)));
-        println!("autostart:    {}", if instance.autostart() { "yes" } else { "no" });
-        println!("template:     {}", instance.config_value(key::TEMPLATE).unwrap_or("-"));
-        println!("created:      {}", instance.config_value(key::CREATED).unwrap_or("-"));
+        println!(
+            "autostart:    {}",
+            if instance.autostart() { "yes" } else { "no" }
+        );
+        println!(
+            "template:     {}",
+            instance.config_value(key::TEMPLATE).unwrap_or("-")
+        );
+        println!(
+            "created:      {}",
+            instance.config_value(key::CREATED).unwrap_or("-")
+        );
         println!("jump account: {} ({jump})", self.user);
         for key in &keys {
-            println!("key:          {} {} ({})", key.fingerprint(), key.comment(), key.kind());
+            println!(
+                "key:          {} {} ({})",
+                key.fingerprint(),
+                key.comment(),
+                key.kind()
+            );
         }
         Ok(())
     }
@@ -108,9 +142,16 @@ fn uptime(instance: &Instance) -> Option<Duration> {
     // Fields after the parenthesised command name, which may contain spaces.
     let after = stat.rsplit_once(')')?.1;
     let start_ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    let host_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    Some(Duration::from_secs_f64((host_uptime - start_ticks / ticks as f64).max(0.0)))
+    Some(Duration::from_secs_f64(
+        (host_uptime - start_ticks / ticks as f64).max(0.0),
+    ))
 }
 
 fn format_duration(d: Duration) -> String {
@@ -129,7 +170,13 @@ mod tests {
     #[test]
     fn durations_read_well() {
         assert_eq!(format_duration(Duration::from_secs(75)), "1m 15s");
-        assert_eq!(format_duration(Duration::from_secs(3 * 3600 + 120)), "3h 2m");
-        assert_eq!(format_duration(Duration::from_secs(2 * 86_400 + 5 * 3600)), "2d 5h");
+        assert_eq!(
+            format_duration(Duration::from_secs(3 * 3600 + 120)),
+            "3h 2m"
+        );
+        assert_eq!(
+            format_duration(Duration::from_secs(2 * 86_400 + 5 * 3600)),
+            "2d 5h"
+        );
     }
 }

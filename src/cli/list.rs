@@ -19,7 +19,9 @@ impl ListArgs {
     pub fn run(self, env: &Env) -> Result<()> {
         let rows: Vec<Row> = env.incus.instances()?.iter().filter_map(Row::of).collect();
         if self.json {
-            print_json(&serde_json::Value::Array(rows.iter().map(Row::to_json).collect()));
+            print_json(&serde_json::Value::Array(
+                rows.iter().map(Row::to_json).collect(),
+            ));
         } else {
             print!("{}", table(&rows));
         }
@@ -48,10 +50,19 @@ impl Row {
             name: instance.name.clone(),
             user,
             state: state(instance),
-            ipv4: instance.ipv4().map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+            ipv4: instance
+                .ipv4()
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "-".into()),
             disk: instance.root_size().unwrap_or("-").to_string(),
-            cpu: instance.config_value("limits.cpu").unwrap_or("-").to_string(),
-            memory: instance.config_value("limits.memory").unwrap_or("-").to_string(),
+            cpu: instance
+                .config_value("limits.cpu")
+                .unwrap_or("-")
+                .to_string(),
+            memory: instance
+                .config_value("limits.memory")
+                .unwrap_or("-")
+                .to_string(),
             autostart: instance.autostart(),
         })
     }
@@ -80,7 +91,16 @@ pub fn state(instance: &Instance) -> String {
 }
 
 fn table(rows: &[Row]) -> String {
-    let header = ["NAME", "USER", "STATE", "IPV4", "DISK", "CPU", "MEMORY", "AUTOSTART"];
+    let header = [
+        "NAME",
+        "USER",
+        "STATE",
+        "IPV4",
+        "DISK",
+        "CPU",
+        "MEMORY",
+        "AUTOSTART",
+    ];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
@@ -103,8 +123,11 @@ fn table(rows: &[Row]) -> String {
         }
     }
     let line = |cells: &[String]| {
-        let padded: Vec<String> =
-            cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(&header.map(String::from));

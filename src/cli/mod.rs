@@ -75,14 +75,19 @@ impl Cli {
 
 fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(Refused("containarium must run as root: try `sudo containarium ...`".into()).into());
+        return Err(
+            Refused("containarium must run as root: try `sudo containarium ...`".into()).into(),
+        );
     }
     Ok(())
 }
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
 }
 
 #[cfg(test)]
@@ -98,11 +103,44 @@ mod tests {
     #[test]
     fn parses_each_verb() {
         let ok = [
-            vec!["create", "alice", "--ssh-key", "a.pub", "--disk", "5GiB", "--cpu", "1", "--memory", "1GiB", "--no-docker", "--no-autostart", "--dry-run", "--json"],
+            vec![
+                "create",
+                "alice",
+                "--ssh-key",
+                "a.pub",
+                "--disk",
+                "5GiB",
+                "--cpu",
+                "1",
+                "--memory",
+                "1GiB",
+                "--no-docker",
+                "--no-autostart",
+                "--dry-run",
+                "--json",
+            ],
             vec!["--project", "dev", "list", "--json"],
             vec!["info", "alice", "--json"],
-            vec!["delete", "alice", "--force", "--backup", "/tmp", "--dry-run"],
-            vec!["export", "alice", "--jump-ip", "203.0.113.5", "--jump-port", "2222", "--key", "~/.ssh/id", "--output", "x"],
+            vec![
+                "delete",
+                "alice",
+                "--force",
+                "--backup",
+                "/tmp",
+                "--dry-run",
+            ],
+            vec![
+                "export",
+                "alice",
+                "--jump-ip",
+                "203.0.113.5",
+                "--jump-port",
+                "2222",
+                "--key",
+                "~/.ssh/id",
+                "--output",
+                "x",
+            ],
             vec!["host", "init", "--dry-run"],
         ];
         for args in ok {

@@ -3,6 +3,7 @@
 # the block has no auto_delete argument), so deleting or recreating the VM or its
 # boot disk never deletes it. It holds the ZFS pool: containers and Incus state.
 resource "google_compute_disk" "data" {
+  #checkov:skip=CKV_GCP_37:CSEK would put a raw key in Terraform state and must be supplied at every start; optional CMEK instead (var.disk_kms_key_self_link)
   for_each = local.bastions
 
   name                      = "${each.key}-data"
@@ -11,9 +12,19 @@ resource "google_compute_disk" "data" {
   size                      = var.data_disk_size_gb
   physical_block_size_bytes = 4096
   labels                    = merge(local.labels, { role = "containarium-data" })
+
+  dynamic "disk_encryption_key" {
+    for_each = var.disk_kms_key_self_link == null ? [] : [var.disk_kms_key_self_link]
+    content {
+      kms_key_self_link = disk_encryption_key.value
+    }
+  }
 }
 
 resource "google_compute_instance" "bastion" {
+  #checkov:skip=CKV_GCP_34:OS Login is a choice (var.os_login); by default admins use metadata SSH keys (admin_ssh_keys), which needs enable-oslogin=FALSE
+  #checkov:skip=CKV_GCP_38:CSEK would put a raw key in Terraform state and must be supplied at every start; optional CMEK instead (var.disk_kms_key_self_link)
+  #checkov:skip=CKV_GCP_40:the bastion is the SSH entry point; its public IP is reachable only from allowed_ssh_source_ranges
   for_each = local.bastions
 
   name         = each.key
@@ -29,7 +40,8 @@ resource "google_compute_instance" "bastion" {
   boot_disk {
     # The boot disk is disposable: recreate it (or the VM) and the startup
     # script imports the pool and brings the accounts back.
-    auto_delete = true
+    auto_delete       = true
+    kms_key_self_link = var.disk_kms_key_self_link
 
     initialize_params {
       image  = var.boot_image
@@ -88,9 +100,16 @@ resource "google_compute_instance" "bastion" {
     })
     ssh-keys                 = local.admin_ssh_keys_metadata
     block-project-ssh-keys   = "true"
-    enable-oslogin           = "FALSE"
+    enable-oslogin           = var.os_login ? "TRUE" : "FALSE"
     disable-legacy-endpoints = "true"
     serial-port-enable       = "false"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.os_login || length(var.admin_ssh_keys) > 0
+      error_message = "Set admin_ssh_keys (or os_login = true), or nobody can log in to run containarium."
+    }
   }
 
   depends_on = [

@@ -44,6 +44,7 @@ locals {
 
   bastion_zones = toset([for b in local.bastions : b.zone])
 
+  admin_user              = length(var.admin_ssh_keys) > 0 ? var.admin_ssh_keys[0].user : "<admin>"
   admin_ssh_keys_metadata = join("\n", [for k in var.admin_ssh_keys : "${k.user}:${k.key}"])
 
   startup_script = file("${path.module}/../../scripts/bastion-startup.sh")

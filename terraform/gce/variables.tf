@@ -129,16 +129,12 @@ variable "data_disk_type" {
 }
 
 variable "admin_ssh_keys" {
-  description = "Administrators' SSH public keys, installed through instance metadata (sudo-capable accounts created by the guest agent). Team members do not go here: they get jump accounts from containarium."
+  description = "Administrators' SSH public keys, installed through instance metadata (sudo-capable accounts created by the guest agent). Team members do not go here: they get jump accounts from containarium. May be empty only with os_login = true."
   type = list(object({
     user = string
     key  = string
   }))
-
-  validation {
-    condition     = length(var.admin_ssh_keys) > 0
-    error_message = "admin_ssh_keys needs at least one key, or nobody can log in to run containarium."
-  }
+  default = []
 
   validation {
     condition = alltrue([for k in var.admin_ssh_keys :
@@ -146,6 +142,12 @@ variable "admin_ssh_keys" {
     can(regex("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com|sk-ecdsa-sha2-nistp256@openssh.com) [A-Za-z0-9+/=]+( .*)?$", k.key))])
     error_message = "Each admin_ssh_keys entry needs a Linux user name and an OpenSSH public key line (ssh-ed25519 AAAA... comment)."
   }
+}
+
+variable "os_login" {
+  description = "Administrators log in with OS Login (IAM roles/compute.osAdminLogin) instead of admin_ssh_keys. false sets enable-oslogin=FALSE on the bastions so metadata keys work even where the project enables OS Login. Jump accounts are local users and work either way."
+  type        = bool
+  default     = false
 }
 
 variable "allowed_ssh_source_ranges" {
@@ -265,4 +267,15 @@ variable "deletion_protection" {
   description = "Protect the bastion instances against deletion (terraform destroy then fails until it is turned off)."
   type        = bool
   default     = false
+}
+
+variable "disk_kms_key_self_link" {
+  description = "Optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) to encrypt the boot and data disks with (CMEK). null: Google-managed encryption. The Compute Engine service agent needs roles/cloudkms.cryptoKeyEncrypterDecrypter on the key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.disk_kms_key_self_link == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.disk_kms_key_self_link))
+    error_message = "disk_kms_key_self_link must be projects/P/locations/L/keyRings/R/cryptoKeys/K, or null."
+  }
 }

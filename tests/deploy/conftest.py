@@ -18,6 +18,6 @@ def require_tool(name):
     if path:
         return path
     msg = f"{name} is not installed (scripts/check-deploy.sh installs it)"
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI") == "true" or os.environ.get("DEPLOY_CHECKS_REQUIRE_TOOLS") == "1":
         pytest.fail(msg)
     pytest.skip(msg)

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Install containarium on an existing Debian or Ubuntu host and run
+# `containarium host init`.
+#
+#   sudo scripts/install.sh --binary ./containarium [--sha256 HEX]   # offline
+#   sudo scripts/install.sh --url https://.../containarium --sha256 HEX
+#   sudo scripts/install.sh                       # uses ./containarium next to this script
+#
+# Options:
+#   --binary PATH     install this local file (no network needed)
+#   --url URL         download the binary (http(s)://); --sha256 is then required
+#   --sha256 HEX      expected SHA-256; the binary is installed only if it matches
+#   --prefix DIR      install directory (default /usr/local/bin)
+#   --install-deps    also apt-get install Incus and the ZFS tools (needs a mirror:
+#                     Debian 12 takes them from bookworm-backports)
+#   --no-host-init    only install the binary
+#
+# Idempotent: running it again with the same binary changes nothing, and
+# `containarium host init` is itself idempotent.
+set -euo pipefail
+
+prog=$(basename -- "$0")
+script_dir=$(cd -- "$(dirname -- "$0")" && pwd)
+
+binary=""
+url=""
+sha256=""
+prefix=/usr/local/bin
+install_deps=0
+host_init=1
+
+die() {
+    echo "$prog: error: $*" >&2
+    exit 1
+}
+
+say() {
+    echo "$prog: $*"
+}
+
+usage() {
+    sed -n '2,20s/^# \{0,1\}//p' "$0"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --binary) binary=${2:?--binary needs a path}; shift 2 ;;
+        --url) url=${2:?--url needs a URL}; shift 2 ;;
+        --sha256) sha256=${2:?--sha256 needs a value}; shift 2 ;;
+        --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+        --install-deps) install_deps=1; shift ;;
+        --no-host-init) host_init=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown option: $1 (see --help)" ;;
+    esac
+done
+
+[ -n "$binary" ] && [ -n "$url" ] && die "give --binary or --url, not both"
+if [ -n "$sha256" ] && ! [[ "$sha256" =~ ^[0-9a-f]{64}$ ]]; then
+    die "--sha256 must be 64 lowercase hex digits"
+fi
+if [ -n "$url" ]; then
+    [[ "$url" =~ ^https?:// ]] || die "--url must be http:// or https://"
+    [ -n "$sha256" ] || die "--url needs --sha256: a downloaded binary is always checked"
+fi
+if [ -z "$binary" ] && [ -z "$url" ]; then
+    binary=$script_dir/containarium
+    [ -f "$binary" ] || die "no binary: give --binary PATH or --url URL --sha256 HEX"
+fi
+
+if [ "$(id -u)" -ne 0 ] && { [ "$host_init" = 1 ] || [ "$install_deps" = 1 ] || [ ! -w "$prefix" ]; }; then
+    die "run as root (sudo $0 ...)"
+fi
+
+os_id="" os_version="" os_like=""
+if [ -r /etc/os-release ]; then
+    # shellcheck source=/dev/null
+    os_id=$(. /etc/os-release && echo "${ID:-}")
+    # shellcheck source=/dev/null
+    os_version=$(. /etc/os-release && echo "${VERSION_ID:-}")
+    # shellcheck source=/dev/null
+    os_like=$(. /etc/os-release && echo "${ID_LIKE:-}")
+fi
+case "$os_id $os_like" in
+    *debian* | *ubuntu*) ;;
+    *) say "warning: this is not Debian or Ubuntu ($os_id); continuing anyway" ;;
+esac
+
+install_deps() {
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -o DPkg::Lock::Timeout=300 -y -q)
+    case "$os_id:$os_version" in
+        debian:12)
+            cat >/etc/apt/sources.list.d/containarium-backports.sources <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+            "${apt[@]}" update
+            "${apt[@]}" install "linux-headers-$(uname -r)"
+            "${apt[@]}" install -t bookworm-backports incus zfs-dkms zfsutils-linux
+            ;;
+        *)
+            "${apt[@]}" update
+            "${apt[@]}" install incus zfsutils-linux
+            ;;
+    esac
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [ -n "$url" ]; then
+    say "downloading $url"
+    curl -fsSL --retry 3 -o "$tmp/containarium" "$url"
+    binary=$tmp/containarium
+fi
+[ -f "$binary" ] || die "binary not found: $binary"
+
+if [ -n "$sha256" ]; then
+    if ! echo "$sha256  $binary" | sha256sum --check --status; then
+        die "$binary does not match sha256 $sha256 (got $(sha256sum <"$binary" | cut -d' ' -f1)); nothing installed"
+    fi
+    say "sha256 verified"
+fi
+
+dest=$prefix/containarium
+mkdir -p -- "$prefix"
+if [ -f "$dest" ] && cmp -s -- "$binary" "$dest"; then
+    say "$dest is already this binary"
+else
+    # copy next to the target, then rename: never a half-written binary
+    install -m 0755 -- "$binary" "$dest.new"
+    mv -f -- "$dest.new" "$dest"
+    say "installed $dest"
+fi
+
+if [ "$install_deps" = 1 ]; then
+    install_deps
+fi
+if ! command -v incus >/dev/null 2>&1; then
+    say "warning: incus is not installed (use --install-deps, or install incus and zfsutils-linux yourself)"
+fi
+
+if [ "$host_init" = 1 ]; then
+    say "running: $dest host init"
+    "$dest" host init
+fi
+say "done"

@@ -1,0 +1,200 @@
+"""cloud-init/bastion.yaml: rendered like Terraform's templatefile() with test
+values, validated by `cloud-init schema`, and its embedded scripts shellchecked."""
+import base64
+import hashlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import CLOUD_INIT, GCE_DIR, SCRIPTS, require_tool
+from hcl import Module
+
+TEST_SHA = hashlib.sha256(b"containarium test binary").hexdigest()
+TEST_VALUES = {
+    "binary_url": "https://mirror.example.com/containarium/v0.1.0/containarium",
+    "binary_sha256": TEST_SHA,
+    "startup_script_b64": base64.b64encode((SCRIPTS / "bastion-startup.sh").read_bytes()).decode(),
+    "data_disk_name": "containarium-data",
+    "zpool_name": "containarium",
+    "zpool_force_import": "1",
+    "bridge_address": "10.96.16.1/20",
+    "fail2ban_ignoreip": "127.0.0.1/8 ::1 35.191.0.0/16 209.85.152.0/22 209.85.204.0/22",
+}
+
+INTERP = re.compile(r"(?<!\$)\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+
+
+def render(text, values):
+    """The subset of Terraform template syntax the file may use: ${name},
+    with $${ and %%{ as escapes; directives (%{...}) and expressions are refused."""
+    assert not re.search(r"(?<!%)%\{", text), "template directives are not supported here"
+    for m in re.finditer(r"(?<!\$)\$\{([^}]*)\}", text):
+        assert INTERP.fullmatch(m.group(0)), f"only plain ${{name}} interpolation: {m.group(0)}"
+    missing = set(INTERP.findall(text)) - set(values)
+    assert not missing, f"template variables without a value: {missing}"
+    out = INTERP.sub(lambda m: values[m.group(1)], text)
+    return out.replace("$${", "${").replace("%%{", "%{")
+
+
+@pytest.fixture(scope="module")
+def template():
+    return CLOUD_INIT.read_text()
+
+
+@pytest.fixture(scope="module")
+def rendered(template):
+    return render(template, TEST_VALUES)
+
+
+@pytest.fixture(scope="module")
+def doc(rendered):
+    return yaml.safe_load(rendered)
+
+
+@pytest.fixture(scope="module")
+def files(doc):
+    out = {}
+    for f in doc["write_files"]:
+        content = f["content"]
+        if f.get("encoding") == "b64":
+            content = base64.b64decode(content).decode()
+        out[f["path"]] = content
+    return out
+
+
+def test_terraform_passes_exactly_the_template_variables(template):
+    vm = Module(GCE_DIR).resources["google_compute_instance.bastion"]
+    call = vm["metadata"]["user-data"]
+    m = re.search(r'templatefile\("\$\{path\.module\}/([^"]+)", \{(.*)\}\)', call, re.S)
+    assert m, call
+    assert (GCE_DIR / m.group(1)).resolve() == CLOUD_INIT
+    passed = set(re.findall(r"(?:^|,)\s*([a-z_0-9]+)\s*=", m.group(2)))
+    used = set(INTERP.findall(template))
+    assert passed == used == set(TEST_VALUES)
+
+
+def test_schema_is_valid(rendered, tmp_path):
+    cloud_init = require_tool("cloud-init")
+    path = tmp_path / "user-data.yaml"
+    path.write_text(rendered)
+    proc = subprocess.run([cloud_init, "schema", "--config-file", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Valid cloud-config" in proc.stdout + proc.stderr
+
+
+def test_schema_check_catches_errors(rendered, tmp_path):
+    """The check is not vacuous: a misspelt key fails it."""
+    cloud_init = require_tool("cloud-init")
+    path = tmp_path / "bad.yaml"
+    path.write_text(rendered.replace("    permissions:", "    permission:", 1))
+    proc = subprocess.run([cloud_init, "schema", "--config-file", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+
+
+def test_top_level_keys_are_known(doc):
+    # cloud-init 22.4 does not flag unknown top-level keys itself
+    assert set(doc) <= {"ssh_pwauth", "disable_root", "write_files", "runcmd"}
+
+
+def test_embedded_scripts_pass_shellcheck(files, tmp_path):
+    shellcheck = require_tool("shellcheck")
+    scripts = {p: c for p, c in files.items() if p.endswith(".sh")}
+    assert len(scripts) == 4
+    for path, content in scripts.items():
+        local = tmp_path / path.rsplit("/", 1)[1]
+        local.write_text(content)
+        proc = subprocess.run([shellcheck, str(local)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{path}:\n{proc.stdout}{proc.stderr}"
+
+
+def test_startup_script_is_the_repository_one(files):
+    assert files["/usr/local/lib/containarium/bastion-startup.sh"] == \
+        (SCRIPTS / "bastion-startup.sh").read_text()
+
+
+def test_binary_sha256_is_checked_before_install(files, doc):
+    script = files["/usr/local/lib/containarium/install-binary.sh"]
+    check = script.index('echo "$sha256  $tmp/containarium" | sha256sum --check')
+    install = script.index("install -m 0755")
+    assert check < install
+    assert script.count("exit 1") >= 2
+    [cmd] = doc["runcmd"]
+    assert cmd == ["/usr/local/lib/containarium/first-boot.sh",
+                   TEST_VALUES["binary_url"], TEST_VALUES["binary_sha256"]]
+    first = files["/usr/local/lib/containarium/first-boot.sh"]
+    assert "set -euo pipefail" in first
+    order = [first.index(s) for s in ("install-packages.sh", "sshd -t", "install-binary.sh",
+                                      "systemctl enable containarium-startup.service",
+                                      "systemctl start containarium-startup.service")]
+    assert order == sorted(order)
+
+
+def test_install_binary_really_refuses_a_wrong_checksum(files, tmp_path):
+    """Run install-binary.sh (file:// source) with a wrong sha256: nothing installed."""
+    script = tmp_path / "install-binary.sh"
+    # install into the test directory instead of /usr/local/bin
+    dest = tmp_path / "bin" / "containarium"
+    script.write_text(files["/usr/local/lib/containarium/install-binary.sh"].replace(
+        "dest=/usr/local/bin/containarium", f"dest={dest}").replace("-o root -g root ", ""))
+    binary = tmp_path / "containarium-src"
+    binary.write_bytes(b"#!/bin/sh\necho containarium\n")
+    dest.parent.mkdir()
+    good = hashlib.sha256(binary.read_bytes()).hexdigest()
+    bad = subprocess.run(["bash", str(script), f"file://{binary}", "0" * 64],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "does not match" in bad.stderr
+    assert not dest.exists()
+    ok = subprocess.run(["bash", str(script), f"file://{binary}", good],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert dest.read_bytes() == binary.read_bytes()
+    again = subprocess.run(["bash", str(script), f"file://{binary}", good],
+                           capture_output=True, text=True)
+    assert "already installed" in again.stdout
+
+
+def test_packages(files):
+    pk = files["/usr/local/lib/containarium/install-packages.sh"]
+    assert "bookworm-backports" in pk and "debian:12" in pk
+    assert "ubuntu:24.04" in pk
+    for pkg in ("incus", "zfsutils-linux", "fail2ban"):
+        assert re.search(rf"apt_get install .*\b{pkg}\b", pk), pkg
+
+
+def test_fail2ban_sshd_jail(files):
+    jail = files["/etc/fail2ban/jail.d/containarium-sshd.local"]
+    assert "[sshd]" in jail and "enabled = true" in jail
+    assert "backend = systemd" in jail
+    assert "35.191.0.0/16" in jail
+
+
+def test_sshd_hardening(files):
+    conf = files["/etc/ssh/sshd_config.d/10-containarium-hardening.conf"]
+    for line in ("PermitRootLogin no", "PasswordAuthentication no",
+                 "KbdInteractiveAuthentication no"):
+        assert line in conf.splitlines()
+    # jump accounts need TCP forwarding (ssh -J): it must not be turned off globally
+    assert "AllowTcpForwarding no" not in conf
+
+
+def test_startup_unit_runs_at_every_boot(files):
+    unit = files["/etc/systemd/system/containarium-startup.service"]
+    assert "ExecStart=/usr/local/lib/containarium/bastion-startup.sh" in unit
+    assert "WantedBy=multi-user.target" in unit
+    assert "Type=oneshot" in unit
+    assert "EnvironmentFile=-/etc/default/containarium-startup" in unit
+    env = files["/etc/default/containarium-startup"]
+    assert "DATA_DISK=/dev/disk/by-id/google-containarium-data" in env
+    assert "INCUS_BRIDGE_ADDRESS=10.96.16.1/20" in env
+
+
+def test_render_refuses_unknown_syntax():
+    with pytest.raises(AssertionError):
+        render("x: ${upper(binary_url)}", TEST_VALUES)
+    with pytest.raises(AssertionError):
+        render("x: ${nope}", TEST_VALUES)
+    assert render("a: $${HOME} ${zpool_name}", TEST_VALUES) == "a: ${HOME} containarium"

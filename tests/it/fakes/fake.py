@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Stand-in for incus, useradd, userdel, groupadd, groupdel and sshd.
+
+Installed under each of those names in a directory put first on PATH. Every
+call is appended to $FAKE_LOG as one line: the program's name and its
+arguments, each argument cut at its first newline. A call whose line contains
+$FAKE_FAIL fails with exit 1. The fake incus keeps its instances as JSON
+files in $FAKE_STATE and answers like the real one for what containarium
+uses; instances get the address $FAKE_IP when started.
+"""
+import json
+import os
+import sys
+
+prog = os.path.basename(sys.argv[0])
+args = sys.argv[1:]
+line = " ".join([prog] + [a.split("\n")[0] + ("…" if "\n" in a else "") for a in args])
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(line + "\n")
+fail = os.environ.get("FAKE_FAIL")
+if fail and fail in line:
+    sys.stderr.write(f"Error: injected failure of {fail!r}\n")
+    sys.exit(1)
+if prog != "incus":
+    sys.exit(0)
+
+state = os.environ["FAKE_STATE"]
+if args[:1] == ["--project"]:
+    args = args[2:]
+
+
+def path(name):
+    return os.path.join(state, name + ".json")
+
+
+def load(name):
+    try:
+        with open(path(name)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def save(inst):
+    with open(path(inst["name"]), "w") as f:
+        json.dump(inst, f)
+
+
+def opts(args, flag):
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+verb = args[0]
+if verb == "list":
+    names = sorted(f[:-5] for f in os.listdir(state) if f.endswith(".json"))
+    want = [a for a in args[1:] if not a.startswith("--") and a != "json"]
+    if want:
+        names = [n for n in names if f"^{n}$" == want[0]]
+    print(json.dumps([load(n) for n in names]))
+elif verb == "image":
+    if args[2] == "missing":
+        sys.stderr.write("Error: Image not found\n")
+        sys.exit(1)
+elif verb == "init":
+    image, name = args[1], args[2]
+    if load(name):
+        sys.stderr.write(f'Error: Failed creating instance record: Instance "{name}" already exists\n')
+        sys.exit(1)
+    config = dict(kv.split("=", 1) for kv in opts(args, "--config"))
+    devices = {}
+    for spec in opts(args, "--device"):
+        dev, kv = spec.split(",", 1)
+        k, v = kv.split("=", 1)
+        devices[dev] = {k: v}
+    save({"name": name, "status": "Stopped", "config": config, "expanded_config": config,
+          "devices": devices, "expanded_devices": {**devices, "eth0": {"type": "nic", "network": "br0"}},
+          "state": None, "last_used_at": ""})
+elif verb == "start":
+    inst = load(args[1])
+    inst["status"] = "Running"
+    inst["state"] = {"pid": 0, "network": {"eth0": {"addresses": [
+        {"family": "inet", "address": os.environ["FAKE_IP"], "scope": "global"}]}}}
+    save(inst)
+elif verb == "config" and args[1] == "set":
+    inst = load(args[2])
+    k, v = args[3].split("=", 1)
+    inst["config"][k] = v
+    inst["expanded_config"][k] = v
+    save(inst)
+elif verb == "config" and args[1] == "device":
+    inst = load(args[3])
+    k, v = args[5].split("=", 1)
+    inst["devices"].setdefault("eth0", {})[k] = v
+    inst["expanded_devices"]["eth0"][k] = v
+    save(inst)
+elif verb == "exec":
+    inst = load(args[1])
+    argv = args[args.index("--") + 1:]
+    user = inst["config"]["user.containarium.owner"]
+    if argv[:1] == ["getent"]:
+        print(f"{user}:x:1000:1000::/home/{user}:/bin/bash")
+    elif argv[:1] == ["cat"] and argv[1].endswith("authorized_keys"):
+        data = inst["config"]["cloud-init.user-data"]
+        for l in data.splitlines():
+            l = l.strip()
+            if l.startswith('- "ssh-'):
+                print(json.loads(l[2:]))
+    elif argv[:1] == ["cat"]:
+        print("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi root@container")
+elif verb == "delete":
+    os.remove(path(args[-1]))
+elif verb == "export":
+    with open(args[2], "wb") as f:
+        f.write(b"fake backup\n")

@@ -1,0 +1,843 @@
+//! The real binary against fake `incus`, `useradd`, `userdel`, `groupadd`,
+//! `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
+//! under a scratch root. Asserts the exact commands each verb issues, what
+//! it writes, and that a failure at any step of `create` undoes the steps
+//! before it. Must run as root, like the tool.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop";
+const USER: &str = "ctmtest-alice";
+const FAKES: [&str; 6] = [
+    "incus", "useradd", "userdel", "groupadd", "groupdel", "sshd",
+];
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    ip: String,
+}
+
+impl Sandbox {
+    /// A scratch host whose containers get the loopback address 127.83.0.N,
+    /// where a fake sshd banner answers on port 22.
+    fn new(n: u8) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = format!("127.83.0.{n}");
+        for sub in ["bin", "state", "root/etc/ssh/sshd_config.d", "root/run"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fakes/fake.py");
+        for name in FAKES {
+            std::os::unix::fs::symlink(&fake, dir.path().join("bin").join(name)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("root/etc/ssh/sshd_config"),
+            "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("root/etc/ssh/ssh_host_ed25519_key.pub"),
+            "ssh-ed25519 AAAAbastion root@bastion\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("alice.pub"), format!("{KEY}\n")).unwrap();
+        let listener = TcpListener::bind((ip.as_str(), 22)).unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
+            }
+        });
+        Sandbox { dir, ip }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap()
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_containarium"));
+        cmd.args(args)
+            .env("PATH", path)
+            .env("CONTAINARIUM_ROOT", self.path("root"))
+            .env("FAKE_LOG", self.path("log"))
+            .env("FAKE_STATE", self.path("state"))
+            .env("FAKE_IP", &self.ip)
+            .env_remove("CONTAINARIUM_CONFIG")
+            .env_remove("FAKE_FAIL")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// The calls the fakes saw, with the volatile creation time masked.
+    fn log(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.path("log")).unwrap_or_default();
+        text.lines().map(mask_time).collect()
+    }
+
+    fn clear_log(&self) {
+        let _ = std::fs::remove_file(self.path("log"));
+    }
+
+    fn instance(&self) -> Option<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.path(&format!("state/{USER}-container.json"))).ok()?;
+        Some(serde_json::from_str(&text).unwrap())
+    }
+
+    fn create(&self) -> Output {
+        let key = self.path("alice.pub");
+        self.run(&[
+            "create",
+            USER,
+            "--ssh-key",
+            key.to_str().unwrap(),
+            "--image",
+            "local:dev",
+        ])
+    }
+}
+
+fn mask_time(line: &str) -> String {
+    match line.find("user.containarium.created=") {
+        Some(at) => {
+            let start = at + "user.containarium.created=".len();
+            format!("{}<time>{}", &line[..start], &line[start + 20..])
+        }
+        None => line.to_string(),
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether the machine running the tests has our group already (after an
+/// e2e run, or on a real bastion); `host init` plans around it.
+fn host_has_group() -> bool {
+    std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("containarium:"))
+}
+
+fn init_line() -> String {
+    format!(
+        "incus init local:dev {USER}-container --config limits.cpu=2 --config limits.memory=2GiB \
+         --config boot.autostart=true --config user.containarium.owner={USER} \
+         --config user.containarium.state=pending --config user.containarium.template=default \
+         --config user.containarium.created=<time> --config user.containarium.jump-account={USER} \
+         --config user.containarium.docker=true --config security.nesting=true \
+         --config security.syscalls.intercept.mknod=true \
+         --config security.syscalls.intercept.setxattr=true \
+         --config cloud-init.user-data=#cloud-config… --device root,size=20GiB"
+    )
+}
+
+/// Everything a successful `create` runs, in order, as the fakes log it.
+fn create_calls(s: &Sandbox) -> Vec<String> {
+    let mut calls = vec![
+        format!("incus list --format json ^{USER}-container$"),
+        "incus image info local:dev".to_string(),
+    ];
+    if !host_has_group() {
+        calls.push("groupadd --system containarium".into());
+    }
+    calls.extend([
+        format!(
+            "sshd -t -f {}",
+            s.path("root/etc/ssh/sshd_config").display()
+        ),
+        init_line(),
+        format!("incus start {USER}-container"),
+        format!("incus list --format json ^{USER}-container$"),
+        format!(
+            "incus config device override {USER}-container eth0 ipv4.address={}",
+            s.ip
+        ),
+        format!(
+            "useradd --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
+             --home-dir /nonexistent --comment containarium jump account {USER}"
+        ),
+        format!("incus exec {USER}-container -- timeout 900 cloud-init status --wait"),
+        format!("incus exec {USER}-container -- getent passwd {USER}"),
+        format!("incus exec {USER}-container -- cat /home/{USER}/.ssh/authorized_keys"),
+        format!("incus config set {USER}-container user.containarium.state=ready"),
+    ]);
+    calls
+}
+
+#[test]
+fn create_runs_the_plan_and_records_everything_in_incus() {
+    let s = Sandbox::new(1);
+    let out = s.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.log(), create_calls(&s));
+    assert!(
+        stdout(&out).contains(&format!("ipv4:         {}", s.ip)),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("ssh -J {USER}@")),
+        "{}",
+        stdout(&out)
+    );
+    let progress = stderr(&out);
+    for step in [
+        "create container",
+        "wait for cloud-init",
+        "mark the container ready",
+    ] {
+        assert!(
+            progress.contains(&format!("{step}")) && progress.contains("... done ("),
+            "{progress}"
+        );
+    }
+
+    let key_file =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap();
+    assert_eq!(
+        key_file,
+        format!(
+            "# Managed by containarium: tunnels to this user's container only.\n\
+             restrict,port-forwarding,permitopen=\"{}:22\" {KEY}\n",
+            s.ip
+        )
+    );
+    let dropin =
+        std::fs::read_to_string(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap();
+    assert!(
+        dropin.contains(
+            "Match Group containarium\n    AuthorizedKeysFile /etc/containarium/keys/%u\n"
+        )
+    );
+    let inst = s.instance().unwrap();
+    assert_eq!(inst["config"]["user.containarium.state"], "ready");
+    assert_eq!(inst["config"]["user.containarium.owner"], USER);
+    assert_eq!(inst["devices"]["eth0"]["ipv4.address"], s.ip.as_str());
+    assert!(inst["config"].get("security.privileged").is_none());
+
+    // A second create touches nothing.
+    s.clear_log();
+    let again = s.create();
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(
+        stderr(&again),
+        format!("error: {USER} already exists (container {USER}-container); nothing changed\n")
+    );
+    assert_eq!(
+        s.log(),
+        vec![format!("incus list --format json ^{USER}-container$")]
+    );
+}
+
+#[test]
+fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
+    let s = Sandbox::new(2);
+    let key = s.path("alice.pub");
+    let out = s.run(&[
+        "create",
+        USER,
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--image",
+        "local:dev",
+        "--no-docker",
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = mask_time(&stdout(&out));
+    for expected in [
+        "create container ctmtest-alice-container\n    incus init local:dev ctmtest-alice-container",
+        "--config 'cloud-init.user-data=#cloud-config\n",
+        "    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop\"\n",
+        "pin the address\n    incus config device override ctmtest-alice-container eth0 'ipv4.address=<ipv4>'\n",
+        "write the jump account's keys\n    write ",
+        "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
+        "useradd --gid containarium --shell /usr/sbin/nologin --password '*'",
+        "# incus exec ctmtest-alice-container -- timeout 900 cloud-init status --wait",
+        "incus config set ctmtest-alice-container user.containarium.state=ready",
+    ] {
+        assert!(plan.contains(expected), "missing {expected:?} in\n{plan}");
+    }
+    assert!(!plan.contains("security.nesting"), "--no-docker: {plan}");
+    assert_eq!(
+        s.log(),
+        vec![
+            format!("incus list --format json ^{USER}-container$"),
+            "incus image info local:dev".to_string(),
+        ]
+    );
+    assert!(
+        !s.path("root/etc/ssh/sshd_config.d/containarium.conf")
+            .exists()
+    );
+}
+
+#[test]
+fn create_undoes_earlier_steps_when_any_step_fails() {
+    let container = format!("{USER}-container");
+    let undo_container = format!("incus delete --force {container}");
+    let undo_account = format!("userdel {USER}");
+    // (what fails, the undo calls expected after it, in order)
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("sshd -t", vec![]),
+        ("incus init", vec![]),
+        ("incus start", vec![undo_container.clone()]),
+        ("device override", vec![undo_container.clone()]),
+        ("useradd", vec![undo_container.clone()]),
+        (
+            "cloud-init status",
+            vec![
+                format!("incus exec {container} -- tail -n 25 /var/log/cloud-init-output.log"),
+                undo_account.clone(),
+                undo_container.clone(),
+            ],
+        ),
+        (
+            "getent passwd",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
+        (
+            "user.containarium.state=ready",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
+    ];
+    for (n, (failing, undo)) in cases.into_iter().enumerate() {
+        let s = Sandbox::new(10 + n as u8);
+        let key = s.path("alice.pub");
+        let out = s.run_with(
+            &[
+                "create",
+                USER,
+                "--ssh-key",
+                key.to_str().unwrap(),
+                "--image",
+                "local:dev",
+            ],
+            &[("FAKE_FAIL", failing)],
+        );
+        assert_eq!(out.status.code(), Some(1), "{failing}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("injected failure"),
+            "{failing}: {}",
+            stderr(&out)
+        );
+        let log = s.log();
+        let at = log.iter().position(|l| l.contains(failing)).unwrap();
+        let mut after: Vec<String> = log[at + 1..].to_vec();
+        if !host_has_group() && failing != "sshd -t" {
+            assert_eq!(
+                after.pop().as_deref(),
+                Some("groupdel containarium"),
+                "{failing}"
+            );
+        }
+        if failing == "sshd -t" && !host_has_group() {
+            assert_eq!(
+                after,
+                vec!["groupdel containarium".to_string()],
+                "{failing}"
+            );
+        } else {
+            assert_eq!(after, undo, "{failing}: {log:#?}");
+        }
+        assert!(s.instance().is_none(), "{failing}: container left behind");
+        assert!(
+            !s.path(&format!("root/etc/containarium/keys/{USER}"))
+                .exists(),
+            "{failing}: key file left"
+        );
+        assert!(
+            !s.path("root/etc/ssh/sshd_config.d/containarium.conf")
+                .exists(),
+            "{failing}: drop-in left"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_in_one_line_and_changes_nothing() {
+    let s = Sandbox::new(30);
+    let dir = s.path("");
+    std::fs::write(dir.join("empty.pub"), "").unwrap();
+    std::fs::write(
+        dir.join("id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("opts.pub"), format!("command=\"/bin/sh\" {KEY}\n")).unwrap();
+    std::fs::write(dir.join("dss.pub"), "ssh-dss AAAAB3NzaC1kc3M= old\n").unwrap();
+    std::fs::write(dir.join("crlf.pub"), format!("{KEY}\rfrom=\"*\" x\n")).unwrap();
+    let good = s.path("alice.pub");
+    let good = good.to_str().unwrap();
+    let at = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "create".into(),
+                "Alice".into(),
+                "--ssh-key".into(),
+                good.into(),
+            ],
+            "invalid user name",
+        ),
+        (
+            vec!["create".into(), "a".into(), "--ssh-key".into(), good.into()],
+            "2 to 31 characters",
+        ),
+        (
+            vec![
+                "create".into(),
+                "bob\nroot".into(),
+                "--ssh-key".into(),
+                good.into(),
+            ],
+            "invalid user name",
+        ),
+        (
+            vec![
+                "create".into(),
+                "root".into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--image".into(),
+                "x".into(),
+            ],
+            "host account root exists and was not made by containarium",
+        ),
+        (
+            vec![
+                "create".into(),
+                "daemon".into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--image".into(),
+                "x".into(),
+            ],
+            "host account daemon exists",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                at("nope.pub"),
+            ],
+            "cannot read key file",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                at("empty.pub"),
+            ],
+            "holds no public key",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                at("id_ed25519"),
+            ],
+            "is a PRIVATE key",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                at("opts.pub"),
+            ],
+            "key options",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                at("dss.pub"),
+            ],
+            "unknown key type",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                at("crlf.pub"),
+            ],
+            "CR/LF",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--disk".into(),
+                "abc".into(),
+            ],
+            "invalid size",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--disk".into(),
+                "0".into(),
+            ],
+            "invalid size",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--memory=-5GB".into(),
+            ],
+            "invalid size",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--template".into(),
+                "gpu".into(),
+            ],
+            "unknown template \"gpu\"",
+        ),
+        (
+            vec![
+                "create".into(),
+                USER.into(),
+                "--ssh-key".into(),
+                good.into(),
+                "--image".into(),
+                "missing".into(),
+            ],
+            "image \"missing\" is not available: Image not found",
+        ),
+        (
+            vec![
+                "delete".into(),
+                USER.into(),
+                "--backup".into(),
+                at("no-such-dir"),
+            ],
+            "nothing to back up",
+        ),
+    ];
+    for (args, why) in cases {
+        s.clear_log();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s.run(&argv);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+        if !err.contains("Usage:") {
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        }
+        assert!(!err.contains("c2VjcmV0"), "never echo a private key");
+        let mutating = s
+            .log()
+            .into_iter()
+            .filter(|l| !l.starts_with("incus list") && !l.starts_with("incus image info"))
+            .collect::<Vec<_>>();
+        assert!(mutating.is_empty(), "{args:?} ran {mutating:?}");
+    }
+    assert!(!s.path("root/etc/containarium").exists());
+}
+
+#[test]
+fn incus_missing_or_down_says_how_to_fix_it() {
+    let s = Sandbox::new(31);
+    std::fs::remove_file(s.path("bin/incus")).unwrap();
+    let out = s.run_with(&["list"], &[("PATH", s.path("bin").to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: incus is not installed: install it"),
+        "{}",
+        stderr(&out)
+    );
+
+    // What the real client prints when incusd is not running.
+    std::fs::write(
+        s.path("bin/incus"),
+        "#!/bin/sh\necho 'Error: Failed to connect to local daemon: Get \"http://unix.socket/1.0\": \
+         dial unix /var/lib/incus/unix.socket: connect: no such file or directory' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        s.path("bin/incus"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = s.run(&["list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: the Incus daemon is not running: start it with"),
+        "{}",
+        stderr(&out)
+    );
+
+    let s = Sandbox::new(32);
+    let out = s.run_with(&["list"], &[("FAKE_FAIL", "incus list")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unknown incus failure is not a refusal"
+    );
+    assert!(
+        stderr(&out).contains(
+            "`incus list --format json` failed with exit code 1: Error: injected failure"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn refuses_to_run_unprivileged() {
+    let s = Sandbox::new(33);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_containarium"),
+            "list",
+        ])
+        .env("FAKE_LOG", s.path("log"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: containarium must run as root: try `sudo containarium ...`\n"
+    );
+}
+
+#[test]
+fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
+    let s = Sandbox::new(40);
+    assert!(s.create().status.success());
+    let backups = s.path("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let b = backups.to_str().unwrap();
+
+    let out = s.run(&["delete", USER, "--backup", b]);
+    assert_eq!(out.status.code(), Some(2), "no terminal, no --force");
+    assert!(stderr(&out).contains("pass --force"));
+
+    s.clear_log();
+    let out = s.run_with(
+        &["delete", USER, "--force", "--backup", b],
+        &[("FAKE_FAIL", "incus export")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(s.instance().is_some(), "kept after a failed backup");
+    assert!(
+        s.log()
+            .iter()
+            .all(|l| !l.starts_with("incus delete") && !l.starts_with("userdel")),
+        "{:?}",
+        s.log()
+    );
+
+    s.clear_log();
+    let out = s.run(&["delete", USER, "--force", "--backup", b]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = s.log();
+    assert_eq!(
+        log[0],
+        format!("incus list --format json ^{USER}-container$")
+    );
+    assert!(
+        log[1].starts_with(&format!(
+            "incus export {USER}-container {b}/{USER}-container-"
+        )),
+        "{log:?}"
+    );
+    assert_eq!(log[2..], [format!("incus delete --force {USER}-container")]);
+    // The fake useradd made no real account, so the jump account is absent
+    // here and only its key file goes.
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{USER}"))
+            .exists()
+    );
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 1);
+
+    s.clear_log();
+    let out = s.run(&["delete", USER, "--force"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), format!("nothing to delete for {USER}\n"));
+}
+
+#[test]
+fn delete_never_touches_what_containarium_did_not_make() {
+    let s = Sandbox::new(41);
+    let out = s.run(&["delete", "root", "--force", "--dry-run"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        "unchanged: container root-container (absent)\nunchanged: host account root (not made by containarium; kept)\n"
+    );
+    // An instance with our name but without our metadata.
+    std::fs::write(
+        s.path("state/bob-container.json"),
+        r#"{"name":"bob-container","status":"Running","config":{},"devices":{},"expanded_devices":{},"state":null}"#,
+    )
+    .unwrap();
+    let out = s.run(&["delete", "bob", "--force"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: bob-container is not managed by containarium; not deleting it\n"
+    );
+}
+
+#[test]
+fn host_init_is_idempotent_and_respects_foreign_files() {
+    let s = Sandbox::new(50);
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.run(&["host", "init", "--dry-run"]);
+    // The fake groupadd makes no real group, so that line depends on the host.
+    let group = if host_has_group() {
+        "unchanged: group containarium\n"
+    } else {
+        "1. create group containarium\n    groupadd --system containarium\n"
+    };
+    let expected = format!(
+        "unchanged: key directory {}\nunchanged: sshd drop-in {}\n",
+        s.path("root/etc/containarium/keys").display(),
+        s.path("root/etc/ssh/sshd_config.d/containarium.conf")
+            .display()
+    );
+    let out_text = stdout(&out);
+    assert!(
+        out_text.contains(&expected) && out_text.contains(group),
+        "{out_text}"
+    );
+    std::fs::write(
+        s.path("root/etc/ssh/sshd_config.d/containarium.conf"),
+        "Match User x\n",
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("was not written by containarium"));
+    assert_eq!(
+        std::fs::read_to_string(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap(),
+        "Match User x\n"
+    );
+}
+
+#[test]
+fn list_and_info_show_only_managed_containers() {
+    let s = Sandbox::new(60);
+    assert!(s.create().status.success());
+    std::fs::write(
+        s.path("state/other.json"),
+        r#"{"name":"other","status":"Running","config":{},"devices":{},"expanded_devices":{},"state":null}"#,
+    )
+    .unwrap();
+    let out = s.run(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "NAME                     USER           STATE    IPV4         DISK   CPU  MEMORY  AUTOSTART\n\
+             {USER}-container  {USER}  running  {}  20GiB  2    2GiB    yes\n",
+            s.ip
+        )
+    );
+    let out = s.run(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["ipv4"], s.ip.as_str());
+
+    let out = s.run(&["info", USER, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        info["keys"][0]["fingerprint"],
+        "SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8"
+    );
+    assert_eq!(info["disk_quota"], "20GiB");
+    assert_eq!(info["state"], "running");
+}
+
+#[test]
+fn export_pins_both_host_keys() {
+    let s = Sandbox::new(70);
+    assert!(s.create().status.success());
+    let out = s.run(&[
+        "export",
+        USER,
+        "--jump-ip",
+        "203.0.113.5",
+        "--jump-port",
+        "2222",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "Host {USER}-dev\n    HostName {}\n    User {USER}\n    ProxyJump {USER}-jump\n",
+            s.ip
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "KnownHostsCommand /bin/echo \"{USER}-jump ssh-ed25519 AAAAbastion\""
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("KnownHostsCommand /bin/echo \"{USER}-dev ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi\"")), "{text}");
+    assert!(!text.contains("ProxyCommand"));
+    let out = s.run(&["export", USER, "--jump-ip", "evil\nHost *"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_text_is_complete() {
+    let out = Command::new(env!("CARGO_BIN_EXE_containarium"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = stdout(&out);
+    for verb in ["create", "list", "info", "delete", "export", "host"] {
+        assert!(help.contains(verb), "{help}");
+    }
+}
