@@ -27,6 +27,7 @@
 #     host-backup/: drop-in and /etc/containarium as they were before the run)
 #   E2E_GROUP=containarium (host group of jump accounts)
 #   E2E_DELETE_IMAGE=0 (1: e2e_cleanup also deletes the image alias and image)
+#   E2E_IMAGE_REBUILD=0 (1: e2e_image rebuilds even when the cache is fresh)
 # Set by the functions:
 #   E2E_INCUSD_PID    incusd started (or adopted) by us; "" when reused
 #   E2E_SSHD_PID      bastion sshd started by us
@@ -238,27 +239,27 @@ e2e_delete_incus_objects() {
 	e2e_incus_up || return 0
 	if e2e__exists project show "$E2E_PROJECT"; then
 		for n in $(incus list --project "$E2E_PROJECT" --format csv -c n 2>/dev/null); do
-			incus delete --project "$E2E_PROJECT" --force "$n" || rc=1
+			incus delete --project "$E2E_PROJECT" --force "$n" >/dev/null || rc=1
 		done
 		for n in $(incus profile list --project "$E2E_PROJECT" --format csv 2>/dev/null | cut -d, -f1); do
-			[ "$n" = default ] || incus profile delete --project "$E2E_PROJECT" "$n" || rc=1
+			[ "$n" = default ] || incus profile delete --project "$E2E_PROJECT" "$n" >/dev/null || rc=1
 		done
 		for n in $(incus storage volume list "$E2E_POOL" --project "$E2E_PROJECT" --format csv -c tn 2>/dev/null |
 			awk -F, '$1 == "custom" { print $2 }'); do
-			incus storage volume delete --project "$E2E_PROJECT" "$E2E_POOL" "$n" || rc=1
+			incus storage volume delete --project "$E2E_PROJECT" "$E2E_POOL" "$n" >/dev/null || rc=1
 		done
-		incus project delete "$E2E_PROJECT" || rc=1
+		incus project delete "$E2E_PROJECT" >/dev/null || rc=1
 	fi
 	if e2e__exists network show "$E2E_BRIDGE"; then
-		incus network delete "$E2E_BRIDGE" || rc=1
+		incus network delete "$E2E_BRIDGE" >/dev/null || rc=1
 	fi
 	if e2e__exists storage show "$E2E_POOL"; then
 		# Image volumes (cached unpacked images) keep the pool busy.
 		for n in $(incus storage volume list "$E2E_POOL" --all-projects --format json |
 			jq -r '.[] | select(.type == "image") | "\(.project) \(.name)"' | tr ' ' '/'); do
-			incus storage volume delete --project "${n%%/*}" "$E2E_POOL" "image/${n#*/}" || rc=1
+			incus storage volume delete --project "${n%%/*}" "$E2E_POOL" "image/${n#*/}" >/dev/null || rc=1
 		done
-		incus storage delete "$E2E_POOL" || rc=1
+		incus storage delete "$E2E_POOL" >/dev/null || rc=1
 	fi
 	return "$rc"
 }
@@ -280,7 +281,7 @@ e2e_setup_incus() {
 	if ! {
 		incus storage create "$E2E_POOL" btrfs size="$E2E_POOL_SIZE" >/dev/null &&
 			incus network create "$E2E_BRIDGE" ipv4.address="$E2E_BRIDGE_CIDR" \
-				ipv4.nat=false ipv6.address=none >/dev/null &&
+				ipv4.nat=false ipv6.address=none raw.dnsmasq=no-resolv >/dev/null &&
 			incus project create "$E2E_PROJECT" -c features.images=false \
 				-c features.profiles=true >/dev/null &&
 			incus profile device add --project "$E2E_PROJECT" default root disk \
@@ -307,7 +308,8 @@ e2e_image() {
 	dir=$E2E_CACHE_DIR/image-$key
 	E2E_IMAGE_BUILD_MS=0
 	E2E_IMAGE_IMPORT_MS=0
-	if [ ! -s "$dir/fingerprint" ] || [ ! -s "$dir/rootfs.tar.gz" ] || [ ! -s "$dir/meta.tar.gz" ]; then
+	if [ "${E2E_IMAGE_REBUILD:-0}" = 1 ] || [ ! -s "$dir/fingerprint" ] ||
+		[ ! -s "$dir/rootfs.tar.gz" ] || [ ! -s "$dir/meta.tar.gz" ]; then
 		e2e_log "building image (cache $dir)"
 		mkdir -p "$E2E_CACHE_DIR" || return 1
 		rm -rf "$dir.tmp"

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# End-to-end suite: containarium against a real Incus, a real sshd bastion on
+# 127.0.0.1 and real jump accounts, on this machine, as root.
+#
+#   sudo scripts/e2e.sh            # builds target/release/containarium first
+#
+# It installs and starts what it needs (scripts/e2e-env.sh), works only in the
+# Incus project "ctme2e" on a bridge it creates (10.197.83.0/24, no NAT), names
+# every host account "e2e-*", and removes all of it on exit, even on failure.
+# Prints one "PASS"/"FAIL" line per check, the P1 ratio, and a closing
+# "N passed, N failed" line.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/e2e-env.sh
+. scripts/e2e-env.sh
+trap e2e_cleanup EXIT
+trap 'exit 130' INT TERM
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$1"; }
+fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; }
+# check NAME CMD...: runs CMD, PASS when it succeeds.
+check() {
+	local name=$1
+	shift
+	if "$@" >"$E2E_STATE_DIR/check.out" 2>&1; then
+		pass "$name"
+	else
+		fail "$name"
+		sed 's/^/    | /' "$E2E_STATE_DIR/check.out" | tail -n 20
+	fi
+}
+# refused NAME PATTERN CMD...: CMD must fail and print PATTERN.
+refused() {
+	local name=$1 pattern=$2
+	shift 2
+	if "$@" >"$E2E_STATE_DIR/check.out" 2>&1; then
+		fail "$name (it succeeded)"
+	elif grep -q -- "$pattern" "$E2E_STATE_DIR/check.out"; then
+		pass "$name"
+	else
+		fail "$name (no \"$pattern\")"
+		sed 's/^/    | /' "$E2E_STATE_DIR/check.out" | tail -n 20
+	fi
+}
+now_ms() { date +%s%3N; }
+
+BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
+if [ -z "${CONTAINARIUM_BIN:-}" ]; then
+	cargo build --release --locked --quiet
+fi
+
+e2e_install_deps
+e2e_start_incusd
+e2e_setup_incus
+e2e_image
+
+work=$E2E_STATE_DIR/work
+rm -rf "$work"
+mkdir -p "$work/keys"
+cat >"$work/config.toml" <<EOF
+image = "$E2E_IMAGE"
+disk = "3GiB"
+cpu = 1
+memory = "1GiB"
+EOF
+export CONTAINARIUM_CONFIG=$work/config.toml
+ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
+
+# The drop-in goes in before the bastion's sshd starts, as on a real host.
+check "host init" ctm host init
+check "host init is idempotent" bash -c "'$BIN' host init 2>&1 | grep -q '^sshd drop-in .*: unchanged$'"
+e2e_start_bastion_sshd
+bastion="$E2E_BASTION_HOST"
+port="$E2E_BASTION_PORT"
+
+# Per-user ssh client settings; -F is passed on to the ProxyJump hop.
+client_config() {
+	local user=$1
+	ssh-keygen -q -t ed25519 -N '' -C "$user@laptop" -f "$work/keys/$user"
+	cat >"$work/ssh-$user.conf" <<EOF
+Host *
+    IdentityFile $work/keys/$user
+    IdentitiesOnly yes
+    BatchMode yes
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+    ConnectTimeout 15
+EOF
+}
+# jump USER IP CMD...: ssh -J through USER's jump account into USER@IP.
+jump() {
+	local user=$1 ip=$2
+	shift 2
+	ssh -F "$work/ssh-$user.conf" -J "$user@$bastion:$port" "$user@$ip" "$@"
+}
+# hostname_is NAME CMD...: CMD (an ssh command line) runs `hostname` and gets NAME.
+hostname_is() {
+	local want=$1
+	shift
+	[ "$("$@" hostname </dev/null)" = "$want" ]
+}
+ip_of() { ctm list --json | jq -r --arg u "$1" '.[] | select(.user == $u) | .ipv4'; }
+
+for user in e2e-alice e2e-bob e2e-perf; do client_config "$user"; done
+for i in $(seq -w 1 10); do client_config "e2e-p$i"; done
+
+# --- P1: create-to-SSH-ready, containarium against bare Incus --------------
+# Same image, same pool, same user-data: the bare path gets the exact
+# user-data containarium rendered, so the ratio is containarium's overhead.
+t0=$(now_ms)
+check "create e2e-alice (default: docker on)" ctm create e2e-alice --ssh-key "$work/keys/e2e-alice.pub"
+alice_ip=$(ip_of e2e-alice)
+check "ssh -J into alice's container" jump e2e-alice "$alice_ip" true
+t1=$(now_ms)
+p1_ctm_ms=$((t1 - t0))
+incus --project "$E2E_PROJECT" config get e2e-alice-container cloud-init.user-data >"$work/alice.user-data"
+bare_ms=$(e2e_bare_baseline e2e-alice "$work/keys/e2e-alice.pub" "$work/keys/e2e-alice" "$work/alice.user-data")
+
+check "create e2e-bob" ctm create e2e-bob --ssh-key "$work/keys/e2e-bob.pub" --no-docker
+bob_ip=$(ip_of e2e-bob)
+
+# --- the user's path ---------------------------------------------------------
+check "alice runs a command in her container" hostname_is e2e-alice-container jump e2e-alice "$alice_ip"
+check "bob runs a command in his container" hostname_is e2e-bob-container jump e2e-bob "$bob_ip"
+check "alice has passwordless sudo" jump e2e-alice "$alice_ip" sudo -n true
+check "addresses are distinct and on our bridge" bash -c "[ '$alice_ip' != '$bob_ip' ] && [[ '$alice_ip' == 10.197.83.* ]] && [[ '$bob_ip' == 10.197.83.* ]]"
+check "the address is pinned" bash -c "incus --project $E2E_PROJECT config device get e2e-alice-container eth0 ipv4.address | grep -qx '$alice_ip'"
+check "the container is unprivileged" bash -c "[ -z \"\$(incus --project $E2E_PROJECT config get e2e-alice-container security.privileged)\" ]"
+check "metadata lives in Incus" bash -c "incus --project $E2E_PROJECT config get e2e-alice-container user.containarium.state | grep -qx ready"
+check "the jump account is proxy-only" bash -c "getent passwd e2e-alice | grep -q ':/usr/sbin/nologin$' && [ \"\$(id -gn e2e-alice)\" = containarium ]"
+
+# --- what the jump accounts must not do ---------------------------------------
+refused "alice cannot reach bob's container" "administratively prohibited" \
+	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "$bob_ip:22" "e2e-alice@$bastion"
+refused "alice cannot ProxyJump to bob's container, even with bob's key" "administratively prohibited\|Permission denied\|closed" \
+	ssh -F "$work/ssh-e2e-bob.conf" -o "ProxyCommand=ssh -F $work/ssh-e2e-alice.conf -p $port -W %h:%p e2e-alice@$bastion" "e2e-bob@$bob_ip" true
+refused "alice cannot forward to a host port" "administratively prohibited" \
+	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "127.0.0.1:$port" "e2e-alice@$bastion"
+refused "alice cannot forward to another port of her container" "administratively prohibited" \
+	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "$alice_ip:80" "e2e-alice@$bastion"
+refused "alice gets no shell on the bastion" "not available" \
+	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" "e2e-alice@$bastion" id
+refused "alice's key does not open bob's jump account" "Permission denied" \
+	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "$bob_ip:22" "e2e-bob@$bastion"
+refused "no remote forwarding from the bastion" "forwarding failed\|remote port forwarding failed\|administratively" \
+	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -o ExitOnForwardFailure=yes -N -R "127.0.0.1:40222:127.0.0.1:22" "e2e-alice@$bastion"
+
+# --- list, info, export -------------------------------------------------------
+check "list shows both, with eth0 addresses" bash -c "'$BIN' --project $E2E_PROJECT list | grep -q '^e2e-alice-container  *e2e-alice  *running  *$alice_ip ' && '$BIN' --project $E2E_PROJECT list | grep -q '^e2e-bob-container .*$bob_ip '"
+check "list --json is JSON with autostart" bash -c "'$BIN' --project $E2E_PROJECT list --json | jq -e '.[] | select(.user == \"e2e-alice\") | .autostart == true and .disk == \"3GiB\"'"
+check "info shows quota, usage and key" bash -c "'$BIN' --project $E2E_PROJECT info e2e-alice --json | jq -e '.disk_quota == \"3GiB\" and .memory_used > 0 and .jump_account == \"present\" and (.keys | length) == 1 and .uptime_seconds >= 0'"
+export_file=$work/exported.conf
+check "export alice" ctm export e2e-alice --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/e2e-alice" --output "$export_file"
+check "export bob to the same file" ctm export e2e-bob --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/e2e-bob" --output "$export_file"
+check "the exported config connects alice as is (pinned host keys)" hostname_is e2e-alice-container ssh -F "$export_file" -o BatchMode=yes e2e-alice-dev
+check "the exported config connects bob as is" hostname_is e2e-bob-container ssh -F "$export_file" -o BatchMode=yes e2e-bob-dev
+check "the export uses ProxyJump, never ProxyCommand" bash -c "grep -q 'ProxyJump e2e-alice-jump' '$export_file' && ! grep -q ProxyCommand '$export_file'"
+
+# --- bad input is refused and changes nothing ----------------------------------
+refused "a second create of alice is refused" "already exists" ctm create e2e-alice --ssh-key "$work/keys/e2e-alice.pub"
+refused "an existing host account is refused" "was not made by containarium" ctm create daemon --ssh-key "$work/keys/e2e-alice.pub"
+refused "a private key is refused" "PRIVATE key" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice"
+refused "a missing image is refused" "is not available" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice.pub" --image ctme2e-no-such-image
+check "nothing was made for carol" bash -c "! getent passwd e2e-carol && ! incus --project $E2E_PROJECT info e2e-carol-container"
+
+# --- the disk quota is real (btrfs) ------------------------------------------------
+refused "the 3GiB root quota is enforced" "Disk quota exceeded\|No space left" \
+	jump e2e-bob "$bob_ip" dd if=/dev/zero of=/home/e2e-bob/fill bs=1M count=4096 status=none
+jump e2e-bob "$bob_ip" rm -f /home/e2e-bob/fill || true
+
+# --- ten creates in parallel, from a shell loop ----------------------------------
+pwck_before=$(pwck -r 2>&1 || true)
+pids=()
+for i in $(seq -w 1 10); do
+	ctm create "e2e-p$i" --ssh-key "$work/keys/e2e-p$i.pub" --no-docker --memory 512MiB >"$work/p$i.out" 2>&1 &
+	pids+=("$!")
+done
+ok=0
+for pid in "${pids[@]}"; do if wait "$pid"; then ok=$((ok + 1)); fi; done
+if [ "$ok" -eq 10 ]; then pass "10 parallel creates all succeed"; else fail "10 parallel creates: only $ok succeeded"; tail -n 5 "$work"/p*.out; fi
+check "the 10 addresses are unique" bash -c "'$BIN' --project $E2E_PROJECT list --json | jq -e '[.[] | select(.user | startswith(\"e2e-p\")) | .ipv4] | (length == 10) and (unique | length == 10)'"
+check "pwck -r finds nothing new" bash -c "diff <(printf '%s\n' \"\$1\") <(pwck -r 2>&1 || true)" _ "$pwck_before"
+check "one of them is reachable through its jump account" jump e2e-p07 "$(ip_of e2e-p07)" true
+for i in $(seq -w 1 10); do ctm delete "e2e-p$i" --force >/dev/null 2>&1 || fail "delete e2e-p$i"; done
+
+# --- delete --backup -----------------------------------------------------------
+backups=$work/backups
+mkdir -p "$backups"
+check "delete alice with --backup" ctm delete e2e-alice --force --backup "$backups"
+check "the backup is a non-empty file" bash -c "[ -s \"\$(ls $backups/e2e-alice-container-*.tar.gz)\" ]"
+check "alice's container, account and key file are gone" bash -c "! incus --project $E2E_PROJECT info e2e-alice-container >/dev/null 2>&1 && ! getent passwd e2e-alice && [ ! -e /etc/containarium/keys/e2e-alice ]"
+check "bob is untouched" jump e2e-bob "$bob_ip" true
+check "delete bob" ctm delete e2e-bob --force
+check "delete of the absent succeeds" ctm delete e2e-bob --force
+
+# --- P1 ---------------------------------------------------------------------------
+ratio=$(awk -v a="$p1_ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')
+printf 'P1 create-to-SSH-ready: containarium %d ms, bare incus %d ms, ratio %s (target <= 1.10)\n' \
+	"$p1_ctm_ms" "$bare_ms" "$ratio"
+
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
