@@ -22,6 +22,9 @@ pub mod key {
     pub const CREATED: &str = "user.containarium.created";
     pub const JUMP_ACCOUNT: &str = "user.containarium.jump-account";
     pub const DOCKER: &str = "user.containarium.docker";
+    /// The user's public keys, one per line: what `sync-accounts` rebuilds
+    /// the jump account's key file from when the bastion lost it.
+    pub const KEYS: &str = "user.containarium.keys";
 }
 
 #[derive(Debug, Clone, Default)]
@@ -234,6 +237,15 @@ impl Instance {
             .ok()
     }
 
+    /// The keys recorded at create and by `keys add/remove`.
+    pub fn keys(&self) -> Result<Vec<crate::keys::PublicKey>, Refused> {
+        let text = self.config_value(key::KEYS).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| crate::keys::PublicKey::parse_line(l, &format!("{} {}", self.name, key::KEYS)))
+            .collect()
+    }
+
     pub fn root_size(&self) -> Option<&str> {
         self.expanded_devices
             .get("root")?
@@ -257,9 +269,10 @@ impl Instance {
         self.status == "Running"
     }
 
-    /// Whether eth0 is the instance's own device rather than a profile's.
-    pub fn has_local_eth0(&self) -> bool {
-        self.devices.contains_key("eth0")
+    /// `set` for a device of the instance's own, `override` for one it
+    /// has from a profile: the `incus config device` verb that changes it.
+    pub fn device_verb(&self, device: &str) -> &'static str {
+        if self.devices.contains_key(device) { "set" } else { "override" }
     }
 }
 

@@ -98,6 +98,11 @@ impl fmt::Display for PublicKey {
     }
 }
 
+/// Keys as stored in `user.containarium.keys`: one line each.
+pub fn to_lines(keys: &[PublicKey]) -> String {
+    keys.iter().map(|k| format!("{k}\n")).collect()
+}
+
 /// The words sshd takes as options without `=`, which would otherwise read as
 /// an unknown key type.
 fn is_option_word(word: &str) -> bool {

@@ -293,6 +293,7 @@ fn init_cmd(incus: &Incus, spec: &Spec) -> Cmd {
         (key::CREATED, created),
         (key::JUMP_ACCOUNT, spec.user.to_string()),
         (key::DOCKER, spec.docker.to_string()),
+        (key::KEYS, keys::to_lines(&spec.keys)),
     ];
     if spec.docker {
         // Docker in an unprivileged container: nesting, plus the syscalls

@@ -76,16 +76,7 @@ impl ExportArgs {
             }
         }
         let name = self.user.container();
-        let instance = match env.incus.instance(&name)? {
-            Some(i) if i.owner().is_some() => i,
-            _ => {
-                return Err(Refused(format!(
-                    "no container for {}: {name} does not exist",
-                    self.user
-                ))
-                .into());
-            }
-        };
+        let instance = super::managed(env, &self.user)?;
         let ip = instance
             .pinned_ipv4()
             .or(instance.ipv4())

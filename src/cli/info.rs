@@ -27,17 +27,7 @@ pub struct InfoArgs {
 impl InfoArgs {
     pub fn run(self, env: &Env) -> Result<()> {
         let name = self.user.container();
-        let instance = match env.incus.instance(&name)? {
-            Some(i) if i.owner().is_some() => i,
-            Some(_) => return Err(Refused(format!("{name} is not managed by containarium")).into()),
-            None => {
-                return Err(Refused(format!(
-                    "no container for {}: {name} does not exist",
-                    self.user
-                ))
-                .into());
-            }
-        };
+        let instance = super::managed(env, &self.user)?;
         let key_text = files::read_optional(&env.paths.key_file(&self.user))?.unwrap_or_default();
         let (_, keys) = accounts::parse_jump_key_file(&key_text);
         let jump = match accounts::lookup(self.user.as_str())? {

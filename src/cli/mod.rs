@@ -82,6 +82,16 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// The user's container, refusing when there is none or it is not ours.
+fn managed(env: &Env, user: &crate::names::UserName) -> Result<crate::incus::Instance> {
+    let name = user.container();
+    match env.incus.instance(&name)? {
+        Some(instance) if instance.owner().is_some() => Ok(instance),
+        Some(_) => Err(Refused(format!("{name} is not managed by containarium")).into()),
+        None => Err(Refused(format!("no container for {user}: {name} does not exist")).into()),
+    }
+}
+
 /// Prints `value` as pretty JSON on stdout.
 fn print_json(value: &serde_json::Value) {
     println!(

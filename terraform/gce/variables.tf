@@ -79,7 +79,7 @@ variable "spot_restart_schedule" {
 }
 
 variable "boot_image" {
-  description = "Boot image (project/family or self link). It must run cloud-init: Ubuntu 24.04 (default) or a Debian 12 image with cloud-init, e.g. one built by scripts/build-image.sh."
+  description = "Boot image (project/family or self link). It must run cloud-init: Ubuntu 24.04 (default) or a Debian 12 image that has cloud-init (Debian's genericcloud image imported into GCE, or your own). Air-gapped sites use their own image with the packages preinstalled."
   type        = string
   default     = "ubuntu-os-cloud/ubuntu-2404-lts-amd64"
 
@@ -220,7 +220,7 @@ variable "containarium_binary_url" {
   type        = string
 
   validation {
-    condition     = can(regex("^(https?://[^ ]+|gs://[a-z0-9][a-z0-9._-]{1,220}/[^ ]+|file:///[^ ]+)$", var.containarium_binary_url))
+    condition     = can(regex("^(https?://|gs://[a-z0-9][a-z0-9._-]{1,220}/|file:///)[^ \"'\\\\]+$", var.containarium_binary_url))
     error_message = "containarium_binary_url must be an http(s)://, gs://bucket/object or file:/// URL."
   }
 }
@@ -252,7 +252,7 @@ variable "container_network_cidr" {
   default     = "10.96.0.0/12"
 
   validation {
-    condition     = can(cidrhost(var.container_network_cidr, 0)) && tonumber(split("/", var.container_network_cidr)[1]) <= 16
+    condition     = can(regex("^[0-9.]+/([0-9]|1[0-6])$", var.container_network_cidr)) && can(cidrhost(var.container_network_cidr, 0))
     error_message = "container_network_cidr must be a CIDR range of /16 or larger."
   }
 }

@@ -198,3 +198,35 @@ def test_checkov_skips_are_documented():
         skips.update(re.findall(r"checkov:skip=(CKV2?_[A-Z]+_\d+)", tf.read_text()))
     for check in skips:
         assert check in readme, f"{check} is skipped but not explained in terraform/README.md"
+
+
+SIMPLE_REGEX = re.compile(r'^\$\{can\(regex\("((?:[^"\\]|\\.)*)", var\.([a-z_0-9]+)\)\)\}$')
+
+
+def hcl_unescape(s):
+    return re.sub(r'\\(["\\nt])', lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), s)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_values_pass_simple_regex_validations(gce, path):
+    """Validations of the form can(regex("...", var.x)), evaluated with Python's re
+    (the patterns used here mean the same in RE2)."""
+    values = load(path)
+    checked = 0
+    for name, value in values.items():
+        for val in gce.variables[name].get("validation", []):
+            m = SIMPLE_REGEX.match(val["condition"])
+            if m and m.group(2) == name:
+                assert re.search(hcl_unescape(m.group(1)), value), (name, value)
+                checked += 1
+    assert checked >= 3
+
+
+def test_binary_url_validation_pattern(gce):
+    [val] = gce.variables["containarium_binary_url"]["validation"]
+    pattern = hcl_unescape(SIMPLE_REGEX.match(val["condition"]).group(1))
+    for ok in ("https://h.example/c", "http://mirror.internal/c", "gs://bucket/path/c",
+               "file:///opt/containarium"):
+        assert re.search(pattern, ok), ok
+    for bad in ("ftp://h/c", "https://h/a b", 'https://h/"x', "gs://B/c", "/opt/c", "gs://bucket"):
+        assert not re.search(pattern, bad), bad

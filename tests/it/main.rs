@@ -146,7 +146,8 @@ fn init_line() -> String {
          --config boot.autostart=true --config user.containarium.owner={USER} \
          --config user.containarium.state=pending --config user.containarium.template=default \
          --config user.containarium.created=<time> --config user.containarium.jump-account={USER} \
-         --config user.containarium.docker=true --config security.nesting=true \
+         --config user.containarium.docker=true --config user.containarium.keys={KEY}… \
+         --config security.nesting=true \
          --config security.syscalls.intercept.mknod=true \
          --config security.syscalls.intercept.setxattr=true \
          --config cloud-init.user-data=#cloud-config… --device root,size=20GiB"
