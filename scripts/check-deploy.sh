@@ -126,8 +126,9 @@ run_check "shellcheck (${#shell_scripts[@]} scripts)" \
 run_check "checkov -d terraform/" \
     "$checkov_venv/bin/checkov" -d terraform/ --skip-download --compact --quiet
 
+# no .pytest_cache or __pycache__ left in the work tree
 run_check "pytest tests/deploy" \
-    "$tests_venv/bin/python" -m pytest -p no:cacheprovider tests/deploy
+    env PYTHONDONTWRITEBYTECODE=1 "$tests_venv/bin/python" -m pytest -p no:cacheprovider tests/deploy
 
 if [ ${#failed[@]} -gt 0 ]; then
     echo "check-deploy: FAILED: ${failed[*]} ($(elapsed "$started"))" >&2

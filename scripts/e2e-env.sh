@@ -34,8 +34,9 @@
 #   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached)
 #   E2E_BRIDGE_IP     10.197.83.1 (address part of E2E_BRIDGE_CIDR)
 #
-# The functions do not rely on set -e; each returns non-zero with a message on
-# stderr when it fails. Callers may use set -euo pipefail.
+# The functions run with set +e internally (whatever the caller uses) and
+# return non-zero with a message on stderr when they fail. Callers may use
+# set -euo pipefail.
 
 E2E_PROJECT=${E2E_PROJECT:-ctme2e}
 E2E_POOL=${E2E_POOL:-ctme2e}
@@ -104,6 +105,8 @@ e2e__pid_is() {
 
 # Stop process $1 (expected name $2) by PID: TERM (or signal $3), wait, KILL.
 e2e__stop_pid() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local pid=$1 name=$2 sig=${3:-TERM} i
 	e2e__pid_is "$pid" "$name" || return 0
 	kill "-$sig" "$pid" 2>/dev/null
@@ -121,6 +124,8 @@ e2e__stop_pid() {
 # (no apt-get update) when all are installed already.
 # ---------------------------------------------------------------------------
 e2e_install_deps() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local want=(btrfs-progs debootstrap openssh-server openssh-client jq xz-utils pigz
 		busybox-static dnsmasq-base iproute2 iptables uidmap procps)
 	local missing=() p need_incus=0 log
@@ -172,6 +177,8 @@ e2e_incus_up() { timeout 10 incus query /1.0 >/dev/null 2>&1; }
 # by e2e_cleanup). An incusd that an earlier, crashed run of this suite started
 # is adopted (and stopped at the end).
 e2e_start_incusd() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local pid i
 	e2e__init_state || return 1
 	if ! e2e_incus_up && pgrep -x incusd >/dev/null; then
@@ -216,6 +223,8 @@ e2e_start_incusd() {
 }
 
 e2e_stop_incusd() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	[ -n "$E2E_INCUSD_PID" ] || return 0
 	if e2e__pid_is "$E2E_INCUSD_PID" incusd; then
 		e2e_log "stopping incusd $E2E_INCUSD_PID"
@@ -234,6 +243,8 @@ e2e__exists() { incus "$@" >/dev/null 2>&1; }
 # Delete our Incus objects (instances and profiles of the project, the project,
 # the bridge, volumes on the pool, the pool). Quiet when they are absent.
 e2e_delete_incus_objects() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local rc=0 n
 	e2e__check_names || return 1
 	e2e_incus_up || return 0
@@ -268,6 +279,8 @@ e2e_delete_incus_objects() {
 # run are deleted first). The project's default profile gets a root disk on the
 # pool and eth0 on the bridge.
 e2e_setup_incus() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local route
 	e2e__check_names || return 1
 	e2e__record_host_state || return 1
@@ -302,6 +315,8 @@ e2e_setup_incus() {
 # build-image.sh. Tarballs are cached in $E2E_CACHE_DIR/image-<hash of
 # build-image.sh>; the build runs only when that cache is missing.
 e2e_image() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local key dir fp cur images t0
 	e2e__check_names || return 1
 	key=$(sha256sum "$E2E_SCRIPTS_DIR/build-image.sh" | cut -c1-16) || return 1
@@ -357,6 +372,8 @@ e2e_image() {
 # e2e_cleanup can put them back. A record left by a crashed run is restored
 # first (it holds the state from before that run).
 e2e__record_host_state() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	[ -z "${E2E__RECORDED:-}" ] || return 0
 	e2e__init_state || return 1
 	# Leftovers of an earlier, unfinished run: its accounts, then the host
@@ -382,6 +399,8 @@ e2e__record_host_state() {
 }
 
 e2e__restore_host_state() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local rc=0
 	[ -e "$E2E_BACKUP_DIR/recorded" ] || return 0
 	if [ -e "$E2E_BACKUP_DIR/dropin" ]; then
@@ -409,6 +428,8 @@ e2e__restore_host_state() {
 # Delete host accounts named e2e-* whose primary group is $E2E_GROUP, and their
 # key files.
 e2e_delete_accounts() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local gid u rc=0
 	gid=$(getent group "$E2E_GROUP" | cut -d: -f3)
 	if [ -n "$gid" ]; then
@@ -425,6 +446,8 @@ e2e_delete_accounts() {
 # sshd_config or a drop-in, run e2e_reload_bastion_sshd (sshd keeps the config
 # it read at start for new connections).
 e2e_start_bastion_sshd() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local old i
 	e2e__init_state || return 1
 	e2e__record_host_state || return 1
@@ -461,6 +484,8 @@ e2e_start_bastion_sshd() {
 
 # Make the bastion sshd re-read its configuration (SIGHUP; same PID).
 e2e_reload_bastion_sshd() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local i
 	e2e__pid_is "$E2E_SSHD_PID" sshd || e2e_die "bastion sshd not running" || return 1
 	/usr/sbin/sshd -t -f /etc/ssh/sshd_config || e2e_die "sshd -t failed" || return 1
@@ -473,6 +498,8 @@ e2e_reload_bastion_sshd() {
 }
 
 e2e_stop_bastion_sshd() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local pid=${E2E_SSHD_PID:-$(cat "$E2E_SSHD_PIDFILE" 2>/dev/null)}
 	if e2e__pid_is "$pid" sshd; then
 		e2e__stop_pid "$pid" sshd
@@ -487,6 +514,8 @@ e2e_stop_bastion_sshd() {
 
 # e2e_instance_ipv4 NAME [TIMEOUT_S]: print eth0's global IPv4 address (waits).
 e2e_instance_ipv4() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local name=$1 timeout=${2:-60} ip i
 	for ((i = 0; i < timeout * 5; i++)); do
 		ip=$(incus query "/1.0/instances/$name/state?project=$E2E_PROJECT" 2>/dev/null |
@@ -532,6 +561,8 @@ e2e_ssh_opts() {
 # host. PUBKEY is a file or the key line itself. Prints the milliseconds on
 # stdout; deletes the container.
 e2e_bare_baseline() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
 	local user=$1 pub=$2 priv=$3 name t0 ms ip kh i ok=0 opts
 	[ -n "$user" ] && [ -n "$pub" ] && [ -r "$priv" ] ||
 		e2e_die "usage: e2e_bare_baseline USER PUBKEY PRIVKEY" || return 1

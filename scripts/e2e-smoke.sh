@@ -76,7 +76,11 @@ if ! e2e_incus_up && ! pgrep -x incusd >/dev/null; then
 fi
 T=$(e2e_now_ms)
 e2e_start_incusd
-note "incusd: ${E2E_INCUSD_PID:+started/adopted pid $E2E_INCUSD_PID}${E2E_INCUSD_PID:-reused} ($(($(e2e_now_ms) - T)) ms)"
+if [ -n "$E2E_INCUSD_PID" ]; then
+	note "incusd: started (or adopted) by us, pid $E2E_INCUSD_PID ($(($(e2e_now_ms) - T)) ms)"
+else
+	note "incusd: reused the running one ($(($(e2e_now_ms) - T)) ms)"
+fi
 T=$(e2e_now_ms)
 e2e_setup_incus
 note "incus setup (pool, bridge, project): $(($(e2e_now_ms) - T)) ms"

@@ -100,9 +100,9 @@ jump() {
 }
 # hostname_is NAME CMD...: CMD (an ssh command line) runs `hostname` and gets NAME.
 hostname_is() {
-	local want=$1
+	local expected=$1
 	shift
-	[ "$("$@" hostname </dev/null)" = "$want" ]
+	[ "$("$@" hostname </dev/null)" = "$expected" ]
 }
 ip_of() { ctm list --json | jq -r --arg u "$1" '.[] | select(.user == $u) | .ipv4'; }
 

@@ -272,7 +272,11 @@ impl Instance {
     /// `set` for a device of the instance's own, `override` for one it
     /// has from a profile: the `incus config device` verb that changes it.
     pub fn device_verb(&self, device: &str) -> &'static str {
-        if self.devices.contains_key(device) { "set" } else { "override" }
+        if self.devices.contains_key(device) {
+            "set"
+        } else {
+            "override"
+        }
     }
 }
 

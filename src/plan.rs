@@ -127,6 +127,23 @@ impl Step {
         self.undo = Some(undo);
         self
     }
+
+    /// Writes `file` unless it already holds exactly that; undone by
+    /// putting back what was there (or removing it if nothing was).
+    pub fn write_file(synopsis: impl Into<String>, file: FileWrite) -> Result<Option<Step>> {
+        let previous = crate::files::read_optional(&file.path)?;
+        if previous.as_deref() == Some(file.contents.as_str()) {
+            return Ok(None);
+        }
+        let undo = match previous {
+            Some(contents) => Action::write(FileWrite {
+                contents,
+                ..file.clone()
+            }),
+            None => Action::Remove(file.path.clone()),
+        };
+        Ok(Some(Step::new(synopsis, Action::write(file)).undo(undo)))
+    }
 }
 
 /// What applying needs besides the steps.

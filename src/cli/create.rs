@@ -175,37 +175,13 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
         format!("start {container}"),
         Action::run(incus.cmd(["start", container.as_str()])),
     ));
-    let probe = incus.clone();
-    let name = container.clone();
-    plan.push(Step::new(
-        "wait for its IPv4 address",
-        Action::check(
-            format!(
-                "poll `incus list` until eth0 has an IPv4 address (at most {}s)",
-                IPV4_TIMEOUT.as_secs()
-            ),
-            move |facts| {
-                facts.ipv4 = Some(incus::wait_for_ipv4(&probe, &name, IPV4_TIMEOUT)?);
-                Ok(())
-            },
-        ),
-    ));
     // The jump account may only reach this address, so it must never move.
     let verb = if spec.network.is_some() {
         "set"
     } else {
         "override"
     };
-    let pin = incus.clone();
-    let name = container.clone();
-    plan.push(Step::new(
-        "pin the address",
-        Action::run_with(move |facts| {
-            pin.cmd(["config", "device", verb, name.as_str(), "eth0"])
-                .arg(format!("ipv4.address={}", facts.ipv4_text()))
-        }),
-    ));
-
+    plan.append(address_steps(incus, &container, verb));
     if adopt_account {
         plan.unchanged(format!(
             "jump account {user} (made by containarium earlier)"
@@ -219,28 +195,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
             .undo(Action::EditAccounts(accounts::userdel(user))),
         );
     }
-    let key_file = env.paths.key_file(user);
-    let previous = files::read_optional(&key_file)?;
-    let keys = spec.keys.clone();
-    let path = key_file.clone();
-    plan.push(
-        Step::new(
-            "write the jump account's keys",
-            Action::Write(Box::new(move |facts| FileWrite {
-                path: path.clone(),
-                mode: 0o644,
-                contents: accounts::jump_key_file(&facts.ipv4_text(), &keys),
-            })),
-        )
-        .undo(match previous {
-            Some(contents) => Action::write(FileWrite {
-                path: key_file,
-                mode: 0o644,
-                contents,
-            }),
-            None => Action::Remove(key_file),
-        }),
-    );
+    plan.push(jump_keys_step(&env.paths, user, spec.keys.clone())?);
 
     let waiter = incus.clone();
     let name = container.clone();
@@ -270,6 +225,63 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
         Action::run(incus.config_set_cmd(&container, key::STATE, "ready")),
     ));
     Ok(plan)
+}
+
+/// Wait for the container's DHCP address, then pin it on eth0 with
+/// `incus config device VERB` (`set` for the instance's own eth0,
+/// `override` for a profile's).
+pub(super) fn address_steps(incus: &Incus, container: &str, verb: &'static str) -> Plan {
+    let mut plan = Plan::default();
+    let (probe, name) = (incus.clone(), container.to_string());
+    plan.push(Step::new(
+        "wait for its IPv4 address",
+        Action::check(
+            format!(
+                "poll `incus list` until eth0 has an IPv4 address (at most {}s)",
+                IPV4_TIMEOUT.as_secs()
+            ),
+            move |facts| {
+                facts.ipv4 = Some(incus::wait_for_ipv4(&probe, &name, IPV4_TIMEOUT)?);
+                Ok(())
+            },
+        ),
+    ));
+    let (pin, name) = (incus.clone(), container.to_string());
+    plan.push(Step::new(
+        "pin the address",
+        Action::run_with(move |facts| {
+            pin.cmd(["config", "device", verb, name.as_str(), "eth0"])
+                .arg(format!("ipv4.address={}", facts.ipv4_text()))
+        }),
+    ));
+    plan
+}
+
+/// Writes the jump key file for the address learned while applying; undone
+/// by restoring what was there before.
+pub(super) fn jump_keys_step(
+    paths: &crate::config::Paths,
+    user: &UserName,
+    keys: Vec<PublicKey>,
+) -> Result<Step> {
+    let key_file = paths.key_file(user);
+    let undo = match files::read_optional(&key_file)? {
+        Some(contents) => Action::write(FileWrite {
+            path: key_file.clone(),
+            mode: 0o644,
+            contents,
+        }),
+        None => Action::Remove(key_file.clone()),
+    };
+    Ok(Step::new(
+        "write the jump account's keys",
+        Action::Write(Box::new(move |facts| FileWrite {
+            path: key_file.clone(),
+            mode: 0o644,
+            contents: accounts::jump_key_file(&facts.ipv4_text(), &keys),
+        })),
+    )
+    .undo(undo))
 }
 
 /// `incus init` with every limit and our metadata, so the container exists

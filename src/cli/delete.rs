@@ -69,33 +69,7 @@ impl DeleteArgs {
             }
             Some(_) => {
                 if let Some(dir) = &self.backup {
-                    if !dir.is_dir() {
-                        bail!(Refused(format!(
-                            "backup directory {} does not exist",
-                            dir.display()
-                        )));
-                    }
-                    let file = dir.join(format!("{name}-{}.tar.gz", stamp()));
-                    if file.exists() {
-                        bail!(Refused(format!("{} already exists", file.display())));
-                    }
-                    let path = file.to_string_lossy().into_owned();
-                    plan.push(Step::new(
-                        format!("back up {name} to {path}"),
-                        Action::run(env.incus.cmd(["export", name.as_str(), path.as_str()])),
-                    ));
-                    plan.push(Step::new(
-                        "check the backup",
-                        Action::check(format!("test -s {path}"), move |_| match std::fs::metadata(
-                            &file,
-                        ) {
-                            Ok(meta) if meta.len() > 0 => Ok(()),
-                            _ => bail!(
-                                "the backup {} is missing or empty; nothing deleted",
-                                file.display()
-                            ),
-                        }),
-                    ));
+                    super::backup::backup_steps(env, &name, dir, &mut plan)?;
                 }
                 plan.push(Step::new(
                     format!("delete container {name}"),
@@ -145,9 +119,4 @@ fn confirm(question: &str) -> Result<()> {
         bail!(Refused("not deleted".into()));
     }
     Ok(())
-}
-
-/// A sortable UTC stamp for backup file names: 20261124T010203Z.
-fn stamp() -> String {
-    super::create::created_timestamp().replace(['-', ':'], "")
 }

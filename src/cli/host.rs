@@ -92,41 +92,25 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
         .into());
     }
     let dropin = paths.sshd_dropin();
-    let wanted = sshd::dropin();
-    let current = files::read_optional(&dropin)?;
-    match &current {
-        Some(text) if *text == wanted => {
-            plan.unchanged(format!("sshd drop-in {}", dropin.display()));
-            return Ok(plan);
-        }
-        Some(text) if !text.starts_with(sshd::MARKER) => {
+    if let Some(text) = files::read_optional(&dropin)? {
+        if !text.starts_with(sshd::MARKER) {
             return Err(Refused(format!(
                 "{} exists and was not written by containarium; move it aside first",
                 dropin.display()
             ))
             .into());
         }
-        _ => {}
     }
-    let restore = match current {
-        Some(previous) => Action::write(FileWrite {
-            path: dropin.clone(),
-            mode: 0o644,
-            contents: previous,
-        }),
-        None => Action::Remove(dropin.clone()),
+    let write = FileWrite {
+        path: dropin.clone(),
+        mode: 0o644,
+        contents: sshd::dropin(),
     };
-    plan.push(
-        Step::new(
-            "install the sshd drop-in",
-            Action::write(FileWrite {
-                path: dropin,
-                mode: 0o644,
-                contents: wanted,
-            }),
-        )
-        .undo(restore),
-    );
+    let Some(step) = Step::write_file("install the sshd drop-in", write)? else {
+        plan.unchanged(format!("sshd drop-in {}", dropin.display()));
+        return Ok(plan);
+    };
+    plan.push(step);
     plan.push(Step::new(
         "validate the sshd configuration",
         Action::run(sshd::validate(&config)),

@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::{Env, print_json};
 use crate::accounts;
-use crate::error::Refused;
 use crate::files;
 use crate::incus::{Instance, key};
 use crate::names::UserName;

@@ -7,12 +7,19 @@ use crate::config::Paths;
 use crate::error::Refused;
 use crate::incus::Incus;
 
+mod backup;
 mod create;
 mod delete;
 mod export;
 mod host;
 mod info;
+mod keys;
 mod list;
+mod power;
+mod resize;
+mod restore;
+mod snapshot;
+mod sync_accounts;
 
 /// Per-user Incus development containers behind locked-down SSH jump
 /// accounts. Run as root on the bastion.
@@ -44,6 +51,20 @@ enum Command {
     Info(info::InfoArgs),
     Delete(delete::DeleteArgs),
     Export(export::ExportArgs),
+    Resize(resize::ResizeArgs),
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Start a user's container
+    Start(power::PowerArgs),
+    /// Stop a user's container
+    Stop(power::PowerArgs),
+    /// Restart a user's container
+    Restart(power::PowerArgs),
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    Backup(backup::BackupArgs),
+    Restore(restore::RestoreArgs),
+    SyncAccounts(sync_accounts::SyncAccountsArgs),
     #[command(subcommand)]
     Host(host::HostCommand),
 }
@@ -68,6 +89,15 @@ impl Cli {
             Command::Info(args) => args.run(&env),
             Command::Delete(args) => args.run(&env),
             Command::Export(args) => args.run(&env),
+            Command::Resize(args) => args.run(&env),
+            Command::Keys(command) => command.run(&env),
+            Command::Start(args) => args.run(&env, power::Power::Start),
+            Command::Stop(args) => args.run(&env, power::Power::Stop),
+            Command::Restart(args) => args.run(&env, power::Power::Restart),
+            Command::Snapshot(command) => command.run(&env),
+            Command::Backup(args) => args.run(&env),
+            Command::Restore(args) => args.run(&env),
+            Command::SyncAccounts(args) => args.run(&env),
             Command::Host(command) => command.run(&env),
         }
     }
@@ -152,6 +182,29 @@ mod tests {
                 "x",
             ],
             vec!["host", "init", "--dry-run"],
+            vec![
+                "resize", "alice", "--disk", "40GiB", "--cpu", "4", "--memory", "4GiB", "--json",
+            ],
+            vec!["keys", "list", "alice"],
+            vec!["keys", "add", "alice", "a.pub", "b.pub", "--dry-run"],
+            vec!["keys", "remove", "alice", "SHA256:abc"],
+            vec!["start", "alice"],
+            vec!["stop", "alice", "--dry-run"],
+            vec!["restart", "alice"],
+            vec!["snapshot", "create", "alice"],
+            vec!["snapshot", "create", "alice", "before-upgrade"],
+            vec!["snapshot", "list", "alice", "--json"],
+            vec!["snapshot", "restore", "alice", "before-upgrade"],
+            vec!["snapshot", "delete", "alice", "before-upgrade"],
+            vec!["backup", "alice", "--output", "/srv/backups"],
+            vec![
+                "restore",
+                "/srv/backups/a.tar.gz",
+                "--as",
+                "bob",
+                "--dry-run",
+            ],
+            vec!["sync-accounts", "--dry-run"],
         ];
         for args in ok {
             let argv = std::iter::once("containarium").chain(args.iter().copied());
@@ -171,6 +224,10 @@ mod tests {
             vec!["create", "alice", "--ssh-key", "a.pub", "--memory", "abc"],
             vec!["export", "alice"],
             vec!["export", "alice", "--jump-ip", "h", "--jump-port", "0"],
+            vec!["resize", "alice", "--disk", "abc"],
+            vec!["keys", "add", "alice"],
+            vec!["backup", "alice"],
+            vec!["restore", "f", "--as", "Bob"],
         ];
         for args in bad {
             let argv = std::iter::once("containarium").chain(args.iter().copied());

@@ -33,7 +33,7 @@ output "containarium_export_hint" {
   value = join("\n", concat(
     ["Next steps (as an admin from admin_ssh_keys):"],
     [for name, addr in google_compute_address.bastion :
-      "  ${name}: ssh ${local.admin_user}@${addr.address} sudo containarium export <user>   # prints <user>'s SSH config (ProxyJump via ${addr.address})"
+      "  ${name}: ssh ${local.admin_user}@${addr.address} sudo containarium export <user> --jump-ip ${addr.address}   # prints <user>'s SSH config (ProxyJump via this bastion)"
     ],
     var.enable_load_balancer ? ["  Load balancer: ${google_compute_address.lb[0].address}:22 (client-IP affinity; a user's container lives on one bastion, so prefer that bastion's own address in ProxyJump)."] : [],
   ))

@@ -593,8 +593,8 @@ fn incus_missing_or_down_says_how_to_fix_it() {
     // What the real client prints when incusd is not running.
     std::fs::write(
         s.path("bin/incus"),
-        "#!/bin/sh\necho 'Error: Failed to connect to local daemon: Get \"http://unix.socket/1.0\": \
-         dial unix /var/lib/incus/unix.socket: connect: no such file or directory' >&2\nexit 1\n",
+        "#!/bin/sh\necho 'Error: The incus daemon doesn'\\''t appear to be started \
+         (socket path: /var/lib/incus/unix.socket)' >&2\nexit 1\n",
     )
     .unwrap();
     std::fs::set_permissions(

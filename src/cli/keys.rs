@@ -1,0 +1,296 @@
+//! `containarium keys list|add|remove USER`: the user's SSH keys, changed in
+//! the container's authorized_keys, the jump account's key file and the
+//! `user.containarium.keys` metadata together, so a new laptop's key works
+//! through the jump at once.
+//!
+//! Keys travel as data (file push stdin, argv), never through a shell. Lines
+//! the user added to authorized_keys by hand are kept. `cloud-init.*` config
+//! is never touched: changing it makes cloud-init regenerate host keys.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use super::{Env, print_json};
+use crate::accounts;
+use crate::error::Refused;
+use crate::files::FileWrite;
+use crate::incus::{Instance, key};
+use crate::keys::{self, PublicKey};
+use crate::names::UserName;
+use crate::plan::{Action, Facts, Plan, Step};
+
+/// List, add or remove a user's SSH keys
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List a user's keys
+    List(ListArgs),
+    /// Add keys from public key files
+    Add(AddArgs),
+    /// Remove a key, by fingerprint (SHA256:...) or comment
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// User name
+    user: UserName,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// User name
+    user: UserName,
+    /// Public key files
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// User name
+    user: UserName,
+    /// SHA256:... fingerprint or the key's comment
+    #[arg(value_name = "FINGERPRINT|COMMENT")]
+    selector: String,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl KeysCommand {
+    pub fn run(self, env: &Env) -> Result<()> {
+        match self {
+            KeysCommand::List(args) => {
+                let keys = super::managed(env, &args.user)?.keys()?;
+                print_keys(&keys, args.json);
+                Ok(())
+            }
+            KeysCommand::Add(args) => {
+                let instance = super::managed(env, &args.user)?;
+                let mut wanted = instance.keys()?;
+                let before = wanted.len();
+                for key in keys::read_key_files(&args.files)? {
+                    if !wanted.iter().any(|k| k.fingerprint() == key.fingerprint()) {
+                        wanted.push(key);
+                    }
+                }
+                if wanted.len() == before {
+                    println!("{} has all these keys already; nothing changed", args.user);
+                    return Ok(());
+                }
+                change(env, &args.user, &instance, wanted, args.dry_run)
+            }
+            KeysCommand::Remove(args) => {
+                let instance = super::managed(env, &args.user)?;
+                let have = instance.keys()?;
+                let matching: Vec<&PublicKey> = have
+                    .iter()
+                    .filter(|k| k.fingerprint() == args.selector || k.comment() == args.selector)
+                    .collect();
+                match matching.len() {
+                    0 => {
+                        return Err(Refused(format!(
+                            "{} has no key \"{}\"",
+                            args.user,
+                            args.selector.escape_debug()
+                        ))
+                        .into());
+                    }
+                    1 => {}
+                    n => {
+                        return Err(Refused(format!(
+                            "{n} keys have the comment \"{}\"; give the fingerprint",
+                            args.selector
+                        ))
+                        .into());
+                    }
+                }
+                let gone = matching[0].fingerprint();
+                let wanted: Vec<PublicKey> = have
+                    .iter()
+                    .filter(|k| k.fingerprint() != gone)
+                    .cloned()
+                    .collect();
+                if wanted.is_empty() {
+                    return Err(Refused(format!(
+                        "that is {}'s last key; add another first",
+                        args.user
+                    ))
+                    .into());
+                }
+                change(env, &args.user, &instance, wanted, args.dry_run)
+            }
+        }
+    }
+}
+
+fn print_keys(keys: &[PublicKey], json: bool) {
+    if json {
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|k| serde_json::json!({"fingerprint": k.fingerprint(), "type": k.kind(), "comment": k.comment()}))
+            .collect();
+        print_json(&rows.into());
+    } else {
+        for k in keys {
+            println!("{}  {}  {}", k.fingerprint(), k.kind(), k.comment());
+        }
+    }
+}
+
+/// Plans and applies the change from the recorded keys to `wanted`.
+fn change(
+    env: &Env,
+    user: &UserName,
+    instance: &Instance,
+    wanted: Vec<PublicKey>,
+    dry_run: bool,
+) -> Result<()> {
+    let plan = plan(env, user, instance, &wanted)?;
+    if dry_run {
+        print!("{}", plan.describe());
+        return Ok(());
+    }
+    plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+    print_keys(&wanted, false);
+    Ok(())
+}
+
+fn plan(env: &Env, user: &UserName, instance: &Instance, wanted: &[PublicKey]) -> Result<Plan> {
+    let name = instance.name.as_str();
+    if !instance.is_running() {
+        return Err(Refused(format!(
+            "{name} is not running: `containarium start {user}` first"
+        ))
+        .into());
+    }
+    let ip = instance
+        .pinned_ipv4()
+        .with_context(|| format!("{name} has no pinned address"))?;
+    let passwd = env
+        .incus
+        .exec(name, &["getent", "passwd", user.as_str()])?
+        .stdout;
+    let fields: Vec<&str> = passwd.trim().split(':').collect();
+    let [_, _, uid, gid, _, home, ..] = fields[..] else {
+        anyhow::bail!("user {user} not found in {name}");
+    };
+    let path = format!("{home}/.ssh/authorized_keys");
+    let current = env.incus.exec_unchecked(name, &["cat", &path])?.stdout;
+    let recorded = instance.keys()?;
+    let updated = authorized_keys(&current, &recorded, wanted);
+
+    let push = |content: &str| {
+        env.incus
+            .cmd([
+                "file",
+                "push",
+                "--create-dirs",
+                "--uid",
+                uid,
+                "--gid",
+                gid,
+                "--mode",
+                "0600",
+                "-",
+            ])
+            .arg(format!("{name}{path}"))
+            .stdin(content)
+    };
+    let mut plan = Plan::default();
+    plan.push(
+        Step::new(
+            format!("update {path} in {name}"),
+            Action::run(push(&updated)),
+        )
+        .undo(Action::run(push(&current))),
+    );
+    let write = FileWrite {
+        path: env.paths.key_file(user),
+        mode: 0o644,
+        contents: accounts::jump_key_file(&ip.to_string(), wanted),
+    };
+    if let Some(step) = Step::write_file(format!("write {user}'s jump keys"), write)? {
+        plan.push(step);
+    }
+    plan.push(
+        Step::new(
+            "record the keys in Incus",
+            Action::run(
+                env.incus
+                    .config_set_cmd(name, key::KEYS, &keys::to_lines(wanted)),
+            ),
+        )
+        .undo(Action::run(env.incus.config_set_cmd(
+            name,
+            key::KEYS,
+            &keys::to_lines(&recorded),
+        ))),
+    );
+    Ok(plan)
+}
+
+/// The new authorized_keys: `current` without the recorded keys that are no
+/// longer wanted, plus the wanted keys it lacks. Every other line, including
+/// keys the user added by hand, stays as it is.
+fn authorized_keys(current: &str, recorded: &[PublicKey], wanted: &[PublicKey]) -> String {
+    let fingerprint = |line: &str| {
+        PublicKey::parse_line(line, "")
+            .ok()
+            .map(|k| k.fingerprint())
+    };
+    let removed: Vec<String> = recorded
+        .iter()
+        .map(PublicKey::fingerprint)
+        .filter(|f| !wanted.iter().any(|w| &w.fingerprint() == f))
+        .collect();
+    let mut out = String::new();
+    let mut present = Vec::new();
+    for line in current.lines() {
+        match fingerprint(line) {
+            Some(f) if removed.contains(&f) => continue,
+            Some(f) => present.push(f),
+            None => {}
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for key in wanted {
+        if !present.contains(&key.fingerprint()) {
+            out.push_str(&format!("{key}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi a@laptop";
+    const B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAxi/houQk8nrifMCrBdnv6dlhYQFLLHs2gMxuNFDtup b@desk";
+    const MINE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEm8Jef0Wo08t+aS1AH+78OLVxVoSMWkQzx5OPy7soRr added-by-hand";
+
+    fn key(line: &str) -> PublicKey {
+        PublicKey::parse_line(line, "t").unwrap()
+    }
+
+    #[test]
+    fn adding_and_removing_keeps_hand_made_lines() {
+        let current = format!("{A}\n# my own\n{MINE}\n");
+        let added = authorized_keys(&current, &[key(A)], &[key(A), key(B)]);
+        assert_eq!(added, format!("{A}\n# my own\n{MINE}\n{B}\n"));
+        let removed = authorized_keys(&added, &[key(A), key(B)], &[key(B)]);
+        assert_eq!(removed, format!("# my own\n{MINE}\n{B}\n"));
+    }
+}

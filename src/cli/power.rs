@@ -1,0 +1,53 @@
+//! `containarium start|stop|restart USER`.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Env;
+use crate::names::UserName;
+use crate::plan::{Action, Facts, Plan, Step};
+
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// User name
+    user: UserName,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Power {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl PowerArgs {
+    pub fn run(self, env: &Env, power: Power) -> Result<()> {
+        let instance = super::managed(env, &self.user)?;
+        let name = instance.name.clone();
+        let mut plan = Plan::default();
+        let verb = match power {
+            Power::Start if instance.is_running() => None,
+            Power::Stop if !instance.is_running() => None,
+            Power::Start => Some("start"),
+            Power::Stop => Some("stop"),
+            Power::Restart if instance.is_running() => Some("restart"),
+            Power::Restart => Some("start"),
+        };
+        match verb {
+            Some(verb) => plan.push(Step::new(
+                format!("{verb} {name}"),
+                Action::run(env.incus.cmd([verb, name.as_str()])),
+            )),
+            None => plan.unchanged(format!("{name} is {}", instance.status.to_lowercase())),
+        }
+        if self.dry_run {
+            print!("{}", plan.describe());
+            return Ok(());
+        }
+        plan.apply(env.paths.lock_file(), &mut Facts::default())
+    }
+}

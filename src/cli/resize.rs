@@ -1,0 +1,125 @@
+//! `containarium resize USER`: disk, CPU and memory limits, changed live.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Env, print_json};
+use crate::error::Refused;
+use crate::incus::Instance;
+use crate::names::UserName;
+use crate::plan::{Action, Facts, Plan, Step};
+use crate::size::{ByteSize, human};
+
+/// Change a container's disk, CPU or memory limits, live
+#[derive(Debug, Args)]
+pub struct ResizeArgs {
+    /// User name
+    user: UserName,
+
+    /// New root disk quota, e.g. 40GiB
+    #[arg(long, value_name = "SIZE")]
+    disk: Option<ByteSize>,
+
+    /// New CPU limit
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    cpu: Option<u32>,
+
+    /// New memory limit, e.g. 4GiB
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<ByteSize>,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Print before and after as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl ResizeArgs {
+    pub fn run(self, env: &Env) -> Result<()> {
+        if self.disk.is_none() && self.cpu.is_none() && self.memory.is_none() {
+            return Err(Refused("nothing to change: give --disk, --cpu or --memory".into()).into());
+        }
+        let before = super::managed(env, &self.user)?;
+        let plan = self.plan(env, &before)?;
+        if self.dry_run {
+            print!("{}", plan.describe());
+            return Ok(());
+        }
+        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+        let after = super::managed(env, &self.user)?;
+        let (b, a) = (limits(&before), limits(&after));
+        if self.json {
+            print_json(&serde_json::json!({ "user": self.user.as_str(), "before": b, "after": a }));
+        } else {
+            for what in ["disk", "cpu", "memory"] {
+                println!(
+                    "{what:<7} {} -> {}",
+                    b[what].as_str().unwrap_or("-"),
+                    a[what].as_str().unwrap_or("-")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn plan(&self, env: &Env, instance: &Instance) -> Result<Plan> {
+        let name = instance.name.as_str();
+        let mut plan = Plan::default();
+        if let Some(disk) = self.disk {
+            if let Some(used) = instance.disk_used() {
+                if disk.bytes() < used {
+                    return Err(Refused(format!(
+                        "{name} uses {} of disk; it cannot shrink to {disk}",
+                        human(used)
+                    ))
+                    .into());
+                }
+            }
+            let verb = instance.device_verb("root");
+            plan.push(Step::new(
+                format!("set the disk quota to {disk}"),
+                Action::run(
+                    env.incus
+                        .cmd(["config", "device", verb, name, "root"])
+                        .arg(format!("size={disk}")),
+                ),
+            ));
+        }
+        if let Some(memory) = self.memory {
+            if let Some(used) = instance.memory_used() {
+                if memory.bytes() < used {
+                    return Err(Refused(format!(
+                        "{name} uses {} of memory; it cannot shrink to {memory}",
+                        human(used)
+                    ))
+                    .into());
+                }
+            }
+        }
+        let mut limits = Vec::new();
+        if let Some(cpu) = self.cpu {
+            limits.push(format!("limits.cpu={cpu}"));
+        }
+        if let Some(memory) = self.memory {
+            limits.push(format!("limits.memory={memory}"));
+        }
+        if !limits.is_empty() {
+            plan.push(Step::new(
+                format!("set {}", limits.join(" ")),
+                Action::run(env.incus.cmd(["config", "set", name]).args(limits)),
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+fn limits(instance: &Instance) -> serde_json::Value {
+    serde_json::json!({
+        "disk": instance.root_size(),
+        "cpu": instance.config_value("limits.cpu"),
+        "memory": instance.config_value("limits.memory"),
+    })
+}

@@ -1,0 +1,106 @@
+//! `containarium sync-accounts`: rebuilds every jump account, key file and
+//! the sshd drop-in from Incus metadata alone.
+//!
+//! This is the recovery path when a spot bastion comes back with a fresh
+//! root disk but the same Incus storage: the containers (and their
+//! `user.containarium.*` keys) survived, the accounts did not. Containers
+//! need not be running. Idempotent; never touches an account it did not make.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Env;
+use crate::accounts;
+use crate::files::FileWrite;
+use crate::keys::PublicKey;
+use crate::names::{UserName, user_of_container};
+use crate::plan::{Action, Facts, Plan, Step};
+use crate::ui;
+
+/// Rebuild jump accounts and key files from Incus metadata
+#[derive(Debug, Args)]
+pub struct SyncAccountsArgs {
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl SyncAccountsArgs {
+    pub fn run(self, env: &Env) -> Result<()> {
+        let mut plan = super::host::plan(&env.paths)?;
+        let mut users = 0;
+        for instance in env.incus.instances()? {
+            let Some(owner) = instance.owner() else {
+                continue;
+            };
+            let user = match (owner.parse::<UserName>(), user_of_container(&instance.name)) {
+                (Ok(user), Some(named)) if user == named => user,
+                _ => {
+                    ui::note(&format!(
+                        "warning: {} has owner \"{owner}\" that does not match its name; skipped",
+                        instance.name
+                    ));
+                    continue;
+                }
+            };
+            let Some(ip) = instance.pinned_ipv4() else {
+                ui::note(&format!(
+                    "warning: {} has no pinned address (never finished creating?); skipped",
+                    instance.name
+                ));
+                continue;
+            };
+            users += 1;
+            plan.append(jump_plan(env, &user, ip, &instance.keys()?)?);
+        }
+        if self.dry_run {
+            print!("{}", plan.describe());
+            return Ok(());
+        }
+        let changes = plan.steps.len();
+        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+        println!("{users} users checked, {changes} changes made");
+        Ok(())
+    }
+}
+
+/// The steps that make `user`'s jump account and key file what Incus says:
+/// the account if it is missing, the key file if it differs.
+pub(super) fn jump_plan(
+    env: &Env,
+    user: &UserName,
+    ip: Ipv4Addr,
+    keys: &[PublicKey],
+) -> Result<Plan> {
+    let mut plan = Plan::default();
+    match accounts::lookup(user.as_str())? {
+        None => plan.push(
+            Step::new(
+                format!("create jump account {user}"),
+                Action::EditAccounts(accounts::useradd(user)),
+            )
+            .undo(Action::EditAccounts(accounts::userdel(user))),
+        ),
+        Some(account) if accounts::is_ours(&account)? => {
+            plan.unchanged(format!("jump account {user}"))
+        }
+        Some(_) => {
+            ui::note(&format!(
+                "warning: host account {user} exists and was not made by containarium; left alone"
+            ));
+            return Ok(plan);
+        }
+    }
+    let write = FileWrite {
+        path: env.paths.key_file(user),
+        mode: 0o644,
+        contents: accounts::jump_key_file(&ip.to_string(), keys),
+    };
+    match Step::write_file(format!("write {user}'s jump keys"), write)? {
+        Some(step) => plan.push(step),
+        None => plan.unchanged(format!("{user}'s jump keys")),
+    }
+    Ok(plan)
+}
