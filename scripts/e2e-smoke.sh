@@ -43,11 +43,20 @@ check() {
 	shift
 	if "$@"; then pass "$d"; else fail "$d"; fi
 }
-# Capture "exit=N stderr=..." of a command (stdout dropped).
+# capture CMD...: "exit=N stderr=<text>" (stdout dropped; CR dropped, newlines
+# shown as " | ").
 capture() {
 	local err rc=0
 	err=$("$@" 2>&1 >/dev/null) || rc=$?
-	printf 'exit=%s stderr=%q' "$rc" "$err"
+	err=${err//$'\r'/}
+	printf 'exit=%s stderr=%s' "$rc" "${err//$'\n'/ | }"
+}
+# capture_all CMD...: like capture, with stdout and stderr together.
+capture_all() {
+	local out rc=0
+	out=$("$@" 2>&1) || rc=$?
+	out=${out//$'\r'/}
+	printf 'exit=%s output=%s' "$rc" "${out//$'\n'/ | }"
 }
 
 LOCK_SLEEP_PID=
@@ -205,9 +214,9 @@ T=$(e2e_now_ms)
 out=$("${SSH[@]}" -J "$JUMP" "alice@$IPA" 'echo ok-$(id -un)@$(hostname)' 2>&1) || true
 check "(c) ssh -J e2e-smoke (no home, -d /nonexistent) -> alice@$IPA: '$out' ($(($(e2e_now_ms) - T)) ms)" \
 	test "$out" = "ok-alice@$A"
-r=$(capture "${SSH[@]}" -p "$E2E_BASTION_PORT" e2e-smoke@"$E2E_BASTION_HOST" id)
+r=$(capture_all "${SSH[@]}" -p "$E2E_BASTION_PORT" e2e-smoke@"$E2E_BASTION_HOST" id)
 check "direct ssh to the bastion gets no shell: $r" grep -q 'exit=1 .*currently not available' <<<"$r"
-r=$(capture "${SSH[@]}" -tt -p "$E2E_BASTION_PORT" e2e-smoke@"$E2E_BASTION_HOST")
+r=$(capture_all "${SSH[@]}" -tt -p "$E2E_BASTION_PORT" e2e-smoke@"$E2E_BASTION_HOST")
 check "direct ssh -tt gets no tty/shell: $r" grep -q 'PTY allocation request failed' <<<"$r"
 r=$(capture "${SSH[@]}" -o LogLevel=INFO -J "$JUMP" "alice@$IPB" true)
 check "-J to another address ($IPB:22) refused: $r" grep -Eq 'exit=255 .*(administratively prohibited|stdio forwarding failed)' <<<"$r"
@@ -219,7 +228,6 @@ r=$(capture "${SSH[@]}" -o LogLevel=INFO -o ExitOnForwardFailure=yes -N -p "$E2E
 	-R 127.0.0.1:39998:127.0.0.1:22 e2e-smoke@"$E2E_BASTION_HOST")
 check "-R remote forward refused: $r" grep -q 'exit=255 .*remote port forwarding failed' <<<"$r"
 note "sshd log on refusal: $(grep -m1 'but the request was denied' "$E2E_LOG_DIR/sshd.log" || true)"
-note "sshd log on direct login: $(grep -m1 'Could not chdir' "$E2E_LOG_DIR/sshd.log" || echo '(no chdir message in log; client stderr above)')"
 
 # ---------------------------------------------------------------- docker
 mkdir -p "$WORK/bb/bin"
@@ -230,7 +238,7 @@ e2e_incus file push -q "$WORK/busybox.tar" "$A/tmp/busybox.tar"
 e2e_incus exec "$A" -- chmod 0644 /tmp/busybox.tar
 T=$(e2e_now_ms)
 out=$("${SSH[@]}" -J "$JUMP" "alice@$IPA" \
-	'docker import -q /tmp/busybox.tar ctme2e/busybox:local >/dev/null && docker run --rm ctme2e/busybox:local /bin/sh -c "echo docker-ok"' 2>&1) || true
+	'docker import /tmp/busybox.tar ctme2e/busybox:local >/dev/null && docker run --rm ctme2e/busybox:local /bin/sh -c "echo docker-ok"' 2>&1) || true
 check "docker run as alice (socket-activated, first use): '$out' ($(($(e2e_now_ms) - T)) ms)" test "$out" = docker-ok
 act=$(e2e_incus exec "$A" -- systemctl is-active docker.service containerd.service | tr '\n' ' ') || true
 check "after first use: docker.service and containerd active ($act)" test "$act" = "active active "

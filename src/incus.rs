@@ -309,6 +309,45 @@ pub fn wait_for_ipv4(
 mod tests {
     use super::*;
 
+    /// Captured from a real Incus 6.0 with Docker running in alice's
+    /// container, so `incus list` shows docker0 beside eth0.
+    const LIST: &str = include_str!("../tests/fixtures/incus-list.json");
+
+    #[test]
+    fn parses_real_list_output() {
+        let all = parse_instances(LIST).unwrap();
+        let alice = all
+            .iter()
+            .find(|i| i.name == "ctme2e-alice-container")
+            .unwrap();
+        assert_eq!(alice.owner(), Some("alice"));
+        assert_eq!(
+            alice.ipv4(),
+            Some("10.197.83.105".parse().unwrap()),
+            "eth0, never docker0"
+        );
+        assert_eq!(alice.pinned_ipv4(), Some("10.197.83.105".parse().unwrap()));
+        assert_eq!(alice.root_size(), Some("3GiB"));
+        assert_eq!(alice.disk_used(), Some(23_822_336));
+        assert_eq!(alice.memory_used(), Some(209_010_688));
+        assert_eq!(alice.config_value("limits.cpu"), Some("1"));
+        assert_eq!(alice.device_verb("eth0"), "set");
+        assert!(alice.is_running());
+
+        let bob = all
+            .iter()
+            .find(|i| i.name == "ctme2e-bob-container")
+            .unwrap();
+        assert_eq!(bob.pinned_ipv4(), None);
+        assert_eq!(bob.device_verb("eth0"), "override");
+        let carol = all
+            .iter()
+            .find(|i| i.name == "ctme2e-carol-container")
+            .unwrap();
+        assert_eq!(carol.ipv4(), None);
+        assert!(!carol.is_running());
+    }
+
     #[test]
     fn project_goes_first() {
         let incus = Incus::new(Some("dev".into()));

@@ -67,13 +67,12 @@ impl ExportArgs {
             ))
             .into());
         }
-        if let Some(key) = &self.key {
-            if key.chars().any(|c| c.is_control() || c == '"') {
-                return Err(Refused(
-                    "invalid --key: control characters or quotes in the path".into(),
-                )
-                .into());
-            }
+        if let Some(key) = &self.key
+            && key.chars().any(|c| c.is_control() || c == '"')
+        {
+            return Err(
+                Refused("invalid --key: control characters or quotes in the path".into()).into(),
+            );
         }
         let name = self.user.container();
         let instance = super::managed(env, &self.user)?;

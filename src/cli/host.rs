@@ -92,14 +92,14 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
         .into());
     }
     let dropin = paths.sshd_dropin();
-    if let Some(text) = files::read_optional(&dropin)? {
-        if !text.starts_with(sshd::MARKER) {
-            return Err(Refused(format!(
-                "{} exists and was not written by containarium; move it aside first",
-                dropin.display()
-            ))
-            .into());
-        }
+    if let Some(text) = files::read_optional(&dropin)?
+        && !text.starts_with(sshd::MARKER)
+    {
+        return Err(Refused(format!(
+            "{} exists and was not written by containarium; move it aside first",
+            dropin.display()
+        ))
+        .into());
     }
     let write = FileWrite {
         path: dropin.clone(),

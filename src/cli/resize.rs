@@ -69,14 +69,14 @@ impl ResizeArgs {
         let name = instance.name.as_str();
         let mut plan = Plan::default();
         if let Some(disk) = self.disk {
-            if let Some(used) = instance.disk_used() {
-                if disk.bytes() < used {
-                    return Err(Refused(format!(
-                        "{name} uses {} of disk; it cannot shrink to {disk}",
-                        human(used)
-                    ))
-                    .into());
-                }
+            if let Some(used) = instance.disk_used()
+                && disk.bytes() < used
+            {
+                return Err(Refused(format!(
+                    "{name} uses {} of disk; it cannot shrink to {disk}",
+                    human(used)
+                ))
+                .into());
             }
             let verb = instance.device_verb("root");
             plan.push(Step::new(
@@ -88,16 +88,15 @@ impl ResizeArgs {
                 ),
             ));
         }
-        if let Some(memory) = self.memory {
-            if let Some(used) = instance.memory_used() {
-                if memory.bytes() < used {
-                    return Err(Refused(format!(
-                        "{name} uses {} of memory; it cannot shrink to {memory}",
-                        human(used)
-                    ))
-                    .into());
-                }
-            }
+        if let Some(memory) = self.memory
+            && let Some(used) = instance.memory_used()
+            && memory.bytes() < used
+        {
+            return Err(Refused(format!(
+                "{name} uses {} of memory; it cannot shrink to {memory}",
+                human(used)
+            ))
+            .into());
         }
         let mut limits = Vec::new();
         if let Some(cpu) = self.cpu {

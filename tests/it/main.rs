@@ -210,7 +210,7 @@ fn create_runs_the_plan_and_records_everything_in_incus() {
         "mark the container ready",
     ] {
         assert!(
-            progress.contains(&format!("{step}")) && progress.contains("... done ("),
+            progress.contains(&step.to_string()) && progress.contains("... done ("),
             "{progress}"
         );
     }
@@ -841,4 +841,249 @@ fn help_text_is_complete() {
     for verb in ["create", "list", "info", "delete", "export", "host"] {
         assert!(help.contains(verb), "{help}");
     }
+}
+
+const KEY2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAxi/houQk8nrifMCrBdnv6dlhYQFLLHs2gMxuNFDtup alice@desktop";
+
+#[test]
+fn resize_changes_limits_live_and_never_shrinks_below_use() {
+    let s = Sandbox::new(80);
+    assert!(s.create().status.success());
+    s.clear_log();
+    let out = s.run(&[
+        "resize", USER, "--disk", "40GiB", "--cpu", "4", "--memory", "4GiB",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.log()[1..],
+        [
+            format!("incus config device set {USER}-container root size=40GiB"),
+            format!("incus config set {USER}-container limits.cpu=4 limits.memory=4GiB"),
+            format!("incus list --format json ^{USER}-container$"),
+        ]
+    );
+    assert_eq!(
+        stdout(&out),
+        "disk    20GiB -> 40GiB\ncpu     2 -> 4\nmemory  2GiB -> 4GiB\n"
+    );
+
+    s.clear_log();
+    let out = s.run(&["resize", USER, "--disk", "512MiB"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("error: {USER}-container uses 1.0GiB of disk; it cannot shrink to 512MiB\n")
+    );
+    let out = s.run(&["resize", USER]);
+    assert_eq!(
+        stderr(&out),
+        "error: nothing to change: give --disk, --cpu or --memory\n"
+    );
+    assert_eq!(s.log().len(), 1, "only the probe ran: {:?}", s.log());
+}
+
+#[test]
+fn keys_change_container_jump_file_and_metadata_together() {
+    let s = Sandbox::new(81);
+    assert!(s.create().status.success());
+    std::fs::write(s.path("desk.pub"), format!("{KEY2}\n")).unwrap();
+    s.clear_log();
+    let out = s.run(&["keys", "add", USER, s.path("desk.pub").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = s.log();
+    assert!(
+        log.contains(&format!(
+            "incus file push --create-dirs --uid 1000 --gid 1000 --mode 0600 - {USER}-container/home/{USER}/.ssh/authorized_keys"
+        )),
+        "{log:#?}"
+    );
+    let inst = s.instance().unwrap();
+    let pushed = inst["files"][format!("/home/{USER}/.ssh/authorized_keys")]
+        .as_str()
+        .unwrap();
+    assert_eq!(pushed, format!("{KEY}\n{KEY2}\n"));
+    assert_eq!(
+        inst["config"]["user.containarium.keys"],
+        format!("{KEY}\n{KEY2}\n")
+    );
+    let jump =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap();
+    assert!(
+        jump.contains(&format!("permitopen=\"{}:22\" {KEY2}", s.ip)),
+        "{jump}"
+    );
+
+    let out = s.run(&["keys", "list", USER]);
+    assert_eq!(stdout(&out).lines().count(), 2);
+    let out = s.run(&["keys", "remove", USER, "alice@laptop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = s.instance().unwrap();
+    assert_eq!(
+        inst["files"][format!("/home/{USER}/.ssh/authorized_keys")],
+        format!("{KEY2}\n")
+    );
+    let jump =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap();
+    assert!(!jump.contains(KEY), "{jump}");
+
+    s.clear_log();
+    let out = s.run(&["keys", "remove", USER, "alice@desktop"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("last key"));
+    let out = s.run(&["keys", "remove", USER, "SHA256:nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        s.log().iter().all(|l| !l.contains("file push")),
+        "refusals change nothing"
+    );
+}
+
+#[test]
+fn sync_accounts_rebuilds_key_files_from_metadata() {
+    let s = Sandbox::new(82);
+    assert!(s.create().status.success());
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let written = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    std::fs::remove_file(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap();
+    s.clear_log();
+    let out = s.run(&["sync-accounts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
+    assert!(
+        s.path("root/etc/ssh/sshd_config.d/containarium.conf")
+            .exists()
+    );
+    assert!(
+        s.log()
+            .iter()
+            .any(|l| l.starts_with(&"useradd --gid containarium".to_string()) && l.ends_with(USER))
+    );
+    assert!(
+        stdout(&out).starts_with("1 users checked"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn snapshots_and_power() {
+    let s = Sandbox::new(83);
+    assert!(s.create().status.success());
+    s.clear_log();
+    assert!(
+        s.run(&["snapshot", "create", USER, "before"])
+            .status
+            .success()
+    );
+    let out = s.run(&["snapshot", "create", USER, "before"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = s.run(&["snapshot", "list", USER]);
+    assert_eq!(stdout(&out), "before  2026-11-24T01:02:03Z\n");
+    let out = s.run(&["snapshot", "restore", USER, "nope"]);
+    assert_eq!(
+        stderr(&out),
+        format!("error: {USER}-container has no snapshot \"nope\"\n")
+    );
+    assert!(
+        s.run(&["snapshot", "restore", USER, "before"])
+            .status
+            .success()
+    );
+    assert!(
+        s.run(&["snapshot", "delete", USER, "before"])
+            .status
+            .success()
+    );
+    assert!(s.run(&["stop", USER]).status.success());
+    assert!(
+        s.run(&["stop", USER]).status.success(),
+        "stopping the stopped is fine"
+    );
+    assert!(s.run(&["restart", USER]).status.success());
+    // Reads aside; and the restore re-creates the jump account, which the
+    // fake useradd never really made.
+    let calls: Vec<String> = s
+        .log()
+        .into_iter()
+        .filter(|l| {
+            !l.starts_with("incus list")
+                && !l.starts_with("incus snapshot list")
+                && !l.starts_with("useradd")
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            format!("incus snapshot create {USER}-container before"),
+            format!("incus snapshot restore {USER}-container before"),
+            format!("incus snapshot delete {USER}-container before"),
+            format!("incus stop {USER}-container"),
+            format!("incus start {USER}-container"),
+        ]
+    );
+}
+
+#[test]
+fn restore_brings_back_container_address_account_and_keys() {
+    let s = Sandbox::new(84);
+    // A minimal export: what restore reads from the tarball.
+    let tree = s.path("export");
+    std::fs::create_dir_all(tree.join("backup/container")).unwrap();
+    std::fs::write(
+        tree.join("backup/index.yaml"),
+        format!("name: {USER}-container\nbackend: btrfs\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("backup/container/backup.yaml"),
+        format!("container:\n  config:\n    user.containarium.keys: |\n      {KEY}\n    user.containarium.owner: {USER}\n"),
+    )
+    .unwrap();
+    let file = s.path("alice.tar.gz");
+    let tar = Command::new("tar")
+        .args([
+            "-czf",
+            file.to_str().unwrap(),
+            "-C",
+            tree.to_str().unwrap(),
+            "backup",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+
+    let out = s.run_with(&["restore", file.to_str().unwrap()], &[("FAKE_KEYS", KEY)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("restored {USER}-container at {}\n", s.ip)
+    );
+    let key_file =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap();
+    assert!(key_file.contains(&format!("permitopen=\"{}:22\" {KEY}", s.ip)));
+    let log = s.log();
+    for expected in [
+        format!("incus import {} {USER}-container", file.display()),
+        format!("incus start {USER}-container"),
+        format!(
+            "incus config device set {USER}-container eth0 ipv4.address={}",
+            s.ip
+        ),
+        format!("incus config set {USER}-container user.containarium.state=ready"),
+    ] {
+        assert!(log.contains(&expected), "missing {expected} in {log:#?}");
+    }
+
+    let out = s.run(&["restore", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists: delete it first or restore with --as USER"));
+    std::fs::write(s.path("junk.tar.gz"), "not a tarball").unwrap();
+    let out = s.run(&["restore", s.path("junk.tar.gz").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not an incus export"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -75,23 +75,55 @@ elif verb == "init":
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": config,
           "devices": devices, "expanded_devices": {**devices, "eth0": {"type": "nic", "network": "br0"}},
           "state": None, "last_used_at": ""})
-elif verb == "start":
+elif verb in ("start", "restart"):
     inst = load(args[1])
     inst["status"] = "Running"
-    inst["state"] = {"pid": 0, "network": {"eth0": {"addresses": [
-        {"family": "inet", "address": os.environ["FAKE_IP"], "scope": "global"}]}}}
+    inst["state"] = {"pid": 0, "disk": {"root": {"usage": 1 << 30}}, "memory": {"usage": 300 << 20},
+                     "network": {"eth0": {"addresses": [
+                         {"family": "inet", "address": os.environ["FAKE_IP"], "scope": "global"}]}}}
     save(inst)
+elif verb == "stop":
+    inst = load(args[1])
+    inst["status"] = "Stopped"
+    inst["state"] = None
+    save(inst)
+elif verb == "snapshot":
+    inst = load(args[2])
+    snaps = inst.setdefault("snapshots", [])
+    if args[1] == "list":
+        print(json.dumps(snaps))
+    elif args[1] == "create":
+        snaps.append({"name": args[3], "created_at": "2026-11-24T01:02:03Z"})
+    elif args[1] == "delete":
+        inst["snapshots"] = [x for x in snaps if x["name"] != args[3]]
+    save(inst)
+elif verb == "file" and args[1] == "push":
+    name, target = args[-1].split("/", 1)
+    inst = load(name)
+    inst.setdefault("files", {})["/" + target] = sys.stdin.read()
+    save(inst)
+elif verb == "import":
+    name = args[2]
+    owner = name[: -len("-container")]
+    config = {"user.containarium.owner": owner, "user.containarium.state": "ready",
+              "user.containarium.keys": os.environ.get("FAKE_KEYS", "")}
+    save({"name": name, "status": "Stopped", "config": config, "expanded_config": dict(config),
+          "devices": {"eth0": {"ipv4.address": os.environ["FAKE_IP"]}},
+          "expanded_devices": {"eth0": {"type": "nic", "ipv4.address": os.environ["FAKE_IP"]}},
+          "state": None, "last_used_at": ""})
 elif verb == "config" and args[1] == "set":
     inst = load(args[2])
-    k, v = args[3].split("=", 1)
-    inst["config"][k] = v
-    inst["expanded_config"][k] = v
+    for kv in args[3:]:
+        k, v = kv.split("=", 1)
+        inst["config"][k] = v
+        inst["expanded_config"][k] = v
     save(inst)
 elif verb == "config" and args[1] == "device":
-    inst = load(args[3])
-    k, v = args[5].split("=", 1)
-    inst["devices"].setdefault("eth0", {})[k] = v
-    inst["expanded_devices"]["eth0"][k] = v
+    inst, dev = load(args[3]), args[4]
+    for kv in args[5:]:
+        k, v = kv.split("=", 1)
+        inst["devices"].setdefault(dev, {})[k] = v
+        inst["expanded_devices"].setdefault(dev, {})[k] = v
     save(inst)
 elif verb == "exec":
     inst = load(args[1])
@@ -99,6 +131,8 @@ elif verb == "exec":
     user = inst["config"]["user.containarium.owner"]
     if argv[:1] == ["getent"]:
         print(f"{user}:x:1000:1000::/home/{user}:/bin/bash")
+    elif argv[:1] == ["cat"] and argv[1] in inst.get("files", {}):
+        sys.stdout.write(inst["files"][argv[1]])
     elif argv[:1] == ["cat"] and argv[1].endswith("authorized_keys"):
         data = inst["config"]["cloud-init.user-data"]
         for l in data.splitlines():
