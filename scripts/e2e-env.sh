@@ -31,7 +31,8 @@
 # Set by the functions:
 #   E2E_INCUSD_PID    incusd started (or adopted) by us; "" when reused
 #   E2E_SSHD_PID      bastion sshd started by us
-#   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached)
+#   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached),
+#   E2E_IMAGE_WARM_MS (unpacking the image onto the pool)
 #   E2E_BRIDGE_IP     10.197.83.1 (address part of E2E_BRIDGE_CIDR)
 #
 # The functions run with set +e internally (whatever the caller uses) and
@@ -59,6 +60,7 @@ E2E_SSHD_PID=${E2E_SSHD_PID:-}
 E2E_IMAGE_FINGERPRINT=${E2E_IMAGE_FINGERPRINT:-}
 E2E_IMAGE_BUILD_MS=${E2E_IMAGE_BUILD_MS:-0}
 E2E_IMAGE_IMPORT_MS=${E2E_IMAGE_IMPORT_MS:-0}
+E2E_IMAGE_WARM_MS=${E2E_IMAGE_WARM_MS:-0}
 
 E2E_SSHD_PIDFILE=/run/ctme2e-sshd.pid
 E2E_INCUSD_PIDFILE=$E2E_STATE_DIR/incusd.pid
@@ -181,8 +183,8 @@ e2e_start_incusd() {
 	set +e # failures are handled explicitly (callers may use set -e)
 	local pid i
 	e2e__init_state || return 1
-	if ! e2e_incus_up && pgrep -x incusd >/dev/null; then
-		e2e_log "an incusd is running but not answering yet; waiting"
+	if ! e2e_incus_up && [ -n "$(e2e__incusd_daemons)" ]; then
+		e2e_log "an incusd daemon is running but not answering yet; waiting"
 		incus admin waitready --timeout 60 >/dev/null 2>&1
 	fi
 	if e2e_incus_up; then
@@ -204,7 +206,7 @@ e2e_start_incusd() {
 	pid=$!
 	for ((i = 0; i < 120; i++)); do
 		e2e_incus_up && break
-		if ! kill -0 "$pid" 2>/dev/null && ! pgrep -x incusd >/dev/null; then
+		if ! kill -0 "$pid" 2>/dev/null && [ -z "$(e2e__incusd_daemons)" ]; then
 			tail -n 20 "$E2E_LOG_DIR/incusd.out" "$E2E_LOG_DIR/incusd.log" >&2 2>/dev/null
 			e2e_die "incusd exited during start-up"
 			return 1
@@ -220,6 +222,18 @@ e2e_start_incusd() {
 	[ -n "$E2E_INCUSD_PID" ] || E2E_INCUSD_PID=$pid
 	echo "$E2E_INCUSD_PID" >"$E2E_INCUSD_PIDFILE"
 	e2e_log "incusd running, pid $E2E_INCUSD_PID"
+}
+
+# PIDs of incusd daemons (not its fork*/callhook helper processes).
+e2e__incusd_daemons() {
+	local p args arg1
+	for p in $(pgrep -x incusd); do
+		args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+		read -r _ arg1 _ <<<"$args"
+		case ${arg1:-} in
+		"" | --*) echo "$p" ;;
+		esac
+	done
 }
 
 e2e_stop_incusd() {
@@ -313,7 +327,8 @@ e2e_setup_incus() {
 
 # e2e_image: make sure alias $E2E_IMAGE names the image built by the current
 # build-image.sh. Tarballs are cached in $E2E_CACHE_DIR/image-<hash of
-# build-image.sh>; the build runs only when that cache is missing.
+# build-image.sh>; the build runs only when that cache is missing. Call it after
+# e2e_setup_incus: it then also unpacks the image onto the pool (e2e_warm_image).
 e2e_image() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
@@ -362,6 +377,24 @@ e2e_image() {
 		E2E_IMAGE_IMPORT_MS=$(($(e2e_now_ms) - t0))
 	fi
 	E2E_IMAGE_FINGERPRINT=$fp
+	# Unpack the image onto the pool now, so that the first timed launch is a
+	# btrfs clone like every later one.
+	if e2e__exists project show "$E2E_PROJECT"; then
+		e2e_warm_image || return 1
+	fi
+}
+
+# e2e_warm_image: create (never start) and delete a throwaway instance so the
+# image volume exists on $E2E_POOL. Sets E2E_IMAGE_WARM_MS. Called by e2e_image
+# when the project exists already.
+e2e_warm_image() {
+	local -
+	set +e
+	local name=ctme2e-warm-$$ t0
+	t0=$(e2e_now_ms)
+	e2e_incus create "$E2E_IMAGE" "$name" >/dev/null || e2e_die "could not create $name" || return 1
+	e2e_incus delete --force "$name" >/dev/null
+	E2E_IMAGE_WARM_MS=$(($(e2e_now_ms) - t0))
 }
 
 # ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ e2e_setup_incus
 note "incus setup (pool, bridge, project): $(($(e2e_now_ms) - T)) ms"
 T=$(e2e_now_ms)
 e2e_image
-note "image: build ${E2E_IMAGE_BUILD_MS} ms, import ${E2E_IMAGE_IMPORT_MS} ms (0 = cached), total $(($(e2e_now_ms) - T)) ms, fp ${E2E_IMAGE_FINGERPRINT:0:12}"
+note "image: build ${E2E_IMAGE_BUILD_MS} ms, import ${E2E_IMAGE_IMPORT_MS} ms (0 = cached), unpack onto pool ${E2E_IMAGE_WARM_MS} ms, total $(($(e2e_now_ms) - T)) ms, fp ${E2E_IMAGE_FINGERPRINT:0:12}"
 e2e_start_bastion_sshd
 
 WORK=$(mktemp -d "$E2E_STATE_DIR/smoke.XXXXXX")
@@ -160,6 +160,7 @@ check "machine-id is per container" test \
 check "ssh host keys are per container" test \
 	"$(e2e_incus exec "$A" -- cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2)" != \
 	"$(e2e_incus exec "$B" -- cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2)"
+note "limits.cpu=1: nproc inside $A = $(e2e_incus exec "$A" -- nproc) (host: $(nproc))"
 idle=$(e2e_incus exec "$A" -- systemctl is-active docker.socket docker.service containerd.service | tr '\n' ' ') || true
 check "idle: docker.socket active, docker.service and containerd inactive ($idle)" \
 	test "$idle" = "active inactive inactive "

@@ -188,6 +188,68 @@ check "pwck -r finds nothing new" bash -c "diff <(printf '%s\n' \"\$1\") <(pwck 
 check "one of them is reachable through its jump account" jump e2e-p07 "$(ip_of e2e-p07)" true
 for i in $(seq -w 1 10); do ctm delete "e2e-p$i" --force >/dev/null 2>&1 || fail "delete e2e-p$i"; done
 
+# --- living with the containers (lifecycle) --------------------------------------
+pid_of() { incus --project "$E2E_PROJECT" query "/1.0/instances/$1-container/state" | jq -r .pid; }
+bob_pid=$(pid_of e2e-bob)
+check "resize bob live" ctm resize e2e-bob --disk 4GiB --memory 768MiB --cpu 2
+check "the new disk quota is visible inside" bash -c "[ \"\$(ssh -F '$work/ssh-e2e-bob.conf' -J e2e-bob@$bastion:$port e2e-bob@$bob_ip df -BG --output=size / | tail -n1 | tr -dc 0-9)\" -ge 4 ]"
+check "resize did not restart the container" bash -c "[ \"\$(incus --project $E2E_PROJECT query /1.0/instances/e2e-bob-container/state | jq -r .pid)\" = '$bob_pid' ]"
+refused "resize refuses to shrink below what is used" "cannot shrink" ctm resize e2e-bob --disk 1MiB
+
+# A new laptop: its key works through the jump at once; the old one is removed.
+ssh-keygen -q -t ed25519 -N '' -C e2e-bob@new-laptop -f "$work/keys/e2e-bob-new"
+sed "s|$work/keys/e2e-bob\$|$work/keys/e2e-bob-new|" "$work/ssh-e2e-bob.conf" >"$work/ssh-e2e-bob-new.conf"
+new_jump() { ssh -F "$work/ssh-e2e-bob-new.conf" -J "e2e-bob@$bastion:$port" "e2e-bob@$bob_ip" "$@"; }
+check "keys add" ctm keys add e2e-bob "$work/keys/e2e-bob-new.pub"
+check "the new key works through the jump at once" new_jump true
+check "keys list shows both" bash -c "[ \"\$('$BIN' --project $E2E_PROJECT keys list e2e-bob | wc -l)\" -eq 2 ]"
+check "keys remove the old key" ctm keys remove e2e-bob e2e-bob@laptop
+refused "the removed key no longer gets through" "Permission denied" jump e2e-bob "$bob_ip" true
+check "the remaining key still works" new_jump true
+cp "$work/ssh-e2e-bob-new.conf" "$work/ssh-e2e-bob.conf"
+
+check "snapshot create" ctm snapshot create e2e-bob before
+check "write a file after the snapshot" jump e2e-bob "$bob_ip" sh -c 'echo after >/home/e2e-bob/marker'
+check "snapshot list" bash -c "'$BIN' --project $E2E_PROJECT snapshot list e2e-bob | grep -q '^before '"
+check "snapshot restore" ctm snapshot restore e2e-bob before
+check "the container is back to the snapshot" bash -c "! ssh -F '$work/ssh-e2e-bob.conf' -J e2e-bob@$bastion:$port e2e-bob@$bob_ip test -e /home/e2e-bob/marker"
+check "snapshot delete" ctm snapshot delete e2e-bob before
+
+check "stop bob" ctm stop e2e-bob
+refused "a stopped container is unreachable" "Connection refused\|No route\|timed out\|closed\|open failed" jump e2e-bob "$bob_ip" true
+check "start bob" ctm start e2e-bob
+check "bob is reachable after start" jump e2e-bob "$bob_ip" true
+check "restart bob" ctm restart e2e-bob
+check "bob is reachable after restart" jump e2e-bob "$bob_ip" true
+
+# A spot bastion recreated with a fresh root disk: accounts and key files are
+# gone, Incus (and its metadata) survived.
+userdel e2e-bob
+rm -f /etc/containarium/keys/e2e-bob
+refused "without its account bob cannot get in" "Permission denied" jump e2e-bob "$bob_ip" true
+check "sync-accounts rebuilds from Incus metadata" ctm sync-accounts
+check "bob gets in again" jump e2e-bob "$bob_ip" true
+check "sync-accounts again changes nothing" bash -c "'$BIN' --project $E2E_PROJECT sync-accounts | grep -q ', 0 changes made$'"
+
+# Host restart: incusd (and with it the containers) stops and comes back.
+if [ -n "$E2E_INCUSD_PID" ]; then
+	incus admin shutdown
+	E2E_INCUSD_PID=
+	e2e_start_incusd
+	check "after a host restart, autostart brings bob back" bash -c "for i in \$(seq 60); do ssh -F '$work/ssh-e2e-bob.conf' -J e2e-bob@$bastion:$port e2e-bob@$bob_ip true && exit 0; sleep 1; done; exit 1"
+else
+	printf 'SKIP host restart: incusd was already running before the suite; not ours to stop\n'
+fi
+
+# Backup and restore round trip: a file is byte-identical afterwards.
+jump e2e-bob "$bob_ip" sh -c 'head -c 1048576 /dev/urandom >/home/e2e-bob/data.bin'
+sum_before=$(jump e2e-bob "$bob_ip" sha256sum /home/e2e-bob/data.bin)
+check "backup bob" ctm backup e2e-bob --output "$work"
+check "delete bob" ctm delete e2e-bob --force
+check "restore bob from the backup" ctm restore "$(ls "$work"/e2e-bob-container-*.tar.gz)"
+check "bob's file is byte-identical after restore" bash -c "[ \"\$(ssh -F '$work/ssh-e2e-bob.conf' -J e2e-bob@$bastion:$port e2e-bob@$bob_ip sha256sum /home/e2e-bob/data.bin)\" = '$sum_before' ]"
+check "restored bob keeps his pinned address" bash -c "[ \"\$('$BIN' --project $E2E_PROJECT info e2e-bob --json | jq -r .ipv4)\" = '$bob_ip' ]"
+
 # --- delete --backup -----------------------------------------------------------
 backups=$work/backups
 mkdir -p "$backups"
@@ -195,7 +257,7 @@ check "delete alice with --backup" ctm delete e2e-alice --force --backup "$backu
 check "the backup is a non-empty file" bash -c "[ -s \"\$(ls $backups/e2e-alice-container-*.tar.gz)\" ]"
 check "alice's container, account and key file are gone" bash -c "! incus --project $E2E_PROJECT info e2e-alice-container >/dev/null 2>&1 && ! getent passwd e2e-alice && [ ! -e /etc/containarium/keys/e2e-alice ]"
 check "bob is untouched" jump e2e-bob "$bob_ip" true
-check "delete bob" ctm delete e2e-bob --force
+check "delete bob for good" ctm delete e2e-bob --force
 check "delete of the absent succeeds" ctm delete e2e-bob --force
 
 # --- P1 ---------------------------------------------------------------------------

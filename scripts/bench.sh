@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Benchmarks, each against a baseline measured in the same run on the same
+# host (never a timed test):
+#
+#   P1   create-to-SSH-ready: `containarium create` + first `ssh -J`, against
+#        bare `incus launch` + `cloud-init status --wait` + first ssh with the
+#        same image, the same user-data and the same security config.
+#        Median of ROUNDS (default 3). Target: ratio <= 1.10.
+#   M1   idle memory of a container with Docker enabled but unused (dockerd
+#        socket-activated), against the same container with dockerd always
+#        running. Target: <= 45 MiB.
+#   S1   `sync-accounts` rebuilding 50 users' jump accounts and key files
+#        from Incus metadata. Target: < 10 s.
+#
+#   sudo scripts/bench.sh [ROUNDS]
+#
+# Uses the same environment as scripts/e2e.sh (project ctme2e, bridge
+# 10.197.83.0/24 without NAT, loopback sshd) and cleans up the same way.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/e2e-env.sh
+. scripts/e2e-env.sh
+trap e2e_cleanup EXIT
+trap 'exit 130' INT TERM
+
+rounds=${1:-3}
+BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
+if [ -z "${CONTAINARIUM_BIN:-}" ]; then
+	cargo build --release --locked --quiet
+fi
+
+e2e_install_deps
+e2e_start_incusd
+e2e_setup_incus
+e2e_image
+
+work=$E2E_STATE_DIR/bench
+rm -rf "$work"
+mkdir -p "$work"
+cat >"$work/config.toml" <<EOF
+image = "$E2E_IMAGE"
+disk = "3GiB"
+cpu = 1
+memory = "1GiB"
+EOF
+export CONTAINARIUM_CONFIG=$work/config.toml
+ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+ctm host init >/dev/null 2>&1
+e2e_start_bastion_sshd
+ssh-keygen -q -t ed25519 -N '' -C e2e-perf@laptop -f "$work/key"
+cat >"$work/ssh.conf" <<EOF
+Host *
+    IdentityFile $work/key
+    IdentitiesOnly yes
+    BatchMode yes
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+    ConnectTimeout 15
+EOF
+
+# --- P1 ------------------------------------------------------------------------
+: >"$work/p1-ctm"
+: >"$work/p1-bare"
+for round in $(seq "$rounds"); do
+	t0=$(now_ms)
+	ctm create e2e-perf --ssh-key "$work/key.pub" >"$work/create.out" 2>&1
+	ip=$(ctm list --json | jq -r '.[] | select(.user == "e2e-perf") | .ipv4')
+	ssh -F "$work/ssh.conf" -J "e2e-perf@$E2E_BASTION_HOST:$E2E_BASTION_PORT" "e2e-perf@$ip" true
+	echo $(($(now_ms) - t0)) >>"$work/p1-ctm"
+	e2e_incus config get e2e-perf-container cloud-init.user-data >"$work/user-data"
+	ctm delete e2e-perf --force >/dev/null
+	e2e_bare_baseline e2e-perf "$work/key.pub" "$work/key" "$work/user-data" >>"$work/p1-bare"
+	printf 'P1 round %s: containarium %s ms, bare %s ms\n' "$round" "$(tail -n1 "$work/p1-ctm")" "$(tail -n1 "$work/p1-bare")"
+done
+ctm_ms=$(median <"$work/p1-ctm")
+bare_ms=$(median <"$work/p1-bare")
+printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s ms, ratio %s (target <= 1.10)\n' \
+	"$rounds" "$ctm_ms" "$bare_ms" "$(awk -v a="$ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')"
+
+# --- M1 ------------------------------------------------------------------------
+# Anonymous memory (the processes' own pages) from the container's cgroup;
+# page cache is left out because it depends on what ran before, not on what
+# keeps running.
+anon_mib() { e2e_incus exec "$1" -- awk '$1 == "anon" { printf "%.1f", $2 / 1048576 }' /sys/fs/cgroup/memory.stat; }
+usage_mib() { e2e_incus query "/1.0/instances/$1/state" | jq -r '.memory.usage / 1048576 | floor'; }
+ctm create e2e-mem-a --ssh-key "$work/key.pub" >/dev/null 2>&1
+ctm create e2e-mem-b --ssh-key "$work/key.pub" >/dev/null 2>&1
+e2e_incus exec e2e-mem-b-container -- systemctl enable --now docker.service containerd.service >/dev/null 2>&1
+sleep 20
+docker_a=$(e2e_incus exec e2e-mem-a-container -- systemctl is-active docker.service || true)
+printf 'M1 idle memory, docker socket-activated (dockerd %s): %s MiB anon, %s MiB cgroup usage\n' \
+	"$docker_a" "$(anon_mib e2e-mem-a-container)" "$(usage_mib e2e-mem-a-container)"
+printf 'M1 idle memory, dockerd always running:            %s MiB anon, %s MiB cgroup usage (target for the first: <= 45 MiB)\n' \
+	"$(anon_mib e2e-mem-b-container)" "$(usage_mib e2e-mem-b-container)"
+# Socket activation still works: the first docker command starts dockerd.
+e2e_incus exec e2e-mem-a-container -- docker info --format '{{.ServerVersion}}' >/dev/null &&
+	printf 'M1 first `docker info` in the socket-activated container started dockerd: %s\n' \
+		"$(e2e_incus exec e2e-mem-a-container -- systemctl is-active docker.service)"
+ctm delete e2e-mem-a --force >/dev/null
+ctm delete e2e-mem-b --force >/dev/null
+
+# --- S1 ------------------------------------------------------------------------
+# 50 users as Incus holds them (stopped containers with our metadata and a
+# pinned address); no jump accounts yet, as after a bastion rebuild.
+pubkey=$(cat "$work/key.pub")
+for i in $(seq -w 1 50); do
+	e2e_incus init "$E2E_IMAGE" "e2e-s$i-container" \
+		-c "user.containarium.owner=e2e-s$i" -c "user.containarium.jump-account=e2e-s$i" \
+		-c user.containarium.state=ready -c "user.containarium.keys=$pubkey" \
+		-d "eth0,ipv4.address=10.197.83.$((100 + 10#$i))" >/dev/null
+done
+t0=$(now_ms)
+ctm sync-accounts >"$work/sync.out" 2>&1
+s1_ms=$(($(now_ms) - t0))
+t0=$(now_ms)
+ctm sync-accounts >"$work/sync2.out" 2>&1
+s1_again_ms=$(($(now_ms) - t0))
+printf 'S1 sync-accounts for 50 users: %s ms (%s); again, nothing to do: %s ms (%s) (target < 10000 ms)\n' \
+	"$s1_ms" "$(tail -n1 "$work/sync.out")" "$s1_again_ms" "$(tail -n1 "$work/sync2.out")"
+for i in $(seq -w 1 50); do ctm delete "e2e-s$i" --force >/dev/null; done
