@@ -87,6 +87,7 @@ printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s
 # Anonymous memory (the processes' own pages) from the container's cgroup;
 # page cache is left out because it depends on what ran before, not on what
 # keeps running.
+# shellcheck disable=SC2016 # awk's own $1/$2
 anon_mib() { e2e_incus exec "$1" -- awk '$1 == "anon" { printf "%.1f", $2 / 1048576 }' /sys/fs/cgroup/memory.stat; }
 usage_mib() { e2e_incus query "/1.0/instances/$1/state" | jq -r '.memory.usage / 1048576 | floor'; }
 ctm create e2e-mem-a --ssh-key "$work/key.pub" >/dev/null 2>&1
@@ -100,7 +101,7 @@ printf 'M1 idle memory, dockerd always running:            %s MiB anon, %s MiB c
 	"$(anon_mib e2e-mem-b-container)" "$(usage_mib e2e-mem-b-container)"
 # Socket activation still works: the first docker command starts dockerd.
 e2e_incus exec e2e-mem-a-container -- docker info --format '{{.ServerVersion}}' >/dev/null &&
-	printf 'M1 first `docker info` in the socket-activated container started dockerd: %s\n' \
+	printf 'M1 first docker info in the socket-activated container started dockerd: %s\n' \
 		"$(e2e_incus exec e2e-mem-a-container -- systemctl is-active docker.service)"
 ctm delete e2e-mem-a --force >/dev/null
 ctm delete e2e-mem-b --force >/dev/null

@@ -100,9 +100,13 @@ e2e__init_state() {
 	mkdir -p "$E2E_STATE_DIR" "$E2E_LOG_DIR" && chmod 0700 "$E2E_STATE_DIR"
 }
 
-# Is $1 a live process named $2?
+# Is $1 a live (not zombie) process named $2?
 e2e__pid_is() {
-	[ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]
+	local stat
+	[ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] || return 1
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
 }
 
 # Stop process $1 (expected name $2) by PID: TERM (or signal $3), wait, KILL.
@@ -228,6 +232,7 @@ e2e_start_incusd() {
 e2e__incusd_daemons() {
 	local p args arg1
 	for p in $(pgrep -x incusd); do
+		e2e__pid_is "$p" incusd || continue # zombies (PID 1 may reap late)
 		args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
 		read -r _ arg1 _ <<<"$args"
 		case ${arg1:-} in
@@ -262,10 +267,19 @@ e2e_delete_incus_objects() {
 	local rc=0 n
 	e2e__check_names || return 1
 	e2e_incus_up || return 0
+	e2e__init_state || return 1
 	if e2e__exists project show "$E2E_PROJECT"; then
 		for n in $(incus list --project "$E2E_PROJECT" --format csv -c n 2>/dev/null); do
+			incus delete --project "$E2E_PROJECT" --force "$n" >/dev/null 2>"$E2E_STATE_DIR/delete.err" && continue
+			# A root volume at its btrfs quota cannot even drop its nested
+			# subvolumes (Docker's): "Could not destroy subvolume/snapshot: Disk
+			# quota exceeded". Lift the quota, then delete.
+			e2e_log "deleting $n failed ($(tail -c 300 "$E2E_STATE_DIR/delete.err")); retrying without its root quota"
+			incus stop --project "$E2E_PROJECT" --force "$n" >/dev/null 2>&1
+			incus config device unset --project "$E2E_PROJECT" "$n" root size >/dev/null 2>&1
 			incus delete --project "$E2E_PROJECT" --force "$n" >/dev/null || rc=1
 		done
+		rm -f "$E2E_STATE_DIR/delete.err"
 		for n in $(incus profile list --project "$E2E_PROJECT" --format csv 2>/dev/null | cut -d, -f1); do
 			[ "$n" = default ] || incus profile delete --project "$E2E_PROJECT" "$n" >/dev/null || rc=1
 		done

@@ -43,6 +43,7 @@ check() {
 	shift
 	if "$@"; then pass "$d"; else fail "$d"; fi
 }
+not() { ! "$@"; }
 # capture CMD...: "exit=N stderr=<text>" (stdout dropped; CR dropped, newlines
 # shown as " | ").
 capture() {
@@ -318,8 +319,8 @@ e2e_cleanup
 rm -rf "$WORK"
 note "cleanup: $(($(e2e_now_ms) - T)) ms"
 if [ -n "$started_incusd" ]; then
-	check "cleanup: incusd we started is stopped" test ! -e "/proc/$started_incusd"
-	e2e_start_incusd >/dev/null 2>&1 # look at what is left, then stop again
+	check "cleanup: incusd we started is stopped" not e2e__pid_is "$started_incusd" incusd
+	check "cleanup: incusd restarts to inspect what is left" e2e_start_incusd
 fi
 check "cleanup: no project/network/pool left" test -z "$(incus project list -f csv | grep "^$E2E_PROJECT" || true)$(incus network list -f csv | grep "^$E2E_BRIDGE," || true)$(incus storage list -f csv | grep "^$E2E_POOL," || true)"
 check "cleanup: no e2e-* accounts left" test -z "$(getent passwd | grep '^e2e-' || true)"

@@ -50,17 +50,8 @@ pub struct CreateArgs {
     #[arg(long)]
     image: Option<String>,
 
-    /// Root disk quota, e.g. 20GiB [default: config, else 20GiB]
-    #[arg(long, value_name = "SIZE")]
-    disk: Option<ByteSize>,
-
-    /// CPU limit [default: config, else 2]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    cpu: Option<u32>,
-
-    /// Memory limit, e.g. 2GiB [default: config, else 2GiB]
-    #[arg(long, value_name = "SIZE")]
-    memory: Option<ByteSize>,
+    #[command(flatten)]
+    limits: super::LimitArgs,
 
     /// Do not set up Docker in the container
     #[arg(long)]
@@ -128,9 +119,9 @@ impl CreateArgs {
             image: self.image.unwrap_or(defaults.image),
             storage_pool: defaults.storage_pool,
             network: defaults.network,
-            disk: self.disk.unwrap_or(defaults.disk),
-            cpu: self.cpu.unwrap_or(defaults.cpu),
-            memory: self.memory.unwrap_or(defaults.memory),
+            disk: self.limits.disk.unwrap_or(defaults.disk),
+            cpu: self.limits.cpu.unwrap_or(defaults.cpu),
+            memory: self.limits.memory.unwrap_or(defaults.memory),
             docker: !self.no_docker,
             autostart: !self.no_autostart,
             template,

@@ -69,6 +69,22 @@ enum Command {
     Host(host::HostCommand),
 }
 
+/// Quotas, for `create` (defaults from the config file) and `resize`.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// Root disk quota, e.g. 20GiB [create default: 20GiB]
+    #[arg(long, value_name = "SIZE")]
+    disk: Option<crate::size::ByteSize>,
+
+    /// CPU limit [create default: 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    cpu: Option<u32>,
+
+    /// Memory limit, e.g. 2GiB [create default: 2GiB]
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<crate::size::ByteSize>,
+}
+
 /// What every verb works with.
 pub struct Env {
     pub incus: Incus,

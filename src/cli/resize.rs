@@ -8,7 +8,7 @@ use crate::error::Refused;
 use crate::incus::Instance;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
-use crate::size::{ByteSize, human};
+use crate::size::human;
 
 /// Change a container's disk, CPU or memory limits, live
 #[derive(Debug, Args)]
@@ -16,17 +16,8 @@ pub struct ResizeArgs {
     /// User name
     user: UserName,
 
-    /// New root disk quota, e.g. 40GiB
-    #[arg(long, value_name = "SIZE")]
-    disk: Option<ByteSize>,
-
-    /// New CPU limit
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    cpu: Option<u32>,
-
-    /// New memory limit, e.g. 4GiB
-    #[arg(long, value_name = "SIZE")]
-    memory: Option<ByteSize>,
+    #[command(flatten)]
+    limits: super::LimitArgs,
 
     /// Print the plan and change nothing
     #[arg(long)]
@@ -39,7 +30,7 @@ pub struct ResizeArgs {
 
 impl ResizeArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        if self.disk.is_none() && self.cpu.is_none() && self.memory.is_none() {
+        if self.limits.disk.is_none() && self.limits.cpu.is_none() && self.limits.memory.is_none() {
             return Err(Refused("nothing to change: give --disk, --cpu or --memory".into()).into());
         }
         let before = super::managed(env, &self.user)?;
@@ -68,7 +59,7 @@ impl ResizeArgs {
     fn plan(&self, env: &Env, instance: &Instance) -> Result<Plan> {
         let name = instance.name.as_str();
         let mut plan = Plan::default();
-        if let Some(disk) = self.disk {
+        if let Some(disk) = self.limits.disk {
             if let Some(used) = instance.disk_used()
                 && disk.bytes() < used
             {
@@ -88,7 +79,7 @@ impl ResizeArgs {
                 ),
             ));
         }
-        if let Some(memory) = self.memory
+        if let Some(memory) = self.limits.memory
             && let Some(used) = instance.memory_used()
             && memory.bytes() < used
         {
@@ -99,10 +90,10 @@ impl ResizeArgs {
             .into());
         }
         let mut limits = Vec::new();
-        if let Some(cpu) = self.cpu {
+        if let Some(cpu) = self.limits.cpu {
             limits.push(format!("limits.cpu={cpu}"));
         }
-        if let Some(memory) = self.memory {
+        if let Some(memory) = self.limits.memory {
             limits.push(format!("limits.memory={memory}"));
         }
         if !limits.is_empty() {
