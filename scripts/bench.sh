@@ -46,6 +46,9 @@ cpu = 1
 memory = "1GiB"
 EOF
 export CONTAINARIUM_CONFIG=$work/config.toml
+# What containarium sets on a container with Docker, for the bare baseline.
+same_config=(-c limits.cpu=1 -c limits.memory=1GiB -c security.nesting=true
+	-c security.syscalls.intercept.mknod=true -c security.syscalls.intercept.setxattr=true -d "root,size=3GiB")
 ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -75,7 +78,7 @@ for round in $(seq "$rounds"); do
 	echo $(($(now_ms) - t0)) >>"$work/p1-ctm"
 	e2e_incus config get e2e-perf-container cloud-init.user-data >"$work/user-data"
 	ctm delete e2e-perf --force >/dev/null
-	e2e_bare_baseline e2e-perf "$work/key.pub" "$work/key" "$work/user-data" >>"$work/p1-bare"
+	e2e_bare_baseline e2e-perf "$work/key.pub" "$work/key" "$work/user-data" "${same_config[@]}" >>"$work/p1-bare"
 	printf 'P1 round %s: containarium %s ms, bare %s ms\n' "$round" "$(tail -n1 "$work/p1-ctm")" "$(tail -n1 "$work/p1-bare")"
 done
 ctm_ms=$(median <"$work/p1-ctm")

@@ -610,15 +610,19 @@ e2e_ssh_opts() {
 e2e_bare_baseline() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
-	local user=$1 pub=$2 priv=$3 name t0 ms ip kh i ok=0 opts
+	local user=$1 pub=$2 priv=$3 user_data=${4:-} name t0 ms ip kh i ok=0 opts
 	[ -n "$user" ] && [ -n "$pub" ] && [ -r "$priv" ] ||
-		e2e_die "usage: e2e_bare_baseline USER PUBKEY PRIVKEY" || return 1
+		e2e_die "usage: e2e_bare_baseline USER PUBKEY PRIVKEY [USER-DATA-FILE [LAUNCH-ARGS...]]" || return 1
+	shift $(($# < 4 ? $# : 4))
 	[ -f "$pub" ] && pub=$(head -n1 "$pub")
+	# The same user-data (and launch config) as the path compared against,
+	# so the ratio measures only what differs.
+	if [ -n "$user_data" ]; then user_data=$(cat "$user_data"); else user_data=$(e2e_user_data "$user" "$pub"); fi
 	name=ctme2e-bare-$$-$RANDOM
 	kh=$(mktemp "$E2E_STATE_DIR/known_hosts.XXXXXX")
 	mapfile -t opts < <(e2e_ssh_opts "$kh")
 	t0=$(e2e_now_ms)
-	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$(e2e_user_data "$user" "$pub")" \
+	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$user_data" "$@" \
 		>/dev/null &&
 		e2e_incus exec "$name" -- cloud-init status --wait >/dev/null &&
 		ip=$(e2e_instance_ipv4 "$name" 30); then

@@ -68,6 +68,9 @@ cpu = 1
 memory = "1GiB"
 EOF
 export CONTAINARIUM_CONFIG=$work/config.toml
+# What containarium sets on a container with Docker, for the bare baseline.
+same_config=(-c limits.cpu=1 -c limits.memory=1GiB -c security.nesting=true
+	-c security.syscalls.intercept.mknod=true -c security.syscalls.intercept.setxattr=true -d "root,size=3GiB")
 ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
 
 # The drop-in goes in before the bastion's sshd starts, as on a real host.
@@ -119,7 +122,7 @@ check "ssh -J into alice's container" jump e2e-alice "$alice_ip" true
 t1=$(now_ms)
 p1_ctm_ms=$((t1 - t0))
 incus --project "$E2E_PROJECT" config get e2e-alice-container cloud-init.user-data >"$work/alice.user-data"
-bare_ms=$(e2e_bare_baseline e2e-alice "$work/keys/e2e-alice.pub" "$work/keys/e2e-alice" "$work/alice.user-data")
+bare_ms=$(e2e_bare_baseline e2e-alice "$work/keys/e2e-alice.pub" "$work/keys/e2e-alice" "$work/alice.user-data" "${same_config[@]}")
 
 check "create e2e-bob" ctm create e2e-bob --ssh-key "$work/keys/e2e-bob.pub" --no-docker
 bob_ip=$(ip_of e2e-bob)
