@@ -92,7 +92,7 @@ printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s
 # keeps running.
 # shellcheck disable=SC2016 # awk's own $1/$2
 anon_mib() { e2e_incus exec "$1" -- awk '$1 == "anon" { printf "%.1f", $2 / 1048576 }' /sys/fs/cgroup/memory.stat; }
-usage_mib() { e2e_incus query "/1.0/instances/$1/state" | jq -r '.memory.usage / 1048576 | floor'; }
+usage_mib() { incus query "/1.0/instances/$1/state?project=$E2E_PROJECT" | jq -r '.memory.usage / 1048576 | floor'; }
 ctm create e2e-mem-a --ssh-key "$work/key.pub" >/dev/null 2>&1
 ctm create e2e-mem-b --ssh-key "$work/key.pub" >/dev/null 2>&1
 e2e_incus exec e2e-mem-b-container -- systemctl enable --now docker.service containerd.service >/dev/null 2>&1

@@ -289,8 +289,8 @@ echo localhost >"$rootfs/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
 
 # --- stage 3: clean up ------------------------------------------------------------
+umount_all # proc and the .deb cache (which apt-get clean must not empty)
 run in_root apt-get -q clean
-umount_all
 rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/dpkg/dpkg.cfg.d/zz-containarium-build" \
 	"$rootfs/etc/dpkg/dpkg.cfg.d/zz-containarium-nodoc"
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \

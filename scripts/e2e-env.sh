@@ -28,6 +28,7 @@
 #   E2E_GROUP=containarium (host group of jump accounts)
 #   E2E_DELETE_IMAGE=0 (1: e2e_cleanup also deletes the image alias and image)
 #   E2E_IMAGE_REBUILD=0 (1: e2e_image rebuilds even when the cache is fresh)
+#   E2E_LOCK_WAIT=1800 (seconds to wait for another run's lock, /run/ctme2e.lock)
 # Set by the functions:
 #   E2E_INCUSD_PID    incusd started (or adopted) by us; "" when reused
 #   E2E_SSHD_PID      bastion sshd started by us
@@ -68,6 +69,9 @@ E2E_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
 E2E_ETC_DIR=/etc/containarium
 E2E_BACKUP_DIR=$E2E_CACHE_DIR/host-backup
 E2E_BACKPORTS_SOURCE=/etc/apt/sources.list.d/ctme2e-bookworm-backports.sources
+E2E_LOCK_FILE=/run/ctme2e.lock
+E2E_LOCK_WAIT=${E2E_LOCK_WAIT:-1800}
+E2E_LOCK_FD=${E2E_LOCK_FD:-}
 
 e2e_log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 e2e_die() {
@@ -126,12 +130,44 @@ e2e__stop_pid() {
 }
 
 # ---------------------------------------------------------------------------
+# One run at a time: every function that changes the host takes an exclusive
+# flock on $E2E_LOCK_FILE first (held until the process exits or e2e_cleanup
+# ends). A second run waits up to $E2E_LOCK_WAIT seconds, then fails; its
+# e2e_cleanup touches nothing. Long-lived children (incusd, sshd) do not
+# inherit the lock.
+# ---------------------------------------------------------------------------
+e2e_lock() {
+	local owner
+	[ -z "${E2E_LOCK_FD:-}" ] || return 0
+	exec {E2E_LOCK_FD}>>"$E2E_LOCK_FILE" || return 1
+	if ! flock -n "$E2E_LOCK_FD"; then
+		owner=$(cat "$E2E_LOCK_FILE" 2>/dev/null)
+		e2e_log "another e2e run (pid ${owner:-?}) is active; waiting up to ${E2E_LOCK_WAIT}s"
+		if ! flock -w "$E2E_LOCK_WAIT" "$E2E_LOCK_FD"; then
+			exec {E2E_LOCK_FD}>&-
+			E2E_LOCK_FD=
+			e2e_die "another e2e run (pid ${owner:-?}) still holds $E2E_LOCK_FILE"
+			return 1
+		fi
+	fi
+	echo "$$" >"$E2E_LOCK_FILE"
+}
+
+e2e__unlock() {
+	[ -n "${E2E_LOCK_FD:-}" ] || return 0
+	: >"$E2E_LOCK_FILE"
+	exec {E2E_LOCK_FD}>&-
+	E2E_LOCK_FD=
+}
+
+# ---------------------------------------------------------------------------
 # e2e_install_deps: install the host packages the suite needs. Does nothing
 # (no apt-get update) when all are installed already.
 # ---------------------------------------------------------------------------
 e2e_install_deps() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local want=(btrfs-progs debootstrap openssh-server openssh-client jq xz-utils pigz
 		busybox-static dnsmasq-base iproute2 iptables uidmap procps)
 	local missing=() p need_incus=0 log
@@ -185,6 +221,7 @@ e2e_incus_up() { timeout 10 incus query /1.0 >/dev/null 2>&1; }
 e2e_start_incusd() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local pid i
 	e2e__init_state || return 1
 	if ! e2e_incus_up && [ -n "$(e2e__incusd_daemons)" ]; then
@@ -206,7 +243,7 @@ e2e_start_incusd() {
 	e2e_log "starting incusd"
 	PATH=/usr/libexec/incus:/usr/sbin:/usr/bin:/sbin:/bin setsid /usr/libexec/incus/incusd \
 		--group root --logfile "$E2E_LOG_DIR/incusd.log" \
-		</dev/null >>"$E2E_LOG_DIR/incusd.out" 2>&1 &
+		</dev/null >>"$E2E_LOG_DIR/incusd.out" 2>&1 {E2E_LOCK_FD}>&- &
 	pid=$!
 	for ((i = 0; i < 120; i++)); do
 		e2e_incus_up && break
@@ -264,6 +301,7 @@ e2e__exists() { incus "$@" >/dev/null 2>&1; }
 e2e_delete_incus_objects() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local rc=0 n
 	e2e__check_names || return 1
 	e2e_incus_up || return 0
@@ -309,6 +347,7 @@ e2e_delete_incus_objects() {
 e2e_setup_incus() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local route
 	e2e__check_names || return 1
 	e2e__record_host_state || return 1
@@ -346,6 +385,7 @@ e2e_setup_incus() {
 e2e_image() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local key dir fp cur images t0
 	e2e__check_names || return 1
 	key=$(sha256sum "$E2E_SCRIPTS_DIR/build-image.sh" | cut -c1-16) || return 1
@@ -421,6 +461,7 @@ e2e_warm_image() {
 e2e__record_host_state() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	[ -z "${E2E__RECORDED:-}" ] || return 0
 	e2e__init_state || return 1
 	# Leftovers of an earlier, unfinished run: its accounts, then the host
@@ -477,6 +518,7 @@ e2e__restore_host_state() {
 e2e_delete_accounts() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local gid u rc=0
 	gid=$(getent group "$E2E_GROUP" | cut -d: -f3)
 	if [ -n "$gid" ]; then
@@ -495,6 +537,7 @@ e2e_delete_accounts() {
 e2e_start_bastion_sshd() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local old i
 	e2e__init_state || return 1
 	e2e__record_host_state || return 1
@@ -512,7 +555,7 @@ e2e_start_bastion_sshd() {
 	mkdir -p /run/sshd && chmod 0755 /run/sshd
 	/usr/sbin/sshd -f /etc/ssh/sshd_config -p "$E2E_BASTION_PORT" \
 		-o ListenAddress="$E2E_BASTION_HOST" -o PidFile="$E2E_SSHD_PIDFILE" \
-		-E "$E2E_LOG_DIR/sshd.log" || {
+		-E "$E2E_LOG_DIR/sshd.log" {E2E_LOCK_FD}>&- || {
 		tail -n 20 "$E2E_LOG_DIR/sshd.log" >&2
 		e2e_die "sshd did not start"
 		return 1
@@ -610,6 +653,7 @@ e2e_ssh_opts() {
 e2e_bare_baseline() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
 	local user=$1 pub=$2 priv=$3 user_data=${4:-} name t0 ms ip kh i ok=0 opts
 	[ -n "$user" ] && [ -n "$pub" ] && [ -r "$priv" ] ||
 		e2e_die "usage: e2e_bare_baseline USER PUBKEY PRIVKEY [USER-DATA-FILE [LAUNCH-ARGS...]]" || return 1
@@ -649,6 +693,17 @@ e2e_cleanup() {
 	local rc=$?
 	local -
 	set +e +u
+	if [ -z "${E2E_LOCK_FD:-}" ]; then
+		# Never clean up under another run's feet.
+		exec {E2E_LOCK_FD}>>"$E2E_LOCK_FILE" || return "$rc"
+		if ! flock -n "$E2E_LOCK_FD"; then
+			exec {E2E_LOCK_FD}>&-
+			E2E_LOCK_FD=
+			e2e_log "another e2e run holds $E2E_LOCK_FILE; not cleaning up"
+			return "$rc"
+		fi
+		echo "$$" >"$E2E_LOCK_FILE"
+	fi
 	e2e_log "cleaning up"
 	e2e_stop_bastion_sshd
 	e2e_delete_incus_objects || e2e_log "warning: some Incus objects could not be deleted"
@@ -658,5 +713,6 @@ e2e_cleanup() {
 	e2e_delete_accounts || e2e_log "warning: some e2e-* accounts could not be deleted"
 	e2e__restore_host_state || e2e_log "warning: host state not fully restored (see $E2E_BACKUP_DIR)"
 	e2e_stop_incusd
+	e2e__unlock
 	return "$rc"
 }

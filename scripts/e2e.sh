@@ -139,13 +139,13 @@ check "the jump account is proxy-only" bash -c "getent passwd e2e-alice | grep -
 
 # --- what the jump accounts must not do ---------------------------------------
 refused "alice cannot reach bob's container" "administratively prohibited" \
-	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "$bob_ip:22" "e2e-alice@$bastion"
+	ssh -F "$work/ssh-e2e-alice.conf" -o LogLevel=INFO -p "$port" -W "$bob_ip:22" "e2e-alice@$bastion"
 refused "alice cannot ProxyJump to bob's container, even with bob's key" "administratively prohibited\|Permission denied\|closed" \
 	ssh -F "$work/ssh-e2e-bob.conf" -o "ProxyCommand=ssh -F $work/ssh-e2e-alice.conf -p $port -W %h:%p e2e-alice@$bastion" "e2e-bob@$bob_ip" true
 refused "alice cannot forward to a host port" "administratively prohibited" \
-	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "127.0.0.1:$port" "e2e-alice@$bastion"
+	ssh -F "$work/ssh-e2e-alice.conf" -o LogLevel=INFO -p "$port" -W "127.0.0.1:$port" "e2e-alice@$bastion"
 refused "alice cannot forward to another port of her container" "administratively prohibited" \
-	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "$alice_ip:80" "e2e-alice@$bastion"
+	ssh -F "$work/ssh-e2e-alice.conf" -o LogLevel=INFO -p "$port" -W "$alice_ip:80" "e2e-alice@$bastion"
 refused "alice gets no shell on the bastion" "not available" \
 	ssh -F "$work/ssh-e2e-alice.conf" -p "$port" "e2e-alice@$bastion" id
 refused "alice's key does not open bob's jump account" "Permission denied" \
@@ -192,11 +192,11 @@ check "one of them is reachable through its jump account" jump e2e-p07 "$(ip_of 
 for i in $(seq -w 1 10); do ctm delete "e2e-p$i" --force >/dev/null 2>&1 || fail "delete e2e-p$i"; done
 
 # --- living with the containers (lifecycle) --------------------------------------
-pid_of() { incus --project "$E2E_PROJECT" query "/1.0/instances/$1-container/state" | jq -r .pid; }
+pid_of() { incus query "/1.0/instances/$1-container/state?project=$E2E_PROJECT" | jq -r .pid; }
 bob_pid=$(pid_of e2e-bob)
 check "resize bob live" ctm resize e2e-bob --disk 4GiB --memory 768MiB --cpu 2
 check "the new disk quota is visible inside" bash -c "[ \"\$(ssh -F '$work/ssh-e2e-bob.conf' -J e2e-bob@$bastion:$port e2e-bob@$bob_ip df -BG --output=size / | tail -n1 | tr -dc 0-9)\" -ge 4 ]"
-check "resize did not restart the container" bash -c "[ \"\$(incus --project $E2E_PROJECT query /1.0/instances/e2e-bob-container/state | jq -r .pid)\" = '$bob_pid' ]"
+check "resize did not restart the container" test "$(pid_of e2e-bob)" = "$bob_pid"
 refused "resize refuses to shrink below what is used" "cannot shrink" ctm resize e2e-bob --disk 1MiB
 
 # A new laptop: its key works through the jump at once; the old one is removed.

@@ -103,14 +103,39 @@ impl Incus {
     }
 
     /// Runs `argv` in the instance; returns the output whatever the status.
+    /// Retried, briefly, when Incus itself failed to run it (exit 255 with
+    /// an Incus error, e.g. "Failed to retrieve PID of executing child
+    /// process" under load): the reads and waits we exec are idempotent.
     pub fn exec_unchecked(&self, instance: &str, argv: &[&str]) -> Result<Output> {
         let cmd = self.exec_cmd(instance, argv.iter().copied());
-        Ok(exec::run_unchecked(&cmd)?)
+        let backoff = crate::retry::Backoff {
+            first: std::time::Duration::from_millis(200),
+            max_delay: std::time::Duration::from_secs(2),
+            budget: std::time::Duration::from_secs(10),
+        };
+        let output = crate::retry::retry(
+            &backoff,
+            || match exec::run_unchecked(&cmd) {
+                Ok(out) if is_incus_exec_failure(&out) => Err(Ok(out)),
+                Ok(out) => Ok(out),
+                Err(err) => Err(Err(err)),
+            },
+            |attempt| attempt.is_ok(),
+            |_, _| {},
+        );
+        match output {
+            Ok(out) | Err(Ok(out)) => Ok(out),
+            Err(Err(err)) => Err(err.into()),
+        }
     }
 
     pub fn exec(&self, instance: &str, argv: &[&str]) -> Result<Output> {
-        let cmd = self.exec_cmd(instance, argv.iter().copied());
-        Ok(exec::run(&cmd)?)
+        let out = self.exec_unchecked(instance, argv)?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(exec::failure(&self.exec_cmd(instance, argv.iter().copied()), &out).into())
+        }
     }
 
     pub fn delete_cmd(&self, instance: &str) -> Cmd {
@@ -120,6 +145,11 @@ impl Incus {
     pub fn config_set_cmd(&self, instance: &str, key: &str, value: &str) -> Cmd {
         self.cmd(["config", "set", instance, &format!("{key}={value}")])
     }
+}
+
+/// Whether `incus exec` failed in Incus rather than in the command.
+fn is_incus_exec_failure(out: &Output) -> bool {
+    out.status.code() == Some(255) && out.stderr.starts_with("Error: ")
 }
 
 /// Maps "incus is not installed" and "the daemon is down" to refusals with
@@ -147,17 +177,26 @@ fn daemon_refusal(err: CmdError) -> Result<CmdError, Refused> {
     Ok(err)
 }
 
+/// Incus sends `null` for an empty map on an instance still being made.
+fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Instance {
     pub name: String,
     pub status: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub config: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub expanded_config: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub devices: BTreeMap<String, BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub expanded_devices: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub state: Option<State>,
@@ -179,7 +218,7 @@ pub struct State {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Nic {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub addresses: Vec<Address>,
 }
 
@@ -346,6 +385,15 @@ mod tests {
             .unwrap();
         assert_eq!(carol.ipv4(), None);
         assert!(!carol.is_running());
+    }
+
+    #[test]
+    fn tolerates_nulls_of_an_instance_being_made() {
+        let json = r#"[{"name":"a-container","status":"Stopped","config":null,"devices":null,
+            "expanded_config":null,"expanded_devices":null,"state":{"network":{"eth0":{"addresses":null}}}}]"#;
+        let all = parse_instances(json).unwrap();
+        assert_eq!(all[0].owner(), None);
+        assert_eq!(all[0].ipv4(), None);
     }
 
     #[test]

@@ -222,12 +222,26 @@ fn rollback(ctx: &ApplyCtx, facts: &mut Facts, done: Vec<(String, Option<Action>
     for (synopsis, undo) in done.into_iter().rev() {
         let Some(undo) = undo else { continue };
         let result = ui::step(&format!("undoing: {synopsis}"), || undo.apply(ctx, facts));
-        if let Err(err) = result {
+        if let Err(err) = result.or_else(|err| if already_gone(&err) { Ok(()) } else { Err(err) }) {
             ui::note(&format!(
                 "warning: could not undo \"{synopsis}\": {err:#}; run `{}` by hand",
                 undo.describe(facts)
             ));
         }
+    }
+}
+
+/// Whether an undo failed only because what it removes is gone already
+/// (another cleanup got there first): deleting the absent succeeds.
+fn already_gone(err: &anyhow::Error) -> bool {
+    let Some(err) = err.downcast_ref::<exec::CmdError>() else {
+        return false;
+    };
+    match err.program.as_str() {
+        // userdel(8), groupdel(8): 6 = the user or group does not exist.
+        "userdel" | "groupdel" => err.code == Some(6),
+        "incus" => err.stderr_contains("not found"),
+        _ => false,
     }
 }
 
