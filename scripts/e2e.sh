@@ -137,6 +137,19 @@ check "the container is unprivileged" bash -c "[ -z \"\$(incus --project $E2E_PR
 check "metadata lives in Incus" bash -c "incus --project $E2E_PROJECT config get e2e-alice-container user.containarium.state | grep -qx ready"
 check "the jump account is proxy-only" bash -c "getent passwd e2e-alice | grep -q ':/usr/sbin/nologin$' && [ \"\$(id -gn e2e-alice)\" = containarium ]"
 
+# --- Docker, socket-activated, as the user through the jump -----------------------
+docker_idle=$(incus --project "$E2E_PROJECT" exec e2e-alice-container -- systemctl is-active docker.service || true)
+check "dockerd is not running while Docker is unused ($docker_idle)" test "$docker_idle" = inactive
+check "alice is in the docker group" bash -c "ssh -F '$work/ssh-e2e-alice.conf' -J e2e-alice@$bastion:$port e2e-alice@$alice_ip id -nG | grep -qw docker"
+# No registry is reachable: import a busybox rootfs made on the host.
+mkdir -p "$work/busybox/bin"
+cp /bin/busybox "$work/busybox/bin/busybox"
+ln -sf busybox "$work/busybox/bin/sh"
+tar -C "$work/busybox" -cf "$work/busybox.tar" .
+incus --project "$E2E_PROJECT" file push --mode 0644 "$work/busybox.tar" e2e-alice-container/tmp/busybox.tar
+docker_says() { [ "$(jump e2e-alice "$alice_ip" 'docker import /tmp/busybox.tar e2e/busybox >/dev/null && docker run --rm e2e/busybox sh -c "echo hello from docker"')" = "hello from docker" ]; }
+check "alice runs docker run in her unprivileged container" docker_says
+
 # --- what the jump accounts must not do ---------------------------------------
 refused "alice cannot reach bob's container" "administratively prohibited" \
 	ssh -F "$work/ssh-e2e-alice.conf" -o LogLevel=INFO -p "$port" -W "$bob_ip:22" "e2e-alice@$bastion"
@@ -170,6 +183,32 @@ refused "an existing host account is refused" "was not made by containarium" ctm
 refused "a private key is refused" "PRIVATE key" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice"
 refused "a missing image is refused" "is not available" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice.pub" --image ctme2e-no-such-image
 check "nothing was made for carol" bash -c "! getent passwd e2e-carol && ! incus --project $E2E_PROJECT info e2e-carol-container"
+
+# --- another program holds the account database's lock (as cloud agents do) --------
+# useradd fails while /etc/passwd.lock names a live process; create must wait it
+# out with backoff. The lock file is ours (made here, removed by its releaser).
+if [ ! -e /etc/passwd.lock ]; then
+	sleep 300 &
+	holder=$!
+	echo "$holder" >/etc/passwd.lock
+	# Released once create reports that it is waiting (at most 60 s).
+	(
+		for _ in $(seq 120); do
+			grep -q "retrying" "$work/carol.out" 2>/dev/null && break
+			sleep 0.5
+		done
+		rm -f /etc/passwd.lock
+		kill "$holder"
+	) &
+	releaser=$!
+	create_carol() { ctm create e2e-carol --ssh-key "$work/keys/e2e-alice.pub" --no-docker >"$work/carol.out" 2>&1; }
+	check "create waits out a foreign lock on /etc/passwd" create_carol
+	wait "$releaser" || true
+	check "it said it was retrying" grep -q "locked by another program; retrying" "$work/carol.out"
+	check "delete carol" ctm delete e2e-carol --force
+else
+	printf 'SKIP lock contention: /etc/passwd.lock exists and is not ours\n'
+fi
 
 # --- the disk quota is real (btrfs) ------------------------------------------------
 refused "the 3GiB root quota is enforced" "Disk quota exceeded\|No space left" \
