@@ -229,7 +229,7 @@ check "-W to the bastion itself refused: $r" grep -Eq 'exit=255 .*(administrativ
 r=$(capture "${SSH[@]}" -o LogLevel=INFO -o ExitOnForwardFailure=yes -N -p "$E2E_BASTION_PORT" \
 	-R 127.0.0.1:39998:127.0.0.1:22 e2e-smoke@"$E2E_BASTION_HOST")
 check "-R remote forward refused: $r" grep -q 'exit=255 .*remote port forwarding failed' <<<"$r"
-note "sshd log on refusal: $(grep -m1 'but the request was denied' "$E2E_LOG_DIR/sshd.log" || true)"
+note "sshd log on refusal: $(grep "to connect to host $IPB port 22, but the request was denied" "$E2E_LOG_DIR/sshd.log" | tail -n1 || true)"
 
 # ---------------------------------------------------------------- docker
 mkdir -p "$WORK/bb/bin"

@@ -190,7 +190,7 @@ check "nothing was made for carol" bash -c "! getent passwd e2e-carol && ! incus
 if [ ! -e /etc/passwd.lock ]; then
 	sleep 300 &
 	holder=$!
-	echo "$holder" >/etc/passwd.lock
+	printf %s "$holder" >/etc/passwd.lock # no newline: useradd reads a bare PID
 	# Released once create reports that it is waiting (at most 60 s).
 	(
 		for _ in $(seq 120); do

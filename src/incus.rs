@@ -362,13 +362,13 @@ mod tests {
         assert_eq!(alice.owner(), Some("alice"));
         assert_eq!(
             alice.ipv4(),
-            Some("10.197.83.210".parse().unwrap()),
+            Some("10.197.83.48".parse().unwrap()),
             "eth0, never docker0"
         );
-        assert_eq!(alice.pinned_ipv4(), Some("10.197.83.210".parse().unwrap()));
+        assert_eq!(alice.pinned_ipv4(), Some("10.197.83.48".parse().unwrap()));
         assert_eq!(alice.root_size(), Some("3GiB"));
-        assert_eq!(alice.disk_used(), Some(26_681_344));
-        assert_eq!(alice.memory_used(), Some(272_355_328));
+        assert_eq!(alice.disk_used(), Some(26_345_472));
+        assert_eq!(alice.memory_used(), Some(271_912_960));
         assert_eq!(alice.config_value("limits.cpu"), Some("1"));
         assert_eq!(alice.device_verb("eth0"), "set");
         assert!(alice.is_running());

@@ -11,6 +11,8 @@ use clap::Args;
 use super::Env;
 use crate::accounts;
 use crate::error::Refused;
+use crate::exec;
+use crate::incus::Incus;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
 
@@ -71,9 +73,16 @@ impl DeleteArgs {
                 if let Some(dir) = &self.backup {
                     super::backup::backup_steps(env, &name, dir, &mut plan)?;
                 }
+                let (incus, container) = (env.incus.clone(), name.clone());
                 plan.push(Step::new(
                     format!("delete container {name}"),
-                    Action::run(env.incus.delete_cmd(&name)),
+                    Action::check(
+                        format!(
+                            "{} (if a full quota blocks it: lift the quota, try again)",
+                            env.incus.delete_cmd(&name)
+                        ),
+                        move |_| delete_container(&incus, &container),
+                    ),
                 ));
             }
             None => plan.unchanged(format!("container {name} (absent)")),
@@ -101,6 +110,21 @@ impl DeleteArgs {
             )));
         }
         Ok(plan)
+    }
+}
+
+/// Deletes the container. A container whose root quota is full can hold
+/// Docker's nested btrfs subvolumes that cannot be destroyed ("Disk quota
+/// exceeded"); lifting the quota of a container being deleted anyway lets
+/// the delete through.
+fn delete_container(incus: &Incus, name: &str) -> Result<()> {
+    match exec::run(&incus.delete_cmd(name)) {
+        Err(err) if err.stderr_contains("Disk quota exceeded") => {
+            exec::run(&incus.cmd(["config", "device", "unset", name, "root", "size"]))?;
+            exec::run(&incus.delete_cmd(name))?;
+            Ok(())
+        }
+        result => result.map(drop).map_err(Into::into),
     }
 }
 

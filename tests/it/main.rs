@@ -704,6 +704,24 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
 }
 
 #[test]
+fn delete_lifts_a_full_quota_that_blocks_it() {
+    let s = Sandbox::new(42);
+    assert!(s.create().status.success());
+    s.clear_log();
+    let out = s.run_with(&["delete", USER, "--force"], &[("FAKE_QUOTA_FULL", "1")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.log()[1..],
+        [
+            format!("incus delete --force {USER}-container"),
+            format!("incus config device unset {USER}-container root size"),
+            format!("incus delete --force {USER}-container"),
+        ]
+    );
+    assert!(s.instance().is_none());
+}
+
+#[test]
 fn delete_never_touches_what_containarium_did_not_make() {
     let s = Sandbox::new(41);
     let out = s.run(&["delete", "root", "--force", "--dry-run"]);

@@ -118,7 +118,7 @@ elif verb == "config" and args[1] == "set":
         inst["config"][k] = v
         inst["expanded_config"][k] = v
     save(inst)
-elif verb == "config" and args[1] == "device":
+elif verb == "config" and args[1] == "device" and args[2] != "unset":
     inst, dev = load(args[3]), args[4]
     for kv in args[5:]:
         k, v = kv.split("=", 1)
@@ -142,7 +142,15 @@ elif verb == "exec":
     elif argv[:1] == ["cat"]:
         print("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi root@container")
 elif verb == "delete":
+    inst = load(args[-1])
+    if os.environ.get("FAKE_QUOTA_FULL") and inst["devices"].get("root", {}).get("size"):
+        sys.stderr.write('Error: Failed deleting subvolume: ERROR: Could not destroy subvolume/snapshot: Disk quota exceeded\n')
+        sys.exit(1)
     os.remove(path(args[-1]))
+elif verb == "config" and args[1] == "device" and args[2] == "unset":
+    inst = load(args[3])
+    inst["devices"].get(args[4], {}).pop(args[5], None)
+    save(inst)
 elif verb == "export":
     with open(args[2], "wb") as f:
         f.write(b"fake backup\n")
