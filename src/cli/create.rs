@@ -34,7 +34,7 @@ const IPV4_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long cloud-init may take; installing Docker from a mirror is the
 /// slow case.
 const CLOUD_INIT_TIMEOUT: Duration = Duration::from_secs(900);
-const SSHD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SSHD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Create a user's container and jump account
 #[derive(Debug, Args)]
@@ -248,6 +248,27 @@ pub(super) fn address_steps(incus: &Incus, container: &str, verb: &'static str) 
     plan
 }
 
+/// Waits until sshd answers on the container's address: what "started"
+/// means to a user.
+pub(super) fn sshd_ready_step(ip: Option<std::net::Ipv4Addr>) -> Step {
+    Step::new(
+        "wait for sshd",
+        Action::check(
+            format!(
+                "read sshd's banner on {}:22 (at most {}s)",
+                ip.map_or("<ipv4>".into(), |ip| ip.to_string()),
+                SSHD_TIMEOUT.as_secs()
+            ),
+            move |facts| {
+                let ip = ip
+                    .or(facts.ipv4)
+                    .context("no address known for the container")?;
+                wait_for_ssh_banner(SocketAddr::from((ip, 22)), SSHD_TIMEOUT)
+            },
+        ),
+    )
+}
+
 /// Writes the jump key file for the address learned while applying; undone
 /// by restoring what was there before.
 pub(super) fn jump_keys_step(
@@ -431,7 +452,7 @@ fn verify(
 }
 
 /// Connects until sshd sends its `SSH-2.0-...` identification line.
-fn wait_for_ssh_banner(addr: SocketAddr, timeout: Duration) -> Result<()> {
+pub(super) fn wait_for_ssh_banner(addr: SocketAddr, timeout: Duration) -> Result<()> {
     let start = Instant::now();
     let mut last_error = String::new();
     while start.elapsed() < timeout {

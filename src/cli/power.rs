@@ -38,10 +38,15 @@ impl PowerArgs {
             Power::Restart => Some("start"),
         };
         match verb {
-            Some(verb) => plan.push(Step::new(
-                format!("{verb} {name}"),
-                Action::run(env.incus.cmd([verb, name.as_str()])),
-            )),
+            Some(verb) => {
+                plan.push(Step::new(
+                    format!("{verb} {name}"),
+                    Action::run(env.incus.cmd([verb, name.as_str()])),
+                ));
+                if verb != "stop" {
+                    plan.push(super::create::sshd_ready_step(instance.pinned_ipv4()));
+                }
+            }
             None => plan.unchanged(format!("{name} is {}", instance.status.to_lowercase())),
         }
         if self.dry_run {

@@ -128,6 +128,7 @@ impl RestoreArgs {
         }
         let keys = keys_in_backup(&self.file)?;
         plan.push(super::create::jump_keys_step(&env.paths, &user, keys)?);
+        plan.push(super::create::sshd_ready_step(None));
         plan.push(Step::new(
             "mark the container ready",
             Action::run(incus.config_set_cmd(&name, key::STATE, "ready")),
