@@ -48,29 +48,12 @@ refused() {
 }
 now_ms() { date +%s%3N; }
 
-BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
-if [ -z "${CONTAINARIUM_BIN:-}" ]; then
-	cargo build --release --locked --quiet
-fi
-
 e2e_install_deps
 e2e_start_incusd
 e2e_setup_incus
 e2e_image
-
 work=$E2E_STATE_DIR/work
-rm -rf "$work"
-mkdir -p "$work/keys"
-cat >"$work/config.toml" <<EOF
-image = "$E2E_IMAGE"
-disk = "3GiB"
-cpu = 1
-memory = "1GiB"
-EOF
-export CONTAINARIUM_CONFIG=$work/config.toml
-# What containarium sets on a container with Docker, for the bare baseline.
-same_config=(-c limits.cpu=1 -c limits.memory=1GiB -c security.nesting=true
-	-c security.syscalls.intercept.mknod=true -c security.syscalls.intercept.setxattr=true -d "root,size=3GiB")
+e2e_containarium "$work"
 ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
 
 # The drop-in goes in before the bastion's sshd starts, as on a real host.
@@ -80,21 +63,6 @@ e2e_start_bastion_sshd
 bastion="$E2E_BASTION_HOST"
 port="$E2E_BASTION_PORT"
 
-# Per-user ssh client settings; -F is passed on to the ProxyJump hop.
-client_config() {
-	local user=$1
-	ssh-keygen -q -t ed25519 -N '' -C "$user@laptop" -f "$work/keys/$user"
-	cat >"$work/ssh-$user.conf" <<EOF
-Host *
-    IdentityFile $work/keys/$user
-    IdentitiesOnly yes
-    BatchMode yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    LogLevel ERROR
-    ConnectTimeout 15
-EOF
-}
 # jump USER IP CMD...: ssh -J through USER's jump account into USER@IP.
 jump() {
 	local user=$1 ip=$2
@@ -109,8 +77,8 @@ hostname_is() {
 }
 ip_of() { ctm list --json | jq -r --arg u "$1" '.[] | select(.user == $u) | .ipv4'; }
 
-for user in e2e-alice e2e-bob e2e-perf; do client_config "$user"; done
-for i in $(seq -w 1 10); do client_config "e2e-p$i"; done
+for user in e2e-alice e2e-bob; do e2e_client "$user" "$work"; done
+for i in $(seq -w 1 10); do e2e_client "e2e-p$i" "$work"; done
 
 # --- P1: create-to-SSH-ready, containarium against bare Incus --------------
 # Same image, same pool, same user-data: the bare path gets the exact
@@ -122,7 +90,7 @@ check "ssh -J into alice's container" jump e2e-alice "$alice_ip" true
 t1=$(now_ms)
 p1_ctm_ms=$((t1 - t0))
 incus --project "$E2E_PROJECT" config get e2e-alice-container cloud-init.user-data >"$work/alice.user-data"
-bare_ms=$(e2e_bare_baseline e2e-alice "$work/keys/e2e-alice.pub" "$work/keys/e2e-alice" "$work/alice.user-data" "${same_config[@]}")
+bare_ms=$(e2e_bare_baseline e2e-alice "$work/keys/e2e-alice.pub" "$work/keys/e2e-alice" "$work/alice.user-data" "${E2E_SAME_CONFIG[@]}")
 
 check "create e2e-bob" ctm create e2e-bob --ssh-key "$work/keys/e2e-bob.pub" --no-docker
 bob_ip=$(ip_of e2e-bob)
@@ -136,6 +104,7 @@ check "the address is pinned" bash -c "incus --project $E2E_PROJECT config devic
 check "the container is unprivileged" bash -c "[ -z \"\$(incus --project $E2E_PROJECT config get e2e-alice-container security.privileged)\" ]"
 check "metadata lives in Incus" bash -c "incus --project $E2E_PROJECT config get e2e-alice-container user.containarium.state | grep -qx ready"
 check "the jump account is proxy-only" bash -c "getent passwd e2e-alice | grep -q ':/usr/sbin/nologin$' && [ \"\$(id -gn e2e-alice)\" = containarium ]"
+check "jump accounts take no subordinate ID ranges" bash -c "! grep -q '^e2e-alice:' /etc/subuid /etc/subgid"
 
 # --- Docker, socket-activated, as the user through the jump -----------------------
 docker_idle=$(incus --project "$E2E_PROJECT" exec e2e-alice-container -- systemctl is-active docker.service || true)

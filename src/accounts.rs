@@ -51,8 +51,15 @@ pub fn groupadd() -> Cmd {
     Cmd::new("groupadd").args(["--system", GROUP])
 }
 
+/// A locked, shell-less account without a home. `SUB_UID_COUNT=0`: a jump
+/// account runs no containers, and a subordinate ID range for each one would
+/// run out (Incus's own idmap leaves room for about a dozen below it).
 pub fn useradd(user: &UserName) -> Cmd {
     Cmd::new("useradd").args([
+        "-K",
+        "SUB_UID_COUNT=0",
+        "-K",
+        "SUB_GID_COUNT=0",
         "--gid",
         GROUP,
         "--shell",
@@ -159,7 +166,7 @@ mod tests {
         let alice = "alice".parse().unwrap();
         assert_eq!(
             useradd(&alice).to_string(),
-            "useradd --gid containarium --shell /usr/sbin/nologin --password '*' --no-create-home --home-dir /nonexistent --comment 'containarium jump account' alice"
+            "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*' --no-create-home --home-dir /nonexistent --comment 'containarium jump account' alice"
         );
     }
 

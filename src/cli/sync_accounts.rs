@@ -29,8 +29,8 @@ pub struct SyncAccountsArgs {
 
 impl SyncAccountsArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let mut plan = super::host::plan(&env.paths)?;
-        let mut users = 0;
+        let host = super::host::plan(&env.paths)?;
+        let mut users = Vec::new();
         for instance in env.incus.instances()? {
             let Some(owner) = instance.owner() else {
                 continue;
@@ -52,16 +52,34 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             };
-            users += 1;
-            plan.append(jump_plan(env, &user, ip, &instance.keys()?)?);
+            let plan = jump_plan(env, &user, ip, &instance.keys()?)?;
+            users.push((user, plan));
         }
         if self.dry_run {
-            print!("{}", plan.describe());
+            print!("{}", host.describe());
+            for (_, plan) in &users {
+                print!("{}", plan.describe());
+            }
             return Ok(());
         }
-        let changes = plan.steps.len();
-        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
-        println!("{users} users checked, {changes} changes made");
+        host.apply(env.paths.lock_file(), &mut Facts::default())?;
+        // Users are independent: one that fails (its own steps undone) does
+        // not hold back the others; a rerun retries only what is missing.
+        let (checked, mut changes, mut failed) = (users.len(), 0, Vec::new());
+        for (user, plan) in users {
+            let steps = plan.steps.len();
+            match plan.apply(env.paths.lock_file(), &mut Facts::default()) {
+                Ok(()) => changes += steps,
+                Err(err) => {
+                    ui::note(&format!("error: {user}: {err:#}"));
+                    failed.push(user.to_string());
+                }
+            }
+        }
+        println!("{checked} users checked, {changes} changes made");
+        if !failed.is_empty() {
+            anyhow::bail!("could not sync {}; see above", failed.join(", "));
+        }
         Ok(())
     }
 }

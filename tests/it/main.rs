@@ -176,7 +176,7 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
             s.ip
         ),
         format!(
-            "useradd --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
+            "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
              --home-dir /nonexistent --comment containarium jump account {USER}"
         ),
         format!("incus exec {USER}-container -- timeout 900 cloud-init status --wait"),
@@ -275,7 +275,7 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         "pin the address\n    incus config device override ctmtest-alice-container eth0 'ipv4.address=<ipv4>'\n",
         "write the jump account's keys\n    write ",
         "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
-        "useradd --gid containarium --shell /usr/sbin/nologin --password '*'",
+        "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
         "# incus exec ctmtest-alice-container -- timeout 900 cloud-init status --wait",
         "incus config set ctmtest-alice-container user.containarium.state=ready",
     ] {
@@ -975,7 +975,7 @@ fn sync_accounts_rebuilds_key_files_from_metadata() {
     assert!(
         s.log()
             .iter()
-            .any(|l| l.starts_with(&"useradd --gid containarium".to_string()) && l.ends_with(USER))
+            .any(|l| l.starts_with("useradd -K SUB_UID_COUNT=0") && l.ends_with(USER))
     );
     assert!(
         stdout(&out).starts_with("1 users checked"),
