@@ -267,6 +267,13 @@ mkdir -p "$backups"
 check "delete alice with --backup" ctm delete e2e-alice --force --backup "$backups"
 check "the backup is a non-empty file" bash -c "[ -s \"\$(ls $backups/e2e-alice-container-*.tar.gz)\" ]"
 check "alice's container, account and key file are gone" bash -c "! incus --project $E2E_PROJECT info e2e-alice-container >/dev/null 2>&1 && ! getent passwd e2e-alice && [ ! -e /etc/containarium/keys/e2e-alice ]"
+# The same backup, restored for another user: the login inside is renamed.
+check "restore alice's backup as e2e-dave" ctm restore "$(ls "$backups"/e2e-alice-container-*.tar.gz)" --as e2e-dave
+cp "$work/ssh-e2e-alice.conf" "$work/ssh-e2e-dave.conf" # dave has alice's key now
+dave_ip=$(ip_of e2e-dave)
+check "dave logs in as himself with the restored key" bash -c "[ \"\$(ssh -F '$work/ssh-e2e-dave.conf' -J e2e-dave@$bastion:$port e2e-dave@$dave_ip whoami)\" = e2e-dave ]"
+check "dave has passwordless sudo" jump e2e-dave "$dave_ip" sudo -n true
+check "delete dave" ctm delete e2e-dave --force
 check "bob is untouched" jump e2e-bob "$bob_ip" true
 check "delete bob for good" ctm delete e2e-bob --force
 check "delete of the absent succeeds" ctm delete e2e-bob --force

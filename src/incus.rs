@@ -138,6 +138,32 @@ impl Incus {
         }
     }
 
+    /// Reads a file in the instance through Incus's file API: unlike a quick
+    /// `incus exec`, whose output can be lost on a busy host, it returns the
+    /// file or an error. `None` when the file does not exist.
+    pub fn read_file(&self, instance: &str, path: &str) -> Result<Option<String>> {
+        let cmd = self.cmd(["file", "pull", &format!("{instance}{path}"), "-"]);
+        match exec::run(&cmd) {
+            Ok(out) => Ok(Some(out.stdout)),
+            Err(err) if err.stderr_contains("not found") || err.stderr_contains("No such file") => {
+                Ok(None)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `user`'s passwd fields (name, x, uid, gid, gecos, home, shell) in the
+    /// instance, from its /etc/passwd.
+    pub fn passwd_entry(&self, instance: &str, user: &str) -> Result<Option<Vec<String>>> {
+        let passwd = self
+            .read_file(instance, "/etc/passwd")?
+            .with_context(|| format!("{instance} has no /etc/passwd"))?;
+        Ok(passwd
+            .lines()
+            .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+            .find(|f| f.len() == 7 && f[0] == user))
+    }
+
     pub fn delete_cmd(&self, instance: &str) -> Cmd {
         self.cmd(["delete", "--force", instance])
     }

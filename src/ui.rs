@@ -21,11 +21,13 @@ pub fn step<T, E>(synopsis: &str, work: impl FnOnce() -> Result<T, E>) -> Result
     let outcome = if result.is_ok() { "done" } else { "failed" };
     let line = format!("{synopsis}... {outcome} ({})", seconds(start.elapsed()));
     match spinner {
-        Some(bar) => bar.finish_with_message(line),
+        // The line that stays on screen carries its own duration.
+        Some(bar) => {
+            bar.set_style(ProgressStyle::with_template("{msg}").unwrap());
+            bar.finish_with_message(line);
+        }
         None => eprintln!("{line}"),
     }
-    // The spinner's own template would repeat the elapsed time; the plain
-    // line is what stays on screen.
     result
 }
 

@@ -415,26 +415,16 @@ fn verify(
     wanted: &[PublicKey],
     facts: &mut Facts,
 ) -> Result<()> {
-    let passwd = incus
-        .exec(name, &["getent", "passwd", user.as_str()])
-        .with_context(|| format!("looking up user {user} in {name}"))?;
-    let home = passwd
-        .stdout
-        .trim()
-        .split(':')
-        .nth(5)
-        .unwrap_or_default()
-        .to_string();
-    if home.is_empty() {
-        bail!("user {user} in {name} has no home directory");
-    }
+    let home = match incus.passwd_entry(name, user.as_str())? {
+        Some(fields) => fields[5].clone(),
+        None => bail!("user {user} does not exist in {name}"),
+    };
     let path = format!("{home}/.ssh/authorized_keys");
     let found = incus
-        .exec(name, &["cat", &path])
-        .with_context(|| format!("reading {path} in {name}"))?;
+        .read_file(name, &path)?
+        .with_context(|| format!("{path} does not exist in {name}"))?;
     let mut have: Vec<String> = Vec::new();
     for line in found
-        .stdout
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {

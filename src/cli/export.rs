@@ -84,9 +84,8 @@ impl ExportArgs {
             .context("reading the bastion's ed25519 host key")?;
         let container_key = host_key_of(
             &env.incus
-                .exec(&name, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
-                .with_context(|| format!("reading {name}'s ed25519 host key"))?
-                .stdout,
+                .read_file(&name, "/etc/ssh/ssh_host_ed25519_key.pub")?
+                .with_context(|| format!("{name} has no ed25519 host key yet"))?,
         )?;
         let text = render(&Export {
             user: self.user.as_str(),

@@ -175,16 +175,12 @@ fn plan(env: &Env, user: &UserName, instance: &Instance, wanted: &[PublicKey]) -
     let ip = instance
         .pinned_ipv4()
         .with_context(|| format!("{name} has no pinned address"))?;
-    let passwd = env
-        .incus
-        .exec(name, &["getent", "passwd", user.as_str()])?
-        .stdout;
-    let fields: Vec<&str> = passwd.trim().split(':').collect();
-    let [_, _, uid, gid, _, home, ..] = fields[..] else {
+    let Some(fields) = env.incus.passwd_entry(name, user.as_str())? else {
         anyhow::bail!("user {user} not found in {name}");
     };
+    let (uid, gid, home) = (fields[2].as_str(), fields[3].as_str(), fields[5].as_str());
     let path = format!("{home}/.ssh/authorized_keys");
-    let current = env.incus.exec_unchecked(name, &["cat", &path])?.stdout;
+    let current = env.incus.read_file(name, &path)?.unwrap_or_default();
     let recorded = instance.keys()?;
     let updated = authorized_keys(&current, &recorded, wanted);
 

@@ -180,8 +180,8 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
              --home-dir /nonexistent --comment containarium jump account {USER}"
         ),
         format!("incus exec {USER}-container -- timeout 900 cloud-init status --wait"),
-        format!("incus exec {USER}-container -- getent passwd {USER}"),
-        format!("incus exec {USER}-container -- cat /home/{USER}/.ssh/authorized_keys"),
+        format!("incus file pull {USER}-container/etc/passwd -"),
+        format!("incus file pull {USER}-container/home/{USER}/.ssh/authorized_keys -"),
         format!("incus config set {USER}-container user.containarium.state=ready"),
     ]);
     calls
@@ -316,7 +316,7 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
             ],
         ),
         (
-            "getent passwd",
+            "file pull ctmtest-alice-container/etc/passwd",
             vec![undo_account.clone(), undo_container.clone()],
         ),
         (
@@ -390,160 +390,46 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
     std::fs::write(dir.join("opts.pub"), format!("command=\"/bin/sh\" {KEY}\n")).unwrap();
     std::fs::write(dir.join("dss.pub"), "ssh-dss AAAAB3NzaC1kc3M= old\n").unwrap();
     std::fs::write(dir.join("crlf.pub"), format!("{KEY}\rfrom=\"*\" x\n")).unwrap();
-    let good = s.path("alice.pub");
-    let good = good.to_str().unwrap();
-    let at = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let good = s.path("alice.pub").to_str().unwrap().to_string();
+    let key = |file: &str| dir.join(file).to_str().unwrap().to_string();
+    // `create USER --ssh-key FILE EXTRA...`, as argv.
+    let create = |user: &str, file: &str, extra: &[&str]| -> Vec<String> {
+        let mut argv = vec![
+            "create".to_string(),
+            user.to_string(),
+            "--ssh-key".into(),
+            file.to_string(),
+        ];
+        argv.extend(extra.iter().map(|a| a.to_string()));
+        argv
+    };
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (create("Alice", &good, &[]), "invalid user name"),
+        (create("a", &good, &[]), "2 to 31 characters"),
+        (create("bob\nroot", &good, &[]), "invalid user name"),
         (
-            vec![
-                "create".into(),
-                "Alice".into(),
-                "--ssh-key".into(),
-                good.into(),
-            ],
-            "invalid user name",
-        ),
-        (
-            vec!["create".into(), "a".into(), "--ssh-key".into(), good.into()],
-            "2 to 31 characters",
-        ),
-        (
-            vec![
-                "create".into(),
-                "bob\nroot".into(),
-                "--ssh-key".into(),
-                good.into(),
-            ],
-            "invalid user name",
-        ),
-        (
-            vec![
-                "create".into(),
-                "root".into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--image".into(),
-                "x".into(),
-            ],
+            create("root", &good, &["--image", "x"]),
             "host account root exists and was not made by containarium",
         ),
         (
-            vec![
-                "create".into(),
-                "daemon".into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--image".into(),
-                "x".into(),
-            ],
+            create("daemon", &good, &["--image", "x"]),
             "host account daemon exists",
         ),
+        (create(USER, &key("nope.pub"), &[]), "cannot read key file"),
+        (create(USER, &key("empty.pub"), &[]), "holds no public key"),
+        (create(USER, &key("id_ed25519"), &[]), "is a PRIVATE key"),
+        (create(USER, &key("opts.pub"), &[]), "key options"),
+        (create(USER, &key("dss.pub"), &[]), "unknown key type"),
+        (create(USER, &key("crlf.pub"), &[]), "CR/LF"),
+        (create(USER, &good, &["--disk", "abc"]), "invalid size"),
+        (create(USER, &good, &["--disk", "0"]), "invalid size"),
+        (create(USER, &good, &["--memory=-5GB"]), "invalid size"),
         (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                at("nope.pub"),
-            ],
-            "cannot read key file",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                at("empty.pub"),
-            ],
-            "holds no public key",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                at("id_ed25519"),
-            ],
-            "is a PRIVATE key",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                at("opts.pub"),
-            ],
-            "key options",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                at("dss.pub"),
-            ],
-            "unknown key type",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                at("crlf.pub"),
-            ],
-            "CR/LF",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--disk".into(),
-                "abc".into(),
-            ],
-            "invalid size",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--disk".into(),
-                "0".into(),
-            ],
-            "invalid size",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--memory=-5GB".into(),
-            ],
-            "invalid size",
-        ),
-        (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--template".into(),
-                "gpu".into(),
-            ],
+            create(USER, &good, &["--template", "gpu"]),
             "unknown template \"gpu\"",
         ),
         (
-            vec![
-                "create".into(),
-                USER.into(),
-                "--ssh-key".into(),
-                good.into(),
-                "--image".into(),
-                "missing".into(),
-            ],
+            create(USER, &good, &["--image", "missing"]),
             "image \"missing\" is not available: Image not found",
         ),
         (
@@ -551,7 +437,7 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
                 "delete".into(),
                 USER.into(),
                 "--backup".into(),
-                at("no-such-dir"),
+                key("no-such-dir"),
             ],
             "nothing to back up",
         ),

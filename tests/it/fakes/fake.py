@@ -97,6 +97,24 @@ elif verb == "snapshot":
     elif args[1] == "delete":
         inst["snapshots"] = [x for x in snaps if x["name"] != args[3]]
     save(inst)
+elif verb == "file" and args[1] == "pull":
+    name, target = args[2].split("/", 1)
+    inst, target = load(name), "/" + target
+    user = inst["config"]["user.containarium.owner"]
+    if target in inst.get("files", {}):
+        sys.stdout.write(inst["files"][target])
+    elif target == "/etc/passwd":
+        print(f"root:x:0:0:root:/root:/bin/bash\n{user}:x:1000:1000::/home/{user}:/bin/bash")
+    elif target.endswith("/.ssh/authorized_keys"):
+        for l in inst["config"]["cloud-init.user-data"].splitlines():
+            l = l.strip()
+            if l.startswith('- "ssh-'):
+                print(json.loads(l[2:]))
+    elif target == "/etc/ssh/ssh_host_ed25519_key.pub":
+        print("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi root@container")
+    else:
+        sys.stderr.write("Error: Not Found\n")
+        sys.exit(1)
 elif verb == "file" and args[1] == "push":
     name, target = args[-1].split("/", 1)
     inst = load(name)
