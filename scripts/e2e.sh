@@ -280,7 +280,7 @@ check "delete of the absent succeeds" ctm delete e2e-bob --force
 
 # --- P1 ---------------------------------------------------------------------------
 ratio=$(awk -v a="$p1_ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')
-printf 'P1 create-to-SSH-ready: containarium %d ms, bare incus %d ms, ratio %s (target <= 1.10)\n' \
+printf 'P1 create-to-SSH-ready (one sample; scripts/bench.sh prints the median): containarium %d ms, bare incus %d ms, ratio %s (target <= 1.10)\n' \
 	"$p1_ctm_ms" "$bare_ms" "$ratio"
 
 printf '%d passed, %d failed\n' "$passed" "$failed"
