@@ -47,8 +47,10 @@ pub fn is_ours(account: &Account) -> Result<bool> {
     Ok(group_gid()? == Some(account.gid))
 }
 
+/// `--force`: parallel first `create`s on a fresh bastion all plan this
+/// step; the ones that lose the race must succeed too.
 pub fn groupadd() -> Cmd {
-    Cmd::new("groupadd").args(["--system", GROUP])
+    Cmd::new("groupadd").args(["--force", "--system", GROUP])
 }
 
 /// A locked, shell-less account without a home. `SUB_UID_COUNT=0`: a jump

@@ -161,7 +161,7 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
         "incus image info local:dev".to_string(),
     ];
     if !host_has_group() {
-        calls.push("groupadd --system containarium".into());
+        calls.push("groupadd --force --system containarium".into());
     }
     calls.extend([
         format!(
@@ -640,7 +640,7 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
     let group = if host_has_group() {
         "unchanged: group containarium\n"
     } else {
-        "1. create group containarium\n    groupadd --system containarium\n"
+        "1. create group containarium\n    groupadd --force --system containarium\n"
     };
     let expected = format!(
         "unchanged: key directory {}\nunchanged: sshd drop-in {}\n",
