@@ -33,8 +33,6 @@ e2e_image
 work=$E2E_STATE_DIR/bench
 e2e_containarium "$work"
 ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 ctm host init >/dev/null 2>&1
 e2e_start_bastion_sshd
@@ -42,23 +40,7 @@ e2e_client e2e-perf "$work"
 key=$work/keys/e2e-perf
 
 # --- P1 ------------------------------------------------------------------------
-: >"$work/p1-ctm"
-: >"$work/p1-bare"
-for round in $(seq "$rounds"); do
-	t0=$(now_ms)
-	ctm create e2e-perf --ssh-key "$key.pub" >"$work/create.out" 2>&1
-	ip=$(ctm list --json | jq -r '.[] | select(.user == "e2e-perf") | .ipv4')
-	ssh -F "$work/ssh-e2e-perf.conf" -J "e2e-perf@$E2E_BASTION_HOST:$E2E_BASTION_PORT" "e2e-perf@$ip" true
-	echo $(($(now_ms) - t0)) >>"$work/p1-ctm"
-	e2e_incus config get e2e-perf-container cloud-init.user-data >"$work/user-data"
-	ctm delete e2e-perf --force >/dev/null
-	e2e_bare_baseline e2e-perf "$key.pub" "$key" "$work/user-data" "${E2E_SAME_CONFIG[@]}" >>"$work/p1-bare"
-	printf 'P1 round %s: containarium %s ms, bare %s ms\n' "$round" "$(tail -n1 "$work/p1-ctm")" "$(tail -n1 "$work/p1-bare")"
-done
-ctm_ms=$(median <"$work/p1-ctm")
-bare_ms=$(median <"$work/p1-bare")
-printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s ms, ratio %s (target <= 1.10)\n' \
-	"$rounds" "$ctm_ms" "$bare_ms" "$(awk -v a="$ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')"
+e2e_p1 "$rounds" "$work" e2e-perf
 
 # --- M1 ------------------------------------------------------------------------
 # Resident memory of the container's processes, from its memory cgroup on the
@@ -96,12 +78,12 @@ for i in $(seq -w 1 50); do
 		-c user.containarium.state=ready -c "user.containarium.keys=$pubkey" \
 		-d "eth0,ipv4.address=10.197.83.$((100 + 10#$i))" >/dev/null
 done
-t0=$(now_ms)
+t0=$(e2e_now_ms)
 ctm sync-accounts >"$work/sync.out" 2>&1
-s1_ms=$(($(now_ms) - t0))
-t0=$(now_ms)
+s1_ms=$(($(e2e_now_ms) - t0))
+t0=$(e2e_now_ms)
 ctm sync-accounts >"$work/sync2.out" 2>&1
-s1_again_ms=$(($(now_ms) - t0))
+s1_again_ms=$(($(e2e_now_ms) - t0))
 printf 'S1 sync-accounts for 50 users: %s ms (%s); again, nothing to do: %s ms (%s) (target < 10000 ms)\n' \
 	"$s1_ms" "$(tail -n1 "$work/sync.out")" "$s1_again_ms" "$(tail -n1 "$work/sync2.out")"
 for i in $(seq -w 1 50); do ctm delete "e2e-s$i" --force >/dev/null; done

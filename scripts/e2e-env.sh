@@ -766,3 +766,32 @@ Host *
     ConnectTimeout 15
 EOF
 }
+
+# e2e_p1 ROUNDS DIR USER: the P1 ratio, create-to-SSH-ready. Containarium's
+# path is `$BIN create USER` (default template, Docker on) plus the first
+# `ssh -J` with DIR/ssh-USER.conf; the bare path is e2e_bare_baseline with the
+# user-data containarium rendered and E2E_SAME_CONFIG. Rounds alternate so
+# warm-up and load fall on both sides; prints every round, then the medians.
+e2e_p1() {
+	local rounds=$1 dir=$2 user=$3 round t0 ip
+	local ctm=("$BIN" --project "$E2E_PROJECT")
+	: >"$dir/p1-ctm"
+	: >"$dir/p1-bare"
+	for round in $(seq "$rounds"); do
+		t0=$(e2e_now_ms)
+		"${ctm[@]}" create "$user" --ssh-key "$dir/keys/$user.pub" >"$dir/p1-create.out" 2>&1 || return 1
+		ip=$("${ctm[@]}" list --json | jq -r --arg u "$user" '.[] | select(.user == $u) | .ipv4')
+		ssh -F "$dir/ssh-$user.conf" -J "$user@$E2E_BASTION_HOST:$E2E_BASTION_PORT" "$user@$ip" true || return 1
+		echo $(($(e2e_now_ms) - t0)) >>"$dir/p1-ctm"
+		e2e_incus config get "$user-container" cloud-init.user-data >"$dir/p1-user-data"
+		"${ctm[@]}" delete "$user" --force >/dev/null 2>&1 || return 1
+		e2e_bare_baseline "$user" "$dir/keys/$user.pub" "$dir/keys/$user" "$dir/p1-user-data" \
+			"${E2E_SAME_CONFIG[@]}" >>"$dir/p1-bare" || return 1
+		printf 'P1 round %s: containarium %s ms, bare %s ms\n' "$round" "$(tail -n1 "$dir/p1-ctm")" "$(tail -n1 "$dir/p1-bare")"
+	done
+	local ctm_ms bare_ms
+	ctm_ms=$(sort -n "$dir/p1-ctm" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	bare_ms=$(sort -n "$dir/p1-bare" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s ms, ratio %s (target <= 1.10)\n' \
+		"$rounds" "$ctm_ms" "$bare_ms" "$(awk -v a="$ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')"
+}

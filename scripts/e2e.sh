@@ -46,7 +46,6 @@ refused() {
 		sed 's/^/    | /' "$E2E_STATE_DIR/check.out" | tail -n 20
 	fi
 }
-now_ms() { date +%s%3N; }
 
 e2e_install_deps
 e2e_start_incusd
@@ -80,17 +79,10 @@ ip_of() { ctm list --json | jq -r --arg u "$1" '.[] | select(.user == $u) | .ipv
 for user in e2e-alice e2e-bob; do e2e_client "$user" "$work"; done
 for i in $(seq -w 1 10); do e2e_client "e2e-p$i" "$work"; done
 
-# --- P1: create-to-SSH-ready, containarium against bare Incus --------------
-# Same image, same pool, same user-data: the bare path gets the exact
-# user-data containarium rendered, so the ratio is containarium's overhead.
-t0=$(now_ms)
+# --- create, and the first ssh -J ---------------------------------------------------
 check "create e2e-alice (default: docker on)" ctm create e2e-alice --ssh-key "$work/keys/e2e-alice.pub"
 alice_ip=$(ip_of e2e-alice)
 check "ssh -J into alice's container" jump e2e-alice "$alice_ip" true
-t1=$(now_ms)
-p1_ctm_ms=$((t1 - t0))
-incus --project "$E2E_PROJECT" config get e2e-alice-container cloud-init.user-data >"$work/alice.user-data"
-bare_ms=$(e2e_bare_baseline e2e-alice "$work/keys/e2e-alice.pub" "$work/keys/e2e-alice" "$work/alice.user-data" "${E2E_SAME_CONFIG[@]}")
 
 check "create e2e-bob" ctm create e2e-bob --ssh-key "$work/keys/e2e-bob.pub" --no-docker
 bob_ip=$(ip_of e2e-bob)
@@ -278,10 +270,9 @@ check "bob is untouched" jump e2e-bob "$bob_ip" true
 check "delete bob for good" ctm delete e2e-bob --force
 check "delete of the absent succeeds" ctm delete e2e-bob --force
 
-# --- P1 ---------------------------------------------------------------------------
-ratio=$(awk -v a="$p1_ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')
-printf 'P1 create-to-SSH-ready (one sample; scripts/bench.sh prints the median): containarium %d ms, bare incus %d ms, ratio %s (target <= 1.10)\n' \
-	"$p1_ctm_ms" "$bare_ms" "$ratio"
+# --- P1: create-to-SSH-ready against bare Incus, same image, user-data and config -----
+e2e_client e2e-perf "$work"
+e2e_p1 3 "$work" e2e-perf || fail "P1 measurement"
 
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]
