@@ -23,101 +23,113 @@ pub struct InfoArgs {
     json: bool,
 }
 
+/// What `info` reports, gathered once and printed as JSON or text.
+#[derive(Debug, serde::Serialize)]
+struct Info {
+    user: String,
+    container: String,
+    state: String,
+    ipv4: Option<String>,
+    disk_quota: Option<String>,
+    disk_used: Option<u64>,
+    memory_limit: Option<String>,
+    memory_used: Option<u64>,
+    cpu_limit: Option<String>,
+    uptime_seconds: Option<u64>,
+    autostart: bool,
+    template: Option<String>,
+    created: Option<String>,
+    jump_account: &'static str,
+    keys: Vec<KeyInfo>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct KeyInfo {
+    fingerprint: String,
+    #[serde(rename = "type")]
+    kind: String,
+    comment: String,
+}
+
 impl InfoArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let name = self.user.container();
         let instance = super::managed(env, &self.user)?;
         let key_text = files::read_optional(&env.paths.key_file(&self.user))?.unwrap_or_default();
         let (_, keys) = accounts::parse_jump_key_file(&key_text);
-        let jump = match accounts::lookup(self.user.as_str())? {
-            Some(account) if accounts::is_ours(&account)? => "present".to_string(),
-            Some(_) => "a host account not made by containarium".to_string(),
-            None => "missing".to_string(),
+        let config = |key: &str| instance.config_value(key).map(str::to_string);
+        let info = Info {
+            user: self.user.to_string(),
+            container: instance.name.clone(),
+            state: super::list::state(&instance),
+            ipv4: instance
+                .ipv4()
+                .or(instance.pinned_ipv4())
+                .map(|ip| ip.to_string()),
+            disk_quota: instance.root_size().map(str::to_string),
+            disk_used: instance.disk_used(),
+            memory_limit: config("limits.memory"),
+            memory_used: instance.memory_used(),
+            cpu_limit: config("limits.cpu"),
+            uptime_seconds: uptime(&instance).map(|d| d.as_secs()),
+            autostart: instance.autostart(),
+            template: config(key::TEMPLATE),
+            created: config(key::CREATED),
+            jump_account: match accounts::lookup(self.user.as_str())? {
+                Some(account) if accounts::is_ours(&account)? => "present",
+                Some(_) => "a host account not made by containarium",
+                None => "missing",
+            },
+            keys: keys
+                .iter()
+                .map(|k| KeyInfo {
+                    fingerprint: k.fingerprint(),
+                    kind: k.kind().into(),
+                    comment: k.comment().into(),
+                })
+                .collect(),
         };
-        let uptime = uptime(&instance);
-        let fields: Vec<(&str, serde_json::Value)> = vec![
-            ("user", self.user.as_str().into()),
-            ("container", name.clone().into()),
-            ("state", super::list::state(&instance).into()),
-            ("ipv4", instance.ipv4().or(instance.pinned_ipv4()).map(|ip| ip.to_string()).into()),
-            ("disk_quota", instance.root_size().map(str::to_string).into()),
-            ("disk_used", instance.disk_used().into()),
-            ("memory_limit", instance.config_value("limits.memory").map(str::to_string).into()),
-            ("memory_used", instance.memory_used().into()),
-            ("cpu_limit", instance.config_value("limits.cpu").map(str::to_string).into()),
-            ("uptime_seconds", uptime.map(|d| d.as_secs()).into()),
-            ("autostart", instance.autostart().into()),
-            ("template", instance.config_value(key::TEMPLATE).map(str::to_string).into()),
-            ("created", instance.config_value(key::CREATED).map(str::to_string).into()),
-            ("jump_account", jump.clone().into()),
-            (
-                "keys",
-                keys.iter()
-                    .map(|k| serde_json::json!({"fingerprint": k.fingerprint(), "comment": k.comment(), "type": k.kind()}))
-                    .collect::<Vec<_>>()
-                    .into(),
-            ),
-        ];
         if self.json {
-            print_json(&serde_json::Value::Object(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            ));
-            return Ok(());
-        }
-        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        println!("user:         {}", self.user);
-        println!("container:    {name}");
-        println!("state:        {}", super::list::state(&instance));
-        println!(
-            "ipv4:         {}",
-            or_dash(
-                instance
-                    .ipv4()
-                    .or(instance.pinned_ipv4())
-                    .map(|ip| ip.to_string())
-            )
-        );
-        println!(
-            "disk:         {} used of {}",
-            or_dash(instance.disk_used().map(human)),
-            instance.root_size().unwrap_or("-")
-        );
-        println!(
-            "memory:       {} used of {}",
-            or_dash(instance.memory_used().map(human)),
-            instance.config_value("limits.memory").unwrap_or("-")
-        );
-        println!(
-            "cpu:          {}",
-            instance.config_value("limits.cpu").unwrap_or("-")
-        );
-        println!("uptime:       {}", or_dash(uptime.map(format_duration)));
-        println!(
-            "autostart:    {}",
-            if instance.autostart() { "yes" } else { "no" }
-        );
-        println!(
-            "template:     {}",
-            instance.config_value(key::TEMPLATE).unwrap_or("-")
-        );
-        println!(
-            "created:      {}",
-            instance.config_value(key::CREATED).unwrap_or("-")
-        );
-        println!("jump account: {} ({jump})", self.user);
-        for key in &keys {
-            println!(
-                "key:          {} {} ({})",
-                key.fingerprint(),
-                key.comment(),
-                key.kind()
-            );
+            print_json(&serde_json::to_value(&info)?);
+        } else {
+            print!("{}", text(&info));
         }
         Ok(())
     }
+}
+
+fn text(i: &Info) -> String {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "user:         {}\ncontainer:    {}\nstate:        {}\nipv4:         {}\n\
+         disk:         {} used of {}\nmemory:       {} used of {}\ncpu:          {}\n\
+         uptime:       {}\nautostart:    {}\ntemplate:     {}\ncreated:      {}\n\
+         jump account: {} ({})\n",
+        i.user,
+        i.container,
+        i.state,
+        dash(&i.ipv4),
+        dash(&i.disk_used.map(human)),
+        dash(&i.disk_quota),
+        dash(&i.memory_used.map(human)),
+        dash(&i.memory_limit),
+        dash(&i.cpu_limit),
+        dash(
+            &i.uptime_seconds
+                .map(|s| format_duration(Duration::from_secs(s)))
+        ),
+        if i.autostart { "yes" } else { "no" },
+        dash(&i.template),
+        dash(&i.created),
+        i.user,
+        i.jump_account,
+    );
+    for k in &i.keys {
+        out.push_str(&format!(
+            "key:          {} {} ({})\n",
+            k.fingerprint, k.comment, k.kind
+        ));
+    }
+    out
 }
 
 /// How long the container's init has run: its start time in clock ticks
@@ -155,6 +167,46 @@ fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_lists_every_field() {
+        let info = Info {
+            user: "alice".into(),
+            container: "alice-container".into(),
+            state: "running".into(),
+            ipv4: Some("10.197.83.7".into()),
+            disk_quota: Some("20GiB".into()),
+            disk_used: Some(3 << 29),
+            memory_limit: Some("2GiB".into()),
+            memory_used: None,
+            cpu_limit: Some("2".into()),
+            uptime_seconds: Some(3720),
+            autostart: true,
+            template: Some("default".into()),
+            created: None,
+            jump_account: "present",
+            keys: vec![KeyInfo {
+                fingerprint: "SHA256:x".into(),
+                kind: "ssh-ed25519".into(),
+                comment: "a@laptop".into(),
+            }],
+        };
+        insta::assert_snapshot!(text(&info), @r"
+        user:         alice
+        container:    alice-container
+        state:        running
+        ipv4:         10.197.83.7
+        disk:         1.5GiB used of 20GiB
+        memory:       - used of 2GiB
+        cpu:          2
+        uptime:       1h 2m
+        autostart:    yes
+        template:     default
+        created:      -
+        jump account: alice (present)
+        key:          SHA256:x a@laptop (ssh-ed25519)
+        ");
+    }
 
     #[test]
     fn durations_read_well() {
