@@ -156,7 +156,7 @@ mod tests {
             jump_key_line("10.197.83.7", &key),
             format!("restrict,port-forwarding,permitopen=\"10.197.83.7:22\" {KEY}")
         );
-        let file = jump_key_file("10.197.83.7", &[key.clone()]);
+        let file = jump_key_file("10.197.83.7", std::slice::from_ref(&key));
         assert_eq!(
             parse_jump_key_file(&file),
             (Some("10.197.83.7".parse().unwrap()), vec![key])

@@ -141,10 +141,6 @@ impl Paths {
     pub fn lock_file(&self) -> PathBuf {
         self.at("/run/containarium.lock")
     }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 /// Reads a file we need, with the activity in the error.

@@ -129,15 +129,6 @@ impl Incus {
         }
     }
 
-    pub fn exec(&self, instance: &str, argv: &[&str]) -> Result<Output> {
-        let out = self.exec_unchecked(instance, argv)?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(exec::failure(&self.exec_cmd(instance, argv.iter().copied()), &out).into())
-        }
-    }
-
     /// Reads a file in the instance through Incus's file API: unlike a quick
     /// `incus exec`, whose output can be lost on a busy host, it returns the
     /// file or an error. `None` when the file does not exist.
@@ -226,8 +217,6 @@ pub struct Instance {
     pub expanded_devices: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub state: Option<State>,
-    #[serde(default)]
-    pub last_used_at: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -260,8 +249,6 @@ pub struct Address {
 pub struct DiskState {
     #[serde(default)]
     pub usage: u64,
-    #[serde(default)]
-    pub total: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
