@@ -645,6 +645,21 @@ e2e_ssh_opts() {
 		-o ConnectTimeout=5 -o LogLevel=ERROR -o IdentitiesOnly=yes
 }
 
+# e2e_exec_retry NAME CMD...: incus exec, retried (5 tries) only when Incus
+# itself failed to run CMD (exit 255, e.g. "Failed to retrieve PID of
+# executing child process" on a busy host), as containarium does.
+e2e_exec_retry() {
+	local name=$1 try rc
+	shift
+	for try in 1 2 3 4 5; do
+		e2e_incus exec "$name" -- "$@"
+		rc=$?
+		[ "$rc" -eq 255 ] || return "$rc"
+		sleep "0.$try"
+	done
+	return "$rc"
+}
+
 # e2e_bare_baseline USER PUBKEY PRIVKEY: the bare Incus path. Times incus launch
 # of $E2E_IMAGE with cloud-init user-data that creates USER (key, passwordless
 # sudo) + cloud-init status --wait + the first direct ssh USER@IP true from the
@@ -668,7 +683,7 @@ e2e_bare_baseline() {
 	t0=$(e2e_now_ms)
 	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$user_data" "$@" \
 		>/dev/null &&
-		e2e_incus exec "$name" -- cloud-init status --wait >/dev/null &&
+		e2e_exec_retry "$name" cloud-init status --wait >/dev/null &&
 		ip=$(e2e_instance_ipv4 "$name" 30); then
 		for ((i = 0; i < 100; i++)); do
 			if ssh "${opts[@]}" -i "$priv" "$user@$ip" true 2>/dev/null; then
