@@ -5,7 +5,7 @@
 #   P1   create-to-SSH-ready: `containarium create` + first `ssh -J`, against
 #        bare `incus launch` + `cloud-init status --wait` + first ssh with the
 #        same image, the same user-data and the same security config.
-#        Median of ROUNDS (default 3). Target: ratio <= 1.10.
+#        Median of ROUNDS (default 5). Target: ratio <= 1.10.
 #   M1   idle memory of a container with Docker enabled but unused (dockerd
 #        socket-activated), against the same container with dockerd always
 #        running. Target: <= 45 MiB.
@@ -25,7 +25,7 @@ cd "$repo"
 trap e2e_cleanup EXIT
 trap 'exit 130' INT TERM
 
-rounds=${1:-3}
+rounds=${1:-5}
 e2e_install_deps
 e2e_start_incusd
 e2e_setup_incus

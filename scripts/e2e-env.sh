@@ -681,10 +681,12 @@ e2e_bare_baseline() {
 	kh=$(mktemp "$E2E_STATE_DIR/known_hosts.XXXXXX")
 	mapfile -t opts < <(e2e_ssh_opts "$kh")
 	t0=$(e2e_now_ms)
+	local t1=$t0 t2=$t0 t3=$t0
 	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$user_data" "$@" \
-		>/dev/null &&
-		e2e_exec_retry "$name" cloud-init status --wait >/dev/null &&
+		>/dev/null && t1=$(e2e_now_ms) &&
+		e2e_exec_retry "$name" cloud-init status --wait >/dev/null && t2=$(e2e_now_ms) &&
 		ip=$(e2e_instance_ipv4 "$name" 30); then
+		t3=$(e2e_now_ms)
 		for ((i = 0; i < 100; i++)); do
 			if ssh "${opts[@]}" -i "$priv" "$user@$ip" true 2>/dev/null; then
 				ok=1
@@ -694,6 +696,8 @@ e2e_bare_baseline() {
 		done
 	fi
 	ms=$(($(e2e_now_ms) - t0))
+	# shellcheck disable=SC2034 # read by e2e_p1
+	E2E_BARE_PHASES="launch $((t1 - t0)), cloud-init wait $((t2 - t1)), address $((t3 - t2)), ssh $((t0 + ms - t3))"
 	e2e_incus delete --force "$name" >/dev/null 2>&1
 	rm -f "$kh"
 	[ "$ok" -eq 1 ] || e2e_die "bare baseline: $user@$name never answered over ssh" || return 1
@@ -788,20 +792,25 @@ EOF
 # user-data containarium rendered and E2E_SAME_CONFIG. Rounds alternate so
 # warm-up and load fall on both sides; prints every round, then the medians.
 e2e_p1() {
-	local rounds=$1 dir=$2 user=$3 round t0 ip
+	local rounds=$1 dir=$2 user=$3 round t0 t1 t2 ip
 	local ctm=("$BIN" --project "$E2E_PROJECT")
 	: >"$dir/p1-ctm"
 	: >"$dir/p1-bare"
 	for round in $(seq "$rounds"); do
 		t0=$(e2e_now_ms)
-		"${ctm[@]}" create "$user" --ssh-key "$dir/keys/$user.pub" >"$dir/p1-create.out" 2>&1 || return 1
-		ip=$("${ctm[@]}" list --json | jq -r --arg u "$user" '.[] | select(.user == $u) | .ipv4')
+		"${ctm[@]}" create "$user" --ssh-key "$dir/keys/$user.pub" --json >"$dir/p1-create.json" 2>"$dir/p1-create.out" || return 1
+		t1=$(e2e_now_ms)
+		ip=$(jq -r .ipv4 "$dir/p1-create.json")
 		ssh -F "$dir/ssh-$user.conf" -J "$user@$E2E_BASTION_HOST:$E2E_BASTION_PORT" "$user@$ip" true || return 1
-		echo $(($(e2e_now_ms) - t0)) >>"$dir/p1-ctm"
+		t2=$(e2e_now_ms)
+		echo $((t2 - t0)) >>"$dir/p1-ctm"
+		printf 'P1 round %s phases: containarium create %s ms (steps in s: %s), ssh -J %s ms\n' "$round" \
+			$((t1 - t0)) "$(sed -n 's/^\(.*\)\.\.\. done (\(.*\)s)$/\1 \2/p' "$dir/p1-create.out" | paste -sd, | sed 's/,/, /g')" $((t2 - t1))
 		e2e_incus config get "$user-container" cloud-init.user-data >"$dir/p1-user-data"
 		"${ctm[@]}" delete "$user" --force >/dev/null 2>&1 || return 1
 		e2e_bare_baseline "$user" "$dir/keys/$user.pub" "$dir/keys/$user" "$dir/p1-user-data" \
 			"${E2E_SAME_CONFIG[@]}" >>"$dir/p1-bare" || return 1
+		printf 'P1 round %s phases (ms): bare %s\n' "$round" "$E2E_BARE_PHASES"
 		printf 'P1 round %s: containarium %s ms, bare %s ms\n' "$round" "$(tail -n1 "$dir/p1-ctm")" "$(tail -n1 "$dir/p1-bare")"
 	done
 	local ctm_ms bare_ms

@@ -272,7 +272,7 @@ check "delete of the absent succeeds" ctm delete e2e-bob --force
 
 # --- P1: create-to-SSH-ready against bare Incus, same image, user-data and config -----
 e2e_client e2e-perf "$work"
-e2e_p1 3 "$work" e2e-perf || fail "P1 measurement"
+e2e_p1 5 "$work" e2e-perf || fail "P1 measurement"
 
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

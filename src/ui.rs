@@ -37,5 +37,5 @@ pub fn note(message: &str) {
 }
 
 pub fn seconds(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+    format!("{:.2}s", d.as_secs_f64())
 }

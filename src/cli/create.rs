@@ -17,7 +17,7 @@ use clap::Args;
 
 use super::{Env, print_json};
 use crate::accounts;
-use crate::cloud_init::Template;
+use crate::cloud_init::{self, Progress, Template};
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::Cmd;
@@ -190,14 +190,29 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
 
     let waiter = incus.clone();
     let name = container.clone();
+    // Only stages that start after this count: an image may carry an old
+    // status.json.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     plan.push(Step::new(
         "wait for cloud-init",
         Action::check(
             format!(
-                "incus exec {name} -- timeout {} cloud-init status --wait",
-                CLOUD_INIT_TIMEOUT.as_secs()
+                "{}; then read {} for errors",
+                incus.exec_cmd(
+                    &name,
+                    [
+                        "timeout",
+                        &CLOUD_INIT_TIMEOUT.as_secs().to_string(),
+                        "sh",
+                        "-c",
+                        cloud_init::WAIT_SCRIPT
+                    ]
+                ),
+                cloud_init::STATUS_FILE,
             ),
-            move |_| wait_for_cloud_init(&waiter, &name),
+            move |_| wait_for_cloud_init(&waiter, &name, since),
         ),
     ));
     let checker = incus.clone();
@@ -365,45 +380,100 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
-fn wait_for_cloud_init(incus: &Incus, name: &str) -> Result<()> {
+/// Waits for cloud-init's final stage with `cloud_init::WAIT_SCRIPT`, then
+/// reads its status.json for errors and warnings. Asks `cloud-init status
+/// --wait` instead when cloud-init is not enabled for this boot or its
+/// status.json is not what we know how to read.
+fn wait_for_cloud_init(incus: &Incus, name: &str, since: f64) -> Result<()> {
+    let start = Instant::now();
     let timeout = CLOUD_INIT_TIMEOUT.as_secs().to_string();
-    let out = incus.exec_unchecked(
-        name,
-        &["timeout", &timeout, "cloud-init", "status", "--wait"],
-    )?;
+    let script = ["timeout", &timeout, "sh", "-c", cloud_init::WAIT_SCRIPT];
+    let out = incus.exec_unchecked(name, &script)?;
     match out.status.code() {
-        Some(0) => Ok(()),
+        Some(0) => {}
+        Some(cloud_init::WAIT_NOT_ENABLED) => return wait_with_status_command(incus, name, start),
+        Some(124) => return Err(failure(incus, name, &timed_out())),
+        code => bail!(
+            "waiting for cloud-init in {name} failed ({}): {}",
+            code.map_or("killed by a signal".into(), |c| format!("exit code {c}")),
+            one_line_of(&out.stdout, &out.stderr)
+        ),
+    }
+    let status = incus.read_file(name, cloud_init::STATUS_FILE)?;
+    match status.map(|json| cloud_init::progress(&json, since)) {
+        Some(Ok(Progress::Done { warnings })) => {
+            if !warnings.is_empty() {
+                warn_of(&warnings.join("\n"));
+            }
+            Ok(())
+        }
+        Some(Ok(Progress::Failed { errors })) => Err(failure(
+            incus,
+            name,
+            &format!("reported errors: {}", errors.join("; ")),
+        )),
+        other => {
+            let why = match other {
+                Some(Err(err)) => format!("{err:#}"),
+                None => format!("{} is missing", cloud_init::STATUS_FILE),
+                Some(Ok(progress)) => format!("{} says {progress:?}", cloud_init::STATUS_FILE),
+            };
+            ui::note(&format!("{why}; asking `cloud-init status --wait` instead"));
+            wait_with_status_command(incus, name, start)
+        }
+    }
+}
+
+/// `cloud-init status --wait` in the container, for what is left of the
+/// timeout.
+fn wait_with_status_command(incus: &Incus, name: &str, start: Instant) -> Result<()> {
+    let left = CLOUD_INIT_TIMEOUT.saturating_sub(start.elapsed());
+    let left = left.as_secs_f64().ceil().max(1.0).to_string();
+    let out = incus.exec_unchecked(name, &["timeout", &left, "cloud-init", "status", "--wait"])?;
+    let why = match out.status.code() {
+        Some(0) => return Ok(()),
         // 2: done, with recoverable errors or deprecation warnings.
         Some(2) => {
             let long = incus.exec_unchecked(name, &["cloud-init", "status", "--long"])?;
-            ui::note(&format!(
-                "warning: cloud-init finished with warnings:\n{}",
-                indent(long.stdout.trim())
-            ));
-            Ok(())
+            warn_of(long.stdout.trim());
+            return Ok(());
         }
-        code => {
-            let log = incus
-                .exec_unchecked(
-                    name,
-                    &["tail", "-n", "25", "/var/log/cloud-init-output.log"],
-                )
-                .map(|o| o.stdout)
-                .unwrap_or_default();
-            let why = match code {
-                Some(124) => format!("did not finish within {timeout}s"),
-                Some(code) => format!(
-                    "failed with exit code {code}: {}",
-                    one_line_of(&out.stdout, &out.stderr)
-                ),
-                None => "was killed by a signal".to_string(),
-            };
-            bail!(
-                "cloud-init in {name} {why}; the end of its log:\n{}",
-                indent(log.trim())
-            )
-        }
-    }
+        Some(124) => timed_out(),
+        Some(127) => "could not run: the image has no cloud-init (use a /cloud image)".to_string(),
+        Some(code) => format!(
+            "failed with exit code {code}: {}",
+            one_line_of(&out.stdout, &out.stderr)
+        ),
+        None => "was killed by a signal".to_string(),
+    };
+    Err(failure(incus, name, &why))
+}
+
+fn timed_out() -> String {
+    format!("did not finish within {}s", CLOUD_INIT_TIMEOUT.as_secs())
+}
+
+fn warn_of(warnings: &str) {
+    ui::note(&format!(
+        "warning: cloud-init finished with warnings:\n{}",
+        indent(warnings)
+    ));
+}
+
+/// The error for a cloud-init that failed, with the end of its output log.
+fn failure(incus: &Incus, name: &str, why: &str) -> anyhow::Error {
+    let log = incus
+        .read_file(name, cloud_init::OUTPUT_LOG)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+    anyhow::anyhow!(
+        "cloud-init in {name} {why}; the end of {}:\n{}",
+        cloud_init::OUTPUT_LOG,
+        indent(tail.trim())
+    )
 }
 
 /// Checks what matters instead of trusting exit codes: the user exists, has
@@ -459,7 +529,8 @@ pub(super) fn wait_for_ssh_banner(addr: SocketAddr, timeout: Duration) -> Result
             }
             Err(err) => last_error = err.to_string(),
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // A refused connect costs next to nothing; a user would not wait.
+        std::thread::sleep(Duration::from_millis(50));
     }
     bail!("sshd does not answer on {addr}: {last_error}")
 }

@@ -4,6 +4,7 @@
 //! it writes, and that a failure at any step of `create` undoes the steps
 //! before it. Must run as root, like the tool.
 
+use containarium::cloud_init::WAIT_SCRIPT;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -179,7 +180,8 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
             "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
              --home-dir /nonexistent --comment containarium jump account {USER}"
         ),
-        format!("incus exec {USER}-container -- timeout 900 cloud-init status --wait"),
+        format!("incus exec {USER}-container -- timeout 900 sh -c {WAIT_SCRIPT}"),
+        format!("incus file pull {USER}-container/var/lib/cloud/data/status.json -"),
         format!("incus file pull {USER}-container/etc/passwd -"),
         format!("incus file pull {USER}-container/home/{USER}/.ssh/authorized_keys -"),
         format!("incus config set {USER}-container user.containarium.state=ready"),
@@ -276,7 +278,7 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         "write the jump account's keys\n    write ",
         "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
         "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
-        "# incus exec ctmtest-alice-container -- timeout 900 cloud-init status --wait",
+        "# incus exec ctmtest-alice-container -- timeout 900 sh -c 'i=0; until [ -e /run/cloud-init/result.json ]; do if [ ! -e /run/cloud-init/enabled ]; then i=$((i + 1)); [ $i -le 100 ] || exit 3; fi; sleep 0.1; done'; then read /var/lib/cloud/data/status.json for errors",
         "incus config set ctmtest-alice-container user.containarium.state=ready",
     ] {
         assert!(plan.contains(expected), "missing {expected:?} in\n{plan}");
@@ -308,12 +310,12 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         ("device override", vec![undo_container.clone()]),
         ("useradd", vec![undo_container.clone()]),
         (
-            "cloud-init status",
-            vec![
-                format!("incus exec {container} -- tail -n 25 /var/log/cloud-init-output.log"),
-                undo_account.clone(),
-                undo_container.clone(),
-            ],
+            "cloud-init/result.json",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
+        (
+            "data/status.json",
+            vec![undo_account.clone(), undo_container.clone()],
         ),
         (
             "file pull ctmtest-alice-container/etc/passwd",
@@ -375,6 +377,70 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
             "{failing}: drop-in left"
         );
     }
+}
+
+#[test]
+fn create_reads_cloud_init_status_and_falls_back_to_its_status_command() {
+    let key_args = |s: &Sandbox| {
+        let key = s.path("alice.pub").to_str().unwrap().to_string();
+        ["create", USER, "--ssh-key", &key, "--image", "local:dev"].map(String::from)
+    };
+    let status_pull = format!("incus file pull {USER}-container/var/lib/cloud/data/status.json -");
+    let status_wait =
+        format!("incus exec {USER}-container -- timeout 900 cloud-init status --wait");
+
+    // Errors in a stage: fail with them and the end of the output log.
+    let s = Sandbox::new(34);
+    let out = s.run_with(&argv_of(&key_args(&s)), &[("FAKE_CLOUD_INIT", "errors")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cloud-init in {USER}-container reported errors: ('scripts_user', RuntimeError('Runparts: 1 failures')); \
+             the end of /var/log/cloud-init-output.log:\n  log line 6\n"
+        )) && err.contains("  log line 30\n")
+            && !err.contains("log line 5\n"),
+        "{err}"
+    );
+    assert!(s.instance().is_none(), "rolled back");
+
+    // Recoverable errors: done, with the warnings shown.
+    let s = Sandbox::new(35);
+    let out = s.run_with(&argv_of(&key_args(&s)), &[("FAKE_CLOUD_INIT", "warnings")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: cloud-init finished with warnings:\n  WARNING: Invalid cloud-config key\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // A status.json we cannot read: ask `cloud-init status --wait`.
+    let s = Sandbox::new(36);
+    let out = s.run_with(&argv_of(&key_args(&s)), &[("FAKE_CLOUD_INIT", "garbled")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = s.log();
+    let at = log.iter().position(|l| *l == status_pull).unwrap();
+    assert_eq!(log[at + 1], status_wait);
+    assert!(
+        stderr(&out).contains("asking `cloud-init status --wait` instead"),
+        "{}",
+        stderr(&out)
+    );
+
+    // cloud-init not enabled for this boot: ask it straight away.
+    let s = Sandbox::new(37);
+    let out = s.run_with(&argv_of(&key_args(&s)), &[("FAKE_CLOUD_INIT", "disabled")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = s.log();
+    let at = log.iter().position(|l| l.contains("sh -c")).unwrap();
+    assert_eq!(log[at + 1], status_wait);
+    assert!(!log.contains(&status_pull), "{log:#?}");
+}
+
+fn argv_of(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 #[test]

@@ -11,6 +11,7 @@ uses; instances get the address $FAKE_IP when started.
 import json
 import os
 import sys
+import time
 
 prog = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
@@ -110,6 +111,23 @@ elif verb == "file" and args[1] == "pull":
             l = l.strip()
             if l.startswith('- "ssh-'):
                 print(json.loads(l[2:]))
+    elif target == "/var/lib/cloud/data/status.json":
+        # This boot's status: FAKE_CLOUD_INIT is done (default), errors,
+        # warnings, garbled or disabled (no status.json).
+        how, now = os.environ.get("FAKE_CLOUD_INIT", "done"), time.time()
+        final = {"errors": [], "start": now - 0.002, "finished": now}
+        if how == "errors":
+            final["errors"] = ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]
+        if how == "warnings":
+            final["recoverable_errors"] = {"WARNING": ["Invalid cloud-config key"]}
+        status = {"v1": {"stage": None, "init": {"errors": [], "start": now - 0.004, "finished": now - 0.003},
+                         "modules-final": final}}
+        if how == "disabled":
+            sys.stderr.write("Error: Not Found\n")
+            sys.exit(1)
+        print("not json" if how == "garbled" else json.dumps(status))
+    elif target == "/var/log/cloud-init-output.log":
+        print("\n".join(f"log line {i}" for i in range(1, 31)))
     elif target == "/etc/ssh/ssh_host_ed25519_key.pub":
         print("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi root@container")
     else:
@@ -147,7 +165,10 @@ elif verb == "exec":
     inst = load(args[1])
     argv = args[args.index("--") + 1:]
     user = inst["config"]["user.containarium.owner"]
-    if argv[:1] == ["getent"]:
+    if argv[:1] == ["timeout"] and argv[2:4] == ["sh", "-c"] and "cloud-init/result.json" in argv[4]:
+        # cloud-init's wait script: 3 means cloud-init is not enabled.
+        sys.exit(3 if os.environ.get("FAKE_CLOUD_INIT") == "disabled" else 0)
+    elif argv[:1] == ["getent"]:
         print(f"{user}:x:1000:1000::/home/{user}:/bin/bash")
     elif argv[:1] == ["cat"] and argv[1] in inst.get("files", {}):
         sys.stdout.write(inst["files"][argv[1]])
