@@ -21,6 +21,7 @@
 #   E2E_PROJECT=ctme2e  E2E_POOL=ctme2e  E2E_POOL_SIZE=8GiB
 #   E2E_BRIDGE=ctme2ebr0  E2E_BRIDGE_CIDR=10.197.83.1/24
 #   E2E_IMAGE=ctme2e-debian12 (alias, in Incus project "default", shared)
+#   E2E_NOCLOUD_IMAGE=ctme2e-nocloud (published by e2e.sh for one check, deleted by e2e_cleanup)
 #   E2E_BASTION_HOST=127.0.0.1  E2E_BASTION_PORT=22022
 #   E2E_STATE_DIR=/run/ctme2e (pids, temp files)  E2E_LOG_DIR=$E2E_STATE_DIR/log
 #   E2E_CACHE_DIR=/var/cache/containarium-e2e (image tarballs, .deb cache,
@@ -48,6 +49,8 @@ E2E_BRIDGE_CIDR=${E2E_BRIDGE_CIDR:-10.197.83.1/24}
 # shellcheck disable=SC2034 # used by the sourcing scripts
 E2E_BRIDGE_IP=${E2E_BRIDGE_CIDR%/*}
 E2E_IMAGE=${E2E_IMAGE:-ctme2e-debian12}
+# Published by e2e.sh for one check; e2e_cleanup deletes it.
+E2E_NOCLOUD_IMAGE=${E2E_NOCLOUD_IMAGE:-ctme2e-nocloud}
 E2E_BASTION_HOST=${E2E_BASTION_HOST:-127.0.0.1}
 E2E_BASTION_PORT=${E2E_BASTION_PORT:-22022}
 E2E_STATE_DIR=${E2E_STATE_DIR:-/run/ctme2e}
@@ -726,6 +729,9 @@ e2e_cleanup() {
 	e2e_log "cleaning up"
 	e2e_stop_bastion_sshd
 	e2e_delete_incus_objects || e2e_log "warning: some Incus objects could not be deleted"
+	if e2e_incus_up && incus image info --project default "$E2E_NOCLOUD_IMAGE" >/dev/null 2>&1; then
+		incus image delete --project default "$E2E_NOCLOUD_IMAGE" >/dev/null 2>&1
+	fi
 	if [ "$E2E_DELETE_IMAGE" = 1 ] && e2e_incus_up; then
 		incus image delete --project default "$E2E_IMAGE" >/dev/null 2>&1
 	fi

@@ -144,6 +144,20 @@ refused "an existing host account is refused" "was not made by containarium" ctm
 refused "a private key is refused" "PRIVATE key" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice"
 refused "a missing image is refused" "is not available" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice.pub" --image ctme2e-no-such-image
 check "nothing was made for carol" bash -c "! getent passwd e2e-carol && ! incus --project $E2E_PROJECT info e2e-carol-container"
+# An image whose cloud-init is disabled: nothing would set up the user. create
+# sees no /run/cloud-init/enabled for 10 s, asks `cloud-init status --wait`,
+# says so and undoes everything.
+nocloud_image() {
+	e2e_incus init "$E2E_IMAGE" ctme2e-nocloud-src &&
+		e2e_incus file push - ctme2e-nocloud-src/etc/cloud/cloud-init.disabled </dev/null &&
+		e2e_incus publish ctme2e-nocloud-src --alias "$E2E_NOCLOUD_IMAGE" --compression none &&
+		e2e_incus delete ctme2e-nocloud-src
+}
+check "an image with cloud-init disabled (published here)" nocloud_image
+refused "create says cloud-init is disabled in it" "cloud-init is disabled in e2e-dave-container" \
+	ctm create e2e-dave --ssh-key "$work/keys/e2e-alice.pub" --image "$E2E_NOCLOUD_IMAGE"
+check "nothing was left for dave" bash -c "! getent passwd e2e-dave && ! incus --project $E2E_PROJECT info e2e-dave-container && [ ! -e /etc/containarium/keys/e2e-dave ]"
+check "the image with cloud-init disabled is deleted" incus image delete "$E2E_NOCLOUD_IMAGE"
 
 # --- another program holds the account database's lock (as cloud agents do) --------
 # useradd fails while /etc/passwd.lock names a live process; create must wait it

@@ -431,6 +431,11 @@ fn wait_with_status_command(incus: &Incus, name: &str, start: Instant) -> Result
     let left = left.as_secs_f64().ceil().max(1.0).to_string();
     let out = incus.exec_unchecked(name, &["timeout", &left, "cloud-init", "status", "--wait"])?;
     let why = match out.status.code() {
+        Some(0) if out.stdout.contains("status: disabled") => {
+            bail!(
+                "cloud-init is disabled in {name}, so nothing would set up the user: use an image that runs it (a /cloud image)"
+            )
+        }
         Some(0) => return Ok(()),
         // 2: done, with recoverable errors or deprecation warnings.
         Some(2) => {

@@ -429,14 +429,22 @@ fn create_reads_cloud_init_status_and_falls_back_to_its_status_command() {
         stderr(&out)
     );
 
-    // cloud-init not enabled for this boot: ask it straight away.
+    // cloud-init not enabled for this boot: ask it, and refuse a disabled one.
     let s = Sandbox::new(37);
     let out = s.run_with(&argv_of(&key_args(&s)), &[("FAKE_CLOUD_INIT", "disabled")]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "cloud-init is disabled in {USER}-container, so nothing would set up the user"
+        )),
+        "{}",
+        stderr(&out)
+    );
     let log = s.log();
     let at = log.iter().position(|l| l.contains("sh -c")).unwrap();
     assert_eq!(log[at + 1], status_wait);
     assert!(!log.contains(&status_pull), "{log:#?}");
+    assert!(s.instance().is_none(), "rolled back");
 }
 
 fn argv_of(args: &[String]) -> Vec<&str> {

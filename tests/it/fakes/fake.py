@@ -168,6 +168,8 @@ elif verb == "exec":
     if argv[:1] == ["timeout"] and argv[2:4] == ["sh", "-c"] and "cloud-init/result.json" in argv[4]:
         # cloud-init's wait script: 3 means cloud-init is not enabled.
         sys.exit(3 if os.environ.get("FAKE_CLOUD_INIT") == "disabled" else 0)
+    elif argv[-3:] == ["cloud-init", "status", "--wait"]:
+        print("status: disabled" if os.environ.get("FAKE_CLOUD_INIT") == "disabled" else "status: done")
     elif argv[:1] == ["getent"]:
         print(f"{user}:x:1000:1000::/home/{user}:/bin/bash")
     elif argv[:1] == ["cat"] and argv[1] in inst.get("files", {}):
