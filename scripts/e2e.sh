@@ -145,8 +145,8 @@ refused "a private key is refused" "PRIVATE key" ctm create e2e-carol --ssh-key 
 refused "a missing image is refused" "is not available" ctm create e2e-carol --ssh-key "$work/keys/e2e-alice.pub" --image ctme2e-no-such-image
 check "nothing was made for carol" bash -c "! getent passwd e2e-carol && ! incus --project $E2E_PROJECT info e2e-carol-container"
 # An image whose cloud-init is disabled: nothing would set up the user. create
-# sees no /run/cloud-init/enabled for 10 s, asks `cloud-init status --wait`,
-# says so and undoes everything.
+# sees /run/cloud-init/disabled, asks `cloud-init status --wait`, says so and
+# undoes everything.
 nocloud_image() {
 	e2e_incus init "$E2E_IMAGE" ctme2e-nocloud-src &&
 		e2e_incus file push - ctme2e-nocloud-src/etc/cloud/cloud-init.disabled </dev/null &&

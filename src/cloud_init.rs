@@ -11,12 +11,17 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
 
 use serde::Deserialize;
 
 use crate::error::Refused;
+use crate::incus::Incus;
 use crate::keys::PublicKey;
 use crate::names::UserName;
+use crate::ui;
 
 const BUILT_IN: [(&str, &str); 1] = [("default", include_str!("../templates/default.toml"))];
 
@@ -154,12 +159,13 @@ fn list(items: &[String]) -> String {
 
 /// Waits in the container, at the cost of a `sleep` every 100 ms, until
 /// cloud-init's final stage has written this boot's result.json (/run is new
-/// each boot). Exits 3 when cloud-init was not enabled for this boot within
-/// 10 s: not installed, disabled, or started by something other than its
-/// systemd generator. `cloud-init status --wait` would start Python in the
-/// booting container and notice the end up to 250 ms late; on a 1-CPU
-/// container that made create-to-SSH ~10% slower.
+/// each boot). Exits 3 at once when cloud-init's systemd generator disabled
+/// it for this boot, and when it was not enabled within 10 s (not installed,
+/// or started some other way). `cloud-init status --wait` would start
+/// Python in the booting container and notice the end up to 250 ms late; on
+/// a 1-CPU container that made create-to-SSH ~10% slower.
 pub const WAIT_SCRIPT: &str = "i=0; until [ -e /run/cloud-init/result.json ]; do \
+    [ ! -e /run/cloud-init/disabled ] || exit 3; \
     if [ ! -e /run/cloud-init/enabled ]; then i=$((i + 1)); [ $i -le 100 ] || exit 3; fi; \
     sleep 0.1; done";
 /// Exit status of `WAIT_SCRIPT` when cloud-init is not running this boot.
@@ -167,6 +173,9 @@ pub const WAIT_NOT_ENABLED: i32 = 3;
 /// Where cloud-init records each boot stage's start, end and errors: what
 /// `cloud-init status` reads, through a symlink in /run/cloud-init.
 pub const STATUS_FILE: &str = "/var/lib/cloud/data/status.json";
+/// How long cloud-init may take; installing Docker from a mirror is the
+/// slow case.
+pub const TIMEOUT: Duration = Duration::from_secs(900);
 /// Everything cloud-init's modules printed: where a failure explains itself.
 pub const OUTPUT_LOG: &str = "/var/log/cloud-init-output.log";
 
@@ -190,13 +199,13 @@ pub enum Progress {
 
 /// Reads status.json, counting only stages that started at or after `since`
 /// (seconds since the epoch; the container shares the host's clock).
-pub fn progress(status_json: &str, since: f64) -> anyhow::Result<Progress> {
+pub fn progress(status_json: &str, since: f64) -> Result<Progress> {
     let status: serde_json::Value =
-        serde_json::from_str(status_json).map_err(|e| anyhow::anyhow!("{STATUS_FILE}: {e}"))?;
+        serde_json::from_str(status_json).map_err(|e| anyhow!("{STATUS_FILE}: {e}"))?;
     let v1 = status
         .get("v1")
         .and_then(|v| v.as_object())
-        .ok_or_else(|| anyhow::anyhow!("{STATUS_FILE} has no \"v1\" object"))?;
+        .ok_or_else(|| anyhow!("{STATUS_FILE} has no \"v1\" object"))?;
     let time = |stage: &serde_json::Value, key: &str| stage.get(key).and_then(|t| t.as_f64());
     let stages: Vec<(&String, &serde_json::Value)> = v1
         .iter()
@@ -244,6 +253,127 @@ pub fn progress(status_json: &str, since: f64) -> anyhow::Result<Progress> {
     } else {
         Progress::Running
     })
+}
+
+/// `timeout … sh -c WAIT_SCRIPT`, run in the container.
+pub fn wait_argv() -> Vec<String> {
+    let timeout = TIMEOUT.as_secs().to_string();
+    ["timeout", &timeout, "sh", "-c", WAIT_SCRIPT]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Waits for cloud-init's final stage in `instance` with `WAIT_SCRIPT`, then
+/// reads its status.json for errors and warnings. Asks `cloud-init status
+/// --wait` instead when cloud-init is not enabled for this boot or its
+/// status.json is not what we know how to read. `since` is a time (seconds
+/// since the epoch) before the container started.
+pub fn wait(incus: &Incus, name: &str, since: f64) -> Result<()> {
+    let start = Instant::now();
+    let argv = wait_argv();
+    let out = incus.exec_unchecked(name, &argv.iter().map(String::as_str).collect::<Vec<_>>())?;
+    match out.status.code() {
+        Some(0) => {}
+        Some(WAIT_NOT_ENABLED) => return wait_with_status_command(incus, name, start),
+        Some(124) => return Err(failure(incus, name, &timed_out())),
+        code => bail!(
+            "waiting for cloud-init in {name} failed ({}): {}",
+            code.map_or("killed by a signal".into(), |c| format!("exit code {c}")),
+            one_line_of(&out.stdout, &out.stderr)
+        ),
+    }
+    let status = incus.read_file(name, STATUS_FILE)?;
+    match status.map(|json| progress(&json, since)) {
+        Some(Ok(Progress::Done { warnings })) => {
+            if !warnings.is_empty() {
+                warn_of(&warnings.join("\n"));
+            }
+            Ok(())
+        }
+        Some(Ok(Progress::Failed { errors })) => Err(failure(
+            incus,
+            name,
+            &format!("reported errors: {}", errors.join("; ")),
+        )),
+        other => {
+            let why = match other {
+                Some(Err(err)) => format!("{err:#}"),
+                None => format!("{} is missing", STATUS_FILE),
+                Some(Ok(progress)) => format!("{} says {progress:?}", STATUS_FILE),
+            };
+            ui::note(&format!("{why}; asking `cloud-init status --wait` instead"));
+            wait_with_status_command(incus, name, start)
+        }
+    }
+}
+
+/// `cloud-init status --wait` in the container, for what is left of the
+/// timeout.
+fn wait_with_status_command(incus: &Incus, name: &str, start: Instant) -> Result<()> {
+    let left = TIMEOUT.saturating_sub(start.elapsed());
+    let left = left.as_secs_f64().ceil().max(1.0).to_string();
+    let out = incus.exec_unchecked(name, &["timeout", &left, "cloud-init", "status", "--wait"])?;
+    let why = match out.status.code() {
+        Some(0) if out.stdout.contains("status: disabled") => {
+            bail!(
+                "cloud-init is disabled in {name}, so nothing would set up the user: use an image that runs it (a /cloud image)"
+            )
+        }
+        Some(0) => return Ok(()),
+        // 2: done, with recoverable errors or deprecation warnings.
+        Some(2) => {
+            let long = incus.exec_unchecked(name, &["cloud-init", "status", "--long"])?;
+            warn_of(long.stdout.trim());
+            return Ok(());
+        }
+        Some(124) => timed_out(),
+        Some(127) => "could not run: the image has no cloud-init (use a /cloud image)".to_string(),
+        Some(code) => format!(
+            "failed with exit code {code}: {}",
+            one_line_of(&out.stdout, &out.stderr)
+        ),
+        None => "was killed by a signal".to_string(),
+    };
+    Err(failure(incus, name, &why))
+}
+
+fn timed_out() -> String {
+    format!("did not finish within {}s", TIMEOUT.as_secs())
+}
+
+fn warn_of(warnings: &str) {
+    ui::note(&format!(
+        "warning: cloud-init finished with warnings:\n{}",
+        indent(warnings)
+    ));
+}
+
+/// The error for a cloud-init that failed, with the end of its output log.
+fn failure(incus: &Incus, name: &str, why: &str) -> anyhow::Error {
+    let log = incus
+        .read_file(name, OUTPUT_LOG)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+    anyhow!(
+        "cloud-init in {name} {why}; the end of {}:\n{}",
+        OUTPUT_LOG,
+        indent(tail.trim())
+    )
+}
+
+/// What a tool said, on one line: stdout and stderr joined.
+fn one_line_of(stdout: &str, stderr: &str) -> String {
+    crate::error::one_line(&format!("{} {}", stdout.trim(), stderr.trim()).replace('\n', " "))
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use clap::Args;
 
 use super::{Env, print_json};
 use crate::accounts;
-use crate::cloud_init::{self, Progress, Template};
+use crate::cloud_init::{self, Template};
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::Cmd;
@@ -27,13 +27,9 @@ use crate::keys::{self, PublicKey};
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::size::ByteSize;
-use crate::ui;
 
 /// How long the container may take to get an address from DHCP.
 const IPV4_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long cloud-init may take; installing Docker from a mirror is the
-/// slow case.
-const CLOUD_INIT_TIMEOUT: Duration = Duration::from_secs(900);
 pub(super) const SSHD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Create a user's container and jump account
@@ -200,19 +196,10 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
         Action::check(
             format!(
                 "{}; then read {} for errors",
-                incus.exec_cmd(
-                    &name,
-                    [
-                        "timeout",
-                        &CLOUD_INIT_TIMEOUT.as_secs().to_string(),
-                        "sh",
-                        "-c",
-                        cloud_init::WAIT_SCRIPT
-                    ]
-                ),
+                incus.exec_cmd(&name, cloud_init::wait_argv()),
                 cloud_init::STATUS_FILE,
             ),
-            move |_| wait_for_cloud_init(&waiter, &name, since),
+            move |_| cloud_init::wait(&waiter, &name, since),
         ),
     ));
     let checker = incus.clone();
@@ -380,107 +367,6 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// Waits for cloud-init's final stage with `cloud_init::WAIT_SCRIPT`, then
-/// reads its status.json for errors and warnings. Asks `cloud-init status
-/// --wait` instead when cloud-init is not enabled for this boot or its
-/// status.json is not what we know how to read.
-fn wait_for_cloud_init(incus: &Incus, name: &str, since: f64) -> Result<()> {
-    let start = Instant::now();
-    let timeout = CLOUD_INIT_TIMEOUT.as_secs().to_string();
-    let script = ["timeout", &timeout, "sh", "-c", cloud_init::WAIT_SCRIPT];
-    let out = incus.exec_unchecked(name, &script)?;
-    match out.status.code() {
-        Some(0) => {}
-        Some(cloud_init::WAIT_NOT_ENABLED) => return wait_with_status_command(incus, name, start),
-        Some(124) => return Err(failure(incus, name, &timed_out())),
-        code => bail!(
-            "waiting for cloud-init in {name} failed ({}): {}",
-            code.map_or("killed by a signal".into(), |c| format!("exit code {c}")),
-            one_line_of(&out.stdout, &out.stderr)
-        ),
-    }
-    let status = incus.read_file(name, cloud_init::STATUS_FILE)?;
-    match status.map(|json| cloud_init::progress(&json, since)) {
-        Some(Ok(Progress::Done { warnings })) => {
-            if !warnings.is_empty() {
-                warn_of(&warnings.join("\n"));
-            }
-            Ok(())
-        }
-        Some(Ok(Progress::Failed { errors })) => Err(failure(
-            incus,
-            name,
-            &format!("reported errors: {}", errors.join("; ")),
-        )),
-        other => {
-            let why = match other {
-                Some(Err(err)) => format!("{err:#}"),
-                None => format!("{} is missing", cloud_init::STATUS_FILE),
-                Some(Ok(progress)) => format!("{} says {progress:?}", cloud_init::STATUS_FILE),
-            };
-            ui::note(&format!("{why}; asking `cloud-init status --wait` instead"));
-            wait_with_status_command(incus, name, start)
-        }
-    }
-}
-
-/// `cloud-init status --wait` in the container, for what is left of the
-/// timeout.
-fn wait_with_status_command(incus: &Incus, name: &str, start: Instant) -> Result<()> {
-    let left = CLOUD_INIT_TIMEOUT.saturating_sub(start.elapsed());
-    let left = left.as_secs_f64().ceil().max(1.0).to_string();
-    let out = incus.exec_unchecked(name, &["timeout", &left, "cloud-init", "status", "--wait"])?;
-    let why = match out.status.code() {
-        Some(0) if out.stdout.contains("status: disabled") => {
-            bail!(
-                "cloud-init is disabled in {name}, so nothing would set up the user: use an image that runs it (a /cloud image)"
-            )
-        }
-        Some(0) => return Ok(()),
-        // 2: done, with recoverable errors or deprecation warnings.
-        Some(2) => {
-            let long = incus.exec_unchecked(name, &["cloud-init", "status", "--long"])?;
-            warn_of(long.stdout.trim());
-            return Ok(());
-        }
-        Some(124) => timed_out(),
-        Some(127) => "could not run: the image has no cloud-init (use a /cloud image)".to_string(),
-        Some(code) => format!(
-            "failed with exit code {code}: {}",
-            one_line_of(&out.stdout, &out.stderr)
-        ),
-        None => "was killed by a signal".to_string(),
-    };
-    Err(failure(incus, name, &why))
-}
-
-fn timed_out() -> String {
-    format!("did not finish within {}s", CLOUD_INIT_TIMEOUT.as_secs())
-}
-
-fn warn_of(warnings: &str) {
-    ui::note(&format!(
-        "warning: cloud-init finished with warnings:\n{}",
-        indent(warnings)
-    ));
-}
-
-/// The error for a cloud-init that failed, with the end of its output log.
-fn failure(incus: &Incus, name: &str, why: &str) -> anyhow::Error {
-    let log = incus
-        .read_file(name, cloud_init::OUTPUT_LOG)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-    anyhow::anyhow!(
-        "cloud-init in {name} {why}; the end of {}:\n{}",
-        cloud_init::OUTPUT_LOG,
-        indent(tail.trim())
-    )
-}
-
 /// Checks what matters instead of trusting exit codes: the user exists, has
 /// exactly the given keys, and sshd answers on the pinned address.
 fn verify(
@@ -538,18 +424,6 @@ pub(super) fn wait_for_ssh_banner(addr: SocketAddr, timeout: Duration) -> Result
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("sshd does not answer on {addr}: {last_error}")
-}
-
-/// What a tool said, on one line: stdout and stderr joined.
-fn one_line_of(stdout: &str, stderr: &str) -> String {
-    crate::error::one_line(&format!("{} {}", stdout.trim(), stderr.trim()).replace('\n', " "))
-}
-
-fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {

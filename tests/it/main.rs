@@ -278,7 +278,7 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         "write the jump account's keys\n    write ",
         "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
         "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
-        "# incus exec ctmtest-alice-container -- timeout 900 sh -c 'i=0; until [ -e /run/cloud-init/result.json ]; do if [ ! -e /run/cloud-init/enabled ]; then i=$((i + 1)); [ $i -le 100 ] || exit 3; fi; sleep 0.1; done'; then read /var/lib/cloud/data/status.json for errors",
+        "# incus exec ctmtest-alice-container -- timeout 900 sh -c 'i=0; until [ -e /run/cloud-init/result.json ]; do [ ! -e /run/cloud-init/disabled ] || exit 3; if [ ! -e /run/cloud-init/enabled ]; then i=$((i + 1)); [ $i -le 100 ] || exit 3; fi; sleep 0.1; done'; then read /var/lib/cloud/data/status.json for errors",
         "incus config set ctmtest-alice-container user.containarium.state=ready",
     ] {
         assert!(plan.contains(expected), "missing {expected:?} in\n{plan}");
