@@ -376,6 +376,11 @@ fn verify(
     wanted: &[PublicKey],
     facts: &mut Facts,
 ) -> Result<()> {
+    // sshd answers only after it re-executed itself for the connection:
+    // wait for that while the files are read.
+    let ip = facts.ipv4.context("no address learned for the container")?;
+    let banner =
+        std::thread::spawn(move || wait_for_ssh_banner(SocketAddr::from((ip, 22)), SSHD_TIMEOUT));
     let home = match incus.passwd_entry(name, user.as_str())? {
         Some(fields) => fields[5].clone(),
         None => bail!("user {user} does not exist in {name}"),
@@ -398,8 +403,7 @@ fn verify(
     if have != want {
         bail!("{path} in {name} holds keys {have:?}, expected {want:?}");
     }
-    let ip = facts.ipv4.context("no address learned for the container")?;
-    wait_for_ssh_banner(SocketAddr::from((ip, 22)), SSHD_TIMEOUT)
+    banner.join().expect("the banner check does not panic")
 }
 
 /// Connects until sshd sends its `SSH-2.0-...` identification line.
