@@ -167,11 +167,6 @@ impl Plan {
         self.unchanged.push(what.into());
     }
 
-    pub fn append(&mut self, other: Plan) {
-        self.steps.extend(other.steps);
-        self.unchanged.extend(other.unchanged);
-    }
-
     /// The plan as `--dry-run` prints it: each step's synopsis, then its
     /// exact commands, indented.
     pub fn describe(&self) -> String {

@@ -106,7 +106,8 @@ impl RestoreArgs {
             format!("start {name}"),
             Action::run(incus.cmd(["start", name.as_str()])),
         ));
-        plan.append(super::create::address_steps(incus, &name, "set"));
+        plan.push(super::create::ipv4_wait_step(incus, &name));
+        plan.push(super::create::pin_step(incus, &name, "set"));
         if user != owner {
             for argv in rename_login(&owner, &user) {
                 plan.push(Step::new(

@@ -173,15 +173,15 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
         format!("incus start {USER}-container"),
         format!("incus list --format json ^{USER}-container$"),
         format!(
-            "incus config device override {USER}-container eth0 ipv4.address={}",
-            s.ip
-        ),
-        format!(
             "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
              --home-dir /nonexistent --comment containarium jump account {USER}"
         ),
         format!("incus exec {USER}-container -- timeout 900 sh -c {WAIT_SCRIPT}"),
         format!("incus file pull {USER}-container/var/lib/cloud/data/status.json -"),
+        format!(
+            "incus config device override {USER}-container eth0 ipv4.address={}",
+            s.ip
+        ),
         format!("incus file pull {USER}-container/etc/passwd -"),
         format!("incus file pull {USER}-container/home/{USER}/.ssh/authorized_keys -"),
         format!("incus config set {USER}-container user.containarium.state=ready"),
@@ -307,7 +307,6 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         ("sshd -t", vec![]),
         ("incus init", vec![]),
         ("incus start", vec![undo_container.clone()]),
-        ("device override", vec![undo_container.clone()]),
         ("useradd", vec![undo_container.clone()]),
         (
             "cloud-init/result.json",
@@ -315,6 +314,10 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         ),
         (
             "data/status.json",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
+        (
+            "device override",
             vec![undo_account.clone(), undo_container.clone()],
         ),
         (
