@@ -263,7 +263,7 @@ pub fn wait_argv() -> Vec<String> {
         .to_vec()
 }
 
-/// Waits for cloud-init's final stage in `instance` with `WAIT_SCRIPT`, then
+/// Waits for cloud-init's final stage in instance `name` with `WAIT_SCRIPT`, then
 /// reads its status.json for errors and warnings. Asks `cloud-init status
 /// --wait` instead when cloud-init is not enabled for this boot or its
 /// status.json is not what we know how to read. `since` is a time (seconds
@@ -298,8 +298,8 @@ pub fn wait(incus: &Incus, name: &str, since: f64) -> Result<()> {
         other => {
             let why = match other {
                 Some(Err(err)) => format!("{err:#}"),
-                None => format!("{} is missing", STATUS_FILE),
-                Some(Ok(progress)) => format!("{} says {progress:?}", STATUS_FILE),
+                None => format!("{STATUS_FILE} is missing"),
+                Some(Ok(progress)) => format!("{STATUS_FILE} says {progress:?}"),
             };
             ui::note(&format!("{why}; asking `cloud-init status --wait` instead"));
             wait_with_status_command(incus, name, start)
