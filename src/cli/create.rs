@@ -183,9 +183,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
     let name = container.clone();
     // Only stages that start after this count: an image may carry an old
     // status.json.
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let since = since_epoch().as_secs_f64();
     plan.push(Step::new(
         "wait for cloud-init",
         Action::check(
@@ -345,10 +343,14 @@ fn init_cmd(incus: &Incus, spec: &Spec) -> Cmd {
 
 /// Now, in UTC, RFC 3339.
 pub(super) fn created_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
+    rfc3339(since_epoch().as_secs())
+}
+
+/// Now, as time since the Unix epoch.
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(secs)
+        .unwrap_or_default()
 }
 
 /// Seconds since the epoch as RFC 3339 UTC; no date crate for one line.
