@@ -196,6 +196,16 @@ impl Plan {
         self.unchanged.push(what.into());
     }
 
+    /// The plan with no step undone on failure: for shared host setup
+    /// (the group, the key directory, the drop-in) that a verb makes on
+    /// the way, which another run may rely on as soon as it exists.
+    pub fn kept_on_failure(mut self) -> Plan {
+        for step in &mut self.steps {
+            step.undo = None;
+        }
+        self
+    }
+
     /// `other`'s steps after ours.
     pub fn append(&mut self, other: Plan) {
         self.steps.extend(other.steps);

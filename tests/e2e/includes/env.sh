@@ -17,9 +17,10 @@
 # loopback and to the bridge created here (explicit subnet, no NAT, no IPv6).
 #
 # Globals (set before sourcing to override the defaults):
-#   E2E_PROJECT=ctme2e (with its own networks and ACLs: features.networks)
-#   E2E_POOL=ctme2e  E2E_POOL_SIZE=8GiB
+#   E2E_PROJECT=ctme2e  E2E_POOL=ctme2e  E2E_POOL_SIZE=8GiB
 #   E2E_BRIDGE=ctme2ebr0  E2E_BRIDGE_CIDR=10.197.83.1/24
+#   E2E_BRIDGE2=ctme2ebr1 (a bridge without our ACL, made by the network suite)
+#   E2E_ACL=containarium-tenants (made by host init; never one that was there before)
 #   E2E_IMAGE=ctme2e-debian12 (alias, in Incus project "default", shared)
 #   E2E_NOCLOUD_IMAGE=ctme2e-nocloud (published by e2e.sh for one check, deleted by e2e_cleanup)
 #   E2E_BASTION_HOST=127.0.0.1  E2E_BASTION_PORT=22022
@@ -45,6 +46,8 @@ E2E_PROJECT=${E2E_PROJECT:-ctme2e}
 E2E_POOL=${E2E_POOL:-ctme2e}
 E2E_POOL_SIZE=${E2E_POOL_SIZE:-8GiB}
 E2E_BRIDGE=${E2E_BRIDGE:-ctme2ebr0}
+E2E_BRIDGE2=ctme2ebr1
+E2E_ACL=containarium-tenants
 E2E_BRIDGE_CIDR=${E2E_BRIDGE_CIDR:-10.197.83.1/24}
 # shellcheck disable=SC2034 # used by the sourcing scripts
 E2E_BRIDGE_IP=${E2E_BRIDGE_CIDR%/*}
@@ -334,19 +337,18 @@ e2e_delete_incus_objects() {
 			awk -F, '$1 == "custom" { print $2 }'); do
 			incus storage volume delete --project "$E2E_PROJECT" "$E2E_POOL" "$n" >/dev/null || rc=1
 		done
-		# The project's own networks (features.networks): the bridge, a
-		# suite's extra bridges, and the ACLs host init made on them.
-		for n in $(incus network list --project "$E2E_PROJECT" --format json 2>/dev/null |
-			jq -r '.[] | select(.managed and .project == "'"$E2E_PROJECT"'") | .name'); do
-			incus network delete --project "$E2E_PROJECT" "$n" >/dev/null || rc=1
-		done
-		for n in $(incus network acl list --project "$E2E_PROJECT" --format csv 2>/dev/null | cut -d, -f1); do
-			incus network acl delete --project "$E2E_PROJECT" "$n" >/dev/null || rc=1
-		done
 		incus project delete "$E2E_PROJECT" >/dev/null || rc=1
 	fi
-	if e2e__exists network show "$E2E_BRIDGE"; then
-		incus network delete "$E2E_BRIDGE" >/dev/null || rc=1
+	for n in "$E2E_BRIDGE" "$E2E_BRIDGE2"; do
+		if e2e__exists network show "$n"; then
+			incus network delete "$n" >/dev/null || rc=1
+		fi
+	done
+	# Made by `containarium host init` on our bridge; e2e_setup_incus refuses
+	# to run where one existed before (a real bastion's).
+	if e2e__exists network acl show "$E2E_ACL" &&
+		incus query "/1.0/network-acls/$E2E_ACL" | jq -e '.used_by | length == 0' >/dev/null; then
+		incus network acl delete "$E2E_ACL" >/dev/null || rc=1
 	fi
 	if e2e__exists storage show "$E2E_POOL"; then
 		# Image volumes (cached unpacked images) keep the pool busy.
@@ -368,6 +370,13 @@ e2e_setup_incus() {
 	e2e_lock || return 1
 	local route
 	e2e__check_names || return 1
+	if e2e__exists network acl show "$E2E_ACL" &&
+		incus query "/1.0/network-acls/$E2E_ACL" |
+		jq -e --arg b "$E2E_BRIDGE" --arg b2 "$E2E_BRIDGE2" \
+			'.used_by | map(select(. != "/1.0/networks/\($b)" and . != "/1.0/networks/\($b2)")) | length > 0' >/dev/null; then
+		e2e_die "network ACL $E2E_ACL guards networks that are not this suite's (a real bastion?); not touching it"
+		return 1
+	fi
 	e2e__record_host_state || return 1
 	e2e_delete_incus_objects || e2e_die "could not delete leftovers" || return 1
 	route=$(ip -4 route show "${E2E_BRIDGE_CIDR%.*}.0/${E2E_BRIDGE_CIDR#*/}")
@@ -378,10 +387,10 @@ e2e_setup_incus() {
 	e2e_log "creating pool $E2E_POOL, bridge $E2E_BRIDGE, project $E2E_PROJECT"
 	if ! {
 		incus storage create "$E2E_POOL" btrfs size="$E2E_POOL_SIZE" >/dev/null &&
-			incus project create "$E2E_PROJECT" -c features.images=false \
-				-c features.profiles=true -c features.networks=true >/dev/null &&
-			e2e_incus network create "$E2E_BRIDGE" ipv4.address="$E2E_BRIDGE_CIDR" \
+			incus network create "$E2E_BRIDGE" ipv4.address="$E2E_BRIDGE_CIDR" \
 				ipv4.nat=false ipv6.address=none raw.dnsmasq=no-resolv >/dev/null &&
+			incus project create "$E2E_PROJECT" -c features.images=false \
+				-c features.profiles=true >/dev/null &&
 			incus profile device add --project "$E2E_PROJECT" default root disk \
 				path=/ pool="$E2E_POOL" >/dev/null &&
 			incus profile device add --project "$E2E_PROJECT" default eth0 nic \

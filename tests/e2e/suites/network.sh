@@ -13,13 +13,13 @@ test_network() {
 
 	# Fail closed: a network without our ACL is refused before anything is made.
 	e2e_on_cleanup e2e_netlab_down
-	check "a bridge without our ACL (made here)" e2e_incus network create ctme2ebr1 \
+	check "a bridge without our ACL (made here)" incus network create "$E2E_BRIDGE2" \
 		ipv4.address=10.197.86.1/24 ipv4.nat=false ipv6.address=none
-	printf 'image = "%s"\nnetwork = "ctme2ebr1"\n' "$E2E_IMAGE" >"$work/unguarded.toml"
+	printf 'image = "%s"\nnetwork = "%s"\n' "$E2E_IMAGE" "$E2E_BRIDGE2" >"$work/unguarded.toml"
 	one_line_error "create on an unguarded network is refused" "does not carry the containarium-tenants network ACL" \
 		env CONTAINARIUM_CONFIG="$work/unguarded.toml" "$BIN" --project "$E2E_PROJECT" create e2e-nz --ssh-key "$work/keys/$a.pub"
 	check "nothing was made for it" bash -c "! getent passwd e2e-nz && ! incus --project $E2E_PROJECT info e2e-nz-container >/dev/null 2>&1"
-	e2e_incus network delete ctme2ebr1 >/dev/null
+	incus network delete "$E2E_BRIDGE2" >/dev/null
 
 	# Pinned and filtered before the first start: one `incus init` carries it all.
 	check "the plan pins and filters eth0 in incus init, before start" bash -c \
