@@ -260,6 +260,28 @@ fn bridge_filters_ipv6() -> bool {
         .is_ok_and(|v| v.trim() == "1")
 }
 
+/// The command that brings an existing tenant's eth0 to what `create` gives
+/// every tenant now (the filters), for containers made before: `None` when
+/// it has them. Incus applies NIC changes to a running container live.
+pub fn nic_fix_cmd(incus: &Incus, instance: &Instance, net: &TenantNet) -> Option<Cmd> {
+    let eth0 = instance.expanded_devices.get("eth0")?;
+    let missing: Vec<String> = net
+        .nic_security()
+        .into_iter()
+        .filter(|(key, value)| eth0.get(*key).map(String::as_str) != Some(value))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let verb = instance.device_verb("eth0");
+    Some(
+        incus
+            .cmd(["config", "device", verb, instance.name.as_str(), "eth0"])
+            .args(missing),
+    )
+}
+
 /// Every IPv4 address in use on `net` by any instance of any project:
 /// pinned ones, and what running instances hold.
 pub fn taken(net: &TenantNet, all: &[Instance]) -> BTreeSet<Ipv4Addr> {
@@ -525,6 +547,36 @@ mod tests {
         );
         assert_eq!(rules.egress.last().unwrap().action, "allow");
         assert_eq!(rules.ingress.len(), 1);
+    }
+
+    #[test]
+    fn older_tenants_get_the_filters_they_lack() {
+        let all = crate::incus::parse_instances(include_str!("../tests/fixtures/incus-list.json"))
+            .unwrap();
+        let alice = all
+            .iter()
+            .find(|i| i.name == "ctme2e-alice-container")
+            .unwrap();
+        let cmd = nic_fix_cmd(&Incus::default(), alice, &net()).unwrap();
+        assert_eq!(
+            cmd.to_string(),
+            "incus config device set ctme2e-alice-container eth0 security.port_isolation=true \
+             security.mac_filtering=true security.ipv4_filtering=true"
+        );
+        let mut filtered = alice.clone();
+        let eth0 = filtered.expanded_devices.get_mut("eth0").unwrap();
+        for (key, value) in NIC_SECURITY {
+            eth0.insert(key.into(), value.into());
+        }
+        assert!(nic_fix_cmd(&Incus::default(), &filtered, &net()).is_none());
+    }
+
+    #[test]
+    fn the_acl_fixture_is_what_incus_returns() {
+        let acl: AclRules =
+            serde_json::from_str(include_str!("../tests/fixtures/incus-network-acl.json")).unwrap();
+        assert_eq!(acl.egress[0].destination, "169.254.0.0/16");
+        assert_eq!(acl.ingress[0].action, "allow");
     }
 
     #[test]

@@ -282,6 +282,11 @@ fn disallowed(instance: &Imported) -> Vec<String> {
     for key in instance.config.keys().filter(|k| !config_allowed(k)) {
         found.push(format!("config key {key}"));
     }
+    for (key, value) in &instance.config {
+        if let Some(id) = low_host_id(key, value) {
+            found.push(format!("config key {key} (maps to host ID {id})"));
+        }
+    }
     for (name, device) in &instance.devices {
         if let Err(why) = device_allowed(name, device) {
             found.push(why);
@@ -291,6 +296,32 @@ fn disallowed(instance: &Imported) -> Vec<String> {
         found.push(format!("profiles {}", instance.profiles.join(",")));
     }
     found
+}
+
+/// Incus keeps the container's ID map in `volatile.idmap.*` and applies
+/// `volatile.idmap.next` at the next start: a backup that maps the
+/// container onto host IDs below 65536 (root, system users) would make it
+/// privileged in all but name. Returns the lowest such host ID.
+fn low_host_id(key: &str, value: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "Hostid")]
+        host_id: u64,
+    }
+    if !(key.starts_with("volatile.idmap.") || key == "volatile.last_state.idmap") {
+        return None;
+    }
+    let lowest = if key == "volatile.idmap.base" {
+        value.trim().parse::<u64>().ok()?
+    } else {
+        serde_json::from_str::<Vec<Entry>>(value)
+            .ok()?
+            .iter()
+            .map(|e| e.host_id)
+            .min()?
+    };
+    // An empty base ("0" on hosts with idmapped mounts) says nothing.
+    (lowest < 65_536 && !(key == "volatile.idmap.base" && lowest == 0)).then_some(lowest)
 }
 
 /// Checks the imported instance and its snapshots, drops what `--strip`
@@ -326,8 +357,10 @@ fn check_import(
                 }
             )));
         }
-        for key in instance.config.keys().filter(|k| !config_allowed(k)) {
-            exec::run(&incus.cmd(["config", "unset", name, key.as_str()]))?;
+        for (key, value) in &instance.config {
+            if !config_allowed(key) || low_host_id(key, value).is_some() {
+                exec::run(&incus.cmd(["config", "unset", name, key.as_str()]))?;
+            }
         }
         for (device, spec) in &instance.devices {
             if device_allowed(device, spec).is_err() {

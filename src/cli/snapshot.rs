@@ -130,7 +130,20 @@ fn resync_jump_keys(env: &Env, user: &UserName) -> Result<()> {
     let Some(ip) = instance.pinned_ipv4() else {
         return Ok(());
     };
-    let plan = super::sync_accounts::jump_plan(env, user, ip, &instance.keys()?)?;
+    let mut plan = super::sync_accounts::jump_plan(env, user, ip, &instance.keys()?)?;
+    // A snapshot from before the NIC filters brings the old NIC back.
+    let net = crate::network::TenantNet::probe(
+        &env.incus,
+        crate::config::Defaults::load(&env.paths)?
+            .network
+            .as_deref(),
+    )?;
+    if let Some(cmd) = crate::network::nic_fix_cmd(&env.incus, &instance, &net) {
+        plan.push(Step::new(
+            format!("filter {}'s eth0 again", instance.name),
+            Action::run(cmd),
+        ));
+    }
     plan.apply(env.paths.lock_file(), &mut Facts::default())
 }
 

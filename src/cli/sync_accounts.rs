@@ -13,9 +13,11 @@ use clap::Args;
 
 use super::Env;
 use crate::accounts;
+use crate::config::Defaults;
 use crate::files::FileWrite;
 use crate::keys::PublicKey;
 use crate::names::{UserName, user_of_container};
+use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::ui;
 
@@ -29,7 +31,11 @@ pub struct SyncAccountsArgs {
 
 impl SyncAccountsArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let host = super::host::plan(&env.paths)?;
+        let mut host = super::host::plan(&env.paths)?;
+        // Tenants made before the network was guarded get the ACL and
+        // their NIC filters here, each reported as a change.
+        host.append(super::host::network_plan(env)?);
+        let net = TenantNet::probe(&env.incus, Defaults::load(&env.paths)?.network.as_deref())?;
         let mut users = Vec::new();
         for instance in env.incus.instances()? {
             let Some(owner) = instance.owner() else {
@@ -52,7 +58,13 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             };
-            let plan = jump_plan(env, &user, ip, &instance.keys()?)?;
+            let mut plan = jump_plan(env, &user, ip, &instance.keys()?)?;
+            if let Some(cmd) = network::nic_fix_cmd(&env.incus, &instance, &net) {
+                plan.push(Step::new(
+                    format!("filter {}'s eth0", instance.name),
+                    Action::run(cmd),
+                ));
+            }
             users.push((user, plan));
         }
         if self.dry_run {

@@ -36,7 +36,7 @@ test_basics() {
 	cp /bin/busybox "$work/busybox/bin/busybox"
 	ln -sf busybox "$work/busybox/bin/sh"
 	tar -C "$work/busybox" -cf "$work/busybox.tar" .
-	e2e_incus file push --mode 0644 "$work/busybox.tar" e2e-alice-container/tmp/busybox.tar
+	e2e_incus file push -q --mode 0644 "$work/busybox.tar" e2e-alice-container/tmp/busybox.tar
 	docker_says() { [ "$(jump e2e-alice "$alice_ip" 'docker import /tmp/busybox.tar e2e/busybox >/dev/null && docker run --rm e2e/busybox sh -c "echo hello from docker"')" = "hello from docker" ]; }
 	check "alice runs docker run in her unprivileged container" docker_says
 

@@ -22,8 +22,17 @@ test_network() {
 	incus network delete "$E2E_BRIDGE2" >/dev/null
 
 	# Pinned and filtered before the first start: one `incus init` carries it all.
-	check "the plan pins and filters eth0 in incus init, before start" bash -c \
-		"'$BIN' --project $E2E_PROJECT create $a --ssh-key '$work/keys/$a.pub' --dry-run | awk '/incus .*init / { i = NR; ok = /eth0,ipv4.address=10\.197\.83\./ && /eth0,security.port_isolation=true/ && /eth0,security.mac_filtering=true/ && /eth0,security.ipv4_filtering=true/ } / start / && !s { s = NR } END { exit !(ok && i && s > i) }'"
+	filtered_before_start() {
+		local out before k
+		out=$(ctm create "$a" --ssh-key "$work/keys/$a.pub" --dry-run) || return 1
+		before=${out%%". start $a-container"*} # everything planned before the first start
+		[ "$before" != "$out" ] || return 1
+		for k in ipv4.address=10.197.83. security.port_isolation=true security.mac_filtering=true \
+			security.ipv4_filtering=true; do
+			[[ $before == *"--device eth0,$k"* ]] || { echo "no eth0,$k before start"; return 1; }
+		done
+	}
+	check "the plan pins and filters eth0 in incus init, before start" filtered_before_start
 	check "create $a" ctm create "$a" --ssh-key "$work/keys/$a.pub" --no-docker
 	check "create $b" ctm create "$b" --ssh-key "$work/keys/$b.pub" --no-docker
 	a_ip=$(ip_of "$a")
@@ -73,7 +82,8 @@ while True:
 
 	# DHCP and the jump still work after a restart.
 	check "restart A" ctm restart "$a"
-	check "A has its address again after the restart (DHCP works)" bash -c "in_container $a ip -4 -o addr show dev eth0 | grep -q ' $a_ip/'"
+	has_address() { in_container "$1" ip -4 -o addr show dev eth0 | grep -q " $2/"; }
+	check "A has its address again after the restart (DHCP works)" has_address "$a" "$a_ip"
 	check "A is reachable through its jump" jump "$a" "$a_ip" true
 
 	# Spoofing: with B stopped, A claims B's address.
@@ -85,6 +95,13 @@ while True:
 	in_container "$a" ip addr del "$b_ip/24" dev eth0 || true
 	check "start B" ctm start "$b"
 	check "B is reachable through its jump again" jump "$b" "$b_ip" true
+
+	# A tenant made before the filters existed: sync-accounts brings it in line.
+	incus --project "$E2E_PROJECT" config device unset "$a-container" eth0 security.ipv4_filtering
+	incus --project "$E2E_PROJECT" config device unset "$a-container" eth0 security.port_isolation
+	check "sync-accounts filters an older tenant's NIC, as a change" bash -c \
+		"'$BIN' --project $E2E_PROJECT sync-accounts 2>&1 | grep -q \"filter $a-container's eth0... done\""
+	check "its NIC carries the filters again" bash -c "for k in security.port_isolation security.ipv4_filtering; do [ \"\$(incus --project $E2E_PROJECT config device get $a-container eth0 \$k)\" = true ] || exit 1; done"
 
 	check "delete $a" ctm delete "$a" --force
 	check "delete $b" ctm delete "$b" --force
