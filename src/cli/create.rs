@@ -96,7 +96,7 @@ impl CreateArgs {
         let start = Instant::now();
         // Held from the probes on: the address chosen must still be free
         // when `incus init` records it.
-        let lock = crate::lock::acquire(&env.paths.lock_file(), &format!("create {}", spec.user))?;
+        let lock = super::lock(env, &format!("create {}", spec.user))?;
         let (plan, ip) = plan(env, &spec)?;
         if dry_run {
             print!("{}", plan.describe());

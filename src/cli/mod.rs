@@ -128,6 +128,12 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// Our lock, for a mutating verb: taken before its probes, so what it
+/// plans from cannot change under it.
+fn lock(env: &Env, what: &str) -> Result<crate::lock::Lock> {
+    crate::lock::acquire(&env.paths.lock_file(), what)
+}
+
 /// The user's container, refusing when there is none or it is not ours.
 fn managed(env: &Env, user: &crate::names::UserName) -> Result<crate::incus::Instance> {
     let name = user.container();

@@ -57,10 +57,7 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let lock = crate::lock::acquire(
-            &env.paths.lock_file(),
-            &format!("restore {}", self.file.display()),
-        )?;
+        let lock = super::lock(env, &format!("restore {}", self.file.display()))?;
         let (plan, user) = self.plan(env)?;
         if self.dry_run {
             print!("{}", plan.describe());

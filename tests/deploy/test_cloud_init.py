@@ -205,7 +205,7 @@ def test_config_denies_the_vpc_and_the_other_bastions(files):
 def test_terraform_denies_the_subnet_and_container_ranges():
     vm = Module(GCE_DIR).resources["google_compute_instance.bastion"]
     call = vm["metadata"]["user-data"]
-    assert "deny_egress        = jsonencode(concat([var.subnet_cidr, var.container_network_cidr], var.deny_egress_cidrs))" in call
+    assert "deny_egress = jsonencode(concat([var.subnet_cidr, var.container_network_cidr], var.deny_egress_cidrs))" in call
 
 
 def test_render_refuses_unknown_syntax():

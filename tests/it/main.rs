@@ -1153,3 +1153,33 @@ fn restore_brings_back_container_address_account_and_keys() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_user_name_with_a_container_in_another_project_is_refused() {
+    let s = Sandbox::new(90);
+    // What `incus list --all-projects` shows of another project's tenant.
+    std::fs::write(
+        s.path("state/elsewhere-container.json"),
+        format!(
+            r#"{{"name":"elsewhere-container","project":"team-b","status":"Running",
+            "config":{{"user.containarium.owner":"{USER}"}},"expanded_config":{{}},
+            "devices":{{}},"expanded_devices":{{}},"state":null}}"#
+        ),
+    )
+    .unwrap();
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {USER} already has a container in Incus project team-b (elsewhere-container): one user name, one owner\n"
+        )
+    );
+    assert!(
+        !s.log()
+            .iter()
+            .any(|l| l.starts_with("incus init") || l.starts_with("useradd")),
+        "nothing changed: {:?}",
+        s.log()
+    );
+}

@@ -48,13 +48,15 @@ refused() {
 	fi
 }
 
-# one_line_error NAME PATTERN CMD...: like refused, and the output is exactly
-# one line (a refusal says one thing).
+# one_line_error NAME PATTERN CMD...: like refused, and the error is one
+# line ("error: ...", holding PATTERN) with nothing after it: a refusal says
+# one thing (progress and warnings before it are their own lines).
 one_line_error() {
 	local name=$1 pattern=$2
 	shift 2
 	refused "$name" "$pattern" "$@"
-	local lines
-	lines=$(grep -c . "$E2E_STATE_DIR/check.out")
-	[ "$lines" -eq 1 ] || fail "$name: the error is $lines lines, not one"
+	grep -q -- "$pattern" <(tail -n 1 "$E2E_STATE_DIR/check.out" | grep '^error: ') ||
+		fail "$name: the last line is not the one-line error"
+	[ "$(grep -c '^error' "$E2E_STATE_DIR/check.out")" -eq 1 ] ||
+		fail "$name: more than one error line"
 }

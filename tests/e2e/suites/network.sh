@@ -51,8 +51,8 @@ while True:
 	sleep 1
 	check "control: the bastion reaches B's service" says_hello "$b_ip" 8080
 	check "control: B reaches its own service" tenant_says_hello "$b" 127.0.0.1 8080
-	check "A cannot connect to a service in B" not tenant_reaches $a $b_ip 8080
-	check "A cannot connect to B's sshd" not tenant_reaches $a $b_ip 22
+	check "A cannot connect to a service in B" not tenant_reaches "$a" "$b_ip" 8080
+	check "A cannot connect to B's sshd" not tenant_reaches "$a" "$b_ip" 22
 	routed_to_b() {
 		in_container "$a" ip route replace "$b_ip/32" via "$gw" dev eth0 || return 1
 		local rc=0
@@ -65,8 +65,8 @@ while True:
 	# The bastion itself: something bound on the gateway address.
 	e2e_listen "$gw" 18080
 	check "control: the bastion reaches its gateway service" says_hello "$gw" 18080
-	check "A cannot connect to a service on the bridge gateway" not tenant_reaches $a $gw 18080
-	check "A cannot reach the bastion's sshd" not tenant_reaches $a $gw 22
+	check "A cannot connect to a service on the bridge gateway" not tenant_reaches "$a" "$gw" 18080
+	check "A cannot reach the bastion's sshd" not tenant_reaches "$a" "$gw" 22
 
 	# Beyond the bastion: addresses this test owns in its own namespace.
 	check "a namespace standing in for the cloud" e2e_netlab_up
@@ -75,9 +75,9 @@ while True:
 	e2e_listen "$E2E_FAR_ALLOWED" 8082 "$E2E_FAR_NS"
 	check "control: A reaches an address outside that nothing denies" tenant_says_hello "$a" "$E2E_FAR_ALLOWED" 8082
 	check "control: the bastion reaches the link-local stand-in" says_hello "$E2E_FAR_LINK_LOCAL" 8080
-	check "A cannot reach a link-local address (like the metadata server)" not tenant_reaches $a $E2E_FAR_LINK_LOCAL 8080
+	check "A cannot reach a link-local address (like the metadata server)" not tenant_reaches "$a" "$E2E_FAR_LINK_LOCAL" 8080
 	check "control: the bastion reaches the denied address" says_hello "$E2E_FAR_DENIED" 8081
-	check "A cannot reach what deny-egress lists" not tenant_reaches $a $E2E_FAR_DENIED 8081
+	check "A cannot reach what deny-egress lists" not tenant_reaches "$a" "$E2E_FAR_DENIED" 8081
 	e2e_netlab_down
 
 	# DHCP and the jump still work after a restart.
