@@ -177,6 +177,8 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
             .undo(Action::EditAccounts(accounts::userdel(user))),
         );
     }
+    // `sshd -T` needs the account; on a fresh host this is the first one.
+    plan.push(super::host::policy_step(&env.paths, user));
     plan.push(jump_keys_step(&env.paths, user, spec.keys.clone())?);
 
     let waiter = incus.clone();
