@@ -45,7 +45,7 @@ impl HostCommand {
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(
-                        "sshd policy check: no jump account yet; `create` checks it with the first",
+                        "sshd policy check (no jump account to check with yet; create checks its own)",
                     ),
                 }
                 if args.dry_run {

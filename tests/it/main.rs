@@ -768,7 +768,7 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
     // The fake useradd makes no real account either: nothing to ask sshd -T.
     let expected = format!(
         "unchanged: key directory {}\nunchanged: sshd drop-in {}\n\
-         unchanged: sshd policy check: no jump account yet; `create` checks it with the first\n",
+         unchanged: sshd policy check (no jump account to check with yet; create checks its own)\n",
         s.path("root/etc/containarium/keys").display(),
         s.path(DROPIN).display()
     );
