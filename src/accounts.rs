@@ -134,7 +134,12 @@ pub fn parse_jump_key_file(text: &str) -> (Option<Ipv4Addr>, Vec<PublicKey>) {
 /// Runs an account-database edit under our lock, retrying while another
 /// program holds the database's lock.
 pub fn edit(lock_path: &Path, cmd: &Cmd) -> Result<()> {
-    let _lock = crate::lock::acquire(lock_path)?;
+    let _lock = crate::lock::acquire(lock_path, &cmd.program)?;
+    edit_held(cmd)
+}
+
+/// [`edit`] for a caller that holds our lock already.
+pub fn edit_held(cmd: &Cmd) -> Result<()> {
     retry(
         &Backoff::ACCOUNT_DB,
         || exec::run(cmd),

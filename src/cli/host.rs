@@ -20,13 +20,15 @@ use crate::error::Refused;
 use crate::exec::Cmd;
 use crate::files::{self, FileWrite};
 use crate::names::UserName;
+use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::sshd;
 
 /// Prepare this host as a bastion
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Create the containarium group, key directory and sshd drop-in
+    /// Create the containarium group, key directory and sshd drop-in, and
+    /// guard the tenant network with our ACL
     Init(InitArgs),
 }
 
@@ -42,6 +44,7 @@ impl HostCommand {
         match self {
             HostCommand::Init(args) => {
                 let mut plan = plan(&env.paths)?;
+                plan.append(network_plan(env)?);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(
@@ -56,6 +59,47 @@ impl HostCommand {
             }
         }
     }
+}
+
+/// What guards tenants on the network `create` uses: our ACL there with
+/// today's rules (the bastion's addresses, `deny-egress`), attached to it.
+/// Fails closed: a host whose Incus has no firewall driver is refused.
+pub fn network_plan(env: &Env) -> Result<Plan> {
+    let incus = &env.incus;
+    let defaults = crate::config::Defaults::load(&env.paths)?;
+    let net = TenantNet::probe(incus, defaults.network.as_deref())?;
+    if incus.firewall()?.is_empty() {
+        return Err(Refused(
+            "Incus has no firewall driver on this host: install nftables and restart incusd, \
+             or tenants cannot be isolated"
+                .into(),
+        )
+        .into());
+    }
+    let wanted = network::acl_rules(&net, &network::host_addresses(), &defaults.deny_egress);
+    let mut plan = Plan::default();
+    match network::current_acl(incus)? {
+        None => plan.push(Step::new(
+            format!("create network ACL {}", network::ACL),
+            Action::run(network::write_acl_cmd(incus, "create", &wanted)),
+        )),
+        Some(current) if current == wanted => {
+            plan.unchanged(format!("network ACL {}", network::ACL))
+        }
+        Some(_) => plan.push(Step::new(
+            format!("update network ACL {}", network::ACL),
+            Action::run(network::write_acl_cmd(incus, "edit", &wanted)),
+        )),
+    }
+    if net.is_guarded() {
+        plan.unchanged(format!("{} on tenant network {}", network::ACL, net.name));
+    } else {
+        plan.push(Step::new(
+            format!("attach {} to tenant network {}", network::ACL, net.name),
+            Action::run(network::attach_acl_cmd(incus, &net)),
+        ));
+    }
+    Ok(plan)
 }
 
 /// The steps still missing on this host; satisfied ones are `unchanged`.
@@ -162,6 +206,15 @@ fn sshd_steps(paths: &Paths, plan: &mut Plan) -> Result<()> {
     }
     if !changed {
         return Ok(());
+    }
+    // systemd's ssh.service makes it at start; a host without systemd, or
+    // whose sshd never ran, has none.
+    let privsep = paths.sshd_privsep_dir();
+    if !privsep.is_dir() {
+        plan.push(Step::new(
+            "create sshd's privilege separation directory",
+            Action::run(Cmd::new("install").args(["-d", "-m", "0755", &privsep.to_string_lossy()])),
+        ));
     }
     plan.push(Step::new(
         "validate the sshd configuration",

@@ -138,6 +138,28 @@ fn managed(env: &Env, user: &crate::names::UserName) -> Result<crate::incus::Ins
     }
 }
 
+/// Jump accounts and key files are host-wide, projects are not: a user
+/// whose container lives in another project is someone else's user here.
+fn refuse_claimed_elsewhere(
+    env: &Env,
+    user: &crate::names::UserName,
+    all: &[crate::incus::Instance],
+) -> Result<()> {
+    let here = env.incus.project().unwrap_or("default");
+    let name = user.container();
+    if let Some(other) = all
+        .iter()
+        .find(|i| i.project != here && (i.name == name || i.owner() == Some(user.as_str())))
+    {
+        return Err(Refused(format!(
+            "{user} already has a container in Incus project {} ({}): one user name, one owner",
+            other.project, other.name
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Prints `value` as pretty JSON on stdout.
 fn print_json(value: &serde_json::Value) {
     println!(
@@ -218,6 +240,9 @@ mod tests {
                 "/srv/backups/a.tar.gz",
                 "--as",
                 "bob",
+                "--ssh-key",
+                "bob.pub",
+                "--strip",
                 "--dry-run",
             ],
             vec!["sync-accounts", "--dry-run"],
@@ -244,6 +269,7 @@ mod tests {
             vec!["keys", "add", "alice"],
             vec!["backup", "alice"],
             vec!["restore", "f", "--as", "Bob"],
+            vec!["restore", "f", "--as", "bob"],
         ];
         for args in bad {
             let argv = std::iter::once("containarium").chain(args.iter().copied());

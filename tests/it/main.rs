@@ -21,14 +21,16 @@ const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 struct Sandbox {
     dir: tempfile::TempDir,
     ip: String,
+    gateway: String,
 }
 
 impl Sandbox {
-    /// A scratch host whose containers get the loopback address 127.83.0.N,
-    /// where a fake sshd banner answers on port 22.
+    /// A scratch host whose tenant network is 127.83.N.0/30 with the
+    /// gateway at .1, so the one address containarium can give a container
+    /// is 127.83.N.2, where a fake sshd banner answers on port 22.
     fn new(n: u8) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
-        let ip = format!("127.83.0.{n}");
+        let ip = format!("127.83.{n}.2");
         for sub in ["bin", "state", "root/etc/ssh/sshd_config.d", "root/run"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
@@ -53,7 +55,11 @@ impl Sandbox {
                 let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
             }
         });
-        Sandbox { dir, ip }
+        Sandbox {
+            dir,
+            ip,
+            gateway: format!("127.83.{n}.1/30"),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -77,6 +83,7 @@ impl Sandbox {
             .env("FAKE_LOG", self.path("log"))
             .env("FAKE_STATE", self.path("state"))
             .env("FAKE_IP", &self.ip)
+            .env("FAKE_GATEWAY", &self.gateway)
             .env_remove("CONTAINARIUM_CONFIG")
             .env_remove("FAKE_FAIL")
             .stdin(Stdio::null());
@@ -125,6 +132,14 @@ fn mask_time(line: &str) -> String {
     }
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -142,7 +157,7 @@ fn host_has_group() -> bool {
         .any(|l| l.starts_with("containarium:"))
 }
 
-fn init_line() -> String {
+fn init_line(ip: &str) -> String {
     format!(
         "incus init local:dev {USER}-container --config limits.cpu=2 --config limits.memory=2GiB \
          --config boot.autostart=true --config user.containarium.owner={USER} \
@@ -152,7 +167,9 @@ fn init_line() -> String {
          --config security.nesting=true \
          --config security.syscalls.intercept.mknod=true \
          --config security.syscalls.intercept.setxattr=true \
-         --config cloud-init.user-data=#cloud-config… --device root,size=20GiB"
+         --config cloud-init.user-data=#cloud-config… --device root,size=20GiB \
+         --device eth0,ipv4.address={ip} --device eth0,security.port_isolation=true \
+         --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true"
     )
 }
 
@@ -169,6 +186,10 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
     let mut calls = vec![
         format!("incus list --format json ^{USER}-container$"),
         "incus image info local:dev".to_string(),
+        "incus list --all-projects --format json".to_string(),
+        "incus query /1.0/profiles/default".to_string(),
+        "incus query /1.0/networks/br0".to_string(),
+        "incus query /1.0".to_string(),
     ];
     if !host_has_group() {
         calls.push("groupadd --force --system -- containarium".into());
@@ -178,9 +199,7 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
             "sshd -t -f {}",
             s.path("root/etc/ssh/sshd_config").display()
         ),
-        init_line(),
-        format!("incus start {USER}-container"),
-        format!("incus list --format json ^{USER}-container$"),
+        init_line(&s.ip),
         format!(
             "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
              --home-dir /nonexistent --comment containarium jump account -- {USER}"
@@ -188,12 +207,9 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
         sshd_t(s, "127.0.0.1"),
         sshd_t(s, "10.0.0.1"),
         sshd_t(s, "203.0.113.1"),
+        format!("incus start {USER}-container"),
         format!("incus exec {USER}-container -- timeout 900 sh -c {WAIT_SCRIPT}"),
         format!("incus file pull {USER}-container/var/lib/cloud/data/status.json -"),
-        format!(
-            "incus config device override {USER}-container eth0 ipv4.address={}",
-            s.ip
-        ),
         format!("incus file pull {USER}-container/etc/passwd -"),
         format!("incus file pull {USER}-container/home/{USER}/.ssh/authorized_keys -"),
         format!("incus config set {USER}-container user.containarium.state=ready"),
@@ -282,10 +298,10 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = mask_time(&stdout(&out));
     for expected in [
-        "create container ctmtest-alice-container\n    incus init local:dev ctmtest-alice-container",
+        "create container ctmtest-alice-container at 127.83.2.2\n    incus init local:dev ctmtest-alice-container",
         "--config 'cloud-init.user-data=#cloud-config\n",
         "    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop\"\n",
-        "pin the address\n    incus config device override ctmtest-alice-container eth0 'ipv4.address=<ipv4>'\n",
+        "--device eth0,ipv4.address=127.83.2.2 --device eth0,security.port_isolation=true --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true\n",
         "write the jump account's keys\n    write ",
         "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
         "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
@@ -300,6 +316,10 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         vec![
             format!("incus list --format json ^{USER}-container$"),
             "incus image info local:dev".to_string(),
+            "incus list --all-projects --format json".to_string(),
+            "incus query /1.0/profiles/default".to_string(),
+            "incus query /1.0/networks/br0".to_string(),
+            "incus query /1.0".to_string(),
         ]
     );
     assert!(!s.path(DROPIN).exists());
@@ -311,13 +331,19 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
     let undo_container = format!("incus delete --force {container}");
     let undo_account = format!("userdel -- {USER}");
     // (what fails, the undo calls expected after it, in order)
+    // Shared host setup (group, key directory, drop-in) is never undone:
+    // another run may rely on it already. A failed `incus init` is undone:
+    // the name was free under our lock, so what it left is ours.
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("sshd -t", vec![]),
-        ("incus init", vec![]),
-        ("incus start", vec![undo_container.clone()]),
+        ("incus init", vec![undo_container.clone()]),
         ("useradd", vec![undo_container.clone()]),
         (
             "sshd -T",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
+        (
+            "incus start",
             vec![undo_account.clone(), undo_container.clone()],
         ),
         (
@@ -326,10 +352,6 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         ),
         (
             "data/status.json",
-            vec![undo_account.clone(), undo_container.clone()],
-        ),
-        (
-            "device override",
             vec![undo_account.clone(), undo_container.clone()],
         ),
         (
@@ -363,30 +385,14 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         );
         let log = s.log();
         let at = log.iter().position(|l| l.contains(failing)).unwrap();
-        let mut after: Vec<String> = log[at + 1..].to_vec();
-        if !host_has_group() && failing != "sshd -t" {
-            assert_eq!(
-                after.pop().as_deref(),
-                Some("groupdel -- containarium"),
-                "{failing}"
-            );
-        }
-        if failing == "sshd -t" && !host_has_group() {
-            assert_eq!(
-                after,
-                vec!["groupdel -- containarium".to_string()],
-                "{failing}"
-            );
-        } else {
-            assert_eq!(after, undo, "{failing}: {log:#?}");
-        }
+        let after: Vec<String> = log[at + 1..].to_vec();
+        assert_eq!(after, undo, "{failing}: {log:#?}");
         assert!(s.instance().is_none(), "{failing}: container left behind");
         assert!(
             !s.path(&format!("root/etc/containarium/keys/{USER}"))
                 .exists(),
             "{failing}: key file left"
         );
-        assert!(!s.path(DROPIN).exists(), "{failing}: drop-in left");
     }
 }
 
@@ -653,9 +659,10 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
         log[0],
         format!("incus list --format json ^{USER}-container$")
     );
+    // Exported into a private directory, then linked into place.
     assert!(
         log[1].starts_with(&format!(
-            "incus export {USER}-container {b}/{USER}-container-"
+            "incus export {USER}-container {b}/.containarium-backup-"
         )),
         "{log:?}"
     );
@@ -666,7 +673,33 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
         !s.path(&format!("root/etc/containarium/keys/{USER}"))
             .exists()
     );
-    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 1);
+    let mut names: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "the backup and its digest: {names:?}");
+    assert!(names[1].ends_with(".tar.gz.sha256"), "{names:?}");
+    let backup = backups.join(&names[0]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a backup holds host keys and /etc/shadow"
+    );
+    // sha256sum's format, of the fake's "fake backup\n".
+    assert_eq!(
+        std::fs::read_to_string(backups.join(&names[1])).unwrap(),
+        format!(
+            "c1e8d1f4b4d7b5da5cdeb2f8a0fd76ee1c4f0e1b9e2f4c06c0d3e3a0b0f7f0fa  {}\n",
+            names[0]
+        )
+        .replace(
+            "c1e8d1f4b4d7b5da5cdeb2f8a0fd76ee1c4f0e1b9e2f4c06c0d3e3a0b0f7f0fa",
+            &sha256_hex(b"fake backup\n")
+        )
+    );
 
     s.clear_log();
     let out = s.run(&["delete", USER, "--force"]);
@@ -767,14 +800,15 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
     };
     // The fake useradd makes no real account either: nothing to ask sshd -T.
     let expected = format!(
-        "unchanged: key directory {}\nunchanged: sshd drop-in {}\n\
-         unchanged: sshd policy check (no jump account to check with yet; create checks its own)\n",
+        "unchanged: key directory {}\nunchanged: sshd drop-in {}\n",
         s.path("root/etc/containarium/keys").display(),
         s.path(DROPIN).display()
     );
+    let no_check =
+        "unchanged: sshd policy check (no jump account to check with yet; create checks its own)\n";
     let out_text = stdout(&out);
     assert!(
-        out_text.contains(&expected) && out_text.contains(group),
+        out_text.contains(&expected) && out_text.contains(group) && out_text.contains(no_check),
         "{out_text}"
     );
     std::fs::write(s.path(DROPIN), "Match User x\n").unwrap();
@@ -1266,7 +1300,8 @@ fn restore_brings_back_container_address_account_and_keys() {
         format!("incus import {} {USER}-container", file.display()),
         format!("incus start {USER}-container"),
         format!(
-            "incus config device set {USER}-container eth0 ipv4.address={}",
+            "incus config device set {USER}-container eth0 ipv4.address={} hwaddr= \
+             security.port_isolation=true security.mac_filtering=true security.ipv4_filtering=true",
             s.ip
         ),
         format!("incus config set {USER}-container user.containarium.state=ready"),
@@ -1277,6 +1312,61 @@ fn restore_brings_back_container_address_account_and_keys() {
     let out = s.run(&["restore", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already exists: delete it first or restore with --as USER"));
+
+    // A backup that asks for root on the host: refused key by key, and the
+    // import is gone again.
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+    let hostile = r#"{"config":{"security.privileged":"true"},"devices":{"host":{"type":"disk","source":"/","path":"/mnt"}}}"#;
+    let out = s.run_with(
+        &["restore", file.to_str().unwrap()],
+        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config key security.privileged")
+            && err.contains("device host (disk) is not one containarium makes"),
+        "{err}"
+    );
+    assert!(s.instance().is_none(), "the refused import is deleted");
+    // The control: the same backup with --strip comes back without them.
+    let out = s.run_with(
+        &["restore", file.to_str().unwrap(), "--strip"],
+        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = s.instance().unwrap();
+    assert!(
+        inst["config"].get("security.privileged").is_none(),
+        "{inst}"
+    );
+    assert!(inst["devices"].get("host").is_none(), "{inst}");
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+
+    // A digest that does not match is refused before anything happens.
+    let digest = s.path("alice.tar.gz.sha256");
+    std::fs::write(&digest, format!("{}  alice.tar.gz\n", "0".repeat(64))).unwrap();
+    s.clear_log();
+    let out = s.run(&["restore", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("does not match its digest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
+    std::fs::write(
+        &digest,
+        format!(
+            "{}  alice.tar.gz\n",
+            sha256_hex(&std::fs::read(&file).unwrap())
+        ),
+    )
+    .unwrap();
+    // --as hands the container to a new person only with their own keys.
+    let out = s.run(&["restore", file.to_str().unwrap(), "--as", "ctmtest-bob"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--ssh-key"), "{}", stderr(&out));
     std::fs::write(s.path("junk.tar.gz"), "not a tarball").unwrap();
     let out = s.run(&["restore", s.path("junk.tar.gz").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
