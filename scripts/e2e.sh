@@ -62,7 +62,7 @@ e2e_containarium "$E2E_WORK"
 # The drop-in goes in before the bastion's sshd starts, as on a real host.
 E2E_SUITE=setup # read by fail (checks.sh)
 check "host init" ctm host init
-check "host init is idempotent" bash -c "'$BIN' host init 2>&1 | grep -q '^sshd drop-in .*: unchanged$'"
+check "host init is idempotent" bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^sshd drop-in .*: unchanged$'"
 e2e_start_bastion_sshd
 
 summary=()

@@ -46,7 +46,7 @@ test_sshd_policy() {
 		bash -c "[ \"\$(cd $dropins && ls -1 -- *.conf | LC_ALL=C sort | head -n 1)\" = 00-containarium.conf ]"
 	cp -a "$dropins/00-containarium.conf" "$dropins/containarium.conf"
 	check "host init removes our drop-in under its old name" \
-		bash -c "'$BIN' host init && [ ! -e $dropins/containarium.conf ] && [ -e $dropins/00-containarium.conf ]"
+		bash -c "'$BIN' --project $E2E_PROJECT host init && [ ! -e $dropins/containarium.conf ] && [ -e $dropins/00-containarium.conf ]"
 	rm -f "$dropins/containarium.conf"
 
 	# --- hostile configuration, read after ours ------------------------------------
@@ -88,7 +88,7 @@ test_sshd_policy() {
 		jump_account_gets_ours
 	check "(control) sshd -T: the normal account gets the command and internal-sftp" normal_account_gets_theirs
 	check "host init accepts it and its sshd -T check passes (our block is read first)" \
-		bash -c "'$BIN' host init 2>&1 | grep -q '^check sshd.s effective policy for jump accounts... done'"
+		bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^check sshd.s effective policy for jump accounts... done'"
 
 	# --- a Match block read before ours ------------------------------------------------
 	mv "$dropins/01-ctme2e-hostile.conf" "$dropins/0-ctme2e-hostile.conf"
