@@ -141,8 +141,17 @@ impl Paths {
         self.at("/etc/ssh/sshd_config")
     }
 
+    pub fn sshd_dropin_dir(&self) -> PathBuf {
+        self.at("/etc/ssh/sshd_config.d")
+    }
+
     pub fn sshd_dropin(&self) -> PathBuf {
-        self.at("/etc/ssh/sshd_config.d/containarium.conf")
+        self.sshd_dropin_dir().join(crate::sshd::DROPIN_NAME)
+    }
+
+    /// Where versions before 00-containarium.conf put the drop-in.
+    pub fn sshd_old_dropin(&self) -> PathBuf {
+        self.sshd_dropin_dir().join(crate::sshd::OLD_DROPIN_NAME)
     }
 
     /// sshd's privilege separation directory: `sshd -t` fails without it.
@@ -193,7 +202,7 @@ mod tests {
         );
         assert_eq!(
             Paths::new("/").sshd_dropin(),
-            PathBuf::from("/etc/ssh/sshd_config.d/containarium.conf")
+            PathBuf::from("/etc/ssh/sshd_config.d/00-containarium.conf")
         );
     }
 }

@@ -151,10 +151,11 @@ impl TenantNet {
     pub fn require_guarded(&self, firewall: &str) -> Result<()> {
         let name = &self.name;
         if firewall.is_empty() {
-            bail!(Refused(format!(
+            bail!(Refused(
                 "Incus has no firewall driver on this host (install nftables and restart incusd): \
                  tenants could not be isolated"
-            )));
+                    .into()
+            ));
         }
         if !self.is_guarded() {
             bail!(Refused(format!(

@@ -185,6 +185,9 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
             .undo(Action::EditAccounts(accounts::userdel(user))),
         );
     }
+    // `sshd -T` needs the account; on a fresh host this is the first one.
+    // Before the key file: no key opens an account the policy misses.
+    plan.push(super::host::policy_step(&env.paths, user));
     plan.push(jump_keys_step(&env.paths, user, spec.keys.clone())?.releases_lock());
     plan.push(Step::new(
         format!("start {container}"),

@@ -1,5 +1,5 @@
-//! The real binary against fake `incus`, `useradd`, `userdel`, `groupadd`,
-//! `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
+//! The real binary against fake `incus`, `useradd`, `usermod`, `userdel`,
+//! `groupadd`, `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
 //! under a scratch root. Asserts the exact commands each verb issues, what
 //! it writes, and that a failure at any step of `create` undoes the steps
 //! before it. Must run as root, like the tool.
@@ -13,9 +13,10 @@ use std::process::{Command, Output, Stdio};
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop";
 const USER: &str = "ctmtest-alice";
-const FAKES: [&str; 6] = [
-    "incus", "useradd", "userdel", "groupadd", "groupdel", "sshd",
+const FAKES: [&str; 7] = [
+    "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd",
 ];
+const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -172,6 +173,14 @@ fn init_line(ip: &str) -> String {
     )
 }
 
+/// The policy check of the jump account, from one sample address.
+fn sshd_t(s: &Sandbox, addr: &str) -> String {
+    format!(
+        "sshd -T -f {} -C user={USER},addr={addr},host={addr}",
+        s.path("root/etc/ssh/sshd_config").display()
+    )
+}
+
 /// Everything a successful `create` runs, in order, as the fakes log it.
 fn create_calls(s: &Sandbox) -> Vec<String> {
     let mut calls = vec![
@@ -183,7 +192,7 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
         "incus query /1.0".to_string(),
     ];
     if !host_has_group() {
-        calls.push("groupadd --force --system containarium".into());
+        calls.push("groupadd --force --system -- containarium".into());
     }
     calls.extend([
         format!(
@@ -193,8 +202,11 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
         init_line(&s.ip),
         format!(
             "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
-             --home-dir /nonexistent --comment containarium jump account {USER}"
+             --home-dir /nonexistent --comment containarium jump account -- {USER}"
         ),
+        sshd_t(s, "127.0.0.1"),
+        sshd_t(s, "10.0.0.1"),
+        sshd_t(s, "203.0.113.1"),
         format!("incus start {USER}-container"),
         format!("incus exec {USER}-container -- timeout 900 sh -c {WAIT_SCRIPT}"),
         format!("incus file pull {USER}-container/var/lib/cloud/data/status.json -"),
@@ -243,8 +255,7 @@ fn create_runs_the_plan_and_records_everything_in_incus() {
             s.ip
         )
     );
-    let dropin =
-        std::fs::read_to_string(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap();
+    let dropin = std::fs::read_to_string(s.path(DROPIN)).unwrap();
     assert!(
         dropin.contains(
             "Match Group containarium\n    AuthorizedKeysFile /etc/containarium/keys/%u\n"
@@ -311,17 +322,14 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
             "incus query /1.0".to_string(),
         ]
     );
-    assert!(
-        !s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-            .exists()
-    );
+    assert!(!s.path(DROPIN).exists());
 }
 
 #[test]
 fn create_undoes_earlier_steps_when_any_step_fails() {
     let container = format!("{USER}-container");
     let undo_container = format!("incus delete --force {container}");
-    let undo_account = format!("userdel {USER}");
+    let undo_account = format!("userdel -- {USER}");
     // (what fails, the undo calls expected after it, in order)
     // Shared host setup (group, key directory, drop-in) is never undone:
     // another run may rely on it already. A failed `incus init` is undone:
@@ -330,6 +338,10 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         ("sshd -t", vec![]),
         ("incus init", vec![undo_container.clone()]),
         ("useradd", vec![undo_container.clone()]),
+        (
+            "sshd -T",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
         (
             "incus start",
             vec![undo_account.clone(), undo_container.clone()],
@@ -713,6 +725,44 @@ fn delete_lifts_a_full_quota_that_blocks_it() {
     assert!(s.instance().is_none());
 }
 
+/// delete takes the user's way in away before the container: when deleting
+/// the container fails, the key file is gone already, and a rerun finishes.
+#[test]
+fn delete_revokes_first_and_a_rerun_finishes() {
+    let s = Sandbox::new(43);
+    assert!(s.create().status.success());
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let out = s.run(&["delete", USER, "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The fake useradd made no real account: only the key file is left of it.
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "unchanged: jump account {USER} (absent)\n\
+             1. remove the jump key file\n    rm -f {}\n\
+             2. delete container {USER}-container\n    \
+             # incus delete --force {USER}-container (if a full quota blocks it: lift the quota, try again)\n",
+            key_file.display()
+        )
+    );
+
+    let out = s.run_with(
+        &["delete", USER, "--force"],
+        &[("FAKE_FAIL", "incus delete")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !key_file.exists(),
+        "key file kept while the container is deleted"
+    );
+    assert!(s.instance().is_some());
+
+    let out = s.run(&["delete", USER, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("deleted {USER}\n"));
+    assert!(s.instance().is_none());
+}
+
 #[test]
 fn delete_never_touches_what_containarium_did_not_make() {
     let s = Sandbox::new(41);
@@ -746,31 +796,207 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
     let group = if host_has_group() {
         "unchanged: group containarium\n"
     } else {
-        "1. create group containarium\n    groupadd --force --system containarium\n"
+        "1. create group containarium\n    groupadd --force --system -- containarium\n"
     };
+    // The fake useradd makes no real account either: nothing to ask sshd -T.
     let expected = format!(
         "unchanged: key directory {}\nunchanged: sshd drop-in {}\n",
         s.path("root/etc/containarium/keys").display(),
-        s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-            .display()
+        s.path(DROPIN).display()
     );
+    let no_check =
+        "unchanged: sshd policy check (no jump account to check with yet; create checks its own)\n";
     let out_text = stdout(&out);
     assert!(
-        out_text.contains(&expected) && out_text.contains(group),
+        out_text.contains(&expected) && out_text.contains(group) && out_text.contains(no_check),
         "{out_text}"
     );
-    std::fs::write(
-        s.path("root/etc/ssh/sshd_config.d/containarium.conf"),
-        "Match User x\n",
-    )
-    .unwrap();
+    std::fs::write(s.path(DROPIN), "Match User x\n").unwrap();
     let out = s.run(&["host", "init"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("was not written by containarium"));
     assert_eq!(
-        std::fs::read_to_string(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap(),
+        std::fs::read_to_string(s.path(DROPIN)).unwrap(),
         "Match User x\n"
     );
+}
+
+/// The drop-in moves to 00-containarium.conf: ours under the old name goes,
+/// someone else's file of that name stays.
+#[test]
+fn host_init_migrates_the_old_dropin_name() {
+    let s = Sandbox::new(51);
+    let old = s.path("root/etc/ssh/sshd_config.d/containarium.conf");
+    std::fs::write(
+        &old,
+        "# Managed by containarium: old version\nMatch Group containarium\n",
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!old.exists(), "our old drop-in left behind");
+    assert!(
+        std::fs::read_to_string(s.path(DROPIN))
+            .unwrap()
+            .starts_with("# Managed by containarium")
+    );
+    assert!(
+        s.log().contains(&format!(
+            "sshd -t -f {}",
+            s.path("root/etc/ssh/sshd_config").display()
+        )),
+        "{:?}",
+        s.log()
+    );
+
+    // Control: a foreign file of the old name is not ours to remove.
+    std::fs::write(&old, "PrintMotd no\n").unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), "PrintMotd no\n");
+}
+
+/// sshd applies the first matching Match block's value of each keyword: a
+/// drop-in read before ours with a Match block is refused before anything
+/// changes; the same block in a drop-in read after ours is fine.
+#[test]
+fn host_init_refuses_a_match_block_that_sshd_reads_before_ours() {
+    let s = Sandbox::new(52);
+    let hostile = "Match Address 10.0.0.0/8\n    ForceCommand internal-sftp\n";
+    let dir = s.path("root/etc/ssh/sshd_config.d");
+    std::fs::write(dir.join("0-hostile.conf"), hostile).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: sshd_config.d/0-hostile.conf sorts before 00-containarium.conf and has a Match block: \
+             it would override containarium's policy for jump accounts; move it after {} or remove it\n",
+            s.path(DROPIN).display()
+        )
+    );
+    assert!(!s.path(DROPIN).exists());
+    assert!(s.log().is_empty(), "{:?}", s.log());
+    // create refuses the same way, before making anything.
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(s.instance().is_none());
+
+    // Control: sorting after ours (note "000-" > "00-c") it cannot win.
+    std::fs::rename(dir.join("0-hostile.conf"), dir.join("000-hostile.conf")).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.path(DROPIN).exists());
+
+    // A Match block in sshd_config above the Include is refused too.
+    std::fs::write(
+        s.path("root/etc/ssh/sshd_config"),
+        format!("{hostile}Include /etc/ssh/sshd_config.d/*.conf\n"),
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sshd_config has a Match block above its Include"));
+}
+
+/// `create` proves with `sshd -T` that our policy is what sshd applies to
+/// the new jump account; when another Match block wins for one address,
+/// create fails in one line and undoes everything.
+#[test]
+fn create_refuses_when_sshd_would_not_apply_our_policy() {
+    let s = Sandbox::new(53);
+    let key = s.path("alice.pub");
+    let args = [
+        "create",
+        USER,
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--image",
+        "local:dev",
+    ];
+    let out = s.run_with(&args, &[("FAKE_SSHD_T_HOSTILE", "addr=10.0.0.1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let error_line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert_eq!(
+        error_line,
+        format!(
+            "error: check sshd's effective policy for jump accounts failed: sshd would not apply \
+             containarium's policy to jump account {USER} from 10.0.0.1: allowtcpforwarding is \"yes\", \
+             not \"local\", forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"; another Match \
+             block wins (a drop-in sorting before 00-containarium.conf?)"
+        )
+    );
+    let log = s.log();
+    let at = log
+        .iter()
+        .position(|l| *l == sshd_t(&s, "10.0.0.1"))
+        .unwrap();
+    assert_eq!(
+        log[at - 1],
+        sshd_t(&s, "127.0.0.1"),
+        "the control address passed first"
+    );
+    assert_eq!(
+        log[at + 1..at + 3],
+        [
+            format!("userdel -- {USER}"),
+            format!("incus delete --force {USER}-container")
+        ]
+    );
+    assert!(s.instance().is_none());
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{USER}"))
+            .exists()
+    );
+
+    // Control: the same create with sshd applying our policy succeeds.
+    let out = s.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The pid file is only trusted if it names root's sshd: a stale one that
+/// names another process gets no signal; a root process named sshd does.
+#[test]
+fn host_init_reloads_only_an_sshd() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Sandbox::new(54);
+    std::fs::copy("/bin/sleep", s.path("bin/sshd-listener")).unwrap();
+    std::fs::copy("/bin/sleep", s.path("sshd")).unwrap();
+    let pid_file = s.path("root/run/sshd.pid");
+
+    let mut other = Command::new(s.path("bin/sshd-listener"))
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, format!("{}\n", other.id())).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sshd is not running; it reads the drop-in when it starts"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "a non-sshd was signalled"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+
+    // Control: a root process whose name is sshd gets the SIGHUP.
+    std::fs::remove_file(s.path(DROPIN)).unwrap();
+    let mut sshd = Command::new(s.path("sshd")).arg("60").spawn().unwrap();
+    std::fs::write(&pid_file, format!("{}\n", sshd.id())).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reload sshd... done"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sshd.wait().unwrap().signal(), Some(1));
 }
 
 #[test]
@@ -955,15 +1181,12 @@ fn sync_accounts_rebuilds_key_files_from_metadata() {
     let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
     let written = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    std::fs::remove_file(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap();
+    std::fs::remove_file(s.path(DROPIN)).unwrap();
     s.clear_log();
     let out = s.run(&["sync-accounts"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
-    assert!(
-        s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-            .exists()
-    );
+    assert!(s.path(DROPIN).exists());
     assert!(
         s.log()
             .iter()
@@ -1019,6 +1242,7 @@ fn snapshots_and_power() {
         .filter(|l| {
             !l.starts_with("incus list")
                 && !l.starts_with("incus snapshot list")
+                && !l.starts_with("incus query")
                 && !l.starts_with("useradd")
         })
         .collect();

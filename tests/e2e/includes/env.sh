@@ -72,7 +72,11 @@ E2E_IMAGE_WARM_MS=${E2E_IMAGE_WARM_MS:-0}
 
 E2E_SSHD_PIDFILE=/run/ctme2e-sshd.pid
 E2E_INCUSD_PIDFILE=$E2E_STATE_DIR/incusd.pid
-E2E_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
+E2E_DROPIN=/etc/ssh/sshd_config.d/00-containarium.conf
+# The drop-in's name before 00-containarium.conf; host init removes ours.
+E2E_OLD_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
+# Drop-ins a suite writes (hostile configuration) match this; never others.
+E2E_TEST_DROPINS='/etc/ssh/sshd_config.d/*-ctme2e-*.conf'
 E2E_ETC_DIR=/etc/containarium
 E2E_BACKUP_DIR=$E2E_CACHE_DIR/host-backup
 E2E_BACKPORTS_SOURCE=/etc/apt/sources.list.d/ctme2e-bookworm-backports.sources
@@ -502,6 +506,9 @@ e2e__record_host_state() {
 	if [ -e "$E2E_DROPIN" ]; then
 		cp -a "$E2E_DROPIN" "$E2E_BACKUP_DIR/dropin" || return 1
 	fi
+	if [ -e "$E2E_OLD_DROPIN" ]; then
+		cp -a "$E2E_OLD_DROPIN" "$E2E_BACKUP_DIR/old-dropin" || return 1
+	fi
 	if [ -e "$E2E_ETC_DIR" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -cpf "$E2E_BACKUP_DIR/etc.tar" \
 			"$(basename "$E2E_ETC_DIR")" || return 1
@@ -523,6 +530,13 @@ e2e__restore_host_state() {
 	else
 		rm -f "$E2E_DROPIN"
 	fi
+	if [ -e "$E2E_BACKUP_DIR/old-dropin" ]; then
+		cp -a "$E2E_BACKUP_DIR/old-dropin" "$E2E_OLD_DROPIN" || rc=1
+	else
+		rm -f "$E2E_OLD_DROPIN"
+	fi
+	# shellcheck disable=SC2086 # the glob is the point
+	rm -f $E2E_TEST_DROPINS
 	rm -rf "$E2E_ETC_DIR"
 	if [ -e "$E2E_BACKUP_DIR/etc.tar" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -xpf "$E2E_BACKUP_DIR/etc.tar" || rc=1

@@ -50,7 +50,7 @@ test_basics() {
 	refused "alice cannot forward to another port of her container" "administratively prohibited" \
 		ssh -F "$work/ssh-e2e-alice.conf" -o LogLevel=INFO -p "$port" -W "$alice_ip:80" "e2e-alice@$bastion"
 	refused "alice gets no shell on the bastion" "not available\|closed\|failed" \
-		ssh -F "$work/ssh-e2e-alice.conf" -p "$port" "e2e-alice@$bastion" id
+		ssh -F "$work/ssh-e2e-alice.conf" -o LogLevel=INFO -p "$port" "e2e-alice@$bastion" id
 	refused "alice's key does not open bob's jump account" "Permission denied" \
 		ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -W "$bob_ip:22" "e2e-bob@$bastion"
 	refused "no remote forwarding from the bastion" "forwarding failed\|remote port forwarding failed\|administratively" \

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Stand-in for incus, useradd, userdel, groupadd, groupdel and sshd.
+"""Stand-in for incus, useradd, usermod, userdel, groupadd, groupdel and sshd.
 
 Installed under each of those names in a directory put first on PATH. Every
 call is appended to $FAKE_LOG as one line: the program's name and its
 arguments, each argument cut at its first newline. A call whose line contains
 $FAKE_FAIL fails with exit 1. The fake incus keeps its instances as JSON
 files in $FAKE_STATE and answers like the real one for what containarium
-uses; instances get the address $FAKE_IP when started.
+uses; instances get the address $FAKE_IP when started. `sshd -T` prints
+real captured output (tests/fixtures/sshd-T-jump.txt: our Match block in
+effect), or, when its -C spec contains $FAKE_SSHD_T_HOSTILE, the output for
+a connection that an earlier hostile Match block wins
+(sshd-T-hostile-match.txt).
 """
 import json
 import os
@@ -22,6 +26,14 @@ fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
     sys.exit(1)
+if prog == "sshd" and "-T" in args:
+    fixtures = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "fixtures")
+    spec = args[args.index("-C") + 1] if "-C" in args else ""
+    hostile = os.environ.get("FAKE_SSHD_T_HOSTILE")
+    name = "sshd-T-hostile-match.txt" if hostile and hostile in spec else "sshd-T-jump.txt"
+    with open(os.path.join(fixtures, name)) as f:
+        sys.stdout.write(f.read())
+    sys.exit(0)
 if prog != "incus":
     sys.exit(0)
 
