@@ -204,17 +204,17 @@ fn sshd_steps(paths: &Paths, plan: &mut Plan) -> Result<()> {
         );
         changed = true;
     }
-    if !changed {
-        return Ok(());
-    }
     // systemd's ssh.service makes it at start; a host without systemd, or
-    // whose sshd never ran, has none.
+    // whose sshd never ran, has none, and `sshd -t`/`-T` fail without it.
     let privsep = paths.sshd_privsep_dir();
     if !privsep.is_dir() {
         plan.push(Step::new(
             "create sshd's privilege separation directory",
             Action::run(Cmd::new("install").args(["-d", "-m", "0755", &privsep.to_string_lossy()])),
         ));
+    }
+    if !changed {
+        return Ok(());
     }
     plan.push(Step::new(
         "validate the sshd configuration",

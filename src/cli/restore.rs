@@ -181,6 +181,8 @@ impl RestoreArgs {
                 .undo(Action::EditAccounts(accounts::userdel(&user))),
             );
         }
+        // No key may open an account our sshd policy does not cover.
+        plan.push(super::host::policy_step(&env.paths, &user));
         plan.push(super::create::jump_keys_step(&env.paths, &user, keys.clone())?.releases_lock());
         plan.push(Step::new(
             format!("start {name}"),
