@@ -55,7 +55,11 @@ impl DeleteArgs {
                 self.user
             ))?;
         }
-        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+        // Planned again under our lock: what the prompt showed may have
+        // changed while it waited.
+        let lock = super::lock(env, &format!("delete {}", self.user))?;
+        let plan = self.plan(env)?;
+        plan.apply_holding(lock, &mut Facts::default())?;
         println!("deleted {}", self.user);
         Ok(())
     }

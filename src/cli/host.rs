@@ -43,6 +43,7 @@ impl HostCommand {
     pub fn run(self, env: &Env) -> Result<()> {
         match self {
             HostCommand::Init(args) => {
+                let lock = super::lock(env, "host init")?;
                 let mut plan = plan(&env.paths)?;
                 plan.append(network_plan(env)?);
                 match existing_jump_account(&env.paths)? {
@@ -55,7 +56,7 @@ impl HostCommand {
                     print!("{}", plan.describe());
                     return Ok(());
                 }
-                plan.apply(env.paths.lock_file(), &mut Facts::default())
+                plan.apply_holding(lock, &mut Facts::default())
             }
         }
     }
