@@ -39,6 +39,20 @@ pub struct DeleteArgs {
 
 impl DeleteArgs {
     pub fn run(self, env: &Env) -> Result<()> {
+        if !self.force && !self.dry_run {
+            // Asked without our lock held, so a waiting prompt holds
+            // nobody up; planned again under it below.
+            if self.plan(env)?.steps.is_empty() {
+                println!("nothing to delete for {}", self.user);
+                return Ok(());
+            }
+            confirm(&format!(
+                "Delete {} and jump account {}? This cannot be undone",
+                self.user.container(),
+                self.user
+            ))?;
+        }
+        let lock = super::lock(env, &format!("delete {}", self.user))?;
         let plan = self.plan(env)?;
         if self.dry_run {
             print!("{}", plan.describe());
@@ -48,17 +62,6 @@ impl DeleteArgs {
             println!("nothing to delete for {}", self.user);
             return Ok(());
         }
-        if !self.force {
-            confirm(&format!(
-                "Delete {} and jump account {}? This cannot be undone",
-                self.user.container(),
-                self.user
-            ))?;
-        }
-        // Planned again under our lock: what the prompt showed may have
-        // changed while it waited.
-        let lock = super::lock(env, &format!("delete {}", self.user))?;
-        let plan = self.plan(env)?;
         plan.apply_holding(lock, &mut Facts::default())?;
         println!("deleted {}", self.user);
         Ok(())
