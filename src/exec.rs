@@ -29,6 +29,11 @@ pub struct Cmd {
     pub program: String,
     pub args: Vec<String>,
     pub stdin: Option<Vec<u8>>,
+    /// Runs in a process group of its own, so a terminal's Ctrl-C reaches
+    /// only us: for a command that must not die half-way (`incus init`
+    /// would leave a half-made instance that its undo cannot yet see). The
+    /// plan stops after it and undoes it instead.
+    pub uninterruptible: bool,
 }
 
 impl Cmd {
@@ -37,7 +42,13 @@ impl Cmd {
             program: program.into(),
             args: Vec::new(),
             stdin: None,
+            uninterruptible: false,
         }
+    }
+
+    pub fn uninterruptible(mut self) -> Self {
+        self.uninterruptible = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -160,6 +171,13 @@ pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
         Some(bytes) => expr.stdin_bytes(bytes.clone()),
         None => expr.stdin_null(),
     };
+    if cmd.uninterruptible {
+        expr = expr.before_spawn(|child| {
+            use std::os::unix::process::CommandExt;
+            child.process_group(0);
+            Ok(())
+        });
+    }
     // Incus reads INCUS_PROJECT, INCUS_REMOTE and friends: a stray one in the
     // admin's environment must not redirect what we do.
     for (key, _) in std::env::vars_os() {

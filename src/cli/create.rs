@@ -167,7 +167,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     plan.push(
         Step::new(
             format!("create container {container} at {ip}"),
-            Action::run(init_cmd(incus, spec, &net, ip)),
+            Action::run(init_cmd(incus, spec, &net, ip).uninterruptible()),
         )
         .undo(Action::run(incus.delete_cmd(&container)))
         .undo_if_failed(),

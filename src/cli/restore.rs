@@ -120,7 +120,11 @@ impl RestoreArgs {
         plan.push(
             Step::new(
                 format!("import {name} from {file} (stopped)"),
-                Action::run(incus.cmd(["import", file.as_str(), name.as_str()])),
+                Action::run(
+                    incus
+                        .cmd(["import", file.as_str(), name.as_str()])
+                        .uninterruptible(),
+                ),
             )
             .undo(Action::run(incus.delete_cmd(&name)))
             .undo_if_failed(),

@@ -32,6 +32,26 @@ test_accounts() {
 		skip "lock contention: /etc/passwd.lock exists and is not ours"
 	fi
 
+	# Ctrl-C while `incus init` runs: the terminal signals the whole process
+	# group, incus dies half-way, and create undoes what it left.
+	interrupted_create() {
+		local pid i
+		setsid "$BIN" --project "$E2E_PROJECT" create e2e-int --ssh-key "$work/keys/e2e-carol.pub" \
+			--no-docker >"$work/int.out" 2>&1 &
+		pid=$!
+		for ((i = 0; i < 200; i++)); do
+			pgrep -f "incus --project $E2E_PROJECT init .* e2e-int-container" >/dev/null && break
+			sleep 0.05
+		done
+		[ "$i" -lt 200 ] || { echo "incus init never ran"; return 1; }
+		kill -INT -- "-$pid"
+		wait "$pid" && { echo "create succeeded despite the interrupt"; return 1; }
+		cat "$work/int.out"
+		! incus --project "$E2E_PROJECT" info e2e-int-container >/dev/null 2>&1 &&
+			! getent passwd e2e-int && [ ! -e /etc/containarium/keys/e2e-int ]
+	}
+	check "Ctrl-C during incus init leaves nothing behind" interrupted_create
+
 	# Ten creates in parallel, from a shell loop.
 	for i in $(seq -w 1 10); do e2e_client "e2e-p$i" "$work"; done
 	pwck_before=$(pwck -r 2>&1 || true)
