@@ -52,7 +52,17 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             };
-            let plan = jump_plan(env, &user, ip, &instance.keys()?)?;
+            // One user's bad metadata must not hold back everyone else's.
+            let keys = match instance.keys() {
+                Ok(keys) => keys,
+                Err(err) => {
+                    ui::note(&format!(
+                        "warning: {err}; {user} skipped (their key file is left as it is)"
+                    ));
+                    continue;
+                }
+            };
+            let plan = jump_plan(env, &user, ip, &keys)?;
             users.push((user, plan));
         }
         if self.dry_run {
