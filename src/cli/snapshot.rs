@@ -127,6 +127,11 @@ impl SnapshotCommand {
                     format!("{verb} snapshot {name} of {container}"),
                     Action::run(env.incus.cmd(["snapshot", verb, container, name.as_str()])),
                 ));
+                // Incus restarts a running container to restore it: done
+                // when it answers again, as `restart` is.
+                if restore && instance.is_running() {
+                    plan.push(super::create::sshd_ready_step(instance.pinned_ipv4()));
+                }
             }
             SnapshotCommand::List(_) => unreachable!("handled above"),
         }
