@@ -20,8 +20,10 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-# shellcheck source=scripts/e2e-env.sh
-. scripts/e2e-env.sh
+for include in env tenants p1; do
+	# shellcheck source=/dev/null
+	. "tests/e2e/includes/$include.sh"
+done
 trap e2e_cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -30,9 +32,8 @@ e2e_install_deps
 e2e_start_incusd
 e2e_setup_incus
 e2e_image
-work=$E2E_STATE_DIR/bench
+work=$E2E_WORK
 e2e_containarium "$work"
-ctm() { "$BIN" --project "$E2E_PROJECT" "$@"; }
 
 ctm host init >/dev/null 2>&1
 e2e_start_bastion_sshd

@@ -118,7 +118,7 @@ flock -u 9
 say "checkers ready ($(elapsed "$t0")): $(shellcheck --version | sed -n 's/^version: /shellcheck /p'), $(cloud-init --version 2>&1 | tr -d '\n'), checkov $("$checkov_venv/bin/checkov" --version)"
 
 # --- checks ------------------------------------------------------------------
-mapfile -t shell_scripts < <(find scripts -name '*.sh' -type f | sort)
+mapfile -t shell_scripts < <(find scripts tests/e2e -name '*.sh' -type f | sort)
 run_check "shellcheck (${#shell_scripts[@]} scripts)" \
     shellcheck --external-sources --source-path=SCRIPTDIR "${shell_scripts[@]}"
 

@@ -10,13 +10,15 @@
 #                       incus-instance-state.json into DIR (e.g. tests/fixtures)
 #   --baseline-runs N   number of bare-baseline runs (default 3, 0 to skip)
 #
-# Run as root. Cleans up everything it created on exit (see e2e-env.sh).
+# Run as root. Cleans up everything it created on exit (see tests/e2e/includes/env.sh).
 # shellcheck disable=SC2016 # remote commands are single-quoted on purpose
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=scripts/e2e-env.sh
-. "$here/e2e-env.sh"
+for include in env p1; do
+	# shellcheck source=/dev/null
+	. "$here/../tests/e2e/includes/$include.sh"
+done
 
 fixtures=
 baseline_runs=3

@@ -2,10 +2,11 @@
 //! no shell, no password and no home, whose keys may only forward to their
 //! own container.
 //!
-//! Every edit of the account database (`useradd`, `userdel`, `groupadd`)
-//! runs under our lock file and is retried, bounded, while another program
-//! (a cloud guest agent, say) holds /etc/passwd's own lock. We never delete
-//! anyone's lock file or signal its holder.
+//! Every edit of the account database (`useradd`, `usermod`, `userdel`,
+//! `groupadd`, `groupdel`) puts `--` before the name, runs under our lock
+//! file and is retried, bounded, while another program (a cloud guest
+//! agent, say) holds /etc/passwd's own lock. We never delete anyone's lock
+//! file or signal its holder.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -50,7 +51,11 @@ pub fn is_ours(account: &Account) -> Result<bool> {
 /// `--force`: parallel first `create`s on a fresh bastion all plan this
 /// step; the ones that lose the race must succeed too.
 pub fn groupadd() -> Cmd {
-    Cmd::new("groupadd").args(["--force", "--system", GROUP])
+    Cmd::new("groupadd").args(["--force", "--system", "--", GROUP])
+}
+
+pub fn groupdel() -> Cmd {
+    Cmd::new("groupdel").args(["--", GROUP])
 }
 
 /// A locked, shell-less account without a home. `SUB_UID_COUNT=0`: a jump
@@ -73,12 +78,19 @@ pub fn useradd(user: &UserName) -> Cmd {
         "/nonexistent",
         "--comment",
         "containarium jump account",
+        "--",
         user.as_str(),
     ])
 }
 
+/// Expires the account (1 January 1970), so sshd refuses every new login
+/// of it, whatever key is offered, until `userdel` removes it.
+pub fn expire(user: &UserName) -> Cmd {
+    Cmd::new("usermod").args(["--expiredate", "1", "--", user.as_str()])
+}
+
 pub fn userdel(user: &UserName) -> Cmd {
-    Cmd::new("userdel").arg(user.as_str())
+    Cmd::new("userdel").args(["--", user.as_str()])
 }
 
 /// The authorized_keys line that lets `key` open a tunnel to the container
@@ -122,7 +134,12 @@ pub fn parse_jump_key_file(text: &str) -> (Option<Ipv4Addr>, Vec<PublicKey>) {
 /// Runs an account-database edit under our lock, retrying while another
 /// program holds the database's lock.
 pub fn edit(lock_path: &Path, cmd: &Cmd) -> Result<()> {
-    let _lock = crate::lock::acquire(lock_path)?;
+    let _lock = crate::lock::acquire(lock_path, &cmd.program)?;
+    edit_held(cmd)
+}
+
+/// [`edit`] for a caller that holds our lock already.
+pub fn edit_held(cmd: &Cmd) -> Result<()> {
     retry(
         &Backoff::ACCOUNT_DB,
         || exec::run(cmd),
@@ -168,8 +185,18 @@ mod tests {
         let alice = "alice".parse().unwrap();
         assert_eq!(
             useradd(&alice).to_string(),
-            "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*' --no-create-home --home-dir /nonexistent --comment 'containarium jump account' alice"
+            "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*' --no-create-home --home-dir /nonexistent --comment 'containarium jump account' -- alice"
         );
+        assert_eq!(userdel(&alice).to_string(), "userdel -- alice");
+        assert_eq!(
+            expire(&alice).to_string(),
+            "usermod --expiredate 1 -- alice"
+        );
+        assert_eq!(
+            groupadd().to_string(),
+            "groupadd --force --system -- containarium"
+        );
+        assert_eq!(groupdel().to_string(), "groupdel -- containarium");
     }
 
     #[test]

@@ -33,6 +33,8 @@ struct ConfigFile {
     cpu: Option<u32>,
     memory: Option<String>,
     template: Option<String>,
+    #[serde(default)]
+    deny_egress: Vec<String>,
 }
 
 /// Defaults for `create`, after the config file; command-line flags win.
@@ -46,6 +48,9 @@ pub struct Defaults {
     pub cpu: u32,
     pub memory: ByteSize,
     pub template: String,
+    /// Destinations tenants may never reach, beyond the built-in ones (the
+    /// VPC, other bastions, internal services).
+    pub deny_egress: Vec<crate::network::Cidr>,
 }
 
 impl Defaults {
@@ -76,6 +81,15 @@ impl Defaults {
         if file.cpu == Some(0) {
             return Err(Refused(format!("{} cpu: must be at least 1", path.display())).into());
         }
+        let deny_egress = file
+            .deny_egress
+            .iter()
+            .map(|c| {
+                c.parse::<crate::network::Cidr>()
+                    .map(crate::network::Cidr::network)
+                    .map_err(|err| Refused(format!("{} deny-egress: {err}", path.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Defaults {
             image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
             storage_pool: file.storage_pool,
@@ -84,6 +98,7 @@ impl Defaults {
             cpu: file.cpu.unwrap_or(2),
             memory: size(file.memory, "2GiB", "memory")?,
             template: file.template.unwrap_or_else(|| "default".to_string()),
+            deny_egress,
         })
     }
 }
@@ -133,8 +148,22 @@ impl Paths {
         self.at("/etc/ssh/sshd_config")
     }
 
+    pub fn sshd_dropin_dir(&self) -> PathBuf {
+        self.at("/etc/ssh/sshd_config.d")
+    }
+
     pub fn sshd_dropin(&self) -> PathBuf {
-        self.at("/etc/ssh/sshd_config.d/containarium.conf")
+        self.sshd_dropin_dir().join(crate::sshd::DROPIN_NAME)
+    }
+
+    /// Where versions before 00-containarium.conf put the drop-in.
+    pub fn sshd_old_dropin(&self) -> PathBuf {
+        self.sshd_dropin_dir().join(crate::sshd::OLD_DROPIN_NAME)
+    }
+
+    /// sshd's privilege separation directory: `sshd -t` fails without it.
+    pub fn sshd_privsep_dir(&self) -> PathBuf {
+        self.at("/run/sshd")
     }
 
     pub fn sshd_pid_file(&self) -> PathBuf {
@@ -206,6 +235,8 @@ mod tests {
         assert_eq!(ok.storage_pool.as_deref(), Some("tank"));
         assert!(toml::from_str::<ConfigFile>("storage_pool = \"tank\"").is_err());
         assert!(toml::from_str::<ConfigFile>("disks = \"1GiB\"").is_err());
+        let deny: ConfigFile = toml::from_str("deny-egress = [\"10.128.0.0/9\"]").unwrap();
+        assert_eq!(deny.deny_egress, ["10.128.0.0/9"]);
     }
 
     #[test]
@@ -255,7 +286,7 @@ mod tests {
         );
         assert_eq!(
             Paths::new("/").sshd_dropin(),
-            PathBuf::from("/etc/ssh/sshd_config.d/containarium.conf")
+            PathBuf::from("/etc/ssh/sshd_config.d/00-containarium.conf")
         );
     }
 }

@@ -37,6 +37,10 @@ impl Incus {
         Incus { project }
     }
 
+    pub fn project(&self) -> Option<&str> {
+        self.project.as_deref()
+    }
+
     /// `incus [--project P] ARGS...`
     pub fn cmd<I, S>(&self, args: I) -> Cmd
     where
@@ -48,6 +52,31 @@ impl Incus {
             cmd = cmd.args(["--project", project.as_str()]);
         }
         cmd.args(args)
+    }
+
+    /// `incus query PATH`, in our project: `query` takes the project as
+    /// a URL parameter, never `--project`.
+    pub fn query_cmd(&self, path: &str) -> Cmd {
+        let path = match &self.project {
+            Some(project) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                format!("{path}{sep}project={project}")
+            }
+            None => path.to_string(),
+        };
+        Cmd::new("incus").args(["query", path.as_str()])
+    }
+
+    /// The firewall driver incusd uses (`nftables`, `xtables`), empty when
+    /// it has none.
+    pub fn firewall(&self) -> Result<String> {
+        let out = self.probe(&Cmd::new("incus").args(["query", "/1.0"]))?;
+        let server: serde_json::Value =
+            serde_json::from_str(&out.stdout).context("parsing `incus query /1.0`")?;
+        Ok(server["environment"]["firewall"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 
     pub fn list_cmd(&self, name: Option<&str>) -> Cmd {
@@ -285,6 +314,9 @@ where
 #[derive(Debug, Clone, Deserialize)]
 pub struct Instance {
     pub name: String,
+    /// Set by `incus list --all-projects`.
+    #[serde(default)]
+    pub project: String,
     pub status: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub config: BTreeMap<String, String>,
@@ -415,27 +447,6 @@ pub fn parse_instances(json: &str) -> Result<Vec<Instance>> {
     serde_json::from_str(json).context("parsing `incus list --format json` output")
 }
 
-/// Polls until the instance has an eth0 IPv4, or `timeout` passes.
-pub fn wait_for_ipv4(
-    incus: &Incus,
-    instance: &str,
-    timeout: std::time::Duration,
-) -> Result<Ipv4Addr> {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(ip) = incus.instance(instance)?.and_then(|i| i.ipv4()) {
-            return Ok(ip);
-        }
-        if start.elapsed() > timeout {
-            anyhow::bail!(
-                "{instance} has no IPv4 address on eth0 after {}s (is DHCP on its network working?)",
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,6 +540,10 @@ mod tests {
         assert_eq!(
             Incus::new(None).delete_cmd("a").to_string(),
             "incus delete --force a"
+        );
+        assert_eq!(
+            incus.query_cmd("/1.0/networks/br0").to_string(),
+            "incus query '/1.0/networks/br0?project=dev'"
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod incus;
 pub mod keys;
 pub mod lock;
 pub mod names;
+pub mod network;
 pub mod plan;
 pub mod retry;
 pub mod size;

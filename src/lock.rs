@@ -1,44 +1,102 @@
-//! Our one lock file, which serialises edits of the account database and of
-//! the files we keep beside it between concurrent `containarium` runs.
+//! Our one lock file, which serialises changes to the host and to Incus
+//! between concurrent `containarium` runs: from the probes that plan a
+//! change to the last step that must not interleave with another run.
 //!
-//! We never delete the lock file or touch another program's lock: when
-//! another run holds ours we say so and wait.
+//! We never delete the lock file or touch another program's lock. The
+//! holder writes its PID and verb into the file, so a waiting run can say
+//! who it waits for; waiting is bounded.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::Path;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-/// Held while alive; dropping the file releases the lock.
+/// How long a run waits for another to finish before giving up.
+pub const WAIT: Duration = Duration::from_secs(600);
+
+/// Held while alive; dropping it releases the lock.
 pub struct Lock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
-pub fn acquire(path: &Path) -> Result<Lock> {
+impl Lock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Nobody holds it any more: say so to the next reader.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Takes the lock for `what` (e.g. "create alice"), waiting at most
+/// [`WAIT`] for another run that holds it.
+pub fn acquire(path: &Path, what: &str) -> Result<Lock> {
+    acquire_within(path, what, WAIT)
+}
+
+pub fn acquire_within(path: &Path, what: &str, wait: Duration) -> Result<Lock> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(path)
         .with_context(|| format!("opening lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            eprintln!(
-                "waiting for lock {} (another containarium is running)",
-                path.display()
-            );
-            file.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
-        }
-        Err(TryLockError::Error(err)) => {
-            return Err(err).with_context(|| format!("locking {}", path.display()));
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let holder = holder(&mut file);
+                if start.elapsed() >= wait {
+                    bail!(crate::error::Refused(format!(
+                        "gave up after {}s waiting for {} (held by {holder}); nothing changed",
+                        wait.as_secs(),
+                        path.display()
+                    )));
+                }
+                if !said {
+                    eprintln!(
+                        "waiting for lock {} (held by {holder}: another containarium is running)",
+                        path.display()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(TryLockError::Error(err)) => {
+                return Err(err).with_context(|| format!("locking {}", path.display()));
+            }
         }
     }
-    Ok(Lock { _file: file })
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{} containarium {what}", std::process::id())?;
+    Ok(Lock {
+        file,
+        path: path.to_path_buf(),
+    })
+}
+
+/// What the holder wrote into the lock file.
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
+    match text.trim().split_once(' ') {
+        Some((pid, what)) if !what.is_empty() => format!("pid {pid}, {what}"),
+        _ => "another process".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -46,13 +104,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_holder_waits_for_the_first() {
+    fn second_holder_waits_a_bounded_time_and_names_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/containarium.lock");
-        let first = acquire(&path).unwrap();
-        let other = File::open(&path).unwrap();
-        assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
+        let first = acquire(&path, "create alice").unwrap();
+        let err = acquire_within(&path, "delete bob", Duration::from_millis(200))
+            .err()
+            .unwrap();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "held by pid {}, containarium create alice",
+                std::process::id()
+            )),
+            "{text}"
+        );
         drop(first);
-        assert!(other.try_lock().is_ok());
+        let second = acquire_within(&path, "delete bob", Duration::from_millis(200)).unwrap();
+        assert!(
+            std::fs::read_to_string(second.path())
+                .unwrap()
+                .ends_with("containarium delete bob")
+        );
     }
 }

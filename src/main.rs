@@ -25,7 +25,13 @@ fn main() {
     if let Err(err) = cli.run() {
         let code = containarium::error::exit_code(&err);
         if code == 2 {
-            eprintln!("error: {err}");
+            // The refusal itself, even when a step's context wraps it (a
+            // refusal found mid-apply, after the steps before were undone).
+            let refusal = err
+                .chain()
+                .find(|cause| cause.is::<containarium::error::Refused>())
+                .map_or_else(|| err.to_string(), ToString::to_string);
+            eprintln!("error: {refusal}");
         } else {
             eprintln!("error: {err:#}");
         }

@@ -13,6 +13,7 @@
 //! at the moment they run, and `--dry-run` shows a placeholder such as
 //! `<ipv4>` for what is not known yet.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::exec::{self, Cmd};
 use crate::files::FileWrite;
+use crate::lock::Lock;
 use crate::ui;
 
 /// What steps learn while applying.
@@ -93,7 +95,13 @@ impl Action {
             Action::Run(build) => {
                 exec::run(&build(facts))?;
             }
-            Action::EditAccounts(cmd) => crate::accounts::edit(&ctx.lock_path, cmd)?,
+            Action::EditAccounts(cmd) => {
+                if ctx.held.borrow().is_some() {
+                    crate::accounts::edit_held(cmd)?
+                } else {
+                    crate::accounts::edit(&ctx.lock_path, cmd)?
+                }
+            }
             Action::Write(build) => build(facts).apply()?,
             Action::Remove(path) => match std::fs::remove_file(path) {
                 Ok(()) => {}
@@ -112,6 +120,13 @@ pub struct Step {
     pub synopsis: String,
     pub action: Action,
     pub undo: Option<Action>,
+    /// The undo also runs when this step itself fails: for a step that
+    /// makes something the plan probed absent under our lock, so whatever
+    /// a failed or interrupted attempt left is ours.
+    pub undo_if_failed: bool,
+    /// Our lock is released once this step is done: what follows (waiting
+    /// for a boot, say) need not hold other runs up.
+    pub releases_lock: bool,
 }
 
 impl Step {
@@ -120,11 +135,23 @@ impl Step {
             synopsis: synopsis.into(),
             action,
             undo: None,
+            undo_if_failed: false,
+            releases_lock: false,
         }
     }
 
     pub fn undo(mut self, undo: Action) -> Step {
         self.undo = Some(undo);
+        self
+    }
+
+    pub fn undo_if_failed(mut self) -> Step {
+        self.undo_if_failed = true;
+        self
+    }
+
+    pub fn releases_lock(mut self) -> Step {
+        self.releases_lock = true;
         self
     }
 
@@ -149,6 +176,8 @@ impl Step {
 /// What applying needs besides the steps.
 struct ApplyCtx {
     lock_path: PathBuf,
+    /// Our lock, while this run holds it.
+    held: RefCell<Option<Lock>>,
 }
 
 #[derive(Default)]
@@ -165,6 +194,22 @@ impl Plan {
 
     pub fn unchanged(&mut self, what: impl Into<String>) {
         self.unchanged.push(what.into());
+    }
+
+    /// The plan with no step undone on failure: for shared host setup
+    /// (the group, the key directory, the drop-in) that a verb makes on
+    /// the way, which another run may rely on as soon as it exists.
+    pub fn kept_on_failure(mut self) -> Plan {
+        for step in &mut self.steps {
+            step.undo = None;
+        }
+        self
+    }
+
+    /// `other`'s steps after ours.
+    pub fn append(&mut self, other: Plan) {
+        self.steps.extend(other.steps);
+        self.unchanged.extend(other.unchanged);
     }
 
     /// The plan as `--dry-run` prints it: each step's synopsis, then its
@@ -185,8 +230,30 @@ impl Plan {
     }
 
     /// Applies every step; on failure undoes what was done, in reverse.
+    /// Account edits take our lock each.
     pub fn apply(self, lock_path: PathBuf, facts: &mut Facts) -> Result<()> {
-        let ctx = ApplyCtx { lock_path };
+        self.apply_in(
+            ApplyCtx {
+                lock_path,
+                held: RefCell::new(None),
+            },
+            facts,
+        )
+    }
+
+    /// [`Plan::apply`] for a plan made under `lock`, which is held until
+    /// the step that releases it (or the end) and taken again for undoing.
+    pub fn apply_holding(self, lock: Lock, facts: &mut Facts) -> Result<()> {
+        self.apply_in(
+            ApplyCtx {
+                lock_path: lock.path().to_path_buf(),
+                held: RefCell::new(Some(lock)),
+            },
+            facts,
+        )
+    }
+
+    fn apply_in(self, ctx: ApplyCtx, facts: &mut Facts) -> Result<()> {
         for what in &self.unchanged {
             ui::note(&format!("{what}: unchanged"));
         }
@@ -201,11 +268,17 @@ impl Plan {
                     Ok(())
                 });
             if let Err(err) = result {
-                // The failed step itself is not undone: it may have failed
-                // because what it would make already existed, and that is
-                // not ours to remove. Steps are chosen to be all-or-nothing.
+                // The failed step itself is not undone unless it says so:
+                // it may have failed because what it would make already
+                // existed, and that is not ours to remove.
+                if step.undo_if_failed {
+                    done.push((step.synopsis.clone(), step.undo));
+                }
                 rollback(&ctx, facts, done);
                 return Err(err.context(format!("{} failed", step.synopsis)));
+            }
+            if step.releases_lock {
+                ctx.held.borrow_mut().take();
             }
             done.push((step.synopsis, step.undo));
         }
@@ -214,6 +287,12 @@ impl Plan {
 }
 
 fn rollback(ctx: &ApplyCtx, facts: &mut Facts, done: Vec<(String, Option<Action>)>) {
+    // Undoing must not interleave with another run either.
+    if ctx.held.borrow().is_none()
+        && let Ok(lock) = crate::lock::acquire(&ctx.lock_path, "rollback")
+    {
+        *ctx.held.borrow_mut() = Some(lock);
+    }
     for (synopsis, undo) in done.into_iter().rev() {
         let Some(undo) = undo else { continue };
         let result = ui::step(&format!("undoing: {synopsis}"), || undo.apply(ctx, facts));

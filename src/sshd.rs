@@ -1,48 +1,139 @@
-//! The bastion's OpenSSH server: our drop-in, its validation and reload.
+//! The bastion's OpenSSH server: our drop-in, the proof that its policy is
+//! what sshd applies to jump accounts, reload, and ending a jump account's
+//! live sessions.
+//!
+//! sshd takes the first value it meets for each keyword, and at connection
+//! time the values of the matching `Match` blocks, in file order, override
+//! everything outside them. Our drop-in is therefore named to sort first in
+//! sshd_config.d, puts every setting inside its `Match Group containarium`
+//! block, and `check_policy` asks `sshd -T` what is really in effect.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use anyhow::{Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::accounts::{GROUP, SHELL};
 use crate::config::KEYS_DIR;
-use crate::exec::Cmd;
+use crate::exec::{self, Cmd};
 
 /// First line of the drop-in; a file at our path without it is someone
 /// else's and is never overwritten.
 pub const MARKER: &str = "# Managed by containarium";
 
+/// Our drop-in's file name: "00-" sorts before the usual "10-", "50-cloud-init"
+/// and before any name starting with a letter.
+pub const DROPIN_NAME: &str = "00-containarium.conf";
+
+/// The name earlier versions used; it sorted after most other drop-ins.
+pub const OLD_DROPIN_NAME: &str = "containarium.conf";
+
+/// Addresses `check_policy` asks `sshd -T` about: loopback, private and
+/// public, so a `Match Address` block that wins for one of them shows.
+pub const SAMPLE_ADDRS: [&str; 3] = ["127.0.0.1", "10.0.0.1", "203.0.113.1"];
+
+/// Every setting of our Match block, keyword as written and value as `sshd
+/// -T` prints it. A jump account may authenticate only with a key from our
+/// key file (which carries `permitopen`), and may then only forward to it.
+pub fn policy() -> Vec<(&'static str, String)> {
+    let mut settings = vec![("AuthorizedKeysFile", format!("{KEYS_DIR}/%u"))];
+    settings.extend(
+        [
+            // No other key source: a host-wide AuthorizedKeysCommand (GCE OS
+            // Login, EC2 Instance Connect) or user CA would hand out keys
+            // without our permitopen.
+            ("AuthorizedKeysCommand", "none"),
+            ("AuthorizedPrincipalsCommand", "none"),
+            ("AuthorizedPrincipalsFile", "none"),
+            ("TrustedUserCAKeys", "none"),
+            ("AuthenticationMethods", "publickey"),
+            ("PasswordAuthentication", "no"),
+            ("KbdInteractiveAuthentication", "no"),
+            ("HostbasedAuthentication", "no"),
+            ("GSSAPIAuthentication", "no"),
+            // Local forwarding only, which the key's permitopen narrows to
+            // the container's port 22.
+            ("AllowTcpForwarding", "local"),
+            ("AllowStreamLocalForwarding", "no"),
+            ("PermitListen", "none"),
+            ("GatewayPorts", "no"),
+            ("PermitTunnel", "no"),
+            ("X11Forwarding", "no"),
+            ("AllowAgentForwarding", "no"),
+            // No shell, command or subsystem session (forwarding still works).
+            ("MaxSessions", "0"),
+            ("PermitTTY", "no"),
+            ("PermitUserRC", "no"),
+            ("ForceCommand", SHELL),
+        ]
+        .map(|(keyword, value)| (keyword, value.to_string())),
+    );
+    settings
+}
+
 /// The drop-in. Everything is inside the Match block so it applies to jump
-/// accounts only; sshd takes the first value it sees for each option, and
-/// Debian's sshd_config includes sshd_config.d before its own settings.
+/// accounts only.
 pub fn dropin() -> String {
-    format!(
-        "{MARKER}: jump accounts (group containarium) may only open a tunnel
+    let mut out = format!(
+        "{MARKER}: jump accounts (group {GROUP}) may only open a tunnel
 # to port 22 of their own container; their keys are in {KEYS_DIR}.
-Match Group containarium
-    AuthorizedKeysFile {KEYS_DIR}/%u
-    AuthenticationMethods publickey
-    PasswordAuthentication no
-    KbdInteractiveAuthentication no
-    AllowTcpForwarding local
-    AllowStreamLocalForwarding no
-    PermitListen none
-    GatewayPorts no
-    PermitTTY no
-    X11Forwarding no
-    AllowAgentForwarding no
-    PermitTunnel no
-    PermitUserRC no
-    ForceCommand /usr/sbin/nologin
+# This file must sort first in sshd_config.d: sshd applies the first
+# matching Match block's value of each setting.
+Match Group {GROUP}
 "
-    )
+    );
+    for (keyword, value) in policy() {
+        out.push_str(&format!("    {keyword} {value}\n"));
+    }
+    out
 }
 
 /// Whether sshd_config reads sshd_config.d at all.
 pub fn includes_dropins(sshd_config: &str) -> bool {
-    sshd_config.lines().any(|line| {
-        let line = line.trim();
-        line.get(..8)
-            .is_some_and(|w| w.eq_ignore_ascii_case("include "))
-            && line.contains("sshd_config.d")
-    })
+    sshd_config.lines().any(is_dropin_include)
+}
+
+fn is_dropin_include(line: &str) -> bool {
+    keyword(line).eq_ignore_ascii_case("include") && line.contains("sshd_config.d")
+}
+
+/// A config line's keyword; sshd splits on whitespace or `=`.
+fn keyword(line: &str) -> &str {
+    let line = line.trim_start();
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
+    &line[..end]
+}
+
+fn has_match(text: &str) -> bool {
+    text.lines()
+        .any(|l| keyword(l).eq_ignore_ascii_case("match"))
+}
+
+/// Why another Match block could take effect before ours, if one can: a
+/// Match in sshd_config above its Include of sshd_config.d (the drop-ins
+/// would then only apply inside it), or one in a drop-in whose name sorts
+/// before ours (sshd reads them in byte order). `others` are the other
+/// `*.conf` files of sshd_config.d, name and text.
+pub fn earlier_match(sshd_config: &str, others: &[(String, String)]) -> Option<String> {
+    let head: Vec<&str> = sshd_config
+        .lines()
+        .take_while(|l| !is_dropin_include(l))
+        .collect();
+    if has_match(&head.join("\n")) {
+        return Some("sshd_config has a Match block above its Include of sshd_config.d".into());
+    }
+    others
+        .iter()
+        .filter(|(name, _)| name.as_bytes() < DROPIN_NAME.as_bytes())
+        .find(|(_, text)| has_match(text))
+        .map(|(name, _)| {
+            format!("sshd_config.d/{name} sorts before {DROPIN_NAME} and has a Match block")
+        })
 }
 
 /// `sshd -t`: checks the whole configuration, drop-ins included.
@@ -50,24 +141,182 @@ pub fn validate(sshd_config: &Path) -> Cmd {
     Cmd::new("sshd").args(["-t", "-f", &sshd_config.to_string_lossy()])
 }
 
-/// What `systemctl reload ssh` does, for hosts with or without systemd.
-pub fn reload(pid: i32) -> Cmd {
-    Cmd::new("kill").args(["-HUP", &pid.to_string()])
+/// `sshd -T`: the configuration sshd would apply to a connection of `user`
+/// from `addr`.
+pub fn effective_cmd(sshd_config: &Path, user: &str, addr: &str) -> Cmd {
+    Cmd::new("sshd").args([
+        "-T",
+        "-f",
+        &sshd_config.to_string_lossy(),
+        "-C",
+        &format!("user={user},addr={addr},host={addr}"),
+    ])
 }
 
-/// The running sshd's PID, from its pid file, if that process is alive.
-pub fn running_pid(pid_file: &Path) -> Option<i32> {
+/// `sshd -T` output: one `keyword value` line per setting, keywords in
+/// lower case. A keyword printed more than once keeps its first value.
+pub fn parse_effective(text: &str) -> HashMap<String, String> {
+    let mut settings = HashMap::new();
+    for line in text.lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        settings
+            .entry(key.to_string())
+            .or_insert_with(|| value.to_string());
+    }
+    settings
+}
+
+/// The settings of our policy that `effective` does not show, as
+/// `keyword is "actual", not "ours"`.
+pub fn policy_mismatches(effective: &HashMap<String, String>) -> Vec<String> {
+    policy()
+        .into_iter()
+        .filter_map(|(keyword, value)| {
+            let key = keyword.to_ascii_lowercase();
+            match effective.get(&key) {
+                Some(actual) if *actual == value => None,
+                Some(actual) => Some(format!("{key} is \"{actual}\", not \"{value}\"")),
+                None => Some(format!("{key} is not shown, not \"{value}\"")),
+            }
+        })
+        .collect()
+}
+
+/// Proves with `sshd -T` that sshd would apply every setting of our Match
+/// block to `user`, a jump account, from each of [`SAMPLE_ADDRS`]; fails in
+/// one line naming the first address and the settings that differ.
+pub fn check_policy(sshd_config: &Path, user: &str) -> Result<()> {
+    for addr in SAMPLE_ADDRS {
+        let output = exec::run(&effective_cmd(sshd_config, user, addr))?;
+        let wrong = policy_mismatches(&parse_effective(&output.stdout));
+        if !wrong.is_empty() {
+            bail!(
+                "sshd would not apply containarium's policy to jump account {user} from {addr}: \
+                 {}; another Match block wins (a drop-in sorting before {DROPIN_NAME}?)",
+                wrong.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The running sshd's PID, from its pid file, if that process is root's and
+/// an sshd: a stale pid file may name a PID now used by anything else.
+pub fn running_pid(proc: &Path, pid_file: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pid_file)
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    let is_sshd = comm(proc, pid).as_deref() == Some("sshd") && real_uid(proc, pid) == Some(0);
+    (pid > 0 && is_sshd).then_some(pid)
+}
+
+/// SIGHUP to the sshd in `pid_file`, checked again right before: what
+/// `systemctl reload ssh` does, with or without systemd.
+pub fn reload(pid_file: &Path) -> Result<()> {
+    let Some(pid) = running_pid(Path::new("/proc"), pid_file) else {
+        bail!(
+            "{} no longer names a running sshd; not signalling it",
+            pid_file.display()
+        );
+    };
+    kill(Pid::from_raw(pid), Signal::SIGHUP)?;
+    Ok(())
+}
+
+/// The sshd processes of one account: the unprivileged half of each of its
+/// connections (`sshd: alice`, or `sshd-session` from OpenSSH 9.8 on),
+/// which runs with the account's real UID. The privileged monitor beside it
+/// runs as root and is never listed, nor is anything that is not an sshd,
+/// belongs to another UID or lives in another PID namespace (a container).
+pub fn session_pids(proc: &Path, uid: u32) -> Vec<i32> {
+    let ours = std::fs::read_link(proc.join("self/ns/pid")).ok();
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            matches!(comm(proc, pid).as_deref(), Some("sshd" | "sshd-session"))
+                && real_uid(proc, pid) == Some(uid)
+                && ours.is_some()
+                && std::fs::read_link(proc.join(format!("{pid}/ns/pid"))).ok() == ours
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// How long a session gets to end on SIGTERM before SIGKILL, and how long
+/// in all before we give up.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Ends every live session of the account with `uid` on this host (see
+/// [`session_pids`]) and waits until their processes are gone, which is
+/// what `userdel` needs. Returns how many sessions were ended. Each process
+/// is checked again right before every signal.
+pub fn end_sessions(uid: u32) -> Result<usize> {
+    let proc = Path::new("/proc");
+    let start = Instant::now();
+    let mut seen: HashMap<i32, Instant> = HashMap::new();
+    loop {
+        let live = session_pids(proc, uid);
+        if live.is_empty() {
+            return Ok(seen.len());
+        }
+        if start.elapsed() > KILL_GRACE {
+            bail!(
+                "sshd processes of UID {uid} did not end within {}s: PIDs {live:?}",
+                KILL_GRACE.as_secs()
+            );
+        }
+        for pid in live {
+            let first = *seen.entry(pid).or_insert_with(Instant::now);
+            let signal = if first.elapsed() < TERM_GRACE {
+                Signal::SIGTERM
+            } else {
+                Signal::SIGKILL
+            };
+            // Gone already (ESRCH) is what we want; a zombie ignores both.
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn comm(proc: &Path, pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(proc.join(format!("{pid}/comm"))).ok()?;
+    Some(text.trim_end_matches('\n').to_string())
+}
+
+fn real_uid(proc: &Path, pid: i32) -> Option<u32> {
+    parse_real_uid(&std::fs::read_to_string(proc.join(format!("{pid}/status"))).ok()?)
+}
+
+/// The real UID from /proc/PID/status: `Uid:` real, effective, saved, fs.
+fn parse_real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read_to_string(path).unwrap()
+    }
 
     #[test]
     fn recognises_debian_include() {
@@ -78,5 +327,213 @@ mod tests {
             "#Include /etc/ssh/sshd_config.d/*.conf\n"
         ));
         assert!(!includes_dropins("Port 22\n"));
+    }
+
+    #[test]
+    fn dropin_holds_every_setting_inside_the_match_block() {
+        let text = dropin();
+        assert!(text.starts_with(MARKER));
+        let (head, block) = text.split_once("Match Group containarium\n").unwrap();
+        assert!(head.lines().all(|l| l.starts_with('#')), "{head}");
+        assert_eq!(block.lines().count(), policy().len());
+        for line in [
+            "    AuthorizedKeysFile /etc/containarium/keys/%u\n",
+            "    AuthorizedKeysCommand none\n",
+            "    TrustedUserCAKeys none\n",
+            "    MaxSessions 0\n",
+            "    ForceCommand /usr/sbin/nologin\n",
+        ] {
+            assert!(block.contains(line), "{line:?} missing from\n{text}");
+        }
+    }
+
+    /// Real `sshd -T -C user=…` output (OpenSSH 9.2) where our Match block
+    /// applies: nothing differs. The positive control of the next tests.
+    #[test]
+    fn real_sshd_output_with_our_block_in_effect_passes() {
+        let effective = parse_effective(&fixture("sshd-T-jump.txt"));
+        assert_eq!(
+            effective.get("forcecommand").map(String::as_str),
+            Some("/usr/sbin/nologin")
+        );
+        assert_eq!(policy_mismatches(&effective), Vec::<String>::new());
+        // A host-wide AuthorizedKeysCommand does not reach the jump account.
+        let with_akc = parse_effective(&fixture("sshd-T-jump-akc.txt"));
+        assert_eq!(policy_mismatches(&with_akc), Vec::<String>::new());
+    }
+
+    /// Real output for a connection from 10.1.2.3 when a drop-in sorting
+    /// before ours has `Match Address 10.0.0.0/8` with `ForceCommand
+    /// internal-sftp` and `AllowTcpForwarding yes`: both are caught.
+    #[test]
+    fn real_sshd_output_with_an_earlier_match_block_fails() {
+        let effective = parse_effective(&fixture("sshd-T-hostile-match.txt"));
+        assert_eq!(
+            policy_mismatches(&effective),
+            vec![
+                "allowtcpforwarding is \"yes\", not \"local\"".to_string(),
+                "forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"".to_string(),
+            ]
+        );
+    }
+
+    /// Real output for an account our block does not match, on a host with
+    /// a host-wide AuthorizedKeysCommand: every key source and the default
+    /// key file are reported.
+    #[test]
+    fn real_sshd_output_without_our_block_fails_on_every_key_source() {
+        let effective = parse_effective(&fixture("sshd-T-other-akc.txt"));
+        let wrong = policy_mismatches(&effective);
+        for expected in [
+            "authorizedkeysfile is \".ssh/authorized_keys .ssh/authorized_keys2\", not \"/etc/containarium/keys/%u\"",
+            "authorizedkeyscommand is \"/usr/bin/false\", not \"none\"",
+            "forcecommand is \"none\", not \"/usr/sbin/nologin\"",
+            "maxsessions is \"10\", not \"0\"",
+        ] {
+            assert!(wrong.contains(&expected.to_string()), "{wrong:#?}");
+        }
+        let missing = parse_effective("port 22\n");
+        assert_eq!(policy_mismatches(&missing).len(), policy().len());
+    }
+
+    #[test]
+    fn finds_match_blocks_that_sshd_reads_before_ours() {
+        let main = "Include /etc/ssh/sshd_config.d/*.conf\nMatch User x\n  ForceCommand y\n";
+        let quiet = |name: &str| (name.to_string(), "PrintMotd no\n".to_string());
+        let matching = |name: &str| (name.to_string(), "  match=Address 10.0.0.0/8\n".to_string());
+        // Controls: later Match blocks, earlier files without one.
+        assert_eq!(
+            earlier_match(
+                main,
+                &[
+                    quiet("0-a.conf"),
+                    matching("000-x.conf"),
+                    matching("10-x.conf"),
+                    matching(OLD_DROPIN_NAME)
+                ]
+            ),
+            None
+        );
+        assert_eq!(
+            earlier_match(main, &[matching("0-a.conf")]).as_deref(),
+            Some("sshd_config.d/0-a.conf sorts before 00-containarium.conf and has a Match block")
+        );
+        assert_eq!(
+            earlier_match(main, &[matching("00-a.conf")]).as_deref(),
+            Some("sshd_config.d/00-a.conf sorts before 00-containarium.conf and has a Match block")
+        );
+        assert_eq!(
+            earlier_match(
+                "Match Address 10.0.0.0/8\nInclude /etc/ssh/sshd_config.d/*.conf\n",
+                &[]
+            )
+            .as_deref(),
+            Some("sshd_config has a Match block above its Include of sshd_config.d")
+        );
+    }
+
+    #[test]
+    fn parses_the_real_uid_not_the_effective_one() {
+        // Captured from `setpriv --ruid 1234 cat /proc/self/status`.
+        assert_eq!(parse_real_uid(&fixture("proc-status.txt")), Some(1234));
+        assert_eq!(parse_real_uid("Name:\tx\n"), None);
+    }
+
+    /// A scratch /proc: only the sshd process of the UID, in our PID
+    /// namespace, is a session; its neighbours are the controls.
+    #[test]
+    fn session_pids_are_sshd_processes_of_that_uid_only() {
+        let proc = tempfile::tempdir().unwrap();
+        let ns = "pid:[4026531836]";
+        let add = |pid: &str, comm: &str, uid: u32, pid_ns: &str| {
+            let dir = proc.path().join(pid);
+            std::fs::create_dir_all(dir.join("ns")).unwrap();
+            std::fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+            let status = format!("Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n");
+            std::fs::write(dir.join("status"), status).unwrap();
+            std::os::unix::fs::symlink(pid_ns, dir.join("ns/pid")).unwrap();
+        };
+        add("self", "containarium", 0, ns);
+        add("100", "sshd", 0, ns); // the privileged monitor
+        add("101", "sshd", 1001, ns); // alice's session (OpenSSH 9.2)
+        add("102", "sshd-session", 1001, ns); // alice's session (9.8+)
+        add("103", "sleep", 1001, ns); // alice, but not sshd
+        add("104", "sshd", 1002, ns); // bob's session
+        add("105", "sshd", 1001, "pid:[4026532999]"); // in a container
+        assert_eq!(session_pids(proc.path(), 1001), vec![101, 102]);
+        assert_eq!(session_pids(proc.path(), 1002), vec![104]);
+        assert_eq!(session_pids(proc.path(), 1003), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn pid_file_must_name_root_s_sshd() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sshd.pid");
+        // This test's own process is not an sshd.
+        std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(running_pid(Path::new("/proc"), &pid_file), None);
+        let proc = dir.path().join("proc");
+        for (pid, comm, uid) in [("7", "sshd", 0), ("8", "bash", 0), ("9", "sshd", 1000)] {
+            std::fs::create_dir_all(proc.join(pid)).unwrap();
+            std::fs::write(proc.join(pid).join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(
+                proc.join(pid).join("status"),
+                format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+            )
+            .unwrap();
+        }
+        for (pid, expected) in [("7", Some(7)), ("8", None), ("9", None), ("nope", None)] {
+            std::fs::write(&pid_file, pid).unwrap();
+            assert_eq!(running_pid(&proc, &pid_file), expected, "{pid}");
+        }
+    }
+
+    /// Real processes: a copy of sleep named `sshd` running as an unused
+    /// UID is ended; the same UID's non-sshd process and another UID's
+    /// "sshd" are left alone. Runs as root, like the tool.
+    #[test]
+    fn end_sessions_signals_only_that_uid_s_sshd_processes() {
+        use std::os::unix::process::CommandExt;
+        assert!(nix::unistd::geteuid().is_root(), "run the tests as root");
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["sshd", "sleep"] {
+            std::fs::copy("/bin/sleep", dir.path().join(name)).unwrap();
+        }
+        let spawn = |name: &str, uid: u32| {
+            std::process::Command::new(dir.path().join(name))
+                .arg("60")
+                .uid(uid)
+                .spawn()
+                .unwrap()
+        };
+        let (target_uid, other_uid) = (64_901, 64_902);
+        let target = spawn("sshd", target_uid);
+        let mut not_sshd = spawn("sleep", target_uid);
+        let mut other = spawn("sshd", other_uid);
+        let target_pid = target.id() as i32;
+        // Reap the target as it dies, the way sshd's monitor reaps its child.
+        let reaper = std::thread::spawn(move || {
+            let mut target = target;
+            target.wait().unwrap()
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !session_pids(Path::new("/proc"), target_uid).contains(&target_pid) {
+            assert!(Instant::now() < deadline, "the fake session never showed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        assert_eq!(end_sessions(target_uid).unwrap(), 1);
+        let status = reaper.join().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(15)
+        );
+        assert!(not_sshd.try_wait().unwrap().is_none(), "non-sshd killed");
+        assert!(other.try_wait().unwrap().is_none(), "other UID killed");
+        assert_eq!(end_sessions(target_uid).unwrap(), 0);
+        for child in [&mut not_sshd, &mut other] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 }

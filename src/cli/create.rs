@@ -1,15 +1,17 @@
 //! `containarium create USER`: the container, then the jump account.
 //!
 //! The plan probes first (name free, image present, host account free or
-//! ours, host prepared) and only then changes anything. The container is
-//! created with `user.containarium.state=pending` and marked `ready` last,
-//! after the user, the keys and sshd were checked from inside and outside.
-//! The jump account is made while cloud-init runs in the container, so it
-//! costs no time on the way to SSH-ready; the address is pinned once the
-//! boot is done, before the checks.
+//! ours, host prepared, tenant network guarded) and only then changes
+//! anything. Under our lock it chooses a free address and creates the
+//! container with that address pinned and its NIC filtered, so filtering is
+//! in force from the first boot; then the jump account and its key file.
+//! The lock is released before the container boots: other runs need not
+//! wait for cloud-init. The container is created with
+//! `user.containarium.state=pending` and marked `ready` last, after the
+//! user, the keys and sshd were checked from inside and outside.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,14 +25,13 @@ use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::Cmd;
 use crate::files::{self, FileWrite};
-use crate::incus::{self, Incus, key};
+use crate::incus::{Incus, key};
 use crate::keys::{self, PublicKey};
 use crate::names::UserName;
+use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::size::ByteSize;
 
-/// How long the container may take to get an address from DHCP.
-const IPV4_TIMEOUT: Duration = Duration::from_secs(90);
 pub(super) const SSHD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Create a user's container and jump account
@@ -92,14 +93,17 @@ impl CreateArgs {
         let json = self.json;
         let dry_run = self.dry_run;
         let spec = self.into_spec(env)?;
-        let plan = plan(env, &spec)?;
+        let start = Instant::now();
+        // Held from the probes on: the address chosen must still be free
+        // when `incus init` records it.
+        let lock = super::lock(env, &format!("create {}", spec.user))?;
+        let (plan, ip) = plan(env, &spec)?;
         if dry_run {
             print!("{}", plan.describe());
             return Ok(());
         }
-        let mut facts = Facts::default();
-        let start = Instant::now();
-        plan.apply(env.paths.lock_file(), &mut facts)?;
+        let mut facts = Facts { ipv4: Some(ip) };
+        plan.apply_holding(lock, &mut facts)?;
         report(&spec, &facts, start.elapsed(), json);
         Ok(())
     }
@@ -126,7 +130,8 @@ impl CreateArgs {
     }
 }
 
-fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
+/// The plan, and the address it gives the container.
+fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     let incus = &env.incus;
     let user = &spec.user;
     if let Some(existing) = incus.instance(&spec.container)? {
@@ -149,21 +154,24 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
         ))),
     };
     incus.require_image(&spec.image)?;
+    let all = network::all_instances(incus)?;
+    super::refuse_claimed_elsewhere(env, user, &all)?;
+    let net = TenantNet::probe(incus, spec.network.as_deref())?;
+    net.require_guarded(&incus.firewall()?)?;
+    let ip = network::allocate(&net, &network::taken(&net, &all))?;
 
-    let mut plan = super::host::plan(&env.paths)?;
+    let mut plan = super::host::plan(&env.paths)?.kept_on_failure();
     let container = spec.container.clone();
+    // Whatever a failed or interrupted `incus init` left is ours: the name
+    // was free when we probed, under our lock.
     plan.push(
         Step::new(
-            format!("create container {container}"),
-            Action::run(init_cmd(incus, spec)),
+            format!("create container {container} at {ip}"),
+            Action::run(init_cmd(incus, spec, &net, ip)),
         )
-        .undo(Action::run(incus.delete_cmd(&container))),
+        .undo(Action::run(incus.delete_cmd(&container)))
+        .undo_if_failed(),
     );
-    plan.push(Step::new(
-        format!("start {container}"),
-        Action::run(incus.cmd(["start", container.as_str()])),
-    ));
-    plan.push(ipv4_wait_step(incus, &container));
     if adopt_account {
         plan.unchanged(format!(
             "jump account {user} (made by containarium earlier)"
@@ -177,7 +185,14 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
             .undo(Action::EditAccounts(accounts::userdel(user))),
         );
     }
-    plan.push(jump_keys_step(&env.paths, user, spec.keys.clone())?);
+    // `sshd -T` needs the account; on a fresh host this is the first one.
+    // Before the key file: no key opens an account the policy misses.
+    plan.push(super::host::policy_step(&env.paths, user));
+    plan.push(jump_keys_step(&env.paths, user, spec.keys.clone())?.releases_lock());
+    plan.push(Step::new(
+        format!("start {container}"),
+        Action::run(incus.cmd(["start", container.as_str()])),
+    ));
 
     let waiter = incus.clone();
     let name = container.clone();
@@ -195,15 +210,6 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
             move |_| cloud_init::wait(&waiter, &name, since),
         ),
     ));
-    // The jump account may only reach this address, so it must never move.
-    // Pinned once cloud-init is done: changing a NIC while the container
-    // boots slowed the boot by ~0.4 s.
-    let verb = if spec.network.is_some() {
-        "set"
-    } else {
-        "override"
-    };
-    plan.push(pin_step(incus, &container, verb));
     let checker = incus.clone();
     let name = container.clone();
     let owner = user.clone();
@@ -219,38 +225,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<Plan> {
         "mark the container ready",
         Action::run(incus.config_set_cmd(&container, key::STATE, "ready")),
     ));
-    Ok(plan)
-}
-
-/// Waits for the container's DHCP address and learns it.
-pub(super) fn ipv4_wait_step(incus: &Incus, container: &str) -> Step {
-    let (probe, name) = (incus.clone(), container.to_string());
-    Step::new(
-        "wait for its IPv4 address",
-        Action::check(
-            format!(
-                "poll `incus list` until eth0 has an IPv4 address (at most {}s)",
-                IPV4_TIMEOUT.as_secs()
-            ),
-            move |facts| {
-                facts.ipv4 = Some(incus::wait_for_ipv4(&probe, &name, IPV4_TIMEOUT)?);
-                Ok(())
-            },
-        ),
-    )
-}
-
-/// Pins the learned address on eth0 with `incus config device VERB` (`set`
-/// for the instance's own eth0, `override` for a profile's).
-pub(super) fn pin_step(incus: &Incus, container: &str, verb: &'static str) -> Step {
-    let (pin, name) = (incus.clone(), container.to_string());
-    Step::new(
-        "pin the address",
-        Action::run_with(move |facts| {
-            pin.cmd(["config", "device", verb, name.as_str(), "eth0"])
-                .arg(format!("ipv4.address={}", facts.ipv4_text()))
-        }),
-    )
+    Ok((plan, ip))
 }
 
 /// Waits until sshd answers on the container's address: what "started"
@@ -303,7 +278,7 @@ pub(super) fn jump_keys_step(
 
 /// `incus init` with every limit and our metadata, so the container exists
 /// complete or not at all.
-fn init_cmd(incus: &Incus, spec: &Spec) -> Cmd {
+fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
     let mut cmd = incus.cmd(["init", spec.image.as_str(), spec.container.as_str()]);
     if let Some(pool) = &spec.storage_pool {
         cmd = cmd.args(["--storage", pool]);
@@ -338,7 +313,13 @@ fn init_cmd(incus: &Incus, spec: &Spec) -> Cmd {
     for (key, value) in config {
         cmd = cmd.args(["--config".to_string(), format!("{key}={value}")]);
     }
-    cmd.args(["--device".to_string(), format!("root,size={}", spec.disk)])
+    cmd = cmd.args(["--device".to_string(), format!("root,size={}", spec.disk)]);
+    // The address and the filters are in place before the first boot.
+    cmd = cmd.args(["--device".to_string(), format!("eth0,ipv4.address={ip}")]);
+    for (key, value) in net.nic_security() {
+        cmd = cmd.args(["--device".to_string(), format!("eth0,{key}={value}")]);
+    }
+    cmd
 }
 
 /// Now, in UTC, RFC 3339.

@@ -1,6 +1,7 @@
-//! `containarium delete USER`: the container, then the jump account and its
-//! key file, each only if Containarium made it. With `--backup DIR` nothing
-//! is deleted unless a non-empty export was written first.
+//! `containarium delete USER`: first the user's way in (key file, account
+//! lock, live sessions, jump account), then the container, each only if
+//! Containarium made it. With `--backup DIR` nothing is deleted unless a
+//! non-empty export was written first.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use crate::exec;
 use crate::incus::Incus;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
+use crate::{sshd, ui};
 
 /// Delete a user's container and jump account
 #[derive(Debug, Args)]
@@ -73,44 +75,96 @@ impl DeleteArgs {
                 if let Some(dir) = &self.backup {
                     super::backup::backup_steps(env, &name, dir, &mut plan)?;
                 }
-                let (incus, container) = (env.incus.clone(), name.clone());
-                plan.push(Step::new(
-                    format!("delete container {name}"),
-                    Action::check(
-                        format!(
-                            "{} (if a full quota blocks it: lift the quota, try again)",
-                            env.incus.delete_cmd(&name)
-                        ),
-                        move |_| delete_container(&incus, &container),
-                    ),
-                ));
             }
+            None if self.backup.is_some() => bail!(Refused(format!(
+                "{name} does not exist: nothing to back up"
+            ))),
             None => plan.unchanged(format!("container {name} (absent)")),
         }
-        match accounts::lookup(user.as_str())? {
-            Some(account) if accounts::is_ours(&account)? => plan.push(Step::new(
-                format!("delete jump account {user}"),
-                Action::EditAccounts(accounts::userdel(user)),
-            )),
-            Some(_) => plan.unchanged(format!(
-                "host account {user} (not made by containarium; kept)"
-            )),
-            None => plan.unchanged(format!("jump account {user} (absent)")),
-        }
+        let account = match accounts::lookup(user.as_str())? {
+            Some(account) if accounts::is_ours(&account)? => Some(account.uid),
+            Some(_) => {
+                plan.unchanged(format!(
+                    "host account {user} (not made by containarium; kept)"
+                ));
+                None
+            }
+            None => {
+                plan.unchanged(format!("jump account {user} (absent)"));
+                None
+            }
+        };
         let key_file = env.paths.key_file(user);
-        if key_file.exists() {
+        revocation_steps(
+            user,
+            key_file.exists().then_some(key_file),
+            account,
+            &mut plan,
+        );
+        if instance.is_some() {
+            let (incus, container) = (env.incus.clone(), name.clone());
             plan.push(Step::new(
-                "remove the jump key file",
-                Action::Remove(key_file),
+                format!("delete container {name}"),
+                Action::check(
+                    format!(
+                        "{} (if a full quota blocks it: lift the quota, try again)",
+                        env.incus.delete_cmd(&name)
+                    ),
+                    move |_| delete_container(&incus, &container),
+                ),
             ));
-        }
-        if self.backup.is_some() && instance.is_none() {
-            bail!(Refused(format!(
-                "{name} does not exist: nothing to back up"
-            )));
         }
         Ok(plan)
     }
+}
+
+/// Takes the user's way in away before anything else, each step only if a
+/// probe found it still needed, so a rerun after any interruption finishes
+/// the job: the key file (no new key logins), the account's expiry (no new
+/// logins at all), its live sessions on the bastion (an open tunnel to an
+/// address the next tenant may get), then the account, which `userdel`
+/// only removes once no process of it is left. `account` is the UID of the
+/// user's jump account, if it exists and is ours.
+fn revocation_steps(
+    user: &UserName,
+    key_file: Option<PathBuf>,
+    account: Option<u32>,
+    plan: &mut Plan,
+) {
+    if let Some(path) = key_file {
+        plan.push(Step::new("remove the jump key file", Action::Remove(path)));
+    }
+    let Some(uid) = account else { return };
+    plan.push(Step::new(
+        format!("lock jump account {user}"),
+        Action::EditAccounts(accounts::expire(user)),
+    ));
+    plan.push(end_sessions_step(
+        format!("end {user}'s live sessions on the bastion"),
+        user,
+        uid,
+    ));
+    plan.push(Step::new(
+        format!("delete jump account {user}"),
+        Action::EditAccounts(accounts::userdel(user)),
+    ));
+}
+
+/// Ends the live sessions of `user` (UID `uid`) on the bastion and says
+/// how many there were.
+pub(super) fn end_sessions_step(synopsis: String, user: &UserName, uid: u32) -> Step {
+    let owner = user.clone();
+    Step::new(
+        synopsis,
+        Action::check(
+            format!("SIGTERM, then SIGKILL, to the sshd processes of UID {uid} ({user}) only"),
+            move |_| {
+                let ended = sshd::end_sessions(uid)?;
+                ui::note(&format!("ended {ended} live jump sessions of {owner}"));
+                Ok(())
+            },
+        ),
+    )
 }
 
 /// Deletes the container. A container whose root quota is full can hold
@@ -143,4 +197,43 @@ fn confirm(question: &str) -> Result<()> {
         bail!(Refused("not deleted".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(key_file: bool, account: Option<u32>) -> String {
+        let user: UserName = "alice".parse().unwrap();
+        let mut plan = Plan::default();
+        let path = key_file.then(|| PathBuf::from("/etc/containarium/keys/alice"));
+        revocation_steps(&user, path, account, &mut plan);
+        plan.describe()
+    }
+
+    /// Every state an interrupted delete can leave (key file gone first,
+    /// then the account) yields the remaining steps, in order.
+    #[test]
+    fn revocation_takes_the_key_then_the_sessions_then_the_account() {
+        assert_eq!(
+            steps(true, Some(1001)),
+            "1. remove the jump key file\n    rm -f /etc/containarium/keys/alice\n\
+             2. lock jump account alice\n    usermod --expiredate 1 -- alice\n\
+             3. end alice's live sessions on the bastion\n    \
+             # SIGTERM, then SIGKILL, to the sshd processes of UID 1001 (alice) only\n\
+             4. delete jump account alice\n    userdel -- alice\n"
+        );
+        assert_eq!(
+            steps(false, Some(1001)),
+            "1. lock jump account alice\n    usermod --expiredate 1 -- alice\n\
+             2. end alice's live sessions on the bastion\n    \
+             # SIGTERM, then SIGKILL, to the sshd processes of UID 1001 (alice) only\n\
+             3. delete jump account alice\n    userdel -- alice\n"
+        );
+        assert_eq!(
+            steps(true, None),
+            "1. remove the jump key file\n    rm -f /etc/containarium/keys/alice\n"
+        );
+        assert_eq!(steps(false, None), "");
+    }
 }

@@ -86,7 +86,14 @@ impl KeysCommand {
                     println!("{} has all these keys already; nothing changed", args.user);
                     return Ok(());
                 }
-                change(env, &args.user, &instance, wanted, args.dry_run)
+                change(
+                    env,
+                    &args.user,
+                    &instance,
+                    wanted,
+                    Sessions::Keep,
+                    args.dry_run,
+                )
             }
             KeysCommand::Remove(args) => {
                 let instance = super::managed(env, &args.user)?;
@@ -126,7 +133,14 @@ impl KeysCommand {
                     ))
                     .into());
                 }
-                change(env, &args.user, &instance, wanted, args.dry_run)
+                change(
+                    env,
+                    &args.user,
+                    &instance,
+                    wanted,
+                    Sessions::End,
+                    args.dry_run,
+                )
             }
         }
     }
@@ -146,15 +160,26 @@ fn print_keys(keys: &[PublicKey], json: bool) {
     }
 }
 
+/// What a key change does to the user's live jump sessions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sessions {
+    Keep,
+    /// End them all once the key file no longer has the removed key: sshd
+    /// does not say which key a session used, and a tunnel opened with a
+    /// removed key must not outlive it. The user reconnects with another.
+    End,
+}
+
 /// Plans and applies the change from the recorded keys to `wanted`.
 fn change(
     env: &Env,
     user: &UserName,
     instance: &Instance,
     wanted: Vec<PublicKey>,
+    sessions: Sessions,
     dry_run: bool,
 ) -> Result<()> {
-    let plan = plan(env, user, instance, &wanted)?;
+    let plan = plan(env, user, instance, &wanted, sessions)?;
     if dry_run {
         print!("{}", plan.describe());
         return Ok(());
@@ -164,7 +189,13 @@ fn change(
     Ok(())
 }
 
-fn plan(env: &Env, user: &UserName, instance: &Instance, wanted: &[PublicKey]) -> Result<Plan> {
+fn plan(
+    env: &Env,
+    user: &UserName,
+    instance: &Instance,
+    wanted: &[PublicKey],
+    sessions: Sessions,
+) -> Result<Plan> {
     if !instance.is_running() {
         return Err(Refused(format!(
             "{} is not running: `containarium start {user}` first",
@@ -172,7 +203,7 @@ fn plan(env: &Env, user: &UserName, instance: &Instance, wanted: &[PublicKey]) -
         ))
         .into());
     }
-    apply_plan(env, user, instance, wanted)
+    apply_plan(env, user, instance, wanted, sessions)
 }
 
 /// The steps that make authorized_keys, the jump key file and the metadata
@@ -183,6 +214,7 @@ pub(super) fn apply_plan(
     user: &UserName,
     instance: &Instance,
     wanted: &[PublicKey],
+    sessions: Sessions,
 ) -> Result<Plan> {
     let name = instance.name.as_str();
     let ip = instance
@@ -214,6 +246,16 @@ pub(super) fn apply_plan(
     };
     if let Some(step) = Step::write_file(format!("write {user}'s jump keys"), write)? {
         plan.push(step);
+    }
+    if sessions == Sessions::End
+        && let Some(account) = accounts::lookup(user.as_str())?
+        && accounts::is_ours(&account)?
+    {
+        plan.push(super::delete::end_sessions_step(
+            format!("end all of {user}'s live jump sessions (they may have used the removed key)"),
+            user,
+            account.uid,
+        ));
     }
     plan.push(
         Step::new(

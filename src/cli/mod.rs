@@ -128,6 +128,12 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// Our lock, for a mutating verb: taken before its probes, so what it
+/// plans from cannot change under it.
+fn lock(env: &Env, what: &str) -> Result<crate::lock::Lock> {
+    crate::lock::acquire(&env.paths.lock_file(), what)
+}
+
 /// The user's container, refusing when there is none or it is not ours.
 fn managed(env: &Env, user: &crate::names::UserName) -> Result<crate::incus::Instance> {
     let name = user.container();
@@ -136,6 +142,28 @@ fn managed(env: &Env, user: &crate::names::UserName) -> Result<crate::incus::Ins
         Some(_) => Err(Refused(format!("{name} is not managed by containarium")).into()),
         None => Err(Refused(format!("no container for {user}: {name} does not exist")).into()),
     }
+}
+
+/// Jump accounts and key files are host-wide, projects are not: a user
+/// whose container lives in another project is someone else's user here.
+fn refuse_claimed_elsewhere(
+    env: &Env,
+    user: &crate::names::UserName,
+    all: &[crate::incus::Instance],
+) -> Result<()> {
+    let here = env.incus.project().unwrap_or("default");
+    let name = user.container();
+    if let Some(other) = all
+        .iter()
+        .find(|i| i.project != here && (i.name == name || i.owner() == Some(user.as_str())))
+    {
+        return Err(Refused(format!(
+            "{user} already has a container in Incus project {} ({}): one user name, one owner",
+            other.project, other.name
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -218,6 +246,9 @@ mod tests {
                 "/srv/backups/a.tar.gz",
                 "--as",
                 "bob",
+                "--ssh-key",
+                "bob.pub",
+                "--strip",
                 "--dry-run",
             ],
             vec!["sync-accounts", "--dry-run"],
@@ -244,6 +275,7 @@ mod tests {
             vec!["keys", "add", "alice"],
             vec!["backup", "alice"],
             vec!["restore", "f", "--as", "Bob"],
+            vec!["restore", "f", "--as", "bob"],
         ];
         for args in bad {
             let argv = std::iter::once("containarium").chain(args.iter().copied());

@@ -26,6 +26,7 @@ pub enum Power {
 
 impl PowerArgs {
     pub fn run(self, env: &Env, power: Power) -> Result<()> {
+        let lock = super::lock(env, &format!("{power:?} {}", self.user).to_lowercase())?;
         let instance = super::managed(env, &self.user)?;
         let name = instance.name.clone();
         let mut plan = Plan::default();
@@ -39,10 +40,13 @@ impl PowerArgs {
         };
         match verb {
             Some(verb) => {
-                plan.push(Step::new(
-                    format!("{verb} {name}"),
-                    Action::run(env.incus.cmd([verb, name.as_str()])),
-                ));
+                plan.push(
+                    Step::new(
+                        format!("{verb} {name}"),
+                        Action::run(env.incus.cmd([verb, name.as_str()])),
+                    )
+                    .releases_lock(),
+                );
                 if verb != "stop" {
                     plan.push(super::create::sshd_ready_step(instance.pinned_ipv4()));
                 }
@@ -53,6 +57,6 @@ impl PowerArgs {
             print!("{}", plan.describe());
             return Ok(());
         }
-        plan.apply(env.paths.lock_file(), &mut Facts::default())
+        plan.apply_holding(lock, &mut Facts::default())
     }
 }

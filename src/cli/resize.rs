@@ -33,13 +33,14 @@ impl ResizeArgs {
         if self.limits.disk.is_none() && self.limits.cpu.is_none() && self.limits.memory.is_none() {
             return Err(Refused("nothing to change: give --disk, --cpu or --memory".into()).into());
         }
+        let lock = super::lock(env, &format!("resize {}", self.user))?;
         let before = super::managed(env, &self.user)?;
         let plan = self.plan(env, &before)?;
         if self.dry_run {
             print!("{}", plan.describe());
             return Ok(());
         }
-        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+        plan.apply_holding(lock, &mut Facts::default())?;
         let after = super::managed(env, &self.user)?;
         let (b, a) = (limits(&before), limits(&after));
         if self.json {

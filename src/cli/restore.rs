@@ -1,21 +1,34 @@
-//! `containarium restore FILE [--as USER]`: the container, its address, the
-//! jump account and the keys, all from what the backup and Incus hold.
+//! `containarium restore FILE [--as USER --ssh-key FILE…]`: the container,
+//! its address, the jump account and the keys, from a backup file.
 //!
-//! The backup's pinned address is kept unless another instance holds it now;
-//! then the container gets a new address from DHCP, which is pinned and
-//! written into the jump key file like at create.
+//! A backup file is hostile input: whoever handed it over may have edited
+//! its `backup.yaml` to ask for `security.privileged`, `raw.lxc`, a disk
+//! device with `source: /` or a proxy onto the Incus socket, any of which
+//! is root on the host. So the file is checked against the digest `backup`
+//! recorded beside it, imported stopped (nothing in it runs yet), and its
+//! whole config and devices, snapshots included, are checked against what
+//! `create` itself sets before anything starts; anything else is refused
+//! (and the import deleted) unless `--strip` asks to drop it. Then our
+//! quotas, a fresh MAC, the tenant NIC filters and a pinned address (the
+//! backup's, unless it is taken or off the tenant subnet) are applied.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde::Deserialize;
 
 use super::Env;
 use crate::accounts;
+use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::{self, Cmd};
-use crate::incus::{self, key};
+use crate::incus::{Incus, key};
+use crate::keys::{self, PublicKey};
 use crate::names::{UserName, user_of_container};
+use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 
 /// Bring a user's container back from a backup file
@@ -25,8 +38,17 @@ pub struct RestoreArgs {
     file: PathBuf,
 
     /// Restore it for this user instead of the one it belonged to
-    #[arg(long = "as", value_name = "USER")]
+    #[arg(long = "as", value_name = "USER", requires = "ssh_keys")]
     as_user: Option<UserName>,
+
+    /// The new user's public key file (repeatable; required with --as)
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    ssh_keys: Vec<PathBuf>,
+
+    /// Drop config keys and devices that containarium would not set,
+    /// instead of refusing the backup
+    #[arg(long)]
+    strip: bool,
 
     /// Print the plan and change nothing
     #[arg(long)]
@@ -35,36 +57,46 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn run(self, env: &Env) -> Result<()> {
+        let lock = super::lock(env, &format!("restore {}", self.file.display()))?;
         let (plan, user) = self.plan(env)?;
         if self.dry_run {
             print!("{}", plan.describe());
             return Ok(());
         }
         let mut facts = Facts::default();
-        plan.apply(env.paths.lock_file(), &mut facts)?;
+        plan.apply_holding(lock, &mut facts)?;
         println!("restored {} at {}", user.container(), facts.ipv4_text());
         Ok(())
     }
 
     fn plan(&self, env: &Env) -> Result<(Plan, UserName)> {
         let shown = self.file.display();
-        match std::fs::metadata(&self.file) {
+        match std::fs::symlink_metadata(&self.file) {
             Ok(meta) if meta.is_file() && meta.len() > 0 => {}
             _ => bail!(Refused(format!("{shown} is not a non-empty backup file"))),
         }
+        check_digest(&self.file)?;
         let original = backup_instance_name(&self.file)?;
         let Some(owner) = user_of_container(&original) else {
             bail!(Refused(format!(
                 "{shown} holds instance {original}, which containarium did not make"
             )));
         };
+        if !self.ssh_keys.is_empty() && self.as_user.is_none() {
+            bail!(Refused(
+                "--ssh-key replaces the keys only together with --as USER".into()
+            ));
+        }
         let user = self.as_user.clone().unwrap_or_else(|| owner.clone());
         let name = user.container();
-        if env.incus.instance(&name)?.is_some() {
+        let incus = &env.incus;
+        if incus.instance(&name)?.is_some() {
             bail!(Refused(format!(
                 "{name} already exists: delete it first or restore with --as USER"
             )));
         }
+        let all = network::all_instances(incus)?;
+        super::refuse_claimed_elsewhere(env, &user, &all)?;
         let adopt = match accounts::lookup(user.as_str())? {
             None => false,
             Some(account) if accounts::is_ours(&account)? => true,
@@ -72,47 +104,69 @@ impl RestoreArgs {
                 "host account {user} exists and was not made by containarium"
             ))),
         };
+        let defaults = Defaults::load(&env.paths)?;
+        let net = TenantNet::probe(incus, defaults.network.as_deref())?;
+        net.require_guarded(&incus.firewall()?)?;
+        // The old owner's keys are never handed to a new person.
+        let keys = if self.as_user.is_some() {
+            keys::read_key_files(&self.ssh_keys)?
+        } else {
+            keys_in_backup(&self.file)?
+        };
 
-        let incus = &env.incus;
-        let mut plan = super::host::plan(&env.paths)?;
+        let mut plan = super::host::plan(&env.paths)?.kept_on_failure();
         let file = self.file.to_string_lossy().into_owned();
+        // Imported stopped: nothing of the backup runs before the check.
         plan.push(
             Step::new(
-                format!("import {name} from {file}"),
+                format!("import {name} from {file} (stopped)"),
                 Action::run(incus.cmd(["import", file.as_str(), name.as_str()])),
             )
-            .undo(Action::run(incus.delete_cmd(&name))),
+            .undo(Action::run(incus.delete_cmd(&name)))
+            .undo_if_failed(),
         );
-        if user != owner {
-            for (k, v) in [
-                (key::OWNER, user.as_str()),
-                (key::JUMP_ACCOUNT, user.as_str()),
-            ] {
-                plan.push(Step::new(
-                    format!("record {k}={v}"),
-                    Action::run(incus.config_set_cmd(&name, k, v)),
-                ));
-            }
-        }
-        let (probe, instance) = (incus.clone(), name.clone());
+        let (probe, instance, strip, tenant_net, limits) = (
+            incus.clone(),
+            name.clone(),
+            self.strip,
+            net.clone(),
+            defaults.clone(),
+        );
         plan.push(Step::new(
-            "keep the backup's address unless another instance holds it",
+            "check the imported config and devices; choose its address",
             Action::check(
-                format!("if taken: incus config device unset {name} eth0 ipv4.address"),
-                move |_| release_taken_address(&probe, &instance),
+                format!(
+                    "refuse anything `create` would not set{}; quotas it lacks from config.toml; \
+                     keep the backup's address unless another instance holds it or it is off {}",
+                    if strip { " (--strip: drop it)" } else { "" },
+                    net.gateway.network()
+                ),
+                move |facts| {
+                    facts.ipv4 = Some(check_import(
+                        &probe,
+                        &instance,
+                        strip,
+                        &tenant_net,
+                        &limits,
+                    )?);
+                    Ok(())
+                },
             ),
         ));
+        let (nic, instance, nic_net) = (incus.clone(), name.clone(), net.clone());
         plan.push(Step::new(
-            format!("start {name}"),
-            Action::run(incus.cmd(["start", name.as_str()])),
+            "pin the address, filter the NIC, give it a fresh MAC",
+            Action::run_with(move |facts| nic_cmd(&nic, &instance, &nic_net, facts)),
         ));
-        plan.push(super::create::ipv4_wait_step(incus, &name));
-        plan.push(super::create::pin_step(incus, &name, "set"));
         if user != owner {
-            for argv in rename_login(&owner, &user) {
+            for (k, v) in [
+                (key::OWNER, user.to_string()),
+                (key::JUMP_ACCOUNT, user.to_string()),
+                (key::KEYS, keys::to_lines(&keys)),
+            ] {
                 plan.push(Step::new(
-                    format!("rename the login {owner} to {user} inside"),
-                    Action::run(incus.exec_cmd(&name, argv)),
+                    format!("record {k}"),
+                    Action::run(incus.config_set_cmd(&name, k, &v)),
                 ));
             }
         }
@@ -127,8 +181,28 @@ impl RestoreArgs {
                 .undo(Action::EditAccounts(accounts::userdel(&user))),
             );
         }
-        let keys = keys_in_backup(&self.file)?;
-        plan.push(super::create::jump_keys_step(&env.paths, &user, keys)?);
+        plan.push(super::create::jump_keys_step(&env.paths, &user, keys.clone())?.releases_lock());
+        plan.push(Step::new(
+            format!("start {name}"),
+            Action::run(incus.cmd(["start", name.as_str()])),
+        ));
+        if user != owner {
+            for argv in rename_login(&owner, &user) {
+                plan.push(Step::new(
+                    format!("rename the login {owner} to {user} inside"),
+                    Action::run(incus.exec_cmd(&name, argv)),
+                ));
+            }
+            let (pusher, instance, login) = (incus.clone(), name.clone(), user.clone());
+            let text = keys::to_lines(&keys);
+            plan.push(Step::new(
+                format!("give {user} their keys inside"),
+                Action::check(
+                    format!("write /home/{user}/.ssh/authorized_keys in {name}"),
+                    move |_| push_authorized_keys(&pusher, &instance, &login, &text),
+                ),
+            ));
+        }
         plan.push(super::create::sshd_ready_step(None));
         plan.push(Step::new(
             "mark the container ready",
@@ -136,6 +210,298 @@ impl RestoreArgs {
         ));
         Ok((plan, user))
     }
+}
+
+/// What `create` sets on an instance: anything else in a backup is refused.
+fn config_allowed(key: &str) -> bool {
+    const EXACT: [&str; 7] = [
+        "limits.cpu",
+        "limits.memory",
+        "boot.autostart",
+        "security.nesting",
+        "security.syscalls.intercept.mknod",
+        "security.syscalls.intercept.setxattr",
+        "cloud-init.user-data",
+    ];
+    EXACT.contains(&key)
+        || key.starts_with("user.containarium.")
+        || key.starts_with("volatile.")
+        || key.starts_with("image.")
+}
+
+/// The devices `create` gives an instance, and the keys each may have.
+fn device_allowed(name: &str, device: &BTreeMap<String, String>) -> Result<(), String> {
+    let allowed: &[&str] = match (name, device.get("type").map(String::as_str)) {
+        ("root", Some("disk")) => &["type", "path", "pool", "size"],
+        ("eth0", Some("nic")) => &[
+            "type",
+            "name",
+            "network",
+            "ipv4.address",
+            "hwaddr",
+            "security.port_isolation",
+            "security.mac_filtering",
+            "security.ipv4_filtering",
+            "security.ipv6_filtering",
+        ],
+        _ => {
+            return Err(format!(
+                "device {name} ({}) is not one containarium makes",
+                device.get("type").map_or("no type", String::as_str)
+            ));
+        }
+    };
+    if name == "root" && device.get("path").map(String::as_str) != Some("/") {
+        return Err("device root is not mounted at /".into());
+    }
+    match device.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("device {name} sets {k}")),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Imported {
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    devices: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    profiles: Vec<String>,
+    #[serde(default)]
+    name: String,
+}
+
+/// Everything in `instance` (or one of its snapshots) that `create` would
+/// not have set, one line each.
+fn disallowed(instance: &Imported) -> Vec<String> {
+    let mut found = Vec::new();
+    for key in instance.config.keys().filter(|k| !config_allowed(k)) {
+        found.push(format!("config key {key}"));
+    }
+    for (key, value) in &instance.config {
+        if let Some(id) = low_host_id(key, value) {
+            found.push(format!("config key {key} (maps to host ID {id})"));
+        }
+    }
+    for (name, device) in &instance.devices {
+        if let Err(why) = device_allowed(name, device) {
+            found.push(why);
+        }
+    }
+    if instance.profiles.iter().any(|p| p != "default") {
+        found.push(format!("profiles {}", instance.profiles.join(",")));
+    }
+    found
+}
+
+/// Incus keeps the container's ID map in `volatile.idmap.*` and applies
+/// `volatile.idmap.next` at the next start: a backup that maps the
+/// container onto host IDs below 65536 (root, system users) would make it
+/// privileged in all but name. Returns the lowest such host ID.
+fn low_host_id(key: &str, value: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "Hostid")]
+        host_id: u64,
+    }
+    if !(key.starts_with("volatile.idmap.") || key == "volatile.last_state.idmap") {
+        return None;
+    }
+    let lowest = if key == "volatile.idmap.base" {
+        value.trim().parse::<u64>().ok()?
+    } else {
+        serde_json::from_str::<Vec<Entry>>(value)
+            .ok()?
+            .iter()
+            .map(|e| e.host_id)
+            .min()?
+    };
+    // An empty base ("0" on hosts with idmapped mounts) says nothing.
+    (lowest < 65_536 && !(key == "volatile.idmap.base" && lowest == 0)).then_some(lowest)
+}
+
+/// Checks the imported instance and its snapshots, drops what `--strip`
+/// allows, and returns the address it will have.
+fn check_import(
+    incus: &Incus,
+    name: &str,
+    strip: bool,
+    net: &TenantNet,
+    defaults: &Defaults,
+) -> Result<Ipv4Addr> {
+    let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}")))?;
+    let instance: Imported =
+        serde_json::from_str(&out.stdout).context("parsing the imported instance")?;
+    let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}/snapshots?recursion=1")))?;
+    let snapshots: Vec<Imported> =
+        serde_json::from_str(&out.stdout).context("parsing the imported snapshots")?;
+    let mut problems = disallowed(&instance);
+    for snapshot in &snapshots {
+        for problem in disallowed(snapshot) {
+            problems.push(format!("snapshot {}: {problem}", snapshot.name));
+        }
+    }
+    if !problems.is_empty() {
+        if !strip || !snapshots.iter().all(|s| disallowed(s).is_empty()) {
+            bail!(Refused(format!(
+                "the backup asks for what containarium never sets: {} (nothing was restored{})",
+                problems.join("; "),
+                if strip {
+                    "; --strip cannot clean snapshots"
+                } else {
+                    "; --strip drops it"
+                }
+            )));
+        }
+        for (key, value) in &instance.config {
+            if !config_allowed(key) || low_host_id(key, value).is_some() {
+                exec::run(&incus.cmd(["config", "unset", name, key.as_str()]))?;
+            }
+        }
+        for (device, spec) in &instance.devices {
+            if device_allowed(device, spec).is_err() {
+                exec::run(&incus.cmd(["config", "device", "remove", name, device.as_str()]))?;
+            }
+        }
+        if instance.profiles.iter().any(|p| p != "default") {
+            exec::run(&incus.cmd(["profile", "assign", name, "default"]))?;
+        }
+        crate::ui::note(&format!("dropped from the backup: {}", problems.join("; ")));
+    }
+    apply_quotas(incus, name, &instance, defaults)?;
+    if !instance.devices.contains_key("eth0") {
+        exec::run(&incus.cmd(["config", "device", "override", name, "eth0"]))?;
+    }
+    if instance.config.contains_key("volatile.eth0.hwaddr") {
+        exec::run(&incus.cmd(["config", "unset", name, "volatile.eth0.hwaddr"]))?;
+    }
+    let wanted = instance
+        .devices
+        .get("eth0")
+        .and_then(|d| d.get("ipv4.address"))
+        .and_then(|a| a.parse::<Ipv4Addr>().ok());
+    let all = network::all_instances(incus)?;
+    let others: Vec<_> = all.into_iter().filter(|i| i.name != name).collect();
+    let taken = network::taken(net, &others);
+    match wanted {
+        Some(ip) if net.hosts().any(|h| h == ip) && !taken.contains(&ip) => Ok(ip),
+        _ => {
+            let ip = network::allocate(net, &taken)?;
+            crate::ui::note(&format!(
+                "the backup's address {} is taken or off {}; {name} gets {ip}",
+                wanted.map_or("(none)".into(), |ip| ip.to_string()),
+                net.gateway.network()
+            ));
+            Ok(ip)
+        }
+    }
+}
+
+/// eth0 as every tenant has it: the pinned address, the filters, and no
+/// MAC of the backup's (Incus makes a fresh one).
+fn nic_cmd(incus: &Incus, name: &str, net: &TenantNet, facts: &Facts) -> Cmd {
+    let mut cmd = incus
+        .cmd(["config", "device", "set", name, "eth0"])
+        .arg(format!("ipv4.address={}", facts.ipv4_text()))
+        .arg("hwaddr=");
+    for (key, value) in net.nic_security() {
+        cmd = cmd.arg(format!("{key}={value}"));
+    }
+    cmd
+}
+
+/// A backup never brings a container without quotas: limits it lacks (or
+/// that do not parse) come from config.toml.
+fn apply_quotas(incus: &Incus, name: &str, instance: &Imported, defaults: &Defaults) -> Result<()> {
+    let cpu_ok = instance
+        .config
+        .get("limits.cpu")
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|n| n >= 1);
+    let memory_ok = instance
+        .config
+        .get("limits.memory")
+        .is_some_and(|v| v.parse::<crate::size::ByteSize>().is_ok());
+    let mut set = Vec::new();
+    if !cpu_ok {
+        set.push(format!("limits.cpu={}", defaults.cpu));
+    }
+    if !memory_ok {
+        set.push(format!("limits.memory={}", defaults.memory));
+    }
+    if !set.is_empty() {
+        exec::run(&incus.cmd(["config", "set", name]).args(set))?;
+    }
+    let disk_ok = instance
+        .devices
+        .get("root")
+        .and_then(|d| d.get("size"))
+        .is_some_and(|v| v.parse::<crate::size::ByteSize>().is_ok());
+    if !disk_ok {
+        let verb = if instance.devices.contains_key("root") {
+            "set"
+        } else {
+            "override"
+        };
+        exec::run(
+            &incus
+                .cmd(["config", "device", verb, name, "root"])
+                .arg(format!("size={}", defaults.disk)),
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the new owner's keys as their authorized_keys, owned by them.
+fn push_authorized_keys(incus: &Incus, name: &str, user: &UserName, keys: &str) -> Result<()> {
+    let entry = incus
+        .passwd_entry(name, user.as_str())?
+        .with_context(|| format!("{user} does not exist in {name} after the rename"))?;
+    let (uid, gid): (u32, u32) = (
+        entry[2].parse().context("uid in the container's passwd")?,
+        entry[3].parse().context("gid in the container's passwd")?,
+    );
+    let path = format!("{name}/home/{user}/.ssh/authorized_keys");
+    let cmd = incus
+        .cmd(["file", "push", "--create-dirs", "--mode", "0600"])
+        .args([
+            "--uid".to_string(),
+            uid.to_string(),
+            "--gid".to_string(),
+            gid.to_string(),
+        ])
+        .args(["-", path.as_str()])
+        .stdin(keys);
+    exec::run(&cmd)?;
+    Ok(())
+}
+
+/// Refuses a file whose digest (written by `backup` beside it) does not
+/// match; says so when there is none.
+fn check_digest(file: &Path) -> Result<()> {
+    let digest_file = super::backup::digest_path(file);
+    match crate::files::read_optional(&digest_file)? {
+        Some(text) => {
+            let recorded = text.split_whitespace().next().unwrap_or_default();
+            let actual = super::backup::sha256_file(file)?;
+            if recorded != actual {
+                bail!(Refused(format!(
+                    "{} does not match its digest {} (sha256 {actual}, recorded {recorded}): \
+                     it was changed after containarium wrote it",
+                    file.display(),
+                    digest_file.display()
+                )));
+            }
+        }
+        None => crate::ui::note(&format!(
+            "warning: {} has no digest beside it ({}): containarium did not write it, or it \
+             was moved without it; its config is checked all the same",
+            file.display(),
+            digest_file.display()
+        )),
+    }
+    Ok(())
 }
 
 /// The commands that rename the in-container login user and what refers to
@@ -150,12 +516,14 @@ fn rename_login(from: &UserName, to: &UserName) -> Vec<Vec<String>> {
             "--move-home".into(),
             "--home".into(),
             format!("/home/{to}"),
+            "--".into(),
             from.into(),
         ],
         vec![
             "groupmod".into(),
             "--new-name".into(),
             to.into(),
+            "--".into(),
             from.into(),
         ],
         vec![
@@ -167,9 +535,10 @@ fn rename_login(from: &UserName, to: &UserName) -> Vec<Vec<String>> {
     ]
 }
 
-/// Reads one member of the export without unpacking it.
-fn read_member(file: &std::path::Path, member: &str) -> Result<String> {
-    let cmd = Cmd::new("tar").args(["-xzOf", &file.to_string_lossy(), member]);
+/// Reads one member of the export without unpacking it. `--force-local`:
+/// a file named `host:x.tar.gz` is a file, not a remote tape.
+fn read_member(file: &Path, member: &str) -> Result<String> {
+    let cmd = Cmd::new("tar").args(["--force-local", "-xzOf", &file.to_string_lossy(), member]);
     exec::run(&cmd).map(|out| out.stdout).map_err(|_| {
         Refused(format!(
             "{} is not an incus export (no {member})",
@@ -180,7 +549,7 @@ fn read_member(file: &std::path::Path, member: &str) -> Result<String> {
 }
 
 /// The instance name recorded in the export's index.yaml.
-fn backup_instance_name(file: &std::path::Path) -> Result<String> {
+fn backup_instance_name(file: &Path) -> Result<String> {
     let index = read_member(file, "backup/index.yaml")?;
     index
         .lines()
@@ -190,7 +559,7 @@ fn backup_instance_name(file: &std::path::Path) -> Result<String> {
 }
 
 /// The keys recorded in the exported instance's config.
-fn keys_in_backup(file: &std::path::Path) -> Result<Vec<crate::keys::PublicKey>> {
+fn keys_in_backup(file: &Path) -> Result<Vec<PublicKey>> {
     let yaml = read_member(file, "backup/container/backup.yaml")?;
     let keys = parse_yaml_keys(&yaml);
     if keys.is_empty() {
@@ -205,7 +574,7 @@ fn keys_in_backup(file: &std::path::Path) -> Result<Vec<crate::keys::PublicKey>>
 
 /// `user.containarium.keys` from backup.yaml: a YAML block scalar whose
 /// lines are keys, or a quoted one-line value. Only key lines are taken.
-fn parse_yaml_keys(yaml: &str) -> Vec<crate::keys::PublicKey> {
+fn parse_yaml_keys(yaml: &str) -> Vec<PublicKey> {
     let mut keys = Vec::new();
     let mut lines = yaml.lines();
     while let Some(line) = lines.next() {
@@ -219,46 +588,21 @@ fn parse_yaml_keys(yaml: &str) -> Vec<crate::keys::PublicKey> {
                 if next.len() - next.trim_start().len() <= indent {
                     break;
                 }
-                if let Ok(k) = crate::keys::PublicKey::parse_line(next.trim(), "backup") {
+                if let Ok(k) = PublicKey::parse_line(next.trim(), "backup") {
                     keys.push(k);
                 }
             }
         } else if let Ok(text) = serde_json::from_str::<String>(value) {
             keys.extend(
                 text.lines()
-                    .filter_map(|l| crate::keys::PublicKey::parse_line(l, "backup").ok()),
+                    .filter_map(|l| PublicKey::parse_line(l, "backup").ok()),
             );
         } else {
-            keys.extend(crate::keys::PublicKey::parse_line(value, "backup"));
+            keys.extend(PublicKey::parse_line(value, "backup"));
         }
         break;
     }
     keys
-}
-
-/// Drops the pinned address of a just-imported instance when another
-/// instance on the host pins or holds it already.
-fn release_taken_address(incus: &incus::Incus, name: &str) -> Result<()> {
-    let Some(me) = incus.instance(name)? else {
-        bail!("{name} vanished after import")
-    };
-    let Some(ip) = me.pinned_ipv4() else {
-        return Ok(());
-    };
-    let all = incus.probe(&incus::Incus::default().cmd([
-        "list",
-        "--all-projects",
-        "--format",
-        "json",
-    ]))?;
-    let taken = incus::parse_instances(&all.stdout)?.iter().any(|other| {
-        other.name != name && (other.pinned_ipv4() == Some(ip) || other.ipv4() == Some(ip))
-    });
-    if taken {
-        crate::ui::note(&format!("{ip} is taken; {name} gets a new address"));
-        exec::run(&incus.cmd(["config", "device", "unset", name, "eth0", "ipv4.address"]))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -283,8 +627,60 @@ mod tests {
         let argv = rename_login(&"alice".parse().unwrap(), &"bob".parse().unwrap());
         assert_eq!(
             argv[0].join(" "),
-            "usermod --login bob --move-home --home /home/bob alice"
+            "usermod --login bob --move-home --home /home/bob -- alice"
         );
         assert_eq!(argv[2][2], "s/^alice /bob /");
+    }
+
+    fn imported(json: &str) -> Imported {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn what_create_sets_passes_the_allow_list() {
+        // The shape of a container `create` made, from Incus 6.0.
+        let ok = imported(
+            r##"{"name":"a-container","profiles":["default"],
+            "config":{"limits.cpu":"1","limits.memory":"1GiB","boot.autostart":"true",
+              "security.nesting":"true","security.syscalls.intercept.mknod":"true",
+              "security.syscalls.intercept.setxattr":"true","cloud-init.user-data":"#cloud-config",
+              "user.containarium.owner":"a","volatile.eth0.hwaddr":"10:66:6a:00:00:01",
+              "image.os":"Debian"},
+            "devices":{"root":{"type":"disk","path":"/","pool":"p","size":"3GiB"},
+              "eth0":{"type":"nic","name":"eth0","network":"br","ipv4.address":"10.0.0.5",
+                "security.ipv4_filtering":"true"}}}"##,
+        );
+        assert_eq!(disallowed(&ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn root_on_the_host_is_refused_key_by_key() {
+        let evil = imported(
+            r#"{"name":"a-container","profiles":["default","privileged"],
+            "config":{"security.privileged":"true","raw.lxc":"lxc.apparmor.profile=unconfined",
+              "raw.idmap":"both 0 0","user.containarium.owner":"a"},
+            "devices":{"root":{"type":"disk","path":"/","pool":"p"},
+              "host":{"type":"disk","source":"/","path":"/mnt/host"},
+              "sock":{"type":"proxy","listen":"unix:/s","connect":"unix:/var/lib/incus/unix.socket"},
+              "eth0":{"type":"nic","network":"br","nictype":"macvlan","parent":"eth0"}}}"#,
+        );
+        let found = disallowed(&evil);
+        for expected in [
+            "config key raw.idmap",
+            "config key raw.lxc",
+            "config key security.privileged",
+            "device eth0 sets nictype",
+            "device host (disk) is not one containarium makes",
+            "device sock (proxy) is not one containarium makes",
+            "profiles default,privileged",
+        ] {
+            assert!(
+                found.iter().any(|f| f == expected),
+                "{expected} not in {found:?}"
+            );
+        }
+        let moved_root =
+            imported(r#"{"devices":{"root":{"type":"disk","path":"/x","pool":"p","source":"/"}}}"#);
+        assert_eq!(disallowed(&moved_root), ["device root is not mounted at /"]);
     }
 }

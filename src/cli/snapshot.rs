@@ -193,11 +193,27 @@ fn after_restore(
         return Ok(());
     };
     let lock = env.paths.lock_file();
+    // A snapshot from before the NIC filters brings the old NIC back:
+    // filter it again first.
+    let net = crate::network::TenantNet::probe(
+        &env.incus,
+        crate::config::Defaults::load(&env.paths)?
+            .network
+            .as_deref(),
+    )?;
+    if let Some(cmd) = crate::network::nic_fix_cmd(&env.incus, &restored, &net) {
+        let mut plan = Plan::default();
+        plan.push(Step::new(
+            format!("filter {}'s eth0 again", restored.name),
+            Action::run(cmd),
+        ));
+        plan.apply(lock.clone(), &mut Facts::default())?;
+    }
     let same = fingerprints(&snapshot_keys) == fingerprints(current);
     let keys = if keep || same {
         snapshot_keys
     } else {
-        super::keys::apply_plan(env, user, &restored, current)?
+        super::keys::apply_plan(env, user, &restored, current, super::keys::Sessions::Keep)?
             .apply(lock.clone(), &mut Facts::default())?;
         current.to_vec()
     };

@@ -13,9 +13,11 @@ use clap::Args;
 
 use super::Env;
 use crate::accounts;
+use crate::config::Defaults;
 use crate::files::FileWrite;
 use crate::keys::PublicKey;
 use crate::names::{UserName, user_of_container};
+use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::ui;
 
@@ -29,7 +31,11 @@ pub struct SyncAccountsArgs {
 
 impl SyncAccountsArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let host = super::host::plan(&env.paths)?;
+        let mut host = super::host::plan(&env.paths)?;
+        // Tenants made before the network was guarded get the ACL and
+        // their NIC filters here, each reported as a change.
+        host.append(super::host::network_plan(env)?);
+        let net = TenantNet::probe(&env.incus, Defaults::load(&env.paths)?.network.as_deref())?;
         let mut users = Vec::new();
         for instance in env.incus.instances()? {
             let Some(owner) = instance.owner() else {
@@ -52,17 +58,23 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             };
-            // One user's bad metadata must not hold back everyone else's.
-            let keys = match instance.keys() {
-                Ok(keys) => keys,
+            // One user's bad key metadata must not hold back everyone
+            // else's, nor this user's network filter.
+            let mut plan = match instance.keys() {
+                Ok(keys) => jump_plan(env, &user, ip, &keys)?,
                 Err(err) => {
                     ui::note(&format!(
-                        "warning: {err}; {user} skipped (their key file is left as it is)"
+                        "warning: {err}; {user} skipped: jump account and key file left as they are"
                     ));
-                    continue;
+                    Plan::default()
                 }
             };
-            let plan = jump_plan(env, &user, ip, &keys)?;
+            if let Some(cmd) = network::nic_fix_cmd(&env.incus, &instance, &net) {
+                plan.push(Step::new(
+                    format!("filter {}'s eth0", instance.name),
+                    Action::run(cmd),
+                ));
+            }
             users.push((user, plan));
         }
         if self.dry_run {

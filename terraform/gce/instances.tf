@@ -97,6 +97,7 @@ resource "google_compute_instance" "bastion" {
       zpool_force_import = "1"
       bridge_address     = each.value.bridge_address
       fail2ban_ignoreip  = join(" ", concat(["127.0.0.1/8", "::1"], local.health_check_ranges))
+      deny_egress        = jsonencode(concat([var.subnet_cidr, var.container_network_cidr], var.deny_egress_cidrs))
     })
     ssh-keys                 = local.admin_ssh_keys_metadata
     block-project-ssh-keys   = "true"

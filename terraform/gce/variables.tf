@@ -257,6 +257,17 @@ variable "container_network_cidr" {
   }
 }
 
+variable "deny_egress_cidrs" {
+  description = "Further ranges tenant containers may never reach (internal services, peered VPCs). The bastion subnet and container_network_cidr are always denied: tenants cannot reach other bastions or their containers."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.deny_egress_cidrs : can(cidrhost(c, 0)) && !strcontains(c, ":")])
+    error_message = "deny_egress_cidrs must be IPv4 CIDR ranges."
+  }
+}
+
 variable "labels" {
   description = "Extra labels put on every resource that takes labels."
   type        = map(string)

@@ -21,6 +21,7 @@ TEST_VALUES = {
     "zpool_force_import": "1",
     "bridge_address": "10.96.16.1/20",
     "fail2ban_ignoreip": "127.0.0.1/8 ::1 35.191.0.0/16 209.85.152.0/22 209.85.204.0/22",
+    "deny_egress": '["10.20.0.0/24","10.96.0.0/12"]',
 }
 
 INTERP = re.compile(r"(?<!\$)\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
@@ -190,6 +191,21 @@ def test_startup_unit_runs_at_every_boot(files):
     env = files["/etc/default/containarium-startup"]
     assert "DATA_DISK=/dev/disk/by-id/google-containarium-data" in env
     assert "INCUS_BRIDGE_ADDRESS=10.96.16.1/20" in env
+
+
+def test_config_denies_the_vpc_and_the_other_bastions(files):
+    import tomllib
+
+    config = tomllib.loads(files["/etc/containarium/config.toml"])
+    assert config["deny-egress"] == ["10.20.0.0/24", "10.96.0.0/12"]
+    assert config["network"] == "incusbr0"
+    assert set(config) == {"network", "deny-egress"}, "keys containarium's config.toml knows"
+
+
+def test_terraform_denies_the_subnet_and_container_ranges():
+    vm = Module(GCE_DIR).resources["google_compute_instance.bastion"]
+    call = vm["metadata"]["user-data"]
+    assert "deny_egress = jsonencode(concat([var.subnet_cidr, var.container_network_cidr], var.deny_egress_cidrs))" in call
 
 
 def test_render_refuses_unknown_syntax():

@@ -1,5 +1,5 @@
-//! The real binary against fake `incus`, `useradd`, `userdel`, `groupadd`,
-//! `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
+//! The real binary against fake `incus`, `useradd`, `usermod`, `userdel`,
+//! `groupadd`, `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
 //! under a scratch root. Asserts the exact commands each verb issues, what
 //! it writes, and that a failure at any step of `create` undoes the steps
 //! before it. Must run as root, like the tool, and needs the binary built
@@ -23,22 +23,24 @@ const KEY: &str =
 const BASTION_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEm8Jef0Wo08t+aS1AH+78OLVxVoSMWkQzx5OPy7soRr";
 const USER: &str = "ctmtest-alice";
-const FAKES: [&str; 6] = [
-    "incus", "useradd", "userdel", "groupadd", "groupdel", "sshd",
+const FAKES: [&str; 7] = [
+    "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd",
 ];
+const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
 struct Sandbox {
     dir: tempfile::TempDir,
     ip: String,
+    gateway: String,
 }
 
 impl Sandbox {
-    /// A scratch host whose containers get the loopback address 127.83.P.N,
-    /// where a fake sshd banner answers on port 22. P comes from the process
-    /// ID, so test runs in two worktrees at once do not take each other's.
+    /// A scratch host whose tenant network is 127.83.N.0/30 with the
+    /// gateway at .1, so the one address containarium can give a container
+    /// is 127.83.N.2, where a fake sshd banner answers on port 22.
     fn new(n: u8) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
-        let ip = format!("127.83.{}.{n}", std::process::id() % 251);
+        let ip = format!("127.83.{n}.2");
         for sub in ["bin", "state", "root/etc/ssh/sshd_config.d", "root/run"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
@@ -63,7 +65,11 @@ impl Sandbox {
                 let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
             }
         });
-        Sandbox { dir, ip }
+        Sandbox {
+            dir,
+            ip,
+            gateway: format!("127.83.{n}.1/30"),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -87,6 +93,7 @@ impl Sandbox {
             .env("FAKE_LOG", self.path("log"))
             .env("FAKE_STATE", self.path("state"))
             .env("FAKE_IP", &self.ip)
+            .env("FAKE_GATEWAY", &self.gateway)
             .env_remove("CONTAINARIUM_CONFIG")
             .env_remove("FAKE_FAIL")
             .stdin(Stdio::null());
@@ -152,6 +159,14 @@ fn mask_time(line: &str) -> String {
     }
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -169,7 +184,7 @@ fn host_has_group() -> bool {
         .any(|l| l.starts_with("containarium:"))
 }
 
-fn init_line() -> String {
+fn init_line(ip: &str) -> String {
     format!(
         "incus init local:dev {USER}-container --config limits.cpu=2 --config limits.memory=2GiB \
          --config boot.autostart=true --config user.containarium.owner={USER} \
@@ -179,7 +194,17 @@ fn init_line() -> String {
          --config security.nesting=true \
          --config security.syscalls.intercept.mknod=true \
          --config security.syscalls.intercept.setxattr=true \
-         --config cloud-init.user-data=#cloud-config… --device root,size=20GiB"
+         --config cloud-init.user-data=#cloud-config… --device root,size=20GiB \
+         --device eth0,ipv4.address={ip} --device eth0,security.port_isolation=true \
+         --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true"
+    )
+}
+
+/// The policy check of the jump account, from one sample address.
+fn sshd_t(s: &Sandbox, addr: &str) -> String {
+    format!(
+        "sshd -T -f {} -C user={USER},addr={addr},host={addr}",
+        s.path("root/etc/ssh/sshd_config").display()
     )
 }
 
@@ -188,28 +213,30 @@ fn create_calls(s: &Sandbox) -> Vec<String> {
     let mut calls = vec![
         format!("incus list --format json ^{USER}-container$"),
         "incus image info local:dev".to_string(),
+        "incus list --all-projects --format json".to_string(),
+        "incus query /1.0/profiles/default".to_string(),
+        "incus query /1.0/networks/br0".to_string(),
+        "incus query /1.0".to_string(),
     ];
     if !host_has_group() {
-        calls.push("groupadd --force --system containarium".into());
+        calls.push("groupadd --force --system -- containarium".into());
     }
     calls.extend([
         format!(
             "sshd -t -f {}",
             s.path("root/etc/ssh/sshd_config").display()
         ),
-        init_line(),
-        format!("incus start {USER}-container"),
-        format!("incus list --format json ^{USER}-container$"),
+        init_line(&s.ip),
         format!(
             "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password * --no-create-home \
-             --home-dir /nonexistent --comment containarium jump account {USER}"
+             --home-dir /nonexistent --comment containarium jump account -- {USER}"
         ),
+        sshd_t(s, "127.0.0.1"),
+        sshd_t(s, "10.0.0.1"),
+        sshd_t(s, "203.0.113.1"),
+        format!("incus start {USER}-container"),
         format!("incus exec {USER}-container -- timeout 900 sh -c {WAIT_SCRIPT}"),
         format!("incus file pull {USER}-container/var/lib/cloud/data/status.json -"),
-        format!(
-            "incus config device override {USER}-container eth0 ipv4.address={}",
-            s.ip
-        ),
         format!("incus file pull {USER}-container/etc/passwd -"),
         format!("incus file pull {USER}-container/home/{USER}/.ssh/authorized_keys -"),
         format!("incus config set {USER}-container user.containarium.state=ready"),
@@ -255,8 +282,7 @@ fn create_runs_the_plan_and_records_everything_in_incus() {
             s.ip
         )
     );
-    let dropin =
-        std::fs::read_to_string(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap();
+    let dropin = std::fs::read_to_string(s.path(DROPIN)).unwrap();
     assert!(
         dropin.contains(
             "Match Group containarium\n    AuthorizedKeysFile /etc/containarium/keys/%u\n"
@@ -299,10 +325,10 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = mask_time(&stdout(&out));
     for expected in [
-        "create container ctmtest-alice-container\n    incus init local:dev ctmtest-alice-container",
+        "create container ctmtest-alice-container at 127.83.2.2\n    incus init local:dev ctmtest-alice-container",
         "--config 'cloud-init.user-data=#cloud-config\n",
         "    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop\"\n",
-        "pin the address\n    incus config device override ctmtest-alice-container eth0 'ipv4.address=<ipv4>'\n",
+        "--device eth0,ipv4.address=127.83.2.2 --device eth0,security.port_isolation=true --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true\n",
         "write the jump account's keys\n    write ",
         "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
         "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
@@ -317,35 +343,42 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         vec![
             format!("incus list --format json ^{USER}-container$"),
             "incus image info local:dev".to_string(),
+            "incus list --all-projects --format json".to_string(),
+            "incus query /1.0/profiles/default".to_string(),
+            "incus query /1.0/networks/br0".to_string(),
+            "incus query /1.0".to_string(),
         ]
     );
-    assert!(
-        !s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-            .exists()
-    );
+    assert!(!s.path(DROPIN).exists());
 }
 
 #[test]
 fn create_undoes_earlier_steps_when_any_step_fails() {
     let container = format!("{USER}-container");
     let undo_container = format!("incus delete --force {container}");
-    let undo_account = format!("userdel {USER}");
+    let undo_account = format!("userdel -- {USER}");
     // (what fails, the undo calls expected after it, in order)
+    // Shared host setup (group, key directory, drop-in) is never undone:
+    // another run may rely on it already. A failed `incus init` is undone:
+    // the name was free under our lock, so what it left is ours.
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("sshd -t", vec![]),
-        ("incus init", vec![]),
-        ("incus start", vec![undo_container.clone()]),
+        ("incus init", vec![undo_container.clone()]),
         ("useradd", vec![undo_container.clone()]),
+        (
+            "sshd -T",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
+        (
+            "incus start",
+            vec![undo_account.clone(), undo_container.clone()],
+        ),
         (
             "cloud-init/result.json",
             vec![undo_account.clone(), undo_container.clone()],
         ),
         (
             "data/status.json",
-            vec![undo_account.clone(), undo_container.clone()],
-        ),
-        (
-            "device override",
             vec![undo_account.clone(), undo_container.clone()],
         ),
         (
@@ -379,33 +412,13 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         );
         let log = s.log();
         let at = log.iter().position(|l| l.contains(failing)).unwrap();
-        let mut after: Vec<String> = log[at + 1..].to_vec();
-        if !host_has_group() && failing != "sshd -t" {
-            assert_eq!(
-                after.pop().as_deref(),
-                Some("groupdel containarium"),
-                "{failing}"
-            );
-        }
-        if failing == "sshd -t" && !host_has_group() {
-            assert_eq!(
-                after,
-                vec!["groupdel containarium".to_string()],
-                "{failing}"
-            );
-        } else {
-            assert_eq!(after, undo, "{failing}: {log:#?}");
-        }
+        let after: Vec<String> = log[at + 1..].to_vec();
+        assert_eq!(after, undo, "{failing}: {log:#?}");
         assert!(s.instance().is_none(), "{failing}: container left behind");
         assert!(
             !s.path(&format!("root/etc/containarium/keys/{USER}"))
                 .exists(),
             "{failing}: key file left"
-        );
-        assert!(
-            !s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-                .exists(),
-            "{failing}: drop-in left"
         );
     }
 }
@@ -703,9 +716,10 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
         log[0],
         format!("incus list --format json ^{USER}-container$")
     );
+    // Exported into a private directory, then linked into place.
     assert!(
         log[1].starts_with(&format!(
-            "incus export {USER}-container {b}/{USER}-container-"
+            "incus export {USER}-container {b}/.containarium-backup-"
         )),
         "{log:?}"
     );
@@ -716,7 +730,33 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
         !s.path(&format!("root/etc/containarium/keys/{USER}"))
             .exists()
     );
-    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 1);
+    let mut names: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "the backup and its digest: {names:?}");
+    assert!(names[1].ends_with(".tar.gz.sha256"), "{names:?}");
+    let backup = backups.join(&names[0]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a backup holds host keys and /etc/shadow"
+    );
+    // sha256sum's format, of the fake's "fake backup\n".
+    assert_eq!(
+        std::fs::read_to_string(backups.join(&names[1])).unwrap(),
+        format!(
+            "c1e8d1f4b4d7b5da5cdeb2f8a0fd76ee1c4f0e1b9e2f4c06c0d3e3a0b0f7f0fa  {}\n",
+            names[0]
+        )
+        .replace(
+            "c1e8d1f4b4d7b5da5cdeb2f8a0fd76ee1c4f0e1b9e2f4c06c0d3e3a0b0f7f0fa",
+            &sha256_hex(b"fake backup\n")
+        )
+    );
 
     s.clear_log();
     let out = s.run(&["delete", USER, "--force"]);
@@ -739,6 +779,44 @@ fn delete_lifts_a_full_quota_that_blocks_it() {
             format!("incus delete --force {USER}-container"),
         ]
     );
+    assert!(s.instance().is_none());
+}
+
+/// delete takes the user's way in away before the container: when deleting
+/// the container fails, the key file is gone already, and a rerun finishes.
+#[test]
+fn delete_revokes_first_and_a_rerun_finishes() {
+    let s = Sandbox::new(43);
+    assert!(s.create().status.success());
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let out = s.run(&["delete", USER, "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The fake useradd made no real account: only the key file is left of it.
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "unchanged: jump account {USER} (absent)\n\
+             1. remove the jump key file\n    rm -f {}\n\
+             2. delete container {USER}-container\n    \
+             # incus delete --force {USER}-container (if a full quota blocks it: lift the quota, try again)\n",
+            key_file.display()
+        )
+    );
+
+    let out = s.run_with(
+        &["delete", USER, "--force"],
+        &[("FAKE_FAIL", "incus delete")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !key_file.exists(),
+        "key file kept while the container is deleted"
+    );
+    assert!(s.instance().is_some());
+
+    let out = s.run(&["delete", USER, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("deleted {USER}\n"));
     assert!(s.instance().is_none());
 }
 
@@ -775,31 +853,207 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
     let group = if host_has_group() {
         "unchanged: group containarium\n"
     } else {
-        "1. create group containarium\n    groupadd --force --system containarium\n"
+        "1. create group containarium\n    groupadd --force --system -- containarium\n"
     };
+    // The fake useradd makes no real account either: nothing to ask sshd -T.
     let expected = format!(
         "unchanged: key directory {}\nunchanged: sshd drop-in {}\n",
         s.path("root/etc/containarium/keys").display(),
-        s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-            .display()
+        s.path(DROPIN).display()
     );
+    let no_check =
+        "unchanged: sshd policy check (no jump account to check with yet; create checks its own)\n";
     let out_text = stdout(&out);
     assert!(
-        out_text.contains(&expected) && out_text.contains(group),
+        out_text.contains(&expected) && out_text.contains(group) && out_text.contains(no_check),
         "{out_text}"
     );
-    std::fs::write(
-        s.path("root/etc/ssh/sshd_config.d/containarium.conf"),
-        "Match User x\n",
-    )
-    .unwrap();
+    std::fs::write(s.path(DROPIN), "Match User x\n").unwrap();
     let out = s.run(&["host", "init"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("was not written by containarium"));
     assert_eq!(
-        std::fs::read_to_string(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap(),
+        std::fs::read_to_string(s.path(DROPIN)).unwrap(),
         "Match User x\n"
     );
+}
+
+/// The drop-in moves to 00-containarium.conf: ours under the old name goes,
+/// someone else's file of that name stays.
+#[test]
+fn host_init_migrates_the_old_dropin_name() {
+    let s = Sandbox::new(51);
+    let old = s.path("root/etc/ssh/sshd_config.d/containarium.conf");
+    std::fs::write(
+        &old,
+        "# Managed by containarium: old version\nMatch Group containarium\n",
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!old.exists(), "our old drop-in left behind");
+    assert!(
+        std::fs::read_to_string(s.path(DROPIN))
+            .unwrap()
+            .starts_with("# Managed by containarium")
+    );
+    assert!(
+        s.log().contains(&format!(
+            "sshd -t -f {}",
+            s.path("root/etc/ssh/sshd_config").display()
+        )),
+        "{:?}",
+        s.log()
+    );
+
+    // Control: a foreign file of the old name is not ours to remove.
+    std::fs::write(&old, "PrintMotd no\n").unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), "PrintMotd no\n");
+}
+
+/// sshd applies the first matching Match block's value of each keyword: a
+/// drop-in read before ours with a Match block is refused before anything
+/// changes; the same block in a drop-in read after ours is fine.
+#[test]
+fn host_init_refuses_a_match_block_that_sshd_reads_before_ours() {
+    let s = Sandbox::new(52);
+    let hostile = "Match Address 10.0.0.0/8\n    ForceCommand internal-sftp\n";
+    let dir = s.path("root/etc/ssh/sshd_config.d");
+    std::fs::write(dir.join("0-hostile.conf"), hostile).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: sshd_config.d/0-hostile.conf sorts before 00-containarium.conf and has a Match block: \
+             it would override containarium's policy for jump accounts; move it after {} or remove it\n",
+            s.path(DROPIN).display()
+        )
+    );
+    assert!(!s.path(DROPIN).exists());
+    assert!(s.log().is_empty(), "{:?}", s.log());
+    // create refuses the same way, before making anything.
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(s.instance().is_none());
+
+    // Control: sorting after ours (note "000-" > "00-c") it cannot win.
+    std::fs::rename(dir.join("0-hostile.conf"), dir.join("000-hostile.conf")).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.path(DROPIN).exists());
+
+    // A Match block in sshd_config above the Include is refused too.
+    std::fs::write(
+        s.path("root/etc/ssh/sshd_config"),
+        format!("{hostile}Include /etc/ssh/sshd_config.d/*.conf\n"),
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sshd_config has a Match block above its Include"));
+}
+
+/// `create` proves with `sshd -T` that our policy is what sshd applies to
+/// the new jump account; when another Match block wins for one address,
+/// create fails in one line and undoes everything.
+#[test]
+fn create_refuses_when_sshd_would_not_apply_our_policy() {
+    let s = Sandbox::new(53);
+    let key = s.path("alice.pub");
+    let args = [
+        "create",
+        USER,
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--image",
+        "local:dev",
+    ];
+    let out = s.run_with(&args, &[("FAKE_SSHD_T_HOSTILE", "addr=10.0.0.1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let error_line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert_eq!(
+        error_line,
+        format!(
+            "error: check sshd's effective policy for jump accounts failed: sshd would not apply \
+             containarium's policy to jump account {USER} from 10.0.0.1: allowtcpforwarding is \"yes\", \
+             not \"local\", forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"; another Match \
+             block wins (a drop-in sorting before 00-containarium.conf?)"
+        )
+    );
+    let log = s.log();
+    let at = log
+        .iter()
+        .position(|l| *l == sshd_t(&s, "10.0.0.1"))
+        .unwrap();
+    assert_eq!(
+        log[at - 1],
+        sshd_t(&s, "127.0.0.1"),
+        "the control address passed first"
+    );
+    assert_eq!(
+        log[at + 1..at + 3],
+        [
+            format!("userdel -- {USER}"),
+            format!("incus delete --force {USER}-container")
+        ]
+    );
+    assert!(s.instance().is_none());
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{USER}"))
+            .exists()
+    );
+
+    // Control: the same create with sshd applying our policy succeeds.
+    let out = s.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The pid file is only trusted if it names root's sshd: a stale one that
+/// names another process gets no signal; a root process named sshd does.
+#[test]
+fn host_init_reloads_only_an_sshd() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Sandbox::new(54);
+    std::fs::copy("/bin/sleep", s.path("bin/sshd-listener")).unwrap();
+    std::fs::copy("/bin/sleep", s.path("sshd")).unwrap();
+    let pid_file = s.path("root/run/sshd.pid");
+
+    let mut other = Command::new(s.path("bin/sshd-listener"))
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, format!("{}\n", other.id())).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sshd is not running; it reads the drop-in when it starts"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "a non-sshd was signalled"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+
+    // Control: a root process whose name is sshd gets the SIGHUP.
+    std::fs::remove_file(s.path(DROPIN)).unwrap();
+    let mut sshd = Command::new(s.path("sshd")).arg("60").spawn().unwrap();
+    std::fs::write(&pid_file, format!("{}\n", sshd.id())).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reload sshd... done"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sshd.wait().unwrap().signal(), Some(1));
 }
 
 #[test]
@@ -986,15 +1240,12 @@ fn sync_accounts_rebuilds_key_files_from_metadata() {
     let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
     let written = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    std::fs::remove_file(s.path("root/etc/ssh/sshd_config.d/containarium.conf")).unwrap();
+    std::fs::remove_file(s.path(DROPIN)).unwrap();
     s.clear_log();
     let out = s.run(&["sync-accounts"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
-    assert!(
-        s.path("root/etc/ssh/sshd_config.d/containarium.conf")
-            .exists()
-    );
+    assert!(s.path(DROPIN).exists());
     assert!(
         s.log()
             .iter()
@@ -1050,6 +1301,7 @@ fn snapshots_and_power() {
         .filter(|l| {
             !l.starts_with("incus list")
                 && !l.starts_with("incus snapshot list")
+                && !l.starts_with("incus query")
                 && !l.starts_with("useradd")
         })
         .collect();
@@ -1108,7 +1360,8 @@ fn restore_brings_back_container_address_account_and_keys() {
         format!("incus import {} {USER}-container", file.display()),
         format!("incus start {USER}-container"),
         format!(
-            "incus config device set {USER}-container eth0 ipv4.address={}",
+            "incus config device set {USER}-container eth0 ipv4.address={} hwaddr= \
+             security.port_isolation=true security.mac_filtering=true security.ipv4_filtering=true",
             s.ip
         ),
         format!("incus config set {USER}-container user.containarium.state=ready"),
@@ -1119,6 +1372,61 @@ fn restore_brings_back_container_address_account_and_keys() {
     let out = s.run(&["restore", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already exists: delete it first or restore with --as USER"));
+
+    // A backup that asks for root on the host: refused key by key, and the
+    // import is gone again.
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+    let hostile = r#"{"config":{"security.privileged":"true"},"devices":{"host":{"type":"disk","source":"/","path":"/mnt"}}}"#;
+    let out = s.run_with(
+        &["restore", file.to_str().unwrap()],
+        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config key security.privileged")
+            && err.contains("device host (disk) is not one containarium makes"),
+        "{err}"
+    );
+    assert!(s.instance().is_none(), "the refused import is deleted");
+    // The control: the same backup with --strip comes back without them.
+    let out = s.run_with(
+        &["restore", file.to_str().unwrap(), "--strip"],
+        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = s.instance().unwrap();
+    assert!(
+        inst["config"].get("security.privileged").is_none(),
+        "{inst}"
+    );
+    assert!(inst["devices"].get("host").is_none(), "{inst}");
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+
+    // A digest that does not match is refused before anything happens.
+    let digest = s.path("alice.tar.gz.sha256");
+    std::fs::write(&digest, format!("{}  alice.tar.gz\n", "0".repeat(64))).unwrap();
+    s.clear_log();
+    let out = s.run(&["restore", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("does not match its digest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
+    std::fs::write(
+        &digest,
+        format!(
+            "{}  alice.tar.gz\n",
+            sha256_hex(&std::fs::read(&file).unwrap())
+        ),
+    )
+    .unwrap();
+    // --as hands the container to a new person only with their own keys.
+    let out = s.run(&["restore", file.to_str().unwrap(), "--as", "ctmtest-bob"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--ssh-key"), "{}", stderr(&out));
     std::fs::write(s.path("junk.tar.gz"), "not a tarball").unwrap();
     let out = s.run(&["restore", s.path("junk.tar.gz").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
@@ -1129,12 +1437,42 @@ fn restore_brings_back_container_address_account_and_keys() {
     );
 }
 
+#[test]
+fn a_user_name_with_a_container_in_another_project_is_refused() {
+    let s = Sandbox::new(90);
+    // What `incus list --all-projects` shows of another project's tenant.
+    std::fs::write(
+        s.path("state/elsewhere-container.json"),
+        format!(
+            r#"{{"name":"elsewhere-container","project":"team-b","status":"Running",
+            "config":{{"user.containarium.owner":"{USER}"}},"expanded_config":{{}},
+            "devices":{{}},"expanded_devices":{{}},"state":null}}"#
+        ),
+    )
+    .unwrap();
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {USER} already has a container in Incus project team-b (elsewhere-container): one user name, one owner\n"
+        )
+    );
+    assert!(
+        !s.log()
+            .iter()
+            .any(|l| l.starts_with("incus init") || l.starts_with("useradd")),
+        "nothing changed: {:?}",
+        s.log()
+    );
+}
+
 /// What `keys add` and `info` did with a home of `-x-container/home/a`:
 /// `incus file push - alice-container-x-container/home/a/...`, another
 /// instance's file. A home must be an absolute, normalised path.
 #[test]
 fn a_hostile_home_in_the_containers_passwd_is_refused_and_changes_nothing() {
-    let s = Sandbox::new(90);
+    let s = Sandbox::new(110);
     assert!(s.create().status.success());
     // The instance a home of `-x-container/...` would name.
     let victim = format!("{USER}-container-x-container");
@@ -1213,7 +1551,7 @@ fn a_hostile_home_in_the_containers_passwd_is_refused_and_changes_nothing() {
 
 #[test]
 fn list_info_and_export_show_the_pinned_address_never_the_guests() {
-    let s = Sandbox::new(91);
+    let s = Sandbox::new(111);
     assert!(s.create().status.success());
     // The tenant's guest claims another address on eth0.
     s.edit_instance(&format!("{USER}-container"), |inst| {
@@ -1260,7 +1598,7 @@ fn list_info_and_export_show_the_pinned_address_never_the_guests() {
 
 #[test]
 fn export_refuses_a_hostile_host_key_and_never_writes_through_a_link() {
-    let s = Sandbox::new(92);
+    let s = Sandbox::new(112);
     assert!(s.create().status.success());
     let export = |extra: &[&str]| {
         let mut argv = vec!["export", USER, "--jump-ip", "bastion.example"];
@@ -1350,7 +1688,7 @@ fn export_refuses_a_hostile_host_key_and_never_writes_through_a_link() {
 
 #[test]
 fn sync_accounts_skips_only_the_user_whose_keys_are_malformed() {
-    let s = Sandbox::new(93);
+    let s = Sandbox::new(113);
     assert!(s.create().status.success());
     let bob = "ctmtest-bob";
     std::fs::write(
@@ -1386,7 +1724,7 @@ fn sync_accounts_skips_only_the_user_whose_keys_are_malformed() {
 
 #[test]
 fn snapshot_restore_reapplies_the_current_keys_unless_asked() {
-    let s = Sandbox::new(94);
+    let s = Sandbox::new(114);
     assert!(s.create().status.success());
     std::fs::write(s.path("desk.pub"), format!("{KEY2}\n")).unwrap();
     assert!(
@@ -1456,7 +1794,7 @@ fn snapshot_restore_reapplies_the_current_keys_unless_asked() {
 
 #[test]
 fn an_unreadable_template_override_or_an_open_config_file_is_refused() {
-    let s = Sandbox::new(95);
+    let s = Sandbox::new(115);
     let templates = s.path("root/etc/containarium/templates");
     std::fs::create_dir_all(templates.join("default.toml")).unwrap();
     let out = s.create();

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Stand-in for incus, useradd, userdel, groupadd, groupdel and sshd.
+"""Stand-in for incus, useradd, usermod, userdel, groupadd, groupdel and sshd.
 
 Installed under each of those names in a directory put first on PATH. Every
 call is appended to $FAKE_LOG as one line: the program's name and its
 arguments, each argument cut at its first newline. A call whose line contains
 $FAKE_FAIL fails with exit 1. The fake incus keeps its instances as JSON
 files in $FAKE_STATE and answers like the real one for what containarium
-uses; instances get the address $FAKE_IP when started.
+uses; instances get the address $FAKE_IP when started. `sshd -T` prints
+real captured output (tests/fixtures/sshd-T-jump.txt: our Match block in
+effect), or, when its -C spec contains $FAKE_SSHD_T_HOSTILE, the output for
+a connection that an earlier hostile Match block wins
+(sshd-T-hostile-match.txt).
 """
 import json
 import os
@@ -22,6 +26,14 @@ fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
     sys.exit(1)
+if prog == "sshd" and "-T" in args:
+    fixtures = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "fixtures")
+    spec = args[args.index("-C") + 1] if "-C" in args else ""
+    hostile = os.environ.get("FAKE_SSHD_T_HOSTILE")
+    name = "sshd-T-hostile-match.txt" if hostile and hostile in spec else "sshd-T-jump.txt"
+    with open(os.path.join(fixtures, name)) as f:
+        sys.stdout.write(f.read())
+    sys.exit(0)
 if prog != "incus":
     sys.exit(0)
 
@@ -51,9 +63,53 @@ def opts(args, flag):
     return [args[i + 1] for i, a in enumerate(args) if a == flag]
 
 
+def instances():
+    return sorted(f[:-5] for f in os.listdir(state) if f.endswith(".json") and not f.startswith("_"))
+
+
+def network():
+    return {"managed": True, "type": "bridge", "config": {
+        "ipv4.address": os.environ["FAKE_GATEWAY"], "ipv6.address": "none",
+        "security.acls": os.environ.get("FAKE_ACLS", "containarium-tenants")}}
+
+
 verb = args[0]
-if verb == "list":
-    names = sorted(f[:-5] for f in os.listdir(state) if f.endswith(".json"))
+if verb == "query":
+    what = args[1].split("?")[0]
+    if what == "/1.0":
+        print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables")}}))
+    elif what == "/1.0/profiles/default":
+        print(json.dumps({"devices": {"eth0": {"type": "nic", "name": "eth0", "network": "br0"}}}))
+    elif what == "/1.0/networks/br0":
+        print(json.dumps(network()))
+    elif what.startswith("/1.0/network-acls/"):
+        acl = load("_acl")
+        if acl is None:
+            sys.stderr.write("Error: Network ACL not found\n")
+            sys.exit(1)
+        print(json.dumps(acl))
+    elif what.endswith("/snapshots"):
+        print(json.dumps([]))
+    elif what.startswith("/1.0/instances/"):
+        inst = load(what.split("/")[3])
+        if inst is None:
+            sys.stderr.write("Error: Instance not found\n")
+            sys.exit(1)
+        print(json.dumps({"profiles": ["default"], **inst}))
+    else:
+        sys.stderr.write(f"Error: fake incus cannot query {what}\n")
+        sys.exit(1)
+elif verb == "network" and args[1] == "acl":
+    acl = json.loads(sys.stdin.read())
+    acl["name"] = args[3]
+    with open(path("_acl"), "w") as f:
+        json.dump(acl, f)
+elif verb == "network" and args[1] == "set":
+    pass
+elif verb == "list" and "--all-projects" in args:
+    print(json.dumps([{"project": "default", **load(n)} for n in instances()]))
+elif verb == "list":
+    names = instances()
     want = [a for a in args[1:] if not a.startswith("--") and a != "json"]
     if want:
         names = [n for n in names if f"^{n}$" == want[0]]
@@ -72,10 +128,10 @@ elif verb == "init":
     for spec in opts(args, "--device"):
         dev, kv = spec.split(",", 1)
         k, v = kv.split("=", 1)
-        devices[dev] = {k: v}
+        devices.setdefault(dev, {})[k] = v
+    expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})}}
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": config,
-          "devices": devices, "expanded_devices": {**devices, "eth0": {"type": "nic", "network": "br0"}},
-          "state": None, "last_used_at": ""})
+          "devices": devices, "expanded_devices": expanded, "state": None, "last_used_at": ""})
 elif verb in ("start", "restart"):
     inst = load(args[1])
     inst["status"] = "Running"
@@ -149,8 +205,11 @@ elif verb == "import":
     owner = name[: -len("-container")]
     config = {"user.containarium.owner": owner, "user.containarium.state": "ready",
               "user.containarium.keys": os.environ.get("FAKE_KEYS", "")}
+    extra = json.loads(os.environ.get("FAKE_IMPORT", "{}"))
+    config.update(extra.get("config", {}))
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": dict(config),
-          "devices": {"eth0": {"ipv4.address": os.environ["FAKE_IP"]}},
+          "devices": {"eth0": {"type": "nic", "network": "br0", "ipv4.address": os.environ["FAKE_IP"]},
+                      **extra.get("devices", {})},
           "expanded_devices": {"eth0": {"type": "nic", "ipv4.address": os.environ["FAKE_IP"]}},
           "state": None, "last_used_at": ""})
 elif verb == "config" and args[1] == "set":
@@ -160,7 +219,7 @@ elif verb == "config" and args[1] == "set":
         inst["config"][k] = v
         inst["expanded_config"][k] = v
     save(inst)
-elif verb == "config" and args[1] == "device" and args[2] != "unset":
+elif verb == "config" and args[1] == "device" and args[2] in ("set", "override"):
     inst, dev = load(args[3]), args[4]
     for kv in args[5:]:
         k, v = kv.split("=", 1)
@@ -190,10 +249,21 @@ elif verb == "exec":
         print("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi root@container")
 elif verb == "delete":
     inst = load(args[-1])
+    if inst is None:
+        sys.stderr.write(f'Error: Failed checking instance exists "local:{args[-1]}": Instance not found\n')
+        sys.exit(1)
     if os.environ.get("FAKE_QUOTA_FULL") and inst["devices"].get("root", {}).get("size"):
         sys.stderr.write('Error: Failed deleting subvolume: ERROR: Could not destroy subvolume/snapshot: Disk quota exceeded\n')
         sys.exit(1)
     os.remove(path(args[-1]))
+elif verb == "config" and args[1] == "unset":
+    inst = load(args[2])
+    inst["config"].pop(args[3], None)
+    save(inst)
+elif verb == "config" and args[1] == "device" and args[2] == "remove":
+    inst = load(args[3])
+    inst["devices"].pop(args[4], None)
+    save(inst)
 elif verb == "config" and args[1] == "device" and args[2] == "unset":
     inst = load(args[3])
     inst["devices"].get(args[4], {}).pop(args[5], None)

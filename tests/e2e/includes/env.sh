@@ -1,17 +1,16 @@
 # shellcheck shell=bash
-# e2e-env.sh: environment library for containarium's end-to-end tests.
+# env.sh: the host environment of containarium's end-to-end tests: packages,
+# incusd, the pool, bridge and project, the image, the bastion sshd, and the
+# cleanup of all of it. Sourced by scripts/e2e.sh, scripts/bench.sh and
+# scripts/e2e-smoke.sh, as root, on a Debian 12 host (no systemd needed):
 #
-# SOURCE it from bash, as root, on a Debian 12 host (no systemd needed):
-#
-#   . scripts/e2e-env.sh
+#   . tests/e2e/includes/env.sh
 #   trap e2e_cleanup EXIT        # (INT/TERM: trap 'exit 130' INT TERM)
 #   e2e_install_deps             # apt, only when something is missing
 #   e2e_start_incusd             # reuse a running incusd or start one
 #   e2e_setup_incus              # pool, bridge, project (fresh every run)
 #   e2e_image                    # build (cached) and import the image
 #   e2e_start_bastion_sshd       # sshd on 127.0.0.1:$E2E_BASTION_PORT
-#   ... tests ...
-#   e2e_bare_baseline USER PUBKEY PRIVKEY   # prints milliseconds
 #
 # Everything created carries the prefix "ctme2e" (Incus objects, files under
 # /run) or "e2e-" (host accounts); nothing else is touched. Traffic goes only to
@@ -20,6 +19,8 @@
 # Globals (set before sourcing to override the defaults):
 #   E2E_PROJECT=ctme2e  E2E_POOL=ctme2e  E2E_POOL_SIZE=8GiB
 #   E2E_BRIDGE=ctme2ebr0  E2E_BRIDGE_CIDR=10.197.83.1/24
+#   E2E_BRIDGE2=ctme2ebr1 (a bridge without our ACL, made by the network suite)
+#   E2E_ACL=containarium-tenants (made by host init; never one that was there before)
 #   E2E_IMAGE=ctme2e-debian12 (alias, in Incus project "default", shared)
 #   E2E_NOCLOUD_IMAGE=ctme2e-nocloud (published by e2e.sh for one check, deleted by e2e_cleanup)
 #   E2E_BASTION_HOST=127.0.0.1  E2E_BASTION_PORT=22022
@@ -45,6 +46,8 @@ E2E_PROJECT=${E2E_PROJECT:-ctme2e}
 E2E_POOL=${E2E_POOL:-ctme2e}
 E2E_POOL_SIZE=${E2E_POOL_SIZE:-8GiB}
 E2E_BRIDGE=${E2E_BRIDGE:-ctme2ebr0}
+E2E_BRIDGE2=ctme2ebr1
+E2E_ACL=containarium-tenants
 E2E_BRIDGE_CIDR=${E2E_BRIDGE_CIDR:-10.197.83.1/24}
 # shellcheck disable=SC2034 # used by the sourcing scripts
 E2E_BRIDGE_IP=${E2E_BRIDGE_CIDR%/*}
@@ -56,7 +59,8 @@ E2E_BASTION_PORT=${E2E_BASTION_PORT:-22022}
 E2E_STATE_DIR=${E2E_STATE_DIR:-/run/ctme2e}
 E2E_LOG_DIR=${E2E_LOG_DIR:-$E2E_STATE_DIR/log}
 E2E_CACHE_DIR=${E2E_CACHE_DIR:-/var/cache/containarium-e2e}
-E2E_SCRIPTS_DIR=${E2E_SCRIPTS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+E2E_REPO=${E2E_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
+E2E_SCRIPTS_DIR=$E2E_REPO/scripts
 E2E_GROUP=${E2E_GROUP:-containarium}
 E2E_DELETE_IMAGE=${E2E_DELETE_IMAGE:-0}
 E2E_INCUSD_PID=${E2E_INCUSD_PID:-}
@@ -68,13 +72,22 @@ E2E_IMAGE_WARM_MS=${E2E_IMAGE_WARM_MS:-0}
 
 E2E_SSHD_PIDFILE=/run/ctme2e-sshd.pid
 E2E_INCUSD_PIDFILE=$E2E_STATE_DIR/incusd.pid
-E2E_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
+E2E_DROPIN=/etc/ssh/sshd_config.d/00-containarium.conf
+# The drop-in's name before 00-containarium.conf; host init removes ours.
+E2E_OLD_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
+# Drop-ins a suite writes (hostile configuration) match this; never others.
+E2E_TEST_DROPINS='/etc/ssh/sshd_config.d/*-ctme2e-*.conf'
 E2E_ETC_DIR=/etc/containarium
 E2E_BACKUP_DIR=$E2E_CACHE_DIR/host-backup
 E2E_BACKPORTS_SOURCE=/etc/apt/sources.list.d/ctme2e-bookworm-backports.sources
 E2E_LOCK_FILE=/run/ctme2e.lock
 E2E_LOCK_WAIT=${E2E_LOCK_WAIT:-1800}
 E2E_LOCK_FD=${E2E_LOCK_FD:-}
+
+# Functions e2e_cleanup runs first, for what a suite made outside the
+# project (namespaces, listeners, drop-ins): e2e_on_cleanup FN.
+E2E_CLEANUP_HOOKS=()
+e2e_on_cleanup() { E2E_CLEANUP_HOOKS+=("$1"); }
 
 e2e_log() { printf '[e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 e2e_die() {
@@ -330,8 +343,16 @@ e2e_delete_incus_objects() {
 		done
 		incus project delete "$E2E_PROJECT" >/dev/null || rc=1
 	fi
-	if e2e__exists network show "$E2E_BRIDGE"; then
-		incus network delete "$E2E_BRIDGE" >/dev/null || rc=1
+	for n in "$E2E_BRIDGE" "$E2E_BRIDGE2"; do
+		if e2e__exists network show "$n"; then
+			incus network delete "$n" >/dev/null || rc=1
+		fi
+	done
+	# Made by `containarium host init` on our bridge; e2e_setup_incus refuses
+	# to run where one existed before (a real bastion's).
+	if e2e__exists network acl show "$E2E_ACL" &&
+		incus query "/1.0/network-acls/$E2E_ACL" | jq -e '.used_by | length == 0' >/dev/null; then
+		incus network acl delete "$E2E_ACL" >/dev/null || rc=1
 	fi
 	if e2e__exists storage show "$E2E_POOL"; then
 		# Image volumes (cached unpacked images) keep the pool busy.
@@ -353,6 +374,13 @@ e2e_setup_incus() {
 	e2e_lock || return 1
 	local route
 	e2e__check_names || return 1
+	if e2e__exists network acl show "$E2E_ACL" &&
+		incus query "/1.0/network-acls/$E2E_ACL" |
+		jq -e --arg b "$E2E_BRIDGE" --arg b2 "$E2E_BRIDGE2" \
+			'.used_by | map(select(. != "/1.0/networks/\($b)" and . != "/1.0/networks/\($b2)")) | length > 0' >/dev/null; then
+		e2e_die "network ACL $E2E_ACL guards networks that are not this suite's (a real bastion?); not touching it"
+		return 1
+	fi
 	e2e__record_host_state || return 1
 	e2e_delete_incus_objects || e2e_die "could not delete leftovers" || return 1
 	route=$(ip -4 route show "${E2E_BRIDGE_CIDR%.*}.0/${E2E_BRIDGE_CIDR#*/}")
@@ -478,6 +506,9 @@ e2e__record_host_state() {
 	if [ -e "$E2E_DROPIN" ]; then
 		cp -a "$E2E_DROPIN" "$E2E_BACKUP_DIR/dropin" || return 1
 	fi
+	if [ -e "$E2E_OLD_DROPIN" ]; then
+		cp -a "$E2E_OLD_DROPIN" "$E2E_BACKUP_DIR/old-dropin" || return 1
+	fi
 	if [ -e "$E2E_ETC_DIR" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -cpf "$E2E_BACKUP_DIR/etc.tar" \
 			"$(basename "$E2E_ETC_DIR")" || return 1
@@ -499,6 +530,13 @@ e2e__restore_host_state() {
 	else
 		rm -f "$E2E_DROPIN"
 	fi
+	if [ -e "$E2E_BACKUP_DIR/old-dropin" ]; then
+		cp -a "$E2E_BACKUP_DIR/old-dropin" "$E2E_OLD_DROPIN" || rc=1
+	else
+		rm -f "$E2E_OLD_DROPIN"
+	fi
+	# shellcheck disable=SC2086 # the glob is the point
+	rm -f $E2E_TEST_DROPINS
 	rm -rf "$E2E_ETC_DIR"
 	if [ -e "$E2E_BACKUP_DIR/etc.tar" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -xpf "$E2E_BACKUP_DIR/etc.tar" || rc=1
@@ -602,112 +640,6 @@ e2e_stop_bastion_sshd() {
 }
 
 # ---------------------------------------------------------------------------
-# Helpers for tests
-# ---------------------------------------------------------------------------
-
-# e2e_instance_ipv4 NAME [TIMEOUT_S]: print eth0's global IPv4 address (waits).
-e2e_instance_ipv4() {
-	local -
-	set +e # failures are handled explicitly (callers may use set -e)
-	local name=$1 timeout=${2:-60} ip i
-	for ((i = 0; i < timeout * 5; i++)); do
-		ip=$(incus query "/1.0/instances/$name/state?project=$E2E_PROJECT" 2>/dev/null |
-			jq -r '.network.eth0.addresses[]? | select(.family == "inet" and .scope == "global") | .address' |
-			head -n1)
-		if [ -n "$ip" ]; then
-			echo "$ip"
-			return 0
-		fi
-		sleep 0.2
-	done
-	e2e_die "no IPv4 on eth0 of $name after ${timeout}s"
-}
-
-# e2e_user_data USER PUBKEY_LINE: cloud-config creating USER with the key and
-# passwordless sudo (and membership of group docker when it exists).
-e2e_user_data() {
-	cat <<EOF
-#cloud-config
-users:
-  - name: $1
-    shell: /bin/bash
-    groups: [sudo]
-    sudo: "ALL=(ALL) NOPASSWD:ALL"
-    lock_passwd: true
-    ssh_authorized_keys:
-      - $2
-runcmd:
-  - [sh, -c, "getent group docker >/dev/null && usermod -aG docker $1 || true"]
-EOF
-}
-
-# e2e_ssh_opts KNOWN_HOSTS_FILE: BatchMode, no host key prompts.
-e2e_ssh_opts() {
-	printf '%s\n' -o BatchMode=yes -o StrictHostKeyChecking=no \
-		-o "UserKnownHostsFile=$1" -o GlobalKnownHostsFile=/dev/null \
-		-o ConnectTimeout=5 -o LogLevel=ERROR -o IdentitiesOnly=yes
-}
-
-# e2e_exec_retry NAME CMD...: incus exec, retried (5 tries) only when Incus
-# itself failed to run CMD (exit 255, e.g. "Failed to retrieve PID of
-# executing child process" on a busy host), as containarium does.
-e2e_exec_retry() {
-	local name=$1 try rc
-	shift
-	for try in 1 2 3 4 5; do
-		e2e_incus exec "$name" -- "$@"
-		rc=$?
-		[ "$rc" -eq 255 ] || return "$rc"
-		sleep "0.$try"
-	done
-	return "$rc"
-}
-
-# e2e_bare_baseline USER PUBKEY PRIVKEY: the bare Incus path. Times incus launch
-# of $E2E_IMAGE with cloud-init user-data that creates USER (key, passwordless
-# sudo) + cloud-init status --wait + the first direct ssh USER@IP true from the
-# host. PUBKEY is a file or the key line itself. Prints the milliseconds on
-# stdout; deletes the container.
-e2e_bare_baseline() {
-	local -
-	set +e # failures are handled explicitly (callers may use set -e)
-	e2e_lock || return 1
-	local user=$1 pub=$2 priv=$3 user_data=${4:-} name t0 ms ip kh i ok=0 opts
-	[ -n "$user" ] && [ -n "$pub" ] && [ -r "$priv" ] ||
-		e2e_die "usage: e2e_bare_baseline USER PUBKEY PRIVKEY [USER-DATA-FILE [LAUNCH-ARGS...]]" || return 1
-	shift $(($# < 4 ? $# : 4))
-	[ -f "$pub" ] && pub=$(head -n1 "$pub")
-	# The same user-data (and launch config) as the path compared against,
-	# so the ratio measures only what differs.
-	if [ -n "$user_data" ]; then user_data=$(cat "$user_data"); else user_data=$(e2e_user_data "$user" "$pub"); fi
-	name=ctme2e-bare-$$-$RANDOM
-	kh=$(mktemp "$E2E_STATE_DIR/known_hosts.XXXXXX")
-	mapfile -t opts < <(e2e_ssh_opts "$kh")
-	t0=$(e2e_now_ms)
-	local t1=$t0 t2=$t0 t3=$t0
-	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$user_data" "$@" \
-		>/dev/null && t1=$(e2e_now_ms) &&
-		e2e_exec_retry "$name" cloud-init status --wait >/dev/null && t2=$(e2e_now_ms) &&
-		ip=$(e2e_instance_ipv4 "$name" 30); then
-		t3=$(e2e_now_ms)
-		for ((i = 0; i < 100; i++)); do
-			if ssh "${opts[@]}" -i "$priv" "$user@$ip" true 2>/dev/null; then
-				ok=1
-				break
-			fi
-			sleep 0.2
-		done
-	fi
-	ms=$(($(e2e_now_ms) - t0))
-	# shellcheck disable=SC2034 # read by e2e_p1
-	E2E_BARE_PHASES="launch $((t1 - t0)), cloud-init wait $((t2 - t1)), address $((t3 - t2)), ssh $((t0 + ms - t3))"
-	e2e_incus delete --force "$name" >/dev/null 2>&1
-	rm -f "$kh"
-	[ "$ok" -eq 1 ] || e2e_die "bare baseline: $user@$name never answered over ssh" || return 1
-	echo "$ms"
-}
-
-# ---------------------------------------------------------------------------
 # e2e_cleanup: delete everything this suite created and restore the host.
 # Safe to call more than once and from an EXIT trap; keeps the exit status.
 # ---------------------------------------------------------------------------
@@ -727,6 +659,8 @@ e2e_cleanup() {
 		echo "$$" >"$E2E_LOCK_FILE"
 	fi
 	e2e_log "cleaning up"
+	local hook
+	for hook in "${E2E_CLEANUP_HOOKS[@]}"; do "$hook"; done
 	e2e_stop_bastion_sshd
 	e2e_delete_incus_objects || e2e_log "warning: some Incus objects could not be deleted"
 	if e2e_incus_up && incus image info --project default "$E2E_NOCLOUD_IMAGE" >/dev/null 2>&1; then
@@ -740,88 +674,4 @@ e2e_cleanup() {
 	e2e_stop_incusd
 	e2e__unlock
 	return "$rc"
-}
-
-# ---------------------------------------------------------------------------
-# containarium itself, for the suites that drive it (e2e.sh, bench.sh)
-# ---------------------------------------------------------------------------
-
-# e2e_containarium DIR: builds the release binary (unless CONTAINARIUM_BIN
-# names one) and sets BIN; writes DIR/config.toml pointing at the test image
-# with small quotas and exports CONTAINARIUM_CONFIG; sets E2E_SAME_CONFIG to
-# the `incus launch` options containarium uses for such a container with
-# Docker, so bare baselines run with the same config.
-e2e_containarium() {
-	local dir=$1 repo
-	repo=$(cd "$E2E_SCRIPTS_DIR/.." && pwd)
-	# shellcheck disable=SC2034 # used by the sourcing scripts
-	BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
-	if [ -z "${CONTAINARIUM_BIN:-}" ]; then
-		(cd "$repo" && cargo build --release --locked --quiet) || return 1
-	fi
-	rm -rf "$dir"
-	mkdir -p "$dir/keys"
-	cat >"$dir/config.toml" <<EOF
-image = "$E2E_IMAGE"
-disk = "3GiB"
-cpu = 1
-memory = "1GiB"
-EOF
-	export CONTAINARIUM_CONFIG=$dir/config.toml
-	# shellcheck disable=SC2034 # used by the sourcing scripts
-	E2E_SAME_CONFIG=(-c limits.cpu=1 -c limits.memory=1GiB -c security.nesting=true
-		-c security.syscalls.intercept.mknod=true -c security.syscalls.intercept.setxattr=true
-		-d "root,size=3GiB")
-}
-
-# e2e_client USER DIR: a key pair DIR/keys/USER(.pub) and an ssh client config
-# DIR/ssh-USER.conf that uses it. Pass the config with -F: ssh hands -F on to
-# the ProxyJump hop, while -i and -o stay on the first connection.
-e2e_client() {
-	local user=$1 dir=$2
-	ssh-keygen -q -t ed25519 -N '' -C "$user@laptop" -f "$dir/keys/$user" || return 1
-	cat >"$dir/ssh-$user.conf" <<EOF
-Host *
-    IdentityFile $dir/keys/$user
-    IdentitiesOnly yes
-    BatchMode yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    LogLevel ERROR
-    ConnectTimeout 15
-EOF
-}
-
-# e2e_p1 ROUNDS DIR USER: the P1 ratio, create-to-SSH-ready. Containarium's
-# path is `$BIN create USER` (default template, Docker on) plus the first
-# `ssh -J` with DIR/ssh-USER.conf; the bare path is e2e_bare_baseline with the
-# user-data containarium rendered and E2E_SAME_CONFIG. Rounds alternate so
-# warm-up and load fall on both sides; prints every round, then the medians.
-e2e_p1() {
-	local rounds=$1 dir=$2 user=$3 round t0 t1 t2 ip
-	local ctm=("$BIN" --project "$E2E_PROJECT")
-	: >"$dir/p1-ctm"
-	: >"$dir/p1-bare"
-	for round in $(seq "$rounds"); do
-		t0=$(e2e_now_ms)
-		"${ctm[@]}" create "$user" --ssh-key "$dir/keys/$user.pub" --json >"$dir/p1-create.json" 2>"$dir/p1-create.out" || return 1
-		t1=$(e2e_now_ms)
-		ip=$(jq -r .ipv4 "$dir/p1-create.json")
-		ssh -F "$dir/ssh-$user.conf" -J "$user@$E2E_BASTION_HOST:$E2E_BASTION_PORT" "$user@$ip" true || return 1
-		t2=$(e2e_now_ms)
-		echo $((t2 - t0)) >>"$dir/p1-ctm"
-		printf 'P1 round %s phases: containarium create %s ms (steps in s: %s), ssh -J %s ms\n' "$round" \
-			$((t1 - t0)) "$(sed -n 's/^\(.*\)\.\.\. done (\(.*\)s)$/\1 \2/p' "$dir/p1-create.out" | paste -sd, | sed 's/,/, /g')" $((t2 - t1))
-		e2e_incus config get "$user-container" cloud-init.user-data >"$dir/p1-user-data"
-		"${ctm[@]}" delete "$user" --force >/dev/null 2>&1 || return 1
-		e2e_bare_baseline "$user" "$dir/keys/$user.pub" "$dir/keys/$user" "$dir/p1-user-data" \
-			"${E2E_SAME_CONFIG[@]}" >>"$dir/p1-bare" || return 1
-		printf 'P1 round %s phases (ms): bare %s\n' "$round" "$E2E_BARE_PHASES"
-		printf 'P1 round %s: containarium %s ms, bare %s ms\n' "$round" "$(tail -n1 "$dir/p1-ctm")" "$(tail -n1 "$dir/p1-bare")"
-	done
-	local ctm_ms bare_ms
-	ctm_ms=$(sort -n "$dir/p1-ctm" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-	bare_ms=$(sort -n "$dir/p1-bare" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-	printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s ms, ratio %s (target <= 1.10)\n' \
-		"$rounds" "$ctm_ms" "$bare_ms" "$(awk -v a="$ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')"
 }

@@ -1,0 +1,594 @@
+//! The tenant network: where a container's address comes from and what it
+//! may reach.
+//!
+//! A tenant is root in their container, so nothing inside it can be
+//! trusted to keep to its address or its neighbours. Everything here is
+//! therefore enforced by Incus on the host side:
+//!
+//! - The address is chosen here, under our lock, and pinned on the NIC
+//!   before the container first starts, with `security.ipv4_filtering`,
+//!   `security.mac_filtering` and `security.port_isolation`: from the first
+//!   packet a tenant can send only from its own address and MAC, and cannot
+//!   reach its neighbours' ports on the bridge at all.
+//! - The network carries our ACL ([`ACL`]): traffic from tenants to
+//!   link-local addresses (the cloud's metadata server), to the tenant
+//!   subnet (neighbours routed through the gateway, and the bastion's
+//!   gateway address), to the bastion's other addresses and to the admin's
+//!   `deny-egress` ranges is refused. DHCP and DNS on the gateway stay
+//!   open: Incus puts its baseline service rules before any ACL.
+//!
+//! The ACL sits on the network rather than on each NIC because Incus can
+//! apply NIC-level ACLs on a bridge only with bridge-family conntrack and
+//! reject (`nf_conntrack_bridge`), which many kernels lack; the network's
+//! ACL works with the inet family on every nftables or xtables host.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Refused;
+use crate::exec::Cmd;
+use crate::incus::{Incus, Instance};
+
+/// The network ACL `host init` keeps on the tenant network.
+pub const ACL: &str = "containarium-tenants";
+
+/// What the tenant network's NIC settings on every tenant container are:
+/// filtering in force from the first boot.
+pub const NIC_SECURITY: [(&str, &str); 3] = [
+    ("security.port_isolation", "true"),
+    ("security.mac_filtering", "true"),
+    ("security.ipv4_filtering", "true"),
+];
+
+/// An IPv4 network in CIDR form, e.g. `10.128.0.0/9`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    fn mask(self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    /// The network address (host bits cleared).
+    pub fn network(self) -> Cidr {
+        Cidr {
+            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
+            prefix: self.prefix,
+        }
+    }
+
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IPv4 address or CIDR"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{s:?} has no valid prefix length (0-32)"))?;
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The managed bridge tenants are attached to, as Incus describes it.
+#[derive(Debug, Clone)]
+pub struct TenantNet {
+    pub name: String,
+    /// The bridge's own address and prefix, e.g. 10.197.83.1/24.
+    pub gateway: Cidr,
+    /// Whether the network gives tenants IPv6 (which then needs filtering
+    /// too).
+    pub ipv6: bool,
+    /// The ACLs attached to the network (`security.acls`).
+    pub acls: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NetworkJson {
+    #[serde(default)]
+    managed: bool,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
+}
+
+impl TenantNet {
+    /// The network that `create` attaches eth0 to: `configured` (config
+    /// file's `network`), else the default profile's eth0.
+    pub fn probe(incus: &Incus, configured: Option<&str>) -> Result<TenantNet> {
+        let name = match configured {
+            Some(name) => name.to_string(),
+            None => profile_network(incus)?,
+        };
+        let out = incus.probe(&incus.query_cmd(&format!("/1.0/networks/{name}")))?;
+        parse_network(&name, &out.stdout)
+    }
+
+    /// Host addresses a tenant may be given: the subnet without its network
+    /// address, the gateway and the broadcast address.
+    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let net = u32::from(self.gateway.network().addr);
+        let size = 1u64 << (32 - u32::from(self.gateway.prefix));
+        let gateway = self.gateway.addr;
+        (1..size.saturating_sub(1))
+            .map(move |i| Ipv4Addr::from(net + i as u32))
+            .filter(move |ip| *ip != gateway)
+    }
+
+    /// Whether our ACL is attached.
+    pub fn is_guarded(&self) -> bool {
+        self.acls.iter().any(|a| a == ACL)
+    }
+
+    /// Refuses (one line, saying what is missing) unless tenants on this
+    /// network would be filtered: fail closed.
+    pub fn require_guarded(&self, firewall: &str) -> Result<()> {
+        let name = &self.name;
+        if firewall.is_empty() {
+            bail!(Refused(
+                "Incus has no firewall driver on this host (install nftables and restart incusd): \
+                 tenants could not be isolated"
+                    .into()
+            ));
+        }
+        if !self.is_guarded() {
+            bail!(Refused(format!(
+                "tenant network {name} does not carry the {ACL} network ACL: run `containarium host init`"
+            )));
+        }
+        if self.ipv6 && !bridge_filters_ipv6() {
+            bail!(Refused(format!(
+                "tenant network {name} has IPv6, which this host cannot filter (br_netfilter is not loaded): \
+                 set `ipv6.address=none` on {name} or load br_netfilter"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The NIC settings every tenant's eth0 carries on this network.
+    pub fn nic_security(&self) -> Vec<(&'static str, &'static str)> {
+        let mut keys = NIC_SECURITY.to_vec();
+        if self.ipv6 {
+            keys.push(("security.ipv6_filtering", "true"));
+        }
+        keys
+    }
+}
+
+fn parse_network(name: &str, json: &str) -> Result<TenantNet> {
+    let net: NetworkJson = serde_json::from_str(json)
+        .with_context(|| format!("parsing Incus's description of network {name}"))?;
+    if !net.managed || net.kind != "bridge" {
+        bail!(Refused(format!(
+            "tenant network {name} is not a managed Incus bridge (it is {} {:?}): \
+             containarium needs one to pin and filter addresses",
+            if net.managed {
+                "a managed"
+            } else {
+                "an unmanaged"
+            },
+            net.kind
+        )));
+    }
+    let gateway = net
+        .config
+        .get("ipv4.address")
+        .and_then(|a| a.parse::<Cidr>().ok())
+        .filter(|c| c.prefix <= 30)
+        .ok_or_else(|| {
+            Refused(format!(
+                "tenant network {name} has no IPv4 subnet (ipv4.address): set one, e.g. \
+                 `incus network set {name} ipv4.address=10.10.0.1/22`"
+            ))
+        })?;
+    let ipv6 = net
+        .config
+        .get("ipv6.address")
+        .is_some_and(|a| !a.is_empty() && a != "none");
+    let acls = net
+        .config
+        .get("security.acls")
+        .map(|a| {
+            a.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TenantNet {
+        name: name.to_string(),
+        gateway,
+        ipv6,
+        acls,
+    })
+}
+
+/// The network of the default profile's eth0.
+fn profile_network(incus: &Incus) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Profile {
+        #[serde(default)]
+        devices: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    }
+    let out = incus.probe(&incus.query_cmd("/1.0/profiles/default"))?;
+    let profile: Profile =
+        serde_json::from_str(&out.stdout).context("parsing the default profile")?;
+    profile
+        .devices
+        .get("eth0")
+        .and_then(|d| d.get("network"))
+        .cloned()
+        .ok_or_else(|| {
+            Refused(
+                "the default profile has no eth0 on a managed network: set `network` in \
+                 config.toml or add one (incus profile device add default eth0 nic network=NET)"
+                    .into(),
+            )
+            .into()
+        })
+}
+
+/// Whether the kernel's bridge netfilter hands IPv6 to ip6tables/nftables,
+/// which Incus needs for `security.ipv6_filtering`.
+fn bridge_filters_ipv6() -> bool {
+    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-ip6tables")
+        .is_ok_and(|v| v.trim() == "1")
+}
+
+/// The command that brings an existing tenant's eth0 to what `create` gives
+/// every tenant now (the filters), for containers made before: `None` when
+/// it has them. Incus applies NIC changes to a running container live.
+pub fn nic_fix_cmd(incus: &Incus, instance: &Instance, net: &TenantNet) -> Option<Cmd> {
+    let eth0 = instance.expanded_devices.get("eth0")?;
+    let missing: Vec<String> = net
+        .nic_security()
+        .into_iter()
+        .filter(|(key, value)| eth0.get(*key).map(String::as_str) != Some(value))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let verb = instance.device_verb("eth0");
+    Some(
+        incus
+            .cmd(["config", "device", verb, instance.name.as_str(), "eth0"])
+            .args(missing),
+    )
+}
+
+/// Every IPv4 address in use on `net` by any instance of any project:
+/// pinned ones, and what running instances hold.
+pub fn taken(net: &TenantNet, all: &[Instance]) -> BTreeSet<Ipv4Addr> {
+    let mut taken = BTreeSet::new();
+    for instance in all {
+        for device in instance.expanded_devices.values() {
+            if device.get("network").map(String::as_str) == Some(net.name.as_str())
+                && let Some(ip) = device.get("ipv4.address").and_then(|a| a.parse().ok())
+            {
+                taken.insert(ip);
+            }
+        }
+        if let Some(nics) = instance.state.as_ref().and_then(|s| s.network.as_ref()) {
+            for nic in nics.values() {
+                taken.extend(
+                    nic.addresses
+                        .iter()
+                        .filter(|a| a.family == "inet")
+                        .filter_map(|a| a.address.parse::<Ipv4Addr>().ok())
+                        .filter(|ip| net.gateway.contains(*ip)),
+                );
+            }
+        }
+    }
+    taken
+}
+
+/// The lowest free tenant address, or a refusal that says the network is
+/// full.
+pub fn allocate(net: &TenantNet, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr> {
+    net.hosts().find(|ip| !taken.contains(ip)).ok_or_else(|| {
+        Refused(format!(
+            "tenant network {} ({}) has no free address left: widen its subnet",
+            net.name,
+            net.gateway.network()
+        ))
+        .into()
+    })
+}
+
+/// Every instance of every project, for [`taken`].
+pub fn all_instances(incus: &Incus) -> Result<Vec<Instance>> {
+    let out = incus.probe(&Incus::default().cmd(["list", "--all-projects", "--format", "json"]))?;
+    crate::incus::parse_instances(&out.stdout)
+}
+
+/// One rule of an Incus network ACL, as its API spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub state: String,
+}
+
+/// The parts of an ACL we own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRules {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub egress: Vec<Rule>,
+    #[serde(default)]
+    pub ingress: Vec<Rule>,
+}
+
+fn rule(action: &str, destination: &str, description: &str) -> Rule {
+    Rule {
+        action: action.into(),
+        destination: destination.into(),
+        description: description.into(),
+        state: "enabled".into(),
+    }
+}
+
+/// Our ACL for `net`: what tenants may not reach, everything else allowed
+/// (Internet egress keeps working where the network has NAT). Rejects
+/// always win over allows in Incus, whatever the order.
+pub fn acl_rules(net: &TenantNet, host_addresses: &[Ipv4Addr], deny_egress: &[Cidr]) -> AclRules {
+    let mut egress = vec![
+        rule(
+            "reject",
+            "169.254.0.0/16",
+            "link-local, including cloud metadata servers",
+        ),
+        rule(
+            "reject",
+            &net.gateway.network().to_string(),
+            "other tenants and the bastion's gateway address (DHCP and DNS stay open)",
+        ),
+    ];
+    let own: Vec<String> = host_addresses
+        .iter()
+        .filter(|ip| !net.gateway.contains(**ip) && !ip.is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if !own.is_empty() {
+        egress.push(rule(
+            "reject",
+            &own.join(","),
+            "the bastion's own addresses",
+        ));
+    }
+    if !deny_egress.is_empty() {
+        let list: Vec<String> = deny_egress.iter().map(ToString::to_string).collect();
+        egress.push(rule("reject", &list.join(","), "deny-egress (config.toml)"));
+    }
+    egress.push(rule("allow", "", "everything else"));
+    AclRules {
+        description: "containarium: what tenant containers may not reach".into(),
+        egress,
+        ingress: vec![rule(
+            "allow",
+            "",
+            "the bastion's forwards and replies to tenants",
+        )],
+    }
+}
+
+/// The ACL as Incus holds it now, `None` when there is none.
+pub fn current_acl(incus: &Incus) -> Result<Option<AclRules>> {
+    match crate::exec::run(&incus.query_cmd(&format!("/1.0/network-acls/{ACL}"))) {
+        Ok(out) => Ok(Some(
+            serde_json::from_str(&out.stdout).context("parsing the tenant network ACL")?,
+        )),
+        Err(err) if err.stderr_contains("not found") => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `incus network acl create|edit` with the rules as JSON (which is YAML)
+/// on standard input.
+pub fn write_acl_cmd(incus: &Incus, verb: &str, rules: &AclRules) -> Cmd {
+    let json = serde_json::to_string_pretty(rules).expect("ACL rules serialise");
+    incus.cmd(["network", "acl", verb, ACL]).stdin(json)
+}
+
+/// Attaches our ACL to `net`, keeping any ACL the admin attached.
+pub fn attach_acl_cmd(incus: &Incus, net: &TenantNet) -> Cmd {
+    let mut acls = net.acls.clone();
+    acls.push(ACL.to_string());
+    incus.cmd([
+        "network".to_string(),
+        "set".to_string(),
+        net.name.clone(),
+        format!("security.acls={}", acls.join(",")),
+    ])
+}
+
+/// The host's own IPv4 addresses (every interface), which tenants must not
+/// reach: the bastion's services listen on them.
+pub fn host_addresses() -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from Incus 6.0.4: `incus query /1.0/networks/NAME`.
+    const NETWORK: &str = include_str!("../tests/fixtures/incus-network-guarded.json");
+
+    fn net() -> TenantNet {
+        parse_network("ctme2ebr0", NETWORK).unwrap()
+    }
+
+    #[test]
+    fn parses_a_real_network() {
+        let net = net();
+        assert_eq!(net.gateway.to_string(), "10.197.83.1/24");
+        assert!(!net.ipv6);
+        assert!(net.is_guarded());
+        assert_eq!(net.hosts().count(), 253);
+        assert_eq!(net.hosts().next(), Some(Ipv4Addr::new(10, 197, 83, 2)));
+        assert_eq!(net.hosts().last(), Some(Ipv4Addr::new(10, 197, 83, 254)));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_filtered() {
+        let unmanaged = r#"{"managed":false,"type":"physical","config":{}}"#;
+        let err = parse_network("eth0", unmanaged).unwrap_err();
+        assert!(
+            err.to_string().contains("not a managed Incus bridge"),
+            "{err}"
+        );
+        let no_v4 = r#"{"managed":true,"type":"bridge","config":{"ipv4.address":"none"}}"#;
+        assert!(
+            parse_network("br", no_v4)
+                .unwrap_err()
+                .to_string()
+                .contains("no IPv4 subnet")
+        );
+        let bare = r#"{"managed":true,"type":"bridge","config":{"ipv4.address":"10.0.0.1/24"}}"#;
+        let err = parse_network("br", bare)
+            .unwrap()
+            .require_guarded("nftables")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("run `containarium host init`"),
+            "{err}"
+        );
+        let err = net().require_guarded("").unwrap_err();
+        assert!(err.to_string().contains("no firewall driver"), "{err}");
+        net().require_guarded("nftables").unwrap();
+    }
+
+    #[test]
+    fn allocates_the_lowest_free_address_and_says_when_full() {
+        let net = net();
+        let all = crate::incus::parse_instances(include_str!("../tests/fixtures/incus-list.json"))
+            .unwrap();
+        let taken = taken(&net, &all);
+        assert!(taken.contains(&Ipv4Addr::new(10, 197, 83, 48)), "{taken:?}");
+        let ip = allocate(&net, &taken).unwrap();
+        assert!(!taken.contains(&ip) && net.gateway.contains(ip) && ip != net.gateway.addr);
+        let tiny = TenantNet {
+            gateway: "10.9.9.1/30".parse().unwrap(),
+            ..net
+        };
+        let one = allocate(&tiny, &BTreeSet::new()).unwrap();
+        assert_eq!(one, Ipv4Addr::new(10, 9, 9, 2));
+        let err = allocate(&tiny, &BTreeSet::from([one])).unwrap_err();
+        assert!(err.to_string().contains("no free address left"), "{err}");
+    }
+
+    #[test]
+    fn acl_refuses_link_local_the_subnet_the_host_and_deny_egress() {
+        let rules = acl_rules(
+            &net(),
+            &[
+                Ipv4Addr::new(127, 0, 0, 1),
+                Ipv4Addr::new(10, 197, 83, 1),
+                Ipv4Addr::new(192, 0, 2, 10),
+            ],
+            &["10.128.0.0/9".parse().unwrap()],
+        );
+        let rejected: Vec<&str> = rules
+            .egress
+            .iter()
+            .filter(|r| r.action == "reject")
+            .map(|r| r.destination.as_str())
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                "169.254.0.0/16",
+                "10.197.83.0/24",
+                "192.0.2.10",
+                "10.128.0.0/9"
+            ]
+        );
+        assert_eq!(rules.egress.last().unwrap().action, "allow");
+        assert_eq!(rules.ingress.len(), 1);
+    }
+
+    #[test]
+    fn older_tenants_get_the_filters_they_lack() {
+        let all = crate::incus::parse_instances(include_str!("../tests/fixtures/incus-list.json"))
+            .unwrap();
+        let alice = all
+            .iter()
+            .find(|i| i.name == "ctme2e-alice-container")
+            .unwrap();
+        let cmd = nic_fix_cmd(&Incus::default(), alice, &net()).unwrap();
+        assert_eq!(
+            cmd.to_string(),
+            "incus config device set ctme2e-alice-container eth0 security.port_isolation=true \
+             security.mac_filtering=true security.ipv4_filtering=true"
+        );
+        let mut filtered = alice.clone();
+        let eth0 = filtered.expanded_devices.get_mut("eth0").unwrap();
+        for (key, value) in NIC_SECURITY {
+            eth0.insert(key.into(), value.into());
+        }
+        assert!(nic_fix_cmd(&Incus::default(), &filtered, &net()).is_none());
+    }
+
+    #[test]
+    fn the_acl_fixture_is_what_incus_returns() {
+        let acl: AclRules =
+            serde_json::from_str(include_str!("../tests/fixtures/incus-network-acl.json")).unwrap();
+        assert_eq!(acl.egress[0].destination, "169.254.0.0/16");
+        assert_eq!(acl.ingress[0].action, "allow");
+    }
+
+    #[test]
+    fn cidrs_parse_strictly() {
+        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().prefix, 8);
+        assert_eq!("192.0.2.7".parse::<Cidr>().unwrap().prefix, 32);
+        for bad in ["10.0.0.0/33", "10.0.0/8", "fd00::/8", "x", "10.0.0.0/"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        let c: Cidr = "10.197.83.1/24".parse().unwrap();
+        assert!(c.contains(Ipv4Addr::new(10, 197, 83, 200)));
+        assert!(!c.contains(Ipv4Addr::new(10, 197, 84, 1)));
+    }
+}

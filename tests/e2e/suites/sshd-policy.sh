@@ -1,0 +1,118 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2317 # helpers defined inside a test are called through check
+# sshd-policy: our drop-in's Match block is what sshd applies to jump
+# accounts, whatever else is configured. Another drop-in's Match block (read
+# after ours) does not give a jump account sftp or a shell; a host-wide
+# AuthorizedKeysCommand (as GCE OS Login or EC2 Instance Connect install)
+# that hands out an attacker's key does not open a jump account, while it
+# does open a normal account (the control); `host init` refuses a Match block
+# read before ours, and proves the rest with `sshd -T`.
+#
+# Everything it writes carries "ctme2e" in its name: drop-ins
+# /etc/ssh/sshd_config.d/*-ctme2e-*.conf, the directory /run/ctme2e-akc, and
+# the host account e2e-akc-ctrl (outside group containarium); all are
+# removed at its end or, after a crash, by e2e_cleanup.
+
+E2E_SSHD_POLICY_DIR=/run/ctme2e-akc
+E2E_SSHD_POLICY_CTRL=e2e-akc-ctrl
+
+sshd_policy__cleanup() {
+	# shellcheck disable=SC2086 # the glob is the point
+	rm -f $E2E_TEST_DROPINS
+	rm -rf "$E2E_SSHD_POLICY_DIR"
+	if getent passwd "$E2E_SSHD_POLICY_CTRL" >/dev/null; then userdel -- "$E2E_SSHD_POLICY_CTRL"; fi
+	if [ -n "${E2E_SSHD_PID:-}" ]; then e2e_reload_bastion_sshd; fi
+}
+
+# sshd_policy__effective USER ADDR KEYWORD VALUE: `sshd -T` says that a
+# connection of USER from ADDR gets VALUE for KEYWORD.
+sshd_policy__effective() {
+	local settings
+	settings=$(/usr/sbin/sshd -T -f /etc/ssh/sshd_config -C "user=$1,addr=$2,host=$2") || return 1
+	grep -qx -- "$3 $4" <<<"$settings" || { grep -- "^$3 " <<<"$settings"; return 1; }
+}
+
+test_sshd_policy() {
+	local work=$E2E_WORK bastion=$E2E_BASTION_HOST port=$E2E_BASTION_PORT ip
+	local dropins=/etc/ssh/sshd_config.d dir=$E2E_SSHD_POLICY_DIR ctrl=$E2E_SSHD_POLICY_CTRL
+	e2e_on_cleanup sshd_policy__cleanup
+	e2e_client e2e-sp "$work"
+	e2e_client e2e-attacker "$work"
+	check "create e2e-sp" ctm create e2e-sp --ssh-key "$work/keys/e2e-sp.pub" --no-docker
+	ip=$(ip_of e2e-sp)
+
+	# --- the drop-in sorts first; the old name is migrated -------------------------
+	check "the drop-in is $dropins/00-containarium.conf, first of the *.conf" \
+		bash -c "[ \"\$(cd $dropins && ls -1 -- *.conf | LC_ALL=C sort | head -n 1)\" = 00-containarium.conf ]"
+	cp -a "$dropins/00-containarium.conf" "$dropins/containarium.conf"
+	check "host init removes our drop-in under its old name" \
+		bash -c "'$BIN' --project $E2E_PROJECT host init && [ ! -e $dropins/containarium.conf ] && [ -e $dropins/00-containarium.conf ]"
+	rm -f "$dropins/containarium.conf"
+
+	# --- hostile configuration, read after ours ------------------------------------
+	# A Match block for every loopback client that would give sftp and all
+	# forwarding, and a host-wide AuthorizedKeysCommand that offers the
+	# attacker's key for every account.
+	mkdir -p "$dir" && chmod 0755 "$dir"
+	install -m 0644 "$work/keys/e2e-attacker.pub" "$dir/attacker.pub"
+	printf '#!/bin/sh\ncat %s/attacker.pub\n' "$dir" >"$dir/keys"
+	chmod 0755 "$dir/keys"
+	printf 'Match Address 127.0.0.0/8\n    ForceCommand internal-sftp\n    AllowTcpForwarding yes\n    PermitTTY yes\n    MaxSessions 10\n' \
+		>"$dropins/01-ctme2e-hostile.conf"
+	printf 'AuthorizedKeysCommand %s/keys %%u\nAuthorizedKeysCommandUser nobody\n' "$dir" >"$dropins/50-ctme2e-akc.conf"
+	check "a normal account (no home, nologin) for the control" \
+		useradd -M -N -g nogroup -s /usr/sbin/nologin -d /nonexistent -c "containarium e2e control" -- "$ctrl"
+	check "the bastion sshd takes the hostile configuration" e2e_reload_bastion_sshd
+
+	sftp_pwd() { echo pwd | sftp -F "$work/ssh-$1.conf" -P "$port" -b - "$2@$bastion"; }
+	check "(control) the AuthorizedKeysCommand key opens the normal account, with sftp" sftp_pwd e2e-attacker "$ctrl"
+	refused "the AuthorizedKeysCommand key does not open the jump account" "Permission denied" \
+		ssh -F "$work/ssh-e2e-attacker.conf" -p "$port" -W "$ip:22" "e2e-sp@$bastion"
+	refused "the jump account gets no sftp from the other Match block" "prohibited\|closed\|failed\|not available" \
+		sftp_pwd e2e-sp e2e-sp
+	refused "the jump account gets no shell or command (MaxSessions 0)" "channel 0: open failed" \
+		ssh -F "$work/ssh-e2e-sp.conf" -o LogLevel=INFO -p "$port" "e2e-sp@$bastion" id
+	refused "the jump account still forwards only to its container" "administratively prohibited" \
+		ssh -F "$work/ssh-e2e-sp.conf" -o LogLevel=INFO -p "$port" -W "127.0.0.1:$port" "e2e-sp@$bastion"
+	check "(control) ssh -J through the jump account still works" hostname_is e2e-sp-container jump e2e-sp "$ip"
+	jump_account_gets_ours() {
+		sshd_policy__effective e2e-sp 127.0.0.1 authorizedkeyscommand none &&
+			sshd_policy__effective e2e-sp 127.0.0.1 forcecommand /usr/sbin/nologin &&
+			sshd_policy__effective e2e-sp 127.0.0.1 maxsessions 0
+	}
+	normal_account_gets_theirs() {
+		sshd_policy__effective "$ctrl" 127.0.0.1 authorizedkeyscommand "$dir/keys %u" &&
+			sshd_policy__effective "$ctrl" 127.0.0.1 forcecommand internal-sftp
+	}
+	check "sshd -T: the jump account gets AuthorizedKeysCommand none, ForceCommand nologin, MaxSessions 0" \
+		jump_account_gets_ours
+	check "(control) sshd -T: the normal account gets the command and internal-sftp" normal_account_gets_theirs
+	check "host init accepts it and its sshd -T check passes (our block is read first)" \
+		bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^check sshd.s effective policy for jump accounts... done'"
+
+	# --- a Match block read before ours ------------------------------------------------
+	mv "$dropins/01-ctme2e-hostile.conf" "$dropins/0-ctme2e-hostile.conf"
+	one_line_error "host init refuses a drop-in with a Match block that sorts before ours" \
+		"sshd_config.d/0-ctme2e-hostile.conf sorts before 00-containarium.conf and has a Match block" ctm host init
+	refused "create refuses it too, and makes nothing" "sorts before 00-containarium.conf" \
+		ctm create e2e-sp2 --ssh-key "$work/keys/e2e-sp.pub" --no-docker
+	check "nothing was made for e2e-sp2" bash -c "! getent passwd e2e-sp2 && ! incus --project $E2E_PROJECT info e2e-sp2-container >/dev/null 2>&1"
+	# What the refusal prevents, shown for real: read first, it wins.
+	check "(the attack is real) read before ours, the bastion sshd takes it" e2e_reload_bastion_sshd
+	check "(the attack is real) read before ours, it gives the jump account sftp" sftp_pwd e2e-sp e2e-sp
+	rm -f "$dropins/0-ctme2e-hostile.conf"
+	check "the bastion sshd is back to our policy" e2e_reload_bastion_sshd
+	refused "(control) without it, sftp is refused again" "prohibited\|closed\|failed\|not available" sftp_pwd e2e-sp e2e-sp
+
+	# --- what only sshd -T can see: a Match block included from an earlier file ----------
+	printf 'Match Address 10.0.0.0/8\n    ForceCommand internal-sftp\n' >"$dir/hostile-match.conf"
+	printf 'Include %s/hostile-match.conf\n' "$dir" >"$dropins/0-ctme2e-include.conf"
+	refused "host init's sshd -T check fails in one line for a connection from 10.0.0.1" \
+		"^error: check sshd's effective policy for jump accounts failed: sshd would not apply containarium's policy to jump account e2e-[a-z0-9-]* from 10.0.0.1: forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"" \
+		ctm host init
+	rm -f "$dropins/0-ctme2e-include.conf"
+	check "(control) without it, host init passes" ctm host init
+
+	check "the hostile configuration and the control account are removed" sshd_policy__cleanup
+	check "delete e2e-sp" ctm delete e2e-sp --force
+}
