@@ -66,8 +66,15 @@ test_tenant_data() {
 	host_key=$(in_container "$t" cat /etc/ssh/ssh_host_ed25519_key.pub)
 	# write_host_key TEXT: as root in the tenant's container.
 	write_host_key() { printf '%b' "$1" | in_container "$t" sh -c 'cat >/etc/ssh/ssh_host_ed25519_key.pub'; }
-	for hostile in 'garbage\n' "$host_key\nProxyCommand touch $scratch/pwned\n" "$host_key\nHost *\n    ProxyCommand touch $scratch/pwned\n" "${host_key% *}\rProxyCommand x\n"; do
-		check "the tenant writes a host key of $(printf %q "${hostile:0:40}")" write_host_key "$hostile"
+	local -A hostile_keys=(
+		["garbage"]='garbage\n'
+		["the key, then a ProxyCommand line"]="$host_key\nProxyCommand touch $scratch/pwned\n"
+		["the key, then a Host block"]="$host_key\nHost *\n    ProxyCommand touch $scratch/pwned\n"
+		["the key, a CR and ProxyCommand in one line"]="${host_key% *}\rProxyCommand touch $scratch/pwned\n"
+		["two keys"]="$host_key\n$host_key\n"
+	)
+	for what in "${!hostile_keys[@]}"; do
+		check "the tenant's host key file is $what" write_host_key "${hostile_keys[$what]}"
 		one_line_error "  export refuses it" "error: $t-container's /etc/ssh/ssh_host_ed25519_key.pub" \
 			ctm export "$t" --jump-ip "$bastion" --jump-port "$port" --output "$shared"
 		check "  and the shared export file is unchanged" cmp -s "$shared" "$scratch/shared.before"
