@@ -64,8 +64,16 @@ impl Template {
             )));
         }
         let path = dir.join(format!("{name}.toml"));
+        // Only an absent file falls back to the built-in template: an
+        // override that is there but unreadable is the admin's to fix.
         let (text, origin) = match std::fs::read_to_string(&path) {
             Ok(text) => (text, path.display().to_string()),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Refused(format!(
+                    "cannot read template {}: {err}",
+                    path.display()
+                )));
+            }
             Err(_) => match BUILT_IN.iter().find(|(n, _)| *n == name) {
                 Some((_, text)) => (text.to_string(), format!("built-in template {name}")),
                 None => {
@@ -443,6 +451,28 @@ mod tests {
         let err = Template::load(dir.path(), "typo").unwrap_err().0;
         assert!(err.contains("unknown field"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn an_override_that_cannot_be_read_or_parsed_is_an_error_not_the_built_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.toml");
+        // The control: no override, the built-in one.
+        assert_eq!(
+            Template::load(dir.path(), "default").unwrap().shell,
+            "/bin/bash"
+        );
+        std::fs::write(&path, b"description = \"\xff\"\n").unwrap();
+        let err = Template::load(dir.path(), "default").unwrap_err().0;
+        assert!(err.starts_with("cannot read template "), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = Template::load(dir.path(), "default").unwrap_err().0;
+        assert!(err.starts_with("cannot read template "), "{err}");
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, "shell = [\n").unwrap();
+        let err = Template::load(dir.path(), "default").unwrap_err().0;
+        assert!(err.starts_with(&path.display().to_string()), "{err}");
     }
 
     /// status.json from cloud-init 22.4.2 (Debian 12) after a clean boot.

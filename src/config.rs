@@ -1,8 +1,15 @@
 //! Defaults from /etc/containarium/config.toml and the host paths we use.
 //!
-//! Every path is under a root directory (`/` unless `CONTAINARIUM_ROOT` says
-//! otherwise) so tests can run the real binary against a scratch tree.
+//! Every path is under a root directory so tests can run the real binary
+//! against a scratch tree. The root is `/`; only a build with the
+//! `test-paths` feature (the CLI tests' build) takes it from
+//! `CONTAINARIUM_ROOT`, so in a normal build `sudo` with a kept environment
+//! cannot redirect root's writes. `CONTAINARIUM_CONFIG` is the admin's (see
+//! the README) and stays, but the config file it names, like the default
+//! one, must be a regular file owned by root that only root can write.
 
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -49,7 +56,7 @@ pub struct Defaults {
 impl Defaults {
     pub fn load(paths: &Paths) -> Result<Defaults> {
         let path = paths.config_file();
-        let file = match crate::files::read_optional(&path)? {
+        let file = match read_config(&path)? {
             Some(text) => toml::from_str::<ConfigFile>(&text).map_err(|err| {
                 Refused(format!(
                     "{}: {}",
@@ -111,7 +118,7 @@ impl Paths {
     }
 
     pub fn from_env() -> Paths {
-        Paths::new(std::env::var_os("CONTAINARIUM_ROOT").unwrap_or_else(|| "/".into()))
+        Paths::new(test_root().unwrap_or_else(|| "/".into()))
     }
 
     fn at(&self, path: &str) -> PathBuf {
@@ -172,6 +179,46 @@ impl Paths {
     }
 }
 
+/// `CONTAINARIUM_ROOT`, in a build for the CLI tests only.
+#[cfg(feature = "test-paths")]
+fn test_root() -> Option<OsString> {
+    std::env::var_os("CONTAINARIUM_ROOT")
+}
+
+#[cfg(not(feature = "test-paths"))]
+fn test_root() -> Option<OsString> {
+    None
+}
+
+/// The config file's text, `None` if it does not exist. It decides which
+/// image, network and storage every container gets, so it must be a regular
+/// file owned by root and not writable by group or others (checked on the
+/// opened file, after any symlink).
+fn read_config(path: &Path) -> Result<Option<String>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    let meta = file.metadata()?;
+    let why = if !meta.is_file() {
+        "is not a regular file"
+    } else if meta.uid() != 0 {
+        "is not owned by root"
+    } else if meta.mode() & 0o022 != 0 {
+        "is writable by group or others"
+    } else {
+        return std::io::read_to_string(file)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()));
+    };
+    Err(Refused(format!(
+        "config file {} {why}: it must be root's alone (chown root; chmod go-w)",
+        path.display()
+    ))
+    .into())
+}
+
 /// Reads a file we need, with the activity in the error.
 pub fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -190,6 +237,43 @@ mod tests {
         assert!(toml::from_str::<ConfigFile>("disks = \"1GiB\"").is_err());
         let deny: ConfigFile = toml::from_str("deny-egress = [\"10.128.0.0/9\"]").unwrap();
         assert_eq!(deny.deny_egress, ["10.128.0.0/9"]);
+    }
+
+    #[test]
+    fn config_file_must_be_roots_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert_eq!(read_config(&path).unwrap(), None);
+        std::fs::write(&path, "cpu = 4\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_config(&path).unwrap().as_deref(), Some("cpu = 4\n"));
+        for (mode, uid, why) in [
+            (0o664, 0, "is writable by group or others"),
+            (0o646, 0, "is writable by group or others"),
+            (0o644, 65534, "is not owned by root"),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+            let err = read_config(&path).unwrap_err().to_string();
+            assert!(err.contains(why), "{mode:o} {uid}: {err}");
+        }
+        let err = read_config(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not a regular file"), "{err}");
+    }
+
+    /// Without the `test-paths` feature the root is `/`, whatever the
+    /// environment says; with it (the CLI tests), `CONTAINARIUM_ROOT`.
+    #[test]
+    fn containarium_root_needs_the_test_build() {
+        // SAFETY: no other test in this binary reads CONTAINARIUM_ROOT.
+        unsafe { std::env::set_var("CONTAINARIUM_ROOT", "/tmp/elsewhere") };
+        let lock = Paths::from_env().lock_file();
+        if cfg!(feature = "test-paths") {
+            assert_eq!(lock, PathBuf::from("/tmp/elsewhere/run/containarium.lock"));
+        } else {
+            assert_eq!(lock, PathBuf::from("/run/containarium.lock"));
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! is what `--dry-run` prints and what `-v` logs. Commands are always run from
 //! an argv, never through `sh -c`, so nothing a user typed is ever parsed by a
 //! shell. Failures carry the command, its exit code or signal and the tail of
-//! its stderr, because duct's own error says none of that.
+//! its stderr, because duct's own error says none of that. Children run
+//! with `LC_ALL=C`, so the messages we recognise ("cannot lock /etc/passwd",
+//! "not found") are the English ones whatever the admin's locale.
 
 use std::fmt;
 use std::io;
@@ -185,6 +187,9 @@ pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
             expr = expr.env_remove(key);
         }
     }
+    // LANGUAGE would win over LC_ALL for gettext's messages in any locale
+    // but C; drop it as well.
+    expr = expr.env("LC_ALL", "C").env_remove("LANGUAGE");
     let output = expr.run().map_err(|err| CmdError {
         command: abbreviate(&cmd.to_string()),
         program: cmd.program.clone(),
@@ -305,12 +310,19 @@ mod tests {
 
     #[test]
     fn stdin_is_passed_and_env_scrubbed() {
-        // SAFETY: tests in this module do not read INCUS_* concurrently.
-        unsafe { std::env::set_var("INCUS_PROJECT", "elsewhere") };
+        // SAFETY: tests in this module do not read these concurrently.
+        unsafe {
+            std::env::set_var("INCUS_PROJECT", "elsewhere");
+            std::env::set_var("LC_ALL", "de_DE.UTF-8");
+            std::env::set_var("LANGUAGE", "de");
+        }
         let out = run(&Cmd::new("sh")
-            .args(["-c", "cat; echo \"${INCUS_PROJECT-unset}\""])
+            .args([
+                "-c",
+                "cat; echo \"${INCUS_PROJECT-unset} $LC_ALL ${LANGUAGE-unset}\"",
+            ])
             .stdin("in\n"))
         .unwrap();
-        assert_eq!(out.stdout, "in\nunset\n");
+        assert_eq!(out.stdout, "in\nunset C unset\n");
     }
 }

@@ -162,26 +162,65 @@ impl Incus {
     /// `incus exec`, whose output can be lost on a busy host, it returns the
     /// file or an error. `None` when the file does not exist.
     pub fn read_file(&self, instance: &str, path: &str) -> Result<Option<String>> {
-        let cmd = self.cmd(["file", "pull", &format!("{instance}{path}"), "-"]);
+        let cmd = self.cmd(["file", "pull", &file_ref(instance, path)?, "-"]);
         match exec::run(&cmd) {
             Ok(out) => Ok(Some(out.stdout)),
-            Err(err) if err.stderr_contains("not found") || err.stderr_contains("No such file") => {
+            // "file does not exist": what Incus 6.0 says for a stopped container.
+            Err(err)
+                if err.stderr_contains("not found")
+                    || err.stderr_contains("No such file")
+                    || err.stderr_contains("file does not exist") =>
+            {
                 Ok(None)
             }
             Err(err) => Err(err.into()),
         }
     }
 
+    /// `incus file push` of stdin to `path` in the instance, owned by
+    /// `uid:gid` with `mode`, making missing directories.
+    pub fn push_file_cmd(
+        &self,
+        instance: &str,
+        path: &str,
+        (uid, gid): (&str, &str),
+        mode: &str,
+    ) -> Result<Cmd, Refused> {
+        Ok(self
+            .cmd(["file", "push", "--create-dirs", "--uid", uid, "--gid", gid])
+            .args(["--mode", mode, "-"])
+            .arg(file_ref(instance, path)?))
+    }
+
     /// `user`'s passwd fields (name, x, uid, gid, gecos, home, shell) in the
-    /// instance, from its /etc/passwd.
+    /// instance, from its /etc/passwd. The tenant writes that file, so the
+    /// entry is refused unless uid and gid are numbers and the home is an
+    /// absolute, normalised path.
     pub fn passwd_entry(&self, instance: &str, user: &str) -> Result<Option<Vec<String>>> {
         let passwd = self
             .read_file(instance, "/etc/passwd")?
             .with_context(|| format!("{instance} has no /etc/passwd"))?;
-        Ok(passwd
+        let Some(fields) = passwd
             .lines()
             .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
-            .find(|f| f.len() == 7 && f[0] == user))
+            .find(|f| f.len() == 7 && f[0] == user)
+        else {
+            return Ok(None);
+        };
+        if fields[2].parse::<u32>().is_err() || fields[3].parse::<u32>().is_err() {
+            return Err(Refused(format!(
+                "{instance}: {user}'s uid or gid in /etc/passwd is not a number; nothing changed"
+            ))
+            .into());
+        }
+        if let Err(why) = check_guest_path(&fields[5]) {
+            return Err(Refused(format!(
+                "{instance}: {user}'s home \"{}\" in /etc/passwd is {why}; nothing changed",
+                fields[5].escape_debug()
+            ))
+            .into());
+        }
+        Ok(Some(fields))
     }
 
     pub fn delete_cmd(&self, instance: &str) -> Cmd {
@@ -191,6 +230,46 @@ impl Incus {
     pub fn config_set_cmd(&self, instance: &str, key: &str, value: &str) -> Cmd {
         self.cmd(["config", "set", instance, &format!("{key}={value}")])
     }
+}
+
+/// `INSTANCE/PATH`, as `incus file pull/push` name a file in an instance.
+/// Incus takes everything before the first '/' as the instance's name, and
+/// the path is often the tenant's (a home from their /etc/passwd): unless it
+/// is absolute and normalised, `-x-container/home/a` would name the instance
+/// `alice-container-x-container`. So anything else is refused.
+pub fn file_ref(instance: &str, path: &str) -> Result<String, Refused> {
+    match check_guest_path(path) {
+        Ok(()) => Ok(format!("{instance}/{}", &path[1..])),
+        Err(why) => Err(Refused(format!(
+            "{instance}: the path \"{}\" is {why}; nothing changed",
+            path.escape_debug()
+        ))),
+    }
+}
+
+/// `rel` (a constant such as `.ssh/authorized_keys`) under the directory
+/// `dir`, which may be `/`.
+pub fn guest_join(dir: &str, rel: &str) -> String {
+    format!("{}/{rel}", dir.trim_end_matches('/'))
+}
+
+/// Whether `path` is an absolute, normalised path: it starts with '/', and
+/// has no empty, `.` or `..` component and no control character.
+fn check_guest_path(path: &str) -> Result<(), &'static str> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("not an absolute path");
+    };
+    if path.chars().any(char::is_control) {
+        return Err("not a path (control characters)");
+    }
+    if !rest.is_empty()
+        && rest
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("not a normalised path (empty, '.' or '..' components)");
+    }
+    Ok(())
 }
 
 /// Whether `incus exec` failed in Incus rather than in the command.
@@ -418,6 +497,37 @@ mod tests {
         let all = parse_instances(json).unwrap();
         assert_eq!(all[0].owner(), None);
         assert_eq!(all[0].ipv4(), None);
+    }
+
+    #[test]
+    fn file_refs_never_name_another_instance() {
+        assert_eq!(
+            file_ref("a-container", "/home/a/.ssh/authorized_keys").unwrap(),
+            "a-container/home/a/.ssh/authorized_keys"
+        );
+        assert_eq!(file_ref("a-container", "/").unwrap(), "a-container/");
+        for bad in [
+            "-x-container/home/a",
+            "home/a",
+            "",
+            "/../../etc",
+            "/home/./a",
+            "/home//a",
+            "/home/a/",
+            "/home/a\n/x",
+        ] {
+            let err = file_ref("a-container", bad).unwrap_err().0;
+            assert!(err.starts_with("a-container: the path "), "{bad:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+        }
+        assert_eq!(
+            guest_join("/home/a", ".ssh/authorized_keys"),
+            "/home/a/.ssh/authorized_keys"
+        );
+        assert_eq!(
+            guest_join("/", ".ssh/authorized_keys"),
+            "/.ssh/authorized_keys"
+        );
     }
 
     #[test]

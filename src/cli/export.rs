@@ -7,16 +7,38 @@
 //! trusted on first use and the file works as it is on any machine with
 //! OpenSSH 8.5 or later. Aliases carry the user's name, so exports for two
 //! users appended to one file do not clash.
+//!
+//! The container's host key file is the tenant's: it is parsed as one
+//! ed25519 public key and re-rendered (type and base64 only), so nothing
+//! written there can add a line (`ProxyCommand`, `Host`, `Match`) to a file
+//! that holds other users' blocks. The address is the pinned one, never what
+//! the guest reports. `--output` appends only to a file an export wrote: a
+//! regular file owned by root, never through a symlink.
 
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use nix::libc;
 
 use super::Env;
 use crate::error::Refused;
-use crate::files::{self, FileWrite};
+use crate::files::FileWrite;
+use crate::keys;
 use crate::names::UserName;
+
+/// The first line of every export: what marks a file as one we wrote.
+const MARKER: &str = "# containarium: ";
+
+/// Where the container's host key is, in the container.
+const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key.pub";
+
+/// An ssh config file we append to is a few blocks a user; a bigger one is
+/// not ours.
+const MAX_OUTPUT: u64 = 1 << 20;
 
 /// Print an ssh config block (with ProxyJump) for a user's container
 #[derive(Debug, Args)]
@@ -76,16 +98,21 @@ impl ExportArgs {
         }
         let name = self.user.container();
         let instance = super::managed(env, &self.user)?;
-        let ip = instance
-            .pinned_ipv4()
-            .or(instance.ipv4())
-            .with_context(|| format!("{name} has no IPv4 address"))?;
-        let bastion_key = host_key_of(&crate::config::read(&env.paths.host_key())?)
-            .context("reading the bastion's ed25519 host key")?;
+        let ip = instance.pinned_ipv4().ok_or_else(|| {
+            Refused(format!(
+                "{name} has no pinned address (never finished creating?)"
+            ))
+        })?;
+        let bastion_path = env.paths.host_key();
+        let bastion_key = host_key_of(
+            &crate::config::read(&bastion_path)?,
+            &bastion_path.display().to_string(),
+        )?;
         let container_key = host_key_of(
             &env.incus
-                .read_file(&name, "/etc/ssh/ssh_host_ed25519_key.pub")?
+                .read_file(&name, HOST_KEY)?
                 .with_context(|| format!("{name} has no ed25519 host key yet"))?,
+            &format!("{name}'s {HOST_KEY}"),
         )?;
         let text = render(&Export {
             user: self.user.as_str(),
@@ -104,17 +131,20 @@ impl ExportArgs {
     }
 }
 
-/// `ssh-ed25519 AAAA...` from a host key file, without its comment.
-fn host_key_of(text: &str) -> Result<String> {
-    let mut fields = text.split_whitespace();
-    match (fields.next(), fields.next()) {
-        (Some(kind @ "ssh-ed25519"), Some(data)) => Ok(format!("{kind} {data}")),
-        _ => anyhow::bail!("not an ed25519 public host key"),
+/// `ssh-ed25519 AAAA...` from a host key file, parsed strictly and without
+/// its comment. Errors name `origin` and echo nothing of the file.
+fn host_key_of(text: &str, origin: &str) -> Result<String, Refused> {
+    match keys::parse_file_text(text, origin)?.as_slice() {
+        [key] if key.kind() == "ssh-ed25519" => Ok(key.bare()),
+        _ => Err(Refused(format!(
+            "{origin} is not one ed25519 public key; nothing exported"
+        ))),
     }
 }
 
-fn append(path: &std::path::Path, user: &UserName, text: &str) -> Result<()> {
-    let existing = files::read_optional(path)?.unwrap_or_default();
+/// Appends `text` to the export file at `path`, made if absent.
+fn append(path: &Path, user: &UserName, text: &str) -> Result<()> {
+    let existing = read_export_file(path)?.unwrap_or_default();
     let alias = format!("Host {user}-dev");
     if existing.lines().any(|l| l.trim() == alias) {
         return Err(Refused(format!(
@@ -130,12 +160,66 @@ fn append(path: &std::path::Path, user: &UserName, text: &str) -> Result<()> {
     } else {
         "\n\n"
     };
+    // Atomic: a new file renamed over the old name, which replaces a link
+    // put there meanwhile instead of following it.
     FileWrite {
         path: path.to_path_buf(),
         mode: 0o644,
         contents: format!("{existing}{separator}{text}"),
     }
     .apply()
+}
+
+/// What an earlier export wrote at `path`; `None` if nothing is there.
+/// Refuses anything else, so `--output` can never be aimed at a file that is
+/// not ours (/etc/shadow, or a link to it): a symlink (not followed), a
+/// non-regular file, a file not owned by root or with other hard links, and
+/// a non-empty file without our marker. Checked on the open file itself.
+fn read_export_file(path: &Path) -> Result<Option<String>> {
+    let shown = path.display();
+    let refuse = |why: &str| -> Result<Option<String>> {
+        Err(Refused(format!("--output {shown} {why}; nothing changed")).into())
+    };
+    let open = OpenOptions::new()
+        .read(true)
+        // Never through a symlink; never wait on a FIFO's writer.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let file = match open {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            return refuse("is a symbolic link: give the file itself");
+        }
+        Err(err) => return Err(err).with_context(|| format!("opening {shown}")),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return refuse("is not a regular file");
+    }
+    if meta.uid() != 0 {
+        return refuse(&format!(
+            "is owned by uid {}, not root: containarium did not write it",
+            meta.uid()
+        ));
+    }
+    if meta.nlink() != 1 {
+        return refuse("has other hard links");
+    }
+    if meta.len() > MAX_OUTPUT {
+        return refuse("is too large to be an export file");
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_OUTPUT + 1).read_to_end(&mut bytes)?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        return refuse("is not a text file");
+    };
+    if !text.is_empty() && !text.lines().any(|l| l.starts_with(MARKER)) {
+        return refuse(
+            "was not written by `containarium export`: give a new file, or print to stdout",
+        );
+    }
+    Ok(Some(text))
 }
 
 pub fn render(e: &Export) -> String {
@@ -150,7 +234,7 @@ pub fn render(e: &Export) -> String {
         )
     };
     format!(
-        "# containarium: {user}'s container, through the bastion {host}.
+        "{MARKER}{user}'s container, through the bastion {host}.
 # Host keys are pinned from the machines themselves; nothing is trusted on
 # first use. Connect with: ssh {user}-dev
 Host {user}-jump
@@ -220,27 +304,104 @@ mod tests {
         "#);
     }
 
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi";
+
     #[test]
-    fn host_keys_lose_their_comment() {
+    fn host_keys_are_parsed_and_lose_their_comment() {
         assert_eq!(
-            host_key_of("ssh-ed25519 AAAAx root@host\n").unwrap(),
-            "ssh-ed25519 AAAAx"
+            host_key_of(&format!("{KEY} root@host\n"), "k").unwrap(),
+            KEY
         );
-        assert!(host_key_of("ssh-rsa AAAAx").is_err());
+        for bad in [
+            "ssh-rsa AAAAx".to_string(),
+            "garbage".to_string(),
+            "ssh-ed25519 AAAAx".to_string(),
+            format!("{KEY} root@host\nProxyCommand sh -c 'id>/tmp/x'"),
+            format!("{KEY}\rProxyCommand x"),
+            format!("{KEY}\n{KEY}"),
+        ] {
+            let err = host_key_of(&bad, "c's key").unwrap_err().0;
+            assert!(err.starts_with("c's key"), "{bad:?}: {err}");
+            assert!(
+                !err.contains("ProxyCommand") && !err.contains("garbage"),
+                "{err}"
+            );
+            assert_eq!(err.lines().count(), 1);
+        }
     }
 
     #[test]
     fn appending_never_clobbers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
-        std::fs::write(&path, "Host mine\n    HostName example\n").unwrap();
         let alice: UserName = "alice".parse().unwrap();
-        append(&path, &alice, "Host alice-dev\n").unwrap();
+        let bob: UserName = "bob".parse().unwrap();
+        append(&path, &alice, &format!("{MARKER}alice\nHost alice-dev\n")).unwrap();
+        append(&path, &bob, &format!("{MARKER}bob\nHost bob-dev\n")).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "Host mine\n    HostName example\n\nHost alice-dev\n"
+            format!("{MARKER}alice\nHost alice-dev\n\n{MARKER}bob\nHost bob-dev\n")
         );
         let err = append(&path, &alice, "Host alice-dev\n").unwrap_err();
         assert!(err.to_string().contains("already has"));
+    }
+
+    #[test]
+    fn output_is_only_ever_a_file_an_export_wrote() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let alice: UserName = "alice".parse().unwrap();
+        let block = format!("{MARKER}alice\nHost alice-dev\n");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{MARKER}looks ours\nroot:SECRET\n")).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&secret, &hard).unwrap();
+        let foreign = dir.path().join("foreign");
+        std::fs::write(&foreign, "Host mine\n    HostName example\n").unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, format!("{MARKER}x\n")).unwrap();
+        std::os::unix::fs::chown(&users, Some(65534), None).unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let cases = [
+            (&link, "is a symbolic link"),
+            (&hard, "has other hard links"),
+            (&foreign, "was not written by `containarium export`"),
+            (&users, "is owned by uid 65534, not root"),
+            (&fifo, "is not a regular file"),
+            (&dir.path().to_path_buf(), "is not a regular file"),
+        ];
+        for (path, why) in cases {
+            let before = std::fs::symlink_metadata(path).unwrap();
+            let err = append(path, &alice, &block).unwrap_err().to_string();
+            assert!(err.contains(why), "{}: {err}", path.display());
+            let after = std::fs::symlink_metadata(path).unwrap();
+            assert_eq!(
+                (before.ino(), before.file_type()),
+                (after.ino(), after.file_type()),
+                "{} unchanged",
+                path.display()
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&secret).unwrap(),
+            format!("{MARKER}looks ours\nroot:SECRET\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(&foreign).unwrap(),
+            "Host mine\n    HostName example\n"
+        );
+        // The control: an empty root-owned file and our own file are fine.
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        append(&empty, &alice, &block).unwrap();
+        assert_eq!(std::fs::read_to_string(&empty).unwrap(), block);
+        assert_eq!(
+            std::fs::metadata(&empty).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
     }
 }

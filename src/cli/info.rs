@@ -61,10 +61,9 @@ impl InfoArgs {
             user: self.user.to_string(),
             container: instance.name.clone(),
             state: super::list::state(&instance),
-            ipv4: instance
-                .ipv4()
-                .or(instance.pinned_ipv4())
-                .map(|ip| ip.to_string()),
+            // The pinned address: what the jump account may reach. What the
+            // guest reports is the tenant's to choose.
+            ipv4: instance.pinned_ipv4().map(|ip| ip.to_string()),
             disk_quota: instance.root_size().map(str::to_string),
             disk_used: instance.disk_used(),
             memory_limit: config("limits.memory"),

@@ -16,7 +16,7 @@ use super::{Env, print_json};
 use crate::accounts;
 use crate::error::Refused;
 use crate::files::FileWrite;
-use crate::incus::{Instance, key};
+use crate::incus::{self, Instance, key};
 use crate::keys::{self, PublicKey};
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
@@ -162,7 +162,7 @@ fn print_keys(keys: &[PublicKey], json: bool) {
 
 /// What a key change does to the user's live jump sessions.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Sessions {
+pub(super) enum Sessions {
     Keep,
     /// End them all once the key file no longer has the removed key: sshd
     /// does not say which key a session used, and a tunnel opened with a
@@ -196,49 +196,48 @@ fn plan(
     wanted: &[PublicKey],
     sessions: Sessions,
 ) -> Result<Plan> {
-    let name = instance.name.as_str();
     if !instance.is_running() {
         return Err(Refused(format!(
-            "{name} is not running: `containarium start {user}` first"
+            "{} is not running: `containarium start {user}` first",
+            instance.name
         ))
         .into());
     }
+    apply_plan(env, user, instance, wanted, sessions)
+}
+
+/// The steps that make authorized_keys, the jump key file and the metadata
+/// hold `wanted` instead of the recorded keys (`snapshot restore` reuses
+/// them; Incus's file API works on a stopped container too).
+pub(super) fn apply_plan(
+    env: &Env,
+    user: &UserName,
+    instance: &Instance,
+    wanted: &[PublicKey],
+    sessions: Sessions,
+) -> Result<Plan> {
+    let name = instance.name.as_str();
     let ip = instance
         .pinned_ipv4()
         .with_context(|| format!("{name} has no pinned address"))?;
     let Some(fields) = env.incus.passwd_entry(name, user.as_str())? else {
         anyhow::bail!("user {user} not found in {name}");
     };
-    let (uid, gid, home) = (fields[2].as_str(), fields[3].as_str(), fields[5].as_str());
-    let path = format!("{home}/.ssh/authorized_keys");
+    // The home is checked by passwd_entry, the file's name by incus::file_ref.
+    let (owner, home) = ((fields[2].as_str(), fields[3].as_str()), fields[5].as_str());
+    let path = incus::guest_join(home, ".ssh/authorized_keys");
     let current = env.incus.read_file(name, &path)?.unwrap_or_default();
     let recorded = instance.keys()?;
     let updated = authorized_keys(&current, &recorded, wanted);
 
-    let push = |content: &str| {
-        env.incus
-            .cmd([
-                "file",
-                "push",
-                "--create-dirs",
-                "--uid",
-                uid,
-                "--gid",
-                gid,
-                "--mode",
-                "0600",
-                "-",
-            ])
-            .arg(format!("{name}{path}"))
-            .stdin(content)
-    };
+    let push = env.incus.push_file_cmd(name, &path, owner, "0600")?;
     let mut plan = Plan::default();
     plan.push(
         Step::new(
             format!("update {path} in {name}"),
-            Action::run(push(&updated)),
+            Action::run(push.clone().stdin(updated)),
         )
-        .undo(Action::run(push(&current))),
+        .undo(Action::run(push.stdin(current))),
     );
     let write = FileWrite {
         path: env.paths.key_file(user),

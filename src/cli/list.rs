@@ -50,8 +50,9 @@ impl Row {
             name: instance.name.clone(),
             user,
             state: state(instance),
+            // Pinned, never what the guest reports (the tenant's to choose).
             ipv4: instance
-                .ipv4()
+                .pinned_ipv4()
                 .map(|ip| ip.to_string())
                 .unwrap_or_else(|| "-".into()),
             disk: instance.root_size().unwrap_or("-").to_string(),

@@ -1,8 +1,12 @@
 //! `containarium snapshot create|list|restore|delete USER [NAME]`.
 //!
 //! A restore brings back the container's disk and config as they were,
-//! including `user.containarium.keys`; the jump key file is then rewritten
-//! from that metadata so both ends of the tunnel agree again.
+//! including `user.containarium.keys` and authorized_keys. Keys removed since
+//! the snapshot (a lost laptop's) must not come back unnoticed: by default
+//! the current keys are re-applied to authorized_keys, the jump key file and
+//! the metadata, with a warning naming the snapshot's extra keys;
+//! `--keep-snapshot-keys` keeps the snapshot's keys (and warns that removed
+//! keys work again). Either way both ends of the tunnel agree afterwards.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -10,8 +14,10 @@ use serde::Deserialize;
 
 use super::{Env, print_json};
 use crate::error::Refused;
+use crate::keys::PublicKey;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
+use crate::ui;
 
 /// Create, list, restore or delete snapshots of a user's container
 #[derive(Debug, Subcommand)]
@@ -21,7 +27,7 @@ pub enum SnapshotCommand {
     /// List snapshots
     List(ListArgs),
     /// Roll the container back to a snapshot
-    Restore(NamedArgs),
+    Restore(RestoreArgs),
     /// Delete a snapshot
     Delete(NamedArgs),
 }
@@ -35,6 +41,16 @@ pub struct NamedArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    named: NamedArgs,
+    /// Keep the snapshot's keys instead of re-applying the current ones
+    /// (keys removed since the snapshot work again)
+    #[arg(long)]
+    keep_snapshot_keys: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,7 +74,9 @@ impl SnapshotCommand {
         let args = match self {
             SnapshotCommand::List(args) => return list(env, &args),
             SnapshotCommand::Create(ref args)
-            | SnapshotCommand::Restore(ref args)
+            | SnapshotCommand::Restore(RestoreArgs {
+                named: ref args, ..
+            })
             | SnapshotCommand::Delete(ref args) => args,
         };
         let instance = super::managed(env, &args.user)?;
@@ -109,42 +127,104 @@ impl SnapshotCommand {
                     format!("{verb} snapshot {name} of {container}"),
                     Action::run(env.incus.cmd(["snapshot", verb, container, name.as_str()])),
                 ));
+                // Incus restarts a running container to restore it: done
+                // when it answers again, as `restart` is.
+                if restore && instance.is_running() {
+                    plan.push(super::create::sshd_ready_step(instance.pinned_ipv4()));
+                }
             }
             SnapshotCommand::List(_) => unreachable!("handled above"),
         }
+        // For a restore: whether to keep the snapshot's keys, and the keys now.
+        let keep = match &self {
+            SnapshotCommand::Restore(restore) => {
+                Some((restore.keep_snapshot_keys, instance.keys()?))
+            }
+            _ => None,
+        };
         if args.dry_run {
             print!("{}", plan.describe());
+            match keep {
+                Some((false, _)) => println!("then: re-apply the current keys"),
+                Some((true, _)) => println!("then: write the jump keys from the snapshot's keys"),
+                None => {}
+            }
             return Ok(());
         }
         plan.apply(env.paths.lock_file(), &mut Facts::default())?;
-        if matches!(self, SnapshotCommand::Restore(_)) {
-            resync_jump_keys(env, &args.user)?;
+        if let Some((keep, current)) = keep {
+            let name = args.name.as_deref().unwrap_or_default();
+            after_restore(env, &args.user, name, &current, keep)?;
         }
         Ok(())
     }
 }
 
-/// After a restore: the key file follows the restored metadata.
-fn resync_jump_keys(env: &Env, user: &UserName) -> Result<()> {
-    let instance = super::managed(env, user)?;
-    let Some(ip) = instance.pinned_ipv4() else {
+/// After a restore: warns about keys the snapshot brings back, then makes
+/// authorized_keys, the jump key file and the metadata hold the current keys
+/// (or, with `keep`, the jump key file the snapshot's).
+fn after_restore(
+    env: &Env,
+    user: &UserName,
+    snapshot: &str,
+    current: &[PublicKey],
+    keep: bool,
+) -> Result<()> {
+    let restored = super::managed(env, user)?;
+    let snapshot_keys = restored.keys()?;
+    let returned: Vec<String> = snapshot_keys
+        .iter()
+        .filter(|k| !current.iter().any(|c| c.fingerprint() == k.fingerprint()))
+        .map(|k| format!("{} ({})", k.fingerprint(), k.comment()))
+        .collect();
+    if !returned.is_empty() {
+        let what = if keep {
+            "brought back keys removed since it was taken; they work again"
+        } else {
+            "holds keys removed since it was taken; re-applying the current keys \
+             (--keep-snapshot-keys keeps them)"
+        };
+        ui::note(&format!(
+            "warning: snapshot {snapshot} {what}: {}",
+            returned.join(", ")
+        ));
+    }
+    let Some(ip) = restored.pinned_ipv4() else {
         return Ok(());
     };
-    let mut plan = super::sync_accounts::jump_plan(env, user, ip, &instance.keys()?)?;
-    // A snapshot from before the NIC filters brings the old NIC back.
+    let lock = env.paths.lock_file();
+    // A snapshot from before the NIC filters brings the old NIC back:
+    // filter it again first.
     let net = crate::network::TenantNet::probe(
         &env.incus,
         crate::config::Defaults::load(&env.paths)?
             .network
             .as_deref(),
     )?;
-    if let Some(cmd) = crate::network::nic_fix_cmd(&env.incus, &instance, &net) {
+    if let Some(cmd) = crate::network::nic_fix_cmd(&env.incus, &restored, &net) {
+        let mut plan = Plan::default();
         plan.push(Step::new(
-            format!("filter {}'s eth0 again", instance.name),
+            format!("filter {}'s eth0 again", restored.name),
             Action::run(cmd),
         ));
+        plan.apply(lock.clone(), &mut Facts::default())?;
     }
-    plan.apply(env.paths.lock_file(), &mut Facts::default())
+    let same = fingerprints(&snapshot_keys) == fingerprints(current);
+    let keys = if keep || same {
+        snapshot_keys
+    } else {
+        super::keys::apply_plan(env, user, &restored, current, super::keys::Sessions::Keep)?
+            .apply(lock.clone(), &mut Facts::default())?;
+        current.to_vec()
+    };
+    // The jump account too, should it be missing.
+    super::sync_accounts::jump_plan(env, user, ip, &keys)?.apply(lock, &mut Facts::default())
+}
+
+fn fingerprints(keys: &[PublicKey]) -> Vec<String> {
+    let mut out: Vec<String> = keys.iter().map(PublicKey::fingerprint).collect();
+    out.sort();
+    out
 }
 
 fn list(env: &Env, args: &ListArgs) -> Result<()> {

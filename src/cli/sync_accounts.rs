@@ -58,7 +58,17 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             };
-            let mut plan = jump_plan(env, &user, ip, &instance.keys()?)?;
+            // One user's bad key metadata must not hold back everyone
+            // else's, nor this user's network filter.
+            let mut plan = match instance.keys() {
+                Ok(keys) => jump_plan(env, &user, ip, &keys)?,
+                Err(err) => {
+                    ui::note(&format!(
+                        "warning: {err}; {user} skipped: jump account and key file left as they are"
+                    ));
+                    Plan::default()
+                }
+            };
             if let Some(cmd) = network::nic_fix_cmd(&env.incus, &instance, &net) {
                 plan.push(Step::new(
                     format!("filter {}'s eth0", instance.name),

@@ -2,7 +2,14 @@
 //! `groupadd`, `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
 //! under a scratch root. Asserts the exact commands each verb issues, what
 //! it writes, and that a failure at any step of `create` undoes the steps
-//! before it. Must run as root, like the tool.
+//! before it. Must run as root, like the tool, and needs the binary built
+//! with the `test-paths` feature, the only build that honours
+//! `CONTAINARIUM_ROOT`.
+
+#[cfg(not(feature = "test-paths"))]
+compile_error!(
+    "the CLI tests need host paths under a scratch root: run `cargo test --locked --features test-paths`"
+);
 
 use containarium::cloud_init::WAIT_SCRIPT;
 use std::io::Write;
@@ -12,6 +19,9 @@ use std::process::{Command, Output, Stdio};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop";
+/// The sandbox bastion's host key (`ssh-keygen -t ed25519`).
+const BASTION_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEm8Jef0Wo08t+aS1AH+78OLVxVoSMWkQzx5OPy7soRr";
 const USER: &str = "ctmtest-alice";
 const FAKES: [&str; 7] = [
     "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd",
@@ -45,7 +55,7 @@ impl Sandbox {
         .unwrap();
         std::fs::write(
             dir.path().join("root/etc/ssh/ssh_host_ed25519_key.pub"),
-            "ssh-ed25519 AAAAbastion root@bastion\n",
+            format!("{BASTION_KEY} root@bastion\n"),
         )
         .unwrap();
         std::fs::write(dir.path().join("alice.pub"), format!("{KEY}\n")).unwrap();
@@ -107,6 +117,23 @@ impl Sandbox {
         let text =
             std::fs::read_to_string(self.path(&format!("state/{USER}-container.json"))).ok()?;
         Some(serde_json::from_str(&text).unwrap())
+    }
+
+    /// Changes the fake's record of instance `name`, as the tenant (its
+    /// files, what it reports) or Incus (its config) would.
+    fn edit_instance(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.path(&format!("state/{name}.json"));
+        let mut inst: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut inst);
+        std::fs::write(&path, inst.to_string()).unwrap();
+    }
+
+    /// Puts a file the tenant wrote into USER's container.
+    fn tenant_writes(&self, path: &str, contents: &str) {
+        self.edit_instance(&format!("{USER}-container"), |inst| {
+            inst["files"][path] = contents.into();
+        });
     }
 
     fn create(&self) -> Output {
@@ -481,6 +508,16 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
     std::fs::write(dir.join("opts.pub"), format!("command=\"/bin/sh\" {KEY}\n")).unwrap();
     std::fs::write(dir.join("dss.pub"), "ssh-dss AAAAB3NzaC1kc3M= old\n").unwrap();
     std::fs::write(dir.join("crlf.pub"), format!("{KEY}\rfrom=\"*\" x\n")).unwrap();
+    // Shaped like /etc/shadow, which must never be echoed.
+    std::fs::write(
+        dir.join("shadow"),
+        "root:$y$j9T$c2VjcmV0$c2VjcmV0aGFzaA:19700:0:99999:7:::\nbin:*:19700:0:99999:7:::\n",
+    )
+    .unwrap();
+    // ssh-keygen -t rsa -b 1024
+    std::fs::write(dir.join("rsa1024.pub"), "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDMfZqS5xxLkuXyv/U9cownTwAmRpy4XofFm75xrcXCA/2kdtCuV6JK35pQVY4LiKyvB8fLSqpruXYowjFQopuYSdv+lJmEJdMy2ptqS/4mSTljqhQzctkscTeydU/ul0t60GIL85NjlPUB/ikcQWj1wq6OHOexwPqOKNaRPETreQ== weak\n").unwrap();
+    // The type and nothing else: "ssh-ed25519" as a wire-format string.
+    std::fs::write(dir.join("hollow.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n").unwrap();
     let good = s.path("alice.pub").to_str().unwrap().to_string();
     let key = |file: &str| dir.join(file).to_str().unwrap().to_string();
     // `create USER --ssh-key FILE EXTRA...`, as argv.
@@ -510,8 +547,24 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         (create(USER, &key("empty.pub"), &[]), "holds no public key"),
         (create(USER, &key("id_ed25519"), &[]), "is a PRIVATE key"),
         (create(USER, &key("opts.pub"), &[]), "key options"),
-        (create(USER, &key("dss.pub"), &[]), "unknown key type"),
+        (create(USER, &key("dss.pub"), &[]), "not a public key"),
         (create(USER, &key("crlf.pub"), &[]), "CR/LF"),
+        (
+            create(USER, &key("shadow"), &[]),
+            "shadow line 1: not a public key",
+        ),
+        (
+            create(USER, &key("rsa1024.pub"), &[]),
+            "1024 bits is too weak",
+        ),
+        (
+            create(USER, &key("hollow.pub"), &[]),
+            "not a complete ssh-ed25519 key",
+        ),
+        (
+            create(USER, "/dev/zero", &[]),
+            "/dev/zero is larger than 64 KiB",
+        ),
         (create(USER, &good, &["--disk", "abc"]), "invalid size"),
         (create(USER, &good, &["--disk", "0"]), "invalid size"),
         (create(USER, &good, &["--memory=-5GB"]), "invalid size"),
@@ -544,7 +597,11 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         if !err.contains("Usage:") {
             assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
         }
-        assert!(!err.contains("c2VjcmV0"), "never echo a private key");
+        assert!(
+            !err.contains("c2VjcmV0"),
+            "never echo a private key or a hash"
+        );
+        assert!(!err.contains("root:") && !err.contains("bin:"), "{err}");
         let mutating = s
             .log()
             .into_iter()
@@ -1013,9 +1070,11 @@ fn list_and_info_show_only_managed_containers() {
     assert_eq!(
         stdout(&out),
         format!(
-            "NAME                     USER           STATE    IPV4         DISK   CPU  MEMORY  AUTOSTART\n\
+            "NAME                     USER           STATE    {:w$}  DISK   CPU  MEMORY  AUTOSTART\n\
              {USER}-container  {USER}  running  {}  20GiB  2    2GiB    yes\n",
-            s.ip
+            "IPV4",
+            s.ip,
+            w = s.ip.len()
         )
     );
     let out = s.run(&["list", "--json"]);
@@ -1057,7 +1116,7 @@ fn export_pins_both_host_keys() {
     );
     assert!(
         text.contains(&format!(
-            "KnownHostsCommand /bin/echo \"{USER}-jump ssh-ed25519 AAAAbastion\""
+            "KnownHostsCommand /bin/echo \"{USER}-jump {BASTION_KEY}\""
         )),
         "{text}"
     );
@@ -1406,4 +1465,375 @@ fn a_user_name_with_a_container_in_another_project_is_refused() {
         "nothing changed: {:?}",
         s.log()
     );
+}
+
+/// What `keys add` and `info` did with a home of `-x-container/home/a`:
+/// `incus file push - alice-container-x-container/home/a/...`, another
+/// instance's file. A home must be an absolute, normalised path.
+#[test]
+fn a_hostile_home_in_the_containers_passwd_is_refused_and_changes_nothing() {
+    let s = Sandbox::new(110);
+    assert!(s.create().status.success());
+    // The instance a home of `-x-container/...` would name.
+    let victim = format!("{USER}-container-x-container");
+    std::fs::write(
+        s.path(&format!("state/{victim}.json")),
+        format!(r#"{{"name":"{victim}","status":"Running","config":{{}},"devices":{{}},"expanded_devices":{{}},"state":null,"files":{{}}}}"#),
+    )
+    .unwrap();
+    std::fs::write(s.path("desk.pub"), format!("{KEY2}\n")).unwrap();
+    let desk = s.path("desk.pub");
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let jump_before = std::fs::read_to_string(&key_file).unwrap();
+    let victim_before = std::fs::read_to_string(s.path(&format!("state/{victim}.json"))).unwrap();
+    let unnormalised = "is not a normalised path (empty, '.' or '..' components)";
+    for (home, why) in [
+        ("-x-container/home/a", "is not an absolute path"),
+        ("/../../etc", unnormalised),
+        ("/home/./a", unnormalised),
+        ("/home//a", unnormalised),
+    ] {
+        s.tenant_writes(
+            "/etc/passwd",
+            &format!("root:x:0:0:root:/root:/bin/bash\n{USER}:x:1000:1000::{home}:/bin/bash\n"),
+        );
+        s.clear_log();
+        let out = s.run(&["keys", "add", USER, desk.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{home}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: {USER}-container: {USER}'s home \"{home}\" in /etc/passwd {why}; \
+                 nothing changed\n"
+            ),
+            "{home}"
+        );
+        let log = s.log();
+        assert!(
+            log.iter().all(|l| !l.contains("file push")
+                && !l.contains("config set")
+                && !l.contains(&victim)),
+            "{home}: {log:#?}"
+        );
+    }
+    let uid = format!("root:x:0:0:root:/root:/bin/bash\n{USER}:x:--mode:1000::/home/a:/bin/bash\n");
+    s.tenant_writes("/etc/passwd", &uid);
+    let out = s.run(&["keys", "add", USER, desk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("uid or gid in /etc/passwd is not a number"),
+        "{}",
+        stderr(&out)
+    );
+
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), jump_before);
+    assert_eq!(
+        std::fs::read_to_string(s.path(&format!("state/{victim}.json"))).unwrap(),
+        victim_before
+    );
+    let inst = s.instance().unwrap();
+    assert_eq!(inst["config"]["user.containarium.keys"], format!("{KEY}\n"));
+
+    // The control: a normal home works, and writes into this container.
+    s.tenant_writes(
+        "/etc/passwd",
+        &format!("root:x:0:0:root:/root:/bin/bash\n{USER}:x:1000:1000::/home/{USER}:/bin/bash\n"),
+    );
+    let out = s.run(&["keys", "add", USER, desk.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = s.instance().unwrap();
+    assert_eq!(
+        inst["files"][format!("/home/{USER}/.ssh/authorized_keys")],
+        format!("{KEY}\n{KEY2}\n")
+    );
+}
+
+#[test]
+fn list_info_and_export_show_the_pinned_address_never_the_guests() {
+    let s = Sandbox::new(111);
+    assert!(s.create().status.success());
+    // The tenant's guest claims another address on eth0.
+    s.edit_instance(&format!("{USER}-container"), |inst| {
+        inst["state"]["network"]["eth0"]["addresses"][0]["address"] = "10.197.83.99".into();
+    });
+    let list = stdout(&s.run(&["list"]));
+    assert!(
+        list.contains(&s.ip) && !list.contains("10.197.83.99"),
+        "{list}"
+    );
+    let info = stdout(&s.run(&["info", USER]));
+    assert!(
+        info.contains(&format!("ipv4:         {}\n", s.ip)),
+        "{info}"
+    );
+    let export = stdout(&s.run(&["export", USER, "--jump-ip", "bastion.example"]));
+    assert!(export.contains(&format!("HostName {}\n", s.ip)), "{export}");
+    assert!(!export.contains("10.197.83.99"), "{export}");
+
+    // Without a pinned address: "-", and no export.
+    s.edit_instance(&format!("{USER}-container"), |inst| {
+        inst["expanded_devices"]["eth0"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ipv4.address");
+    });
+    let list = stdout(&s.run(&["list"]));
+    assert!(
+        list.contains(" running  -  ") && !list.contains("10.197.83.99"),
+        "{list}"
+    );
+    let info = stdout(&s.run(&["info", USER]));
+    assert!(info.contains("ipv4:         -\n"), "{info}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&s.run(&["info", USER, "--json"]).stdout).unwrap();
+    assert_eq!(json["ipv4"], serde_json::Value::Null);
+    let out = s.run(&["export", USER, "--jump-ip", "bastion.example"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("error: {USER}-container has no pinned address (never finished creating?)\n")
+    );
+}
+
+#[test]
+fn export_refuses_a_hostile_host_key_and_never_writes_through_a_link() {
+    let s = Sandbox::new(112);
+    assert!(s.create().status.success());
+    let export = |extra: &[&str]| {
+        let mut argv = vec!["export", USER, "--jump-ip", "bastion.example"];
+        argv.extend(extra);
+        s.run(&argv)
+    };
+    // A file that already holds another user's export block.
+    let shared = s.path("shared.conf");
+    let other = "# containarium: bob's container, through the bastion b.\nHost bob-dev\n    HostName 10.1.1.1\n";
+    std::fs::write(&shared, other).unwrap();
+    let host_key = "/etc/ssh/ssh_host_ed25519_key.pub";
+    for hostile in [
+        "garbage\n".to_string(),
+        format!("{KEY}\nProxyCommand sh -c 'touch /tmp/pwned'\n"),
+        format!("{KEY}\rProxyCommand x\n"),
+        format!("{KEY}\nHost *\n"),
+        format!("{KEY2}\n{KEY}\n"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n".to_string(),
+    ] {
+        s.tenant_writes(host_key, &hostile);
+        for extra in [&[][..], &["--output", shared.to_str().unwrap()][..]] {
+            let out = export(extra);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{hostile:?}: {err}");
+            assert!(
+                err.starts_with(&format!("error: {USER}-container's {host_key}")),
+                "{hostile:?}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                !err.contains("ProxyCommand") && !err.contains("garbage"),
+                "{err}"
+            );
+            assert_eq!(stdout(&out), "", "{hostile:?}");
+            assert_eq!(std::fs::read_to_string(&shared).unwrap(), other);
+        }
+    }
+
+    // The control: a real host key, re-rendered without its comment,
+    // appended after bob's block.
+    s.tenant_writes(host_key, &format!("{KEY2}\n"));
+    let out = export(&["--output", shared.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&shared).unwrap();
+    assert!(text.starts_with(other), "{text}");
+    let bare = KEY2.rsplit_once(' ').unwrap().0;
+    assert!(
+        text.contains(&format!(
+            "KnownHostsCommand /bin/echo \"{USER}-dev {bare}\"\n"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("alice@desktop"), "{text}");
+
+    // --output at a symlink: refused, the link and its target unchanged.
+    let target = s.path("target");
+    std::fs::write(&target, "# containarium: x\nsecret\n").unwrap();
+    let link = s.path("link.conf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = export(&["--output", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: --output {} is a symbolic link: give the file itself; nothing changed\n",
+            link.display()
+        )
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "# containarium: x\nsecret\n"
+    );
+    // And at a file that an export did not write.
+    let mine = s.path("mine.conf");
+    std::fs::write(&mine, "Host mine\n").unwrap();
+    let out = export(&["--output", mine.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("was not written by `containarium export`"));
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "Host mine\n");
+}
+
+#[test]
+fn sync_accounts_skips_only_the_user_whose_keys_are_malformed() {
+    let s = Sandbox::new(113);
+    assert!(s.create().status.success());
+    let bob = "ctmtest-bob";
+    std::fs::write(
+        s.path(&format!("state/{bob}-container.json")),
+        serde_json::json!({
+            "name": format!("{bob}-container"), "status": "Stopped",
+            "config": {"user.containarium.owner": bob, "user.containarium.keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n"},
+            "expanded_config": {"user.containarium.owner": bob, "user.containarium.keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n"},
+            "devices": {}, "expanded_devices": {"eth0": {"ipv4.address": "10.197.83.5"}}, "state": null
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let written = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let out = s.run(&["sync-accounts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {bob}-container user.containarium.keys: the key data is not a complete ssh-ed25519 key; {bob} skipped"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{bob}"))
+            .exists()
+    );
+    assert!(s.log().iter().all(|l| !l.ends_with(bob)), "{:#?}", s.log());
+}
+
+#[test]
+fn snapshot_restore_reapplies_the_current_keys_unless_asked() {
+    let s = Sandbox::new(114);
+    assert!(s.create().status.success());
+    std::fs::write(s.path("desk.pub"), format!("{KEY2}\n")).unwrap();
+    assert!(
+        s.run(&["keys", "add", USER, s.path("desk.pub").to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(
+        s.run(&["snapshot", "create", USER, "both"])
+            .status
+            .success()
+    );
+    // The laptop is lost: its key goes.
+    assert!(
+        s.run(&["keys", "remove", USER, "alice@laptop"])
+            .status
+            .success()
+    );
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let authorized = format!("/home/{USER}/.ssh/authorized_keys");
+    let fingerprint = "SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8";
+
+    let out = s.run(&["snapshot", "restore", USER, "both", "--dry-run"]);
+    assert!(
+        stdout(&out).ends_with("then: re-apply the current keys\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = s.run(&["snapshot", "restore", USER, "both"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: snapshot both holds keys removed since it was taken; re-applying the current keys \
+             (--keep-snapshot-keys keeps them): {fingerprint} (alice@laptop)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let inst = s.instance().unwrap();
+    assert_eq!(
+        inst["config"]["user.containarium.keys"],
+        format!("{KEY2}\n")
+    );
+    assert_eq!(inst["files"][&authorized], format!("{KEY2}\n"));
+    let jump = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!jump.contains(KEY) && jump.contains(KEY2), "{jump}");
+
+    // Asked to keep them: they are back, everywhere, with a warning.
+    let out = s.run(&["snapshot", "restore", USER, "both", "--keep-snapshot-keys"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: snapshot both brought back keys removed since it was taken; they work again: {fingerprint} (alice@laptop)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let inst = s.instance().unwrap();
+    assert_eq!(
+        inst["config"]["user.containarium.keys"],
+        format!("{KEY}\n{KEY2}\n")
+    );
+    assert_eq!(inst["files"][&authorized], format!("{KEY}\n{KEY2}\n"));
+    assert!(std::fs::read_to_string(&key_file).unwrap().contains(KEY));
+}
+
+#[test]
+fn an_unreadable_template_override_or_an_open_config_file_is_refused() {
+    let s = Sandbox::new(115);
+    let templates = s.path("root/etc/containarium/templates");
+    std::fs::create_dir_all(templates.join("default.toml")).unwrap();
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "error: cannot read template {}",
+            templates.join("default.toml").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir(templates.join("default.toml")).unwrap();
+
+    let config = s.path("config.toml");
+    std::fs::write(&config, "cpu = 1\n").unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let key = s.path("alice.pub");
+    let argv = [
+        "create",
+        USER,
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--image",
+        "local:dev",
+    ];
+    let out = s.run_with(&argv, &[("CONTAINARIUM_CONFIG", config.to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: config file {} is writable by group or others: it must be root's alone (chown root; chmod go-w)\n",
+            config.display()
+        )
+    );
+    assert!(s.instance().is_none());
+    // The control: the same file, root's alone, is used.
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = s.run_with(&argv, &[("CONTAINARIUM_CONFIG", config.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.instance().unwrap()["config"]["limits.cpu"], "1");
 }

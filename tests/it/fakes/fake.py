@@ -150,7 +150,13 @@ elif verb == "snapshot":
     if args[1] == "list":
         print(json.dumps(snaps))
     elif args[1] == "create":
-        snaps.append({"name": args[3], "created_at": "2026-11-24T01:02:03Z"})
+        # Like Incus: the snapshot holds the config and the disk (our files).
+        snaps.append({"name": args[3], "created_at": "2026-11-24T01:02:03Z",
+                      "config": dict(inst["config"]), "files": dict(inst.get("files", {}))})
+    elif args[1] == "restore":
+        snap = next(x for x in snaps if x["name"] == args[3])
+        inst["config"], inst["expanded_config"] = dict(snap["config"]), dict(snap["config"])
+        inst["files"] = dict(snap["files"])
     elif args[1] == "delete":
         inst["snapshots"] = [x for x in snaps if x["name"] != args[3]]
     save(inst)

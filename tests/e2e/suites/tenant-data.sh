@@ -1,0 +1,179 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2317 # helpers defined inside a test are called through check
+# tenant-data: what a tenant writes in their container (/etc/passwd, the host
+# key, the address eth0 reports) is data, never a path, config or a trusted
+# address; key files that are not keys; --output that is not ours; removed
+# keys a snapshot would bring back; test-only redirections in a real build.
+# Each attack is beside a control that does the same thing the normal way.
+
+test_tenant_data() {
+	local work=$E2E_WORK bastion=$E2E_BASTION_HOST port=$E2E_BASTION_PORT
+	local t=e2e-tdmal c=e2e-tdok t_ip c_ip scratch=$E2E_STATE_DIR/tenant-data
+	local victim=e2e-tdmal-container-x-container shared jump_sum host_key start took rc
+	rm -rf "$scratch"
+	mkdir -p "$scratch"
+	e2e_client "$t" "$work"
+	e2e_client "$c" "$work"
+	e2e_client "$c-2" "$work" # a second key of the control user's
+	e2e_client "$t-2" "$work" # and of the tenant's
+
+	check "create $t" ctm create "$t" --ssh-key "$work/keys/$t.pub" --no-docker
+	check "create $c" ctm create "$c" --ssh-key "$work/keys/$c.pub" --no-docker
+	t_ip=$(ip_of "$t")
+	c_ip=$(ip_of "$c")
+	# The instance a home of `-x-container/...` names: `incus file push
+	# $t-container-x-container/...` is what keys add ran before.
+	check "an instance named $victim (never started)" e2e_incus init "$E2E_IMAGE" "$victim"
+
+	# --- a hostile home in the container's /etc/passwd --------------------------------
+	# set_home HOME: as root in the tenant's container, $t's home becomes HOME.
+	set_home() {
+		in_container "$t" sh -s -- "$t" "$1" <<-'EOF'
+			awk -F: -v OFS=: -v u="$1" -v h="$2" '$1 == u { $6 = h } 1' /etc/passwd >/etc/passwd.new
+			cat /etc/passwd.new >/etc/passwd && rm /etc/passwd.new
+		EOF
+	}
+	# The tenant does it themselves: sudo through their own ssh -J.
+	tenant_sets_home() {
+		jump "$t" "$t_ip" sudo sh -s -- "$t" -x-container/home/a <<-'EOF' &&
+			awk -F: -v OFS=: -v u="$1" -v h="$2" '$1 == u { $6 = h } 1' /etc/passwd >/etc/passwd.new
+			cat /etc/passwd.new >/etc/passwd && rm /etc/passwd.new
+		EOF
+			in_container "$t" grep -qx "$t:x:[0-9]*:[0-9]*:[^:]*:-x-container/home/a:/bin/bash" /etc/passwd
+	}
+	check "the tenant writes a home of -x-container/home/a (sudo through ssh -J)" tenant_sets_home
+	jump_sum=$(sha256sum "/etc/containarium/keys/$t" 2>&1 || true)
+	for home in -x-container/home/a /../../etc /home/./a; do
+		check "the tenant's home is now $home" set_home "$home"
+		one_line_error "keys add refuses a home of $home" "error: $t-container: $t's home \"$home\" in /etc/passwd is not" \
+			ctm keys add "$t" "$work/keys/$t-2.pub"
+	done
+	check "nothing was written into $victim" bash -c "! incus --project $E2E_PROJECT file pull $victim/home/a/.ssh/authorized_keys - >/dev/null 2>&1"
+	check "nothing was written under /etc in the container" bash -c "! incus --project $E2E_PROJECT exec $t-container -- test -e /etc/.ssh"
+	check "the metadata still holds one key" bash -c "[ \"\$('$BIN' --project $E2E_PROJECT keys list $t | wc -l)\" = 1 ]"
+	check "the jump key file is unchanged" bash -c "[ \"\$(sha256sum /etc/containarium/keys/$t)\" = '$jump_sum' ]"
+	check "info still works, with the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t --json | jq -e '.ipv4 == \"$t_ip\"'"
+	# The control: the real home again, and the same keys add works.
+	check "the tenant's home is /home/$t again" set_home "/home/$t"
+	check "keys add with a normal home works" ctm keys add "$t" "$work/keys/$t-2.pub"
+	check "and the new key opens the tenant's container" bash -c "ssh -F '$work/ssh-$t-2.conf' -J '$t@$bastion:$port' '$t@$t_ip' true </dev/null"
+	check "the instance $victim is deleted" e2e_incus delete "$victim"
+
+	# --- a hostile host key -----------------------------------------------------------
+	shared=$work/tenant-data-shared.conf
+	check "export the control user into a shared file" ctm export "$c" --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/$c" --output "$shared"
+	cp "$shared" "$scratch/shared.before"
+	host_key=$(in_container "$t" cat /etc/ssh/ssh_host_ed25519_key.pub)
+	# write_host_key TEXT: as root in the tenant's container.
+	write_host_key() { printf '%b' "$1" | in_container "$t" sh -c 'cat >/etc/ssh/ssh_host_ed25519_key.pub'; }
+	local -A hostile_keys=(
+		["garbage"]='garbage\n'
+		["the key, then a ProxyCommand line"]="$host_key\nProxyCommand touch $scratch/pwned\n"
+		["the key, then a Host block"]="$host_key\nHost *\n    ProxyCommand touch $scratch/pwned\n"
+		["the key, a CR and ProxyCommand in one line"]="${host_key% *}\rProxyCommand touch $scratch/pwned\n"
+		["two keys"]="$host_key\n$host_key\n"
+	)
+	for what in "${!hostile_keys[@]}"; do
+		check "the tenant's host key file is $what" write_host_key "${hostile_keys[$what]}"
+		one_line_error "  export refuses it" "error: $t-container's /etc/ssh/ssh_host_ed25519_key.pub" \
+			ctm export "$t" --jump-ip "$bastion" --jump-port "$port" --output "$shared"
+		check "  and the shared export file is unchanged" cmp -s "$shared" "$scratch/shared.before"
+	done
+	check "no ProxyCommand ran" test ! -e "$scratch/pwned"
+	check "the tenant puts the real host key back" write_host_key "$host_key\n"
+	check "the real host key exports into the shared file" ctm export "$t" --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/$t" --output "$shared"
+	check "the control user's block is kept as it was" bash -c "head -c \$(stat -c %s '$scratch/shared.before') '$shared' | cmp -s - '$scratch/shared.before'"
+	check "the exported file connects the tenant (pinned key)" hostname_is "$t-container" ssh -F "$shared" -o BatchMode=yes "$t-dev"
+	check "and the control user" hostname_is "$c-container" ssh -F "$shared" -o BatchMode=yes "$c-dev"
+	if [ "$(wc -w <<<"$host_key")" -eq 3 ]; then
+		check "the host key's comment is not in the export" bash -c "! grep -qF '${host_key##* }' '$shared'"
+	fi
+
+	# --- --output that is not ours ----------------------------------------------------
+	printf '# containarium: made by the test\nsecret line\n' >"$scratch/target"
+	ln -s "$scratch/target" "$scratch/link.conf"
+	one_line_error "export --output at a symlink is refused" "is a symbolic link" \
+		ctm export "$c" --jump-ip "$bastion" --output "$scratch/link.conf"
+	check "  the link and its target are unchanged" bash -c "[ -L '$scratch/link.conf' ] && [ \"\$(cat '$scratch/target')\" = \"\$(printf '# containarium: made by the test\nsecret line')\" ]"
+	printf 'Host mine\n' >"$scratch/mine.conf"
+	one_line_error "export --output at a file it did not write is refused" "was not written by" \
+		ctm export "$c" --jump-ip "$bastion" --output "$scratch/mine.conf"
+	cp "$scratch/target" "$scratch/nobody.conf"
+	chown nobody "$scratch/nobody.conf"
+	one_line_error "export --output at a file not owned by root is refused" "not root" \
+		ctm export "$c" --jump-ip "$bastion" --output "$scratch/nobody.conf"
+	check "  both unchanged" bash -c "[ \"\$(cat '$scratch/mine.conf')\" = 'Host mine' ] && cmp -s '$scratch/target' '$scratch/nobody.conf'"
+
+	# --- the address the guest reports -------------------------------------------------
+	# As root in the container: eth0 claims another address on the bridge.
+	check "the tenant moves eth0 to 10.197.83.250" in_container "$t" sh -c 'ip addr flush dev eth0 && ip addr add 10.197.83.250/24 dev eth0'
+	reports() { e2e_incus list "$t-container" --format json | jq -e '.[0].state.network.eth0.addresses[] | select(.family == "inet") | .address == "10.197.83.250"' >/dev/null; }
+	check "Incus now reports 10.197.83.250" reports
+	check "list shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT list | grep -q '^$t-container .* $t_ip ' && ! '$BIN' --project $E2E_PROJECT list | grep -q 10.197.83.250"
+	check "info shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t | grep -qx 'ipv4: *$t_ip'"
+	check "export uses the pinned address" bash -c "'$BIN' --project $E2E_PROJECT export $t --jump-ip $bastion | grep -qx '    HostName $t_ip'"
+	check "keys remove writes the pinned address into the jump key file" bash -c "'$BIN' --project $E2E_PROJECT keys remove $t $t-2@laptop >/dev/null && grep -q 'permitopen=\"$t_ip:22\"' /etc/containarium/keys/$t && ! grep -q 10.197.83.250 /etc/containarium/keys/$t"
+	check "restart gives eth0 its address back" ctm restart "$t"
+	check "the tenant is reachable again" jump "$t" "$t_ip" true
+
+	# --- key files that are not keys ---------------------------------------------------
+	rc=0
+	ctm create e2e-tdx --ssh-key /etc/shadow >"$scratch/shadow.out" 2>&1 || rc=$?
+	check "--ssh-key /etc/shadow is refused (exit 2)" test "$rc" = 2
+	# The exact message, so nothing of /etc/shadow can be in it.
+	check "  with exactly the one-line message" bash -c "diff <(printf '%s\n' 'error: /etc/shadow line 1: not a public key: a key line starts with its type, one of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, sk-ssh-ed25519@openssh.com') '$scratch/shadow.out'"
+	check "  and no line of /etc/shadow" bash -c "! grep -qFf <(grep -v '^\$' /etc/shadow) '$scratch/shadow.out'"
+	one_line_error "keys add /etc/shadow is refused the same way" "^error: /etc/shadow line 1: not a public key" \
+		ctm keys add "$c" /etc/shadow
+	start=$(e2e_now_ms)
+	one_line_error "--ssh-key /dev/zero is refused" "^error: /dev/zero is larger than 64 KiB" \
+		timeout 10 "$BIN" --project "$E2E_PROJECT" create e2e-tdx --ssh-key /dev/zero
+	took=$(($(e2e_now_ms) - start))
+	check "  at once (${took} ms)" test "$took" -lt 2000
+	ssh-keygen -q -t rsa -b 1024 -N '' -C weak -f "$scratch/weak"
+	one_line_error "a 1024-bit RSA key is refused" "1024 bits is too weak" ctm keys add "$c" "$scratch/weak.pub"
+	printf 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n' >"$scratch/hollow.pub"
+	one_line_error "an ed25519 key without key bytes is refused" "not a complete ssh-ed25519 key" ctm keys add "$c" "$scratch/hollow.pub"
+	check "nothing was made for e2e-tdx" bash -c "! getent passwd e2e-tdx && ! incus --project $E2E_PROJECT info e2e-tdx-container >/dev/null 2>&1"
+
+	# --- snapshot restore and keys removed since ---------------------------------------
+	check "the control user adds a second key" ctm keys add "$c" "$work/keys/$c-2.pub"
+	check "snapshot with both keys" ctm snapshot create "$c" both
+	check "the second key is removed (a lost laptop)" ctm keys remove "$c" "$c-2@laptop"
+	second_key() { ssh -F "$work/ssh-$c-2.conf" -J "$c@$bastion:$port" "$c@$c_ip" true </dev/null; }
+	refused "the removed key opens nothing" "Permission denied" second_key
+	check "snapshot restore" bash -c "'$BIN' --project $E2E_PROJECT snapshot restore $c both >'$scratch/restore.out' 2>&1"
+	check "  warns about the removed key and re-applies the current keys" \
+		grep -q "warning: snapshot both holds keys removed since it was taken; re-applying the current keys .*($c-2@laptop)" "$scratch/restore.out"
+	refused "after the restore the removed key still opens nothing" "Permission denied" second_key
+	check "  nor is it in the container's authorized_keys" bash -c "! incus --project $E2E_PROJECT exec $c-container -- grep -q '$c-2@laptop' /home/$c/.ssh/authorized_keys"
+	check "the current key still works" jump "$c" "$c_ip" true
+	check "restore --keep-snapshot-keys" bash -c "'$BIN' --project $E2E_PROJECT snapshot restore $c both --keep-snapshot-keys >'$scratch/keep.out' 2>&1"
+	check "  says it brought the removed key back" grep -q "brought back keys removed since it was taken; they work again: .*($c-2@laptop)" "$scratch/keep.out"
+	check "  and then the second key works again" second_key
+	check "delete the snapshot" ctm snapshot delete "$c" both
+
+	# --- sync-accounts and one user's malformed metadata --------------------------------
+	check "the tenant's keys metadata is garbled" e2e_incus config set "$t-container" user.containarium.keys="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"
+	rm -f "/etc/containarium/keys/$c"
+	check "sync-accounts succeeds" bash -c "'$BIN' --project $E2E_PROJECT sync-accounts >'$scratch/sync.out' 2>&1"
+	check "  warning that it skipped the tenant" grep -q "warning: $t-container user.containarium.keys: .*; $t skipped" "$scratch/sync.out"
+	check "  the control user's key file is rebuilt" jump "$c" "$c_ip" true
+	check "  the tenant's key file is left as it was" grep -q "permitopen=\"$t_ip:22\"" "/etc/containarium/keys/$t"
+	check "the tenant's metadata is put back" e2e_incus config set "$t-container" user.containarium.keys="$(cat "$work/keys/$t.pub")"
+	check "  and reads as one key" bash -c "[ \"\$('$BIN' --project $E2E_PROJECT keys list $t | wc -l)\" = 1 ]"
+
+	# --- test-only redirections in a real build -----------------------------------------
+	CONTAINARIUM_ROOT="$scratch/root" "$BIN" host init --dry-run >"$scratch/root.out" 2>&1 || true
+	check "a release build ignores CONTAINARIUM_ROOT" bash -c "grep -q 'key directory /etc/containarium/keys' '$scratch/root.out' && ! grep -q '$scratch/root' '$scratch/root.out'"
+	cp "$CONTAINARIUM_CONFIG" "$scratch/open.toml"
+	chmod 0664 "$scratch/open.toml"
+	one_line_error "a group-writable CONTAINARIUM_CONFIG is refused" "is writable by group or others" \
+		env CONTAINARIUM_CONFIG="$scratch/open.toml" "$BIN" --project "$E2E_PROJECT" create e2e-tdx --ssh-key "$work/keys/$c.pub" --dry-run
+	chmod 0644 "$scratch/open.toml"
+	check "  the same file, root's alone, is used" env CONTAINARIUM_CONFIG="$scratch/open.toml" "$BIN" --project "$E2E_PROJECT" create e2e-tdx --ssh-key "$work/keys/$c.pub" --dry-run
+
+	check "delete $t" ctm delete "$t" --force
+	check "delete $c" ctm delete "$c" --force
+	rm -rf "$scratch"
+}
