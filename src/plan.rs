@@ -96,7 +96,7 @@ impl Action {
                 exec::run(&build(facts))?;
             }
             Action::EditAccounts(cmd) => {
-                if ctx.held.borrow().is_some() {
+                if ctx.holds_lock() {
                     crate::accounts::edit_held(cmd)?
                 } else {
                     crate::accounts::edit(&ctx.lock_path, cmd)?
@@ -176,8 +176,16 @@ impl Step {
 /// What applying needs besides the steps.
 struct ApplyCtx {
     lock_path: PathBuf,
-    /// Our lock, while this run holds it.
+    /// Our lock, while this plan holds it.
     held: RefCell<Option<Lock>>,
+    /// The caller holds our lock for the whole of this plan.
+    held_by_caller: bool,
+}
+
+impl ApplyCtx {
+    fn holds_lock(&self) -> bool {
+        self.held_by_caller || self.held.borrow().is_some()
+    }
 }
 
 #[derive(Default)]
@@ -236,6 +244,20 @@ impl Plan {
             ApplyCtx {
                 lock_path,
                 held: RefCell::new(None),
+                held_by_caller: false,
+            },
+            facts,
+        )
+    }
+
+    /// [`Plan::apply`] while the caller holds `lock` (for a verb that
+    /// applies several plans from one probe).
+    pub fn apply_under(self, lock: &Lock, facts: &mut Facts) -> Result<()> {
+        self.apply_in(
+            ApplyCtx {
+                lock_path: lock.path().to_path_buf(),
+                held: RefCell::new(None),
+                held_by_caller: true,
             },
             facts,
         )
@@ -248,6 +270,7 @@ impl Plan {
             ApplyCtx {
                 lock_path: lock.path().to_path_buf(),
                 held: RefCell::new(Some(lock)),
+                held_by_caller: false,
             },
             facts,
         )
@@ -288,7 +311,7 @@ impl Plan {
 
 fn rollback(ctx: &ApplyCtx, facts: &mut Facts, done: Vec<(String, Option<Action>)>) {
     // Undoing must not interleave with another run either.
-    if ctx.held.borrow().is_none()
+    if !ctx.holds_lock()
         && let Ok(lock) = crate::lock::acquire(&ctx.lock_path, "rollback")
     {
         *ctx.held.borrow_mut() = Some(lock);

@@ -74,6 +74,7 @@ impl KeysCommand {
                 Ok(())
             }
             KeysCommand::Add(args) => {
+                let lock = super::lock(env, &format!("keys add {}", args.user))?;
                 let instance = super::managed(env, &args.user)?;
                 let mut wanted = instance.keys()?;
                 let before = wanted.len();
@@ -88,6 +89,7 @@ impl KeysCommand {
                 }
                 change(
                     env,
+                    &lock,
                     &args.user,
                     &instance,
                     wanted,
@@ -96,6 +98,7 @@ impl KeysCommand {
                 )
             }
             KeysCommand::Remove(args) => {
+                let lock = super::lock(env, &format!("keys remove {}", args.user))?;
                 let instance = super::managed(env, &args.user)?;
                 let have = instance.keys()?;
                 let matching: Vec<&PublicKey> = have
@@ -135,6 +138,7 @@ impl KeysCommand {
                 }
                 change(
                     env,
+                    &lock,
                     &args.user,
                     &instance,
                     wanted,
@@ -173,6 +177,7 @@ pub(super) enum Sessions {
 /// Plans and applies the change from the recorded keys to `wanted`.
 fn change(
     env: &Env,
+    lock: &crate::lock::Lock,
     user: &UserName,
     instance: &Instance,
     wanted: Vec<PublicKey>,
@@ -184,7 +189,7 @@ fn change(
         print!("{}", plan.describe());
         return Ok(());
     }
-    plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+    plan.apply_under(lock, &mut Facts::default())?;
     print_keys(&wanted, false);
     Ok(())
 }

@@ -79,6 +79,7 @@ impl SnapshotCommand {
             })
             | SnapshotCommand::Delete(ref args) => args,
         };
+        let lock = super::lock(env, &format!("snapshot {}", args.user))?;
         let instance = super::managed(env, &args.user)?;
         let container = instance.name.as_str();
         let existing = snapshots(env, container)?;
@@ -151,10 +152,10 @@ impl SnapshotCommand {
             }
             return Ok(());
         }
-        plan.apply(env.paths.lock_file(), &mut Facts::default())?;
+        plan.apply_under(&lock, &mut Facts::default())?;
         if let Some((keep, current)) = keep {
             let name = args.name.as_deref().unwrap_or_default();
-            after_restore(env, &args.user, name, &current, keep)?;
+            after_restore(env, &lock, &args.user, name, &current, keep)?;
         }
         Ok(())
     }
@@ -165,6 +166,7 @@ impl SnapshotCommand {
 /// (or, with `keep`, the jump key file the snapshot's).
 fn after_restore(
     env: &Env,
+    lock: &crate::lock::Lock,
     user: &UserName,
     snapshot: &str,
     current: &[PublicKey],
@@ -192,7 +194,6 @@ fn after_restore(
     let Some(ip) = restored.pinned_ipv4() else {
         return Ok(());
     };
-    let lock = env.paths.lock_file();
     // A snapshot from before the NIC filters brings the old NIC back:
     // filter it again first.
     let net = crate::network::TenantNet::probe(
@@ -207,18 +208,18 @@ fn after_restore(
             format!("filter {}'s eth0 again", restored.name),
             Action::run(cmd),
         ));
-        plan.apply(lock.clone(), &mut Facts::default())?;
+        plan.apply_under(lock, &mut Facts::default())?;
     }
     let same = fingerprints(&snapshot_keys) == fingerprints(current);
     let keys = if keep || same {
         snapshot_keys
     } else {
         super::keys::apply_plan(env, user, &restored, current, super::keys::Sessions::Keep)?
-            .apply(lock.clone(), &mut Facts::default())?;
+            .apply_under(lock, &mut Facts::default())?;
         current.to_vec()
     };
     // The jump account too, should it be missing.
-    super::sync_accounts::jump_plan(env, user, ip, &keys)?.apply(lock, &mut Facts::default())
+    super::sync_accounts::jump_plan(env, user, ip, &keys)?.apply_under(lock, &mut Facts::default())
 }
 
 fn fingerprints(keys: &[PublicKey]) -> Vec<String> {

@@ -31,6 +31,9 @@ pub struct SyncAccountsArgs {
 
 impl SyncAccountsArgs {
     pub fn run(self, env: &Env) -> Result<()> {
+        // Held from the probes to the last user: a concurrent delete cannot
+        // have its account recreated from what was probed before it ran.
+        let lock = super::lock(env, "sync-accounts")?;
         let mut host = super::host::plan(&env.paths)?;
         // Tenants made before the network was guarded get the ACL and
         // their NIC filters here, each reported as a change.
@@ -84,13 +87,13 @@ impl SyncAccountsArgs {
             }
             return Ok(());
         }
-        host.apply(env.paths.lock_file(), &mut Facts::default())?;
+        host.apply_under(&lock, &mut Facts::default())?;
         // Users are independent: one that fails (its own steps undone) does
         // not hold back the others; a rerun retries only what is missing.
         let (checked, mut changes, mut failed) = (users.len(), 0, Vec::new());
         for (user, plan) in users {
             let steps = plan.steps.len();
-            match plan.apply(env.paths.lock_file(), &mut Facts::default()) {
+            match plan.apply_under(&lock, &mut Facts::default()) {
                 Ok(()) => changes += steps,
                 Err(err) => {
                     ui::note(&format!("error: {user}: {err:#}"));

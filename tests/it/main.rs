@@ -81,6 +81,11 @@ impl Sandbox {
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().unwrap()
+    }
+
+    /// The binary as `run_with` starts it, for a test that waits on it.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let path = format!(
             "{}:{}",
             self.path("bin").display(),
@@ -100,7 +105,7 @@ impl Sandbox {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
     }
 
     /// The calls the fakes saw, with the volatile creation time masked.
@@ -1836,4 +1841,49 @@ fn an_unreadable_template_override_or_an_open_config_file_is_refused() {
     let out = s.run_with(&argv, &[("CONTAINARIUM_CONFIG", config.to_str().unwrap())]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(s.instance().unwrap()["config"]["limits.cpu"], "1");
+}
+
+#[test]
+fn mutating_verbs_probe_only_under_our_lock_and_say_who_holds_it() {
+    let s = Sandbox::new(91);
+    assert!(s.create().status.success());
+    let lock_path = s.path("root/run/containarium.lock");
+    let mut holder = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    holder.write_all(b"4242 containarium delete bob").unwrap();
+    for verb in [
+        vec!["sync-accounts"],
+        vec!["delete", USER, "--force"],
+        vec!["keys", "remove", USER, "alice@laptop"],
+        vec!["stop", USER],
+    ] {
+        s.clear_log();
+        let mut child = s
+            .command(&verb, &[])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert!(child.try_wait().unwrap().is_none(), "{verb:?} did not wait");
+        // What it plans from is read only once it holds the lock.
+        assert_eq!(
+            s.log(),
+            Vec::<String>::new(),
+            "{verb:?} probed before the lock"
+        );
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            stderr(&out).contains(
+                "(held by pid 4242, containarium delete bob: another containarium is running)"
+            ),
+            "{verb:?}: {}",
+            stderr(&out)
+        );
+    }
+    drop(holder);
+    assert!(s.run(&["stop", USER]).status.success());
 }
