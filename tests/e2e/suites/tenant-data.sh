@@ -164,7 +164,7 @@ test_tenant_data() {
 	check "  and reads as one key" bash -c "[ \"\$('$BIN' --project $E2E_PROJECT keys list $t | wc -l)\" = 1 ]"
 
 	# --- test-only redirections in a real build -----------------------------------------
-	CONTAINARIUM_ROOT="$scratch/root" "$BIN" host init --dry-run >"$scratch/root.out" 2>&1 || true
+	CONTAINARIUM_ROOT="$scratch/root" "$BIN" --project "$E2E_PROJECT" host init --dry-run >"$scratch/root.out" 2>&1 || true
 	check "a release build ignores CONTAINARIUM_ROOT" bash -c "grep -q 'key directory /etc/containarium/keys' '$scratch/root.out' && ! grep -q '$scratch/root' '$scratch/root.out'"
 	cp "$CONTAINARIUM_CONFIG" "$scratch/open.toml"
 	chmod 0664 "$scratch/open.toml"
