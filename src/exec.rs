@@ -163,7 +163,7 @@ impl std::error::Error for CmdError {}
 /// Runs `cmd`, returning its output whatever its exit status.
 pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
     if VERBOSITY.load(Ordering::Relaxed) > 0 {
-        eprintln!("+ {}", abbreviate(&cmd.to_string()));
+        crate::ui::note(&format!("+ {}", abbreviate(&cmd.to_string())));
     }
     let mut expr = duct::cmd(&cmd.program, &cmd.args)
         .stdout_capture()

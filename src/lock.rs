@@ -67,10 +67,10 @@ pub fn acquire_within(path: &Path, what: &str, wait: Duration) -> Result<Lock> {
                     )));
                 }
                 if !said {
-                    eprintln!(
+                    crate::ui::note(&format!(
                         "waiting for lock {} (held by {holder}: another containarium is running)",
                         path.display()
-                    );
+                    ));
                     said = true;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -26,14 +26,17 @@ pub fn step<T, E>(synopsis: &str, work: impl FnOnce() -> Result<T, E>) -> Result
             bar.set_style(ProgressStyle::with_template("{msg}").unwrap());
             bar.finish_with_message(line);
         }
-        None => eprintln!("{line}"),
+        None => note(&line),
     }
     result
 }
 
-/// A line of progress that is not a timed step.
+/// A line of progress that is not a timed step. Progress is best effort:
+/// a closed stderr (`… 2>&1 | grep -q`) must not kill a run half-way, as
+/// `eprintln!` would.
 pub fn note(message: &str) {
-    eprintln!("{message}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 pub fn seconds(d: Duration) -> String {
