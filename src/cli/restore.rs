@@ -461,23 +461,13 @@ fn apply_quotas(incus: &Incus, name: &str, instance: &Imported, defaults: &Defau
 
 /// Writes the new owner's keys as their authorized_keys, owned by them.
 fn push_authorized_keys(incus: &Incus, name: &str, user: &UserName, keys: &str) -> Result<()> {
+    // passwd_entry has checked that uid and gid are numbers.
     let entry = incus
         .passwd_entry(name, user.as_str())?
         .with_context(|| format!("{user} does not exist in {name} after the rename"))?;
-    let (uid, gid): (u32, u32) = (
-        entry[2].parse().context("uid in the container's passwd")?,
-        entry[3].parse().context("gid in the container's passwd")?,
-    );
-    let path = format!("{name}/home/{user}/.ssh/authorized_keys");
+    let path = format!("/home/{user}/.ssh/authorized_keys");
     let cmd = incus
-        .cmd(["file", "push", "--create-dirs", "--mode", "0600"])
-        .args([
-            "--uid".to_string(),
-            uid.to_string(),
-            "--gid".to_string(),
-            gid.to_string(),
-        ])
-        .args(["-", path.as_str()])
+        .push_file_cmd(name, &path, (&entry[2], &entry[3]), "0600")?
         .stdin(keys);
     exec::run(&cmd)?;
     Ok(())
