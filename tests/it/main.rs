@@ -76,6 +76,13 @@ impl Sandbox {
         self.dir.path().join(rel)
     }
 
+    /// Runs the binary and asserts that it succeeded.
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, &[])
     }
@@ -1268,11 +1275,7 @@ fn snapshots_and_power() {
     let s = Sandbox::new(83);
     assert!(s.create().status.success());
     s.clear_log();
-    assert!(
-        s.run(&["snapshot", "create", USER, "before"])
-            .status
-            .success()
-    );
+    s.ok(&["snapshot", "create", USER, "before"]);
     let out = s.run(&["snapshot", "create", USER, "before"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = s.run(&["snapshot", "list", USER]);
@@ -1282,22 +1285,14 @@ fn snapshots_and_power() {
         stderr(&out),
         format!("error: {USER}-container has no snapshot \"nope\"\n")
     );
-    assert!(
-        s.run(&["snapshot", "restore", USER, "before"])
-            .status
-            .success()
-    );
-    assert!(
-        s.run(&["snapshot", "delete", USER, "before"])
-            .status
-            .success()
-    );
-    assert!(s.run(&["stop", USER]).status.success());
+    s.ok(&["snapshot", "restore", USER, "before"]);
+    s.ok(&["snapshot", "delete", USER, "before"]);
+    s.ok(&["stop", USER]);
     assert!(
         s.run(&["stop", USER]).status.success(),
         "stopping the stopped is fine"
     );
-    assert!(s.run(&["restart", USER]).status.success());
+    s.ok(&["restart", USER]);
     // Reads aside; and the restore re-creates the jump account, which the
     // fake useradd never really made.
     let calls: Vec<String> = s
@@ -1732,22 +1727,10 @@ fn snapshot_restore_reapplies_the_current_keys_unless_asked() {
     let s = Sandbox::new(114);
     assert!(s.create().status.success());
     std::fs::write(s.path("desk.pub"), format!("{KEY2}\n")).unwrap();
-    assert!(
-        s.run(&["keys", "add", USER, s.path("desk.pub").to_str().unwrap()])
-            .status
-            .success()
-    );
-    assert!(
-        s.run(&["snapshot", "create", USER, "both"])
-            .status
-            .success()
-    );
+    s.ok(&["keys", "add", USER, s.path("desk.pub").to_str().unwrap()]);
+    s.ok(&["snapshot", "create", USER, "both"]);
     // The laptop is lost: its key goes.
-    assert!(
-        s.run(&["keys", "remove", USER, "alice@laptop"])
-            .status
-            .success()
-    );
+    s.ok(&["keys", "remove", USER, "alice@laptop"]);
     let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
     let authorized = format!("/home/{USER}/.ssh/authorized_keys");
     let fingerprint = "SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8";
@@ -1885,5 +1868,5 @@ fn mutating_verbs_probe_only_under_our_lock_and_say_who_holds_it() {
         );
     }
     drop(holder);
-    assert!(s.run(&["stop", USER]).status.success());
+    s.ok(&["stop", USER]);
 }
