@@ -103,7 +103,7 @@ impl Incus {
 
     /// Refuses unless `image` resolves, locally or on its remote.
     pub fn require_image(&self, image: &str) -> Result<()> {
-        let cmd = self.cmd(["image", "info", image]);
+        let cmd = self.cmd(["image", "info", "--", image]);
         match exec::run(&cmd) {
             Ok(_) => Ok(()),
             Err(err) => {

@@ -279,7 +279,8 @@ pub(super) fn jump_keys_step(
 /// `incus init` with every limit and our metadata, so the container exists
 /// complete or not at all.
 fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
-    let mut cmd = incus.cmd(["init", spec.image.as_str(), spec.container.as_str()]);
+    // Flags first, then `--`: the image name is the admin's text.
+    let mut cmd = incus.cmd(["init"]);
     if let Some(pool) = &spec.storage_pool {
         cmd = cmd.args(["--storage", pool]);
     }
@@ -319,7 +320,7 @@ fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
     for (key, value) in net.nic_security() {
         cmd = cmd.args(["--device".to_string(), format!("eth0,{key}={value}")]);
     }
-    cmd
+    cmd.args(["--", spec.image.as_str(), spec.container.as_str()])
 }
 
 /// Now, in UTC, RFC 3339.

@@ -122,7 +122,7 @@ impl RestoreArgs {
                 format!("import {name} from {file} (stopped)"),
                 Action::run(
                     incus
-                        .cmd(["import", file.as_str(), name.as_str()])
+                        .cmd(["import", "--", file.as_str(), name.as_str()])
                         .uninterruptible(),
                 ),
             )

@@ -198,7 +198,7 @@ fn host_has_group() -> bool {
 
 fn init_line(ip: &str) -> String {
     format!(
-        "incus init local:dev {USER}-container --config limits.cpu=2 --config limits.memory=2GiB \
+        "incus init --config limits.cpu=2 --config limits.memory=2GiB \
          --config boot.autostart=true --config user.containarium.owner={USER} \
          --config user.containarium.state=pending --config user.containarium.template=default \
          --config user.containarium.created=<time> --config user.containarium.jump-account={USER} \
@@ -208,7 +208,8 @@ fn init_line(ip: &str) -> String {
          --config security.syscalls.intercept.setxattr=true \
          --config cloud-init.user-data=#cloud-config… --device root,size=20GiB \
          --device eth0,ipv4.address={ip} --device eth0,security.port_isolation=true \
-         --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true"
+         --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true \
+         -- local:dev {USER}-container"
     )
 }
 
@@ -224,7 +225,7 @@ fn sshd_t(s: &Sandbox, addr: &str) -> String {
 fn create_calls(s: &Sandbox) -> Vec<String> {
     let mut calls = vec![
         format!("incus list --format json ^{USER}-container$"),
-        "incus image info local:dev".to_string(),
+        "incus image info -- local:dev".to_string(),
         "incus list --all-projects --format json".to_string(),
         "incus query /1.0/profiles/default".to_string(),
         "incus query /1.0/networks/br0".to_string(),
@@ -337,10 +338,10 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = mask_time(&stdout(&out));
     for expected in [
-        "create container ctmtest-alice-container at 127.83.2.2\n    incus init local:dev ctmtest-alice-container",
+        "create container ctmtest-alice-container at 127.83.2.2\n    incus init --config",
         "--config 'cloud-init.user-data=#cloud-config\n",
         "    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop\"\n",
-        "--device eth0,ipv4.address=127.83.2.2 --device eth0,security.port_isolation=true --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true\n",
+        "--device eth0,ipv4.address=127.83.2.2 --device eth0,security.port_isolation=true --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true -- local:dev ctmtest-alice-container\n",
         "write the jump account's keys\n    write ",
         "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
         "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
@@ -354,7 +355,7 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         s.log(),
         vec![
             format!("incus list --format json ^{USER}-container$"),
-            "incus image info local:dev".to_string(),
+            "incus image info -- local:dev".to_string(),
             "incus list --all-projects --format json".to_string(),
             "incus query /1.0/profiles/default".to_string(),
             "incus query /1.0/networks/br0".to_string(),
@@ -1357,7 +1358,7 @@ fn restore_brings_back_container_address_account_and_keys() {
     assert!(key_file.contains(&format!("permitopen=\"{}:22\" {KEY}", s.ip)));
     let log = s.log();
     for expected in [
-        format!("incus import {} {USER}-container", file.display()),
+        format!("incus import -- {} {USER}-container", file.display()),
         format!("incus start {USER}-container"),
         format!(
             "incus config device set {USER}-container eth0 ipv4.address={} hwaddr= \

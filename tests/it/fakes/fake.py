@@ -115,11 +115,11 @@ elif verb == "list":
         names = [n for n in names if f"^{n}$" == want[0]]
     print(json.dumps([load(n) for n in names]))
 elif verb == "image":
-    if args[2] == "missing":
+    if args[-1] == "missing":
         sys.stderr.write("Error: Image not found\n")
         sys.exit(1)
 elif verb == "init":
-    image, name = args[1], args[2]
+    image, name = args[args.index("--") + 1:][:2]
     if load(name):
         sys.stderr.write(f'Error: Failed creating instance record: Instance "{name}" already exists\n')
         sys.exit(1)
@@ -201,7 +201,7 @@ elif verb == "file" and args[1] == "push":
     inst.setdefault("files", {})["/" + target] = sys.stdin.read()
     save(inst)
 elif verb == "import":
-    name = args[2]
+    name = args[-1]
     owner = name[: -len("-container")]
     config = {"user.containarium.owner": owner, "user.containarium.state": "ready",
               "user.containarium.keys": os.environ.get("FAKE_KEYS", "")}
