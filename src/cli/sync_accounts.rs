@@ -39,11 +39,25 @@ impl SyncAccountsArgs {
         // their NIC filters here, each reported as a change.
         host.append(super::host::network_plan(env)?);
         let net = TenantNet::probe(&env.incus, Defaults::load(&env.paths)?.network.as_deref())?;
+        // Jump accounts are host-wide: a name that owns containers in two
+        // projects has no one right answer, so it is left alone.
+        let all = network::all_instances(&env.incus)?;
         let mut users = Vec::new();
         for instance in env.incus.instances()? {
             let Some(owner) = instance.owner() else {
                 continue;
             };
+            if let Some(other) = all
+                .iter()
+                .find(|i| i.project != instance.project && i.owner() == Some(owner))
+            {
+                ui::note(&format!(
+                    "warning: {owner} is claimed in Incus projects {} and {} ({}); skipped: \
+                     one user name, one owner",
+                    instance.project, other.project, other.name
+                ));
+                continue;
+            }
             let user = match (owner.parse::<UserName>(), user_of_container(&instance.name)) {
                 (Ok(user), Some(named)) if user == named => user,
                 _ => {

@@ -1466,6 +1466,39 @@ fn a_user_name_with_a_container_in_another_project_is_refused() {
         "nothing changed: {:?}",
         s.log()
     );
+
+    // sync-accounts finds the same name owning a container here too (as
+    // an older tool could have left it): no account is made for either.
+    std::fs::write(
+        s.path(&format!("state/{USER}-container.json")),
+        format!(
+            r#"{{"name":"{USER}-container","status":"Stopped",
+            "config":{{"user.containarium.owner":"{USER}","user.containarium.keys":"{KEY}"}},
+            "expanded_config":{{}},"devices":{{}},
+            "expanded_devices":{{"eth0":{{"type":"nic","network":"br0","ipv4.address":"{}"}}}},"state":null}}"#,
+            s.ip
+        ),
+    )
+    .unwrap();
+    s.clear_log();
+    let out = s.run(&["sync-accounts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {USER} is claimed in Incus projects default and team-b (elsewhere-container); skipped"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !s.log().iter().any(|l| l.starts_with("useradd")),
+        "{:?}",
+        s.log()
+    );
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{USER}"))
+            .exists()
+    );
 }
 
 /// What `keys add` and `info` did with a home of `-x-container/home/a`:

@@ -109,11 +109,13 @@ elif verb == "network" and args[1] == "set":
 elif verb == "list" and "--all-projects" in args:
     print(json.dumps([{"project": "default", **load(n)} for n in instances()]))
 elif verb == "list":
-    names = instances()
+    # The current project is "default"; state files may name another.
+    here = [i for i in ({"project": "default", **load(n)} for n in instances())
+            if i["project"] == "default"]
     want = [a for a in args[1:] if not a.startswith("--") and a != "json"]
     if want:
-        names = [n for n in names if f"^{n}$" == want[0]]
-    print(json.dumps([load(n) for n in names]))
+        here = [i for i in here if f"^{i['name']}$" == want[0]]
+    print(json.dumps(here))
 elif verb == "image":
     if args[-1] == "missing":
         sys.stderr.write("Error: Image not found\n")
