@@ -150,13 +150,7 @@ impl TenantNet {
     /// network would be filtered: fail closed.
     pub fn require_guarded(&self, firewall: &str) -> Result<()> {
         let name = &self.name;
-        if firewall.is_empty() {
-            bail!(Refused(
-                "Incus has no firewall driver on this host (install nftables and restart incusd): \
-                 tenants could not be isolated"
-                    .into()
-            ));
-        }
+        require_firewall(firewall)?;
         if !self.is_guarded() {
             bail!(Refused(format!(
                 "tenant network {name} does not carry the {ACL} network ACL: run `containarium host init`"
@@ -179,6 +173,19 @@ impl TenantNet {
         }
         keys
     }
+}
+
+/// Refuses a host whose Incus has no firewall driver (`firewall` from
+/// `Incus::firewall`): nothing could isolate tenants there.
+pub fn require_firewall(firewall: &str) -> Result<()> {
+    if firewall.is_empty() {
+        bail!(Refused(
+            "Incus has no firewall driver on this host (install nftables and restart incusd): \
+             tenants could not be isolated"
+                .into()
+        ));
+    }
+    Ok(())
 }
 
 fn parse_network(name: &str, json: &str) -> Result<TenantNet> {

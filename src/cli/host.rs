@@ -69,14 +69,7 @@ pub fn network_plan(env: &Env) -> Result<Plan> {
     let incus = &env.incus;
     let defaults = crate::config::Defaults::load(&env.paths)?;
     let net = TenantNet::probe(incus, defaults.network.as_deref())?;
-    if incus.firewall()?.is_empty() {
-        return Err(Refused(
-            "Incus has no firewall driver on this host: install nftables and restart incusd, \
-             or tenants cannot be isolated"
-                .into(),
-        )
-        .into());
-    }
+    network::require_firewall(&incus.firewall()?)?;
     let wanted = network::acl_rules(&net, &network::host_addresses(), &defaults.deny_egress);
     let mut plan = Plan::default();
     match network::current_acl(incus)? {

@@ -128,6 +128,12 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// The tenant network config.toml (or the default profile) names.
+fn tenant_net(env: &Env) -> Result<crate::network::TenantNet> {
+    let defaults = crate::config::Defaults::load(&env.paths)?;
+    crate::network::TenantNet::probe(&env.incus, defaults.network.as_deref())
+}
+
 /// Our lock, for a mutating verb: taken before its probes, so what it
 /// plans from cannot change under it.
 fn lock(env: &Env, what: &str) -> Result<crate::lock::Lock> {

@@ -342,14 +342,18 @@ fn check_import(
     let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}/snapshots?recursion=1")))?;
     let snapshots: Vec<Imported> =
         serde_json::from_str(&out.stdout).context("parsing the imported snapshots")?;
+    let in_snapshots: Vec<String> = snapshots
+        .iter()
+        .flat_map(|s| {
+            disallowed(s)
+                .into_iter()
+                .map(move |p| format!("snapshot {}: {p}", s.name))
+        })
+        .collect();
     let mut problems = disallowed(&instance);
-    for snapshot in &snapshots {
-        for problem in disallowed(snapshot) {
-            problems.push(format!("snapshot {}: {problem}", snapshot.name));
-        }
-    }
+    problems.extend(in_snapshots.iter().cloned());
     if !problems.is_empty() {
-        if !strip || !snapshots.iter().all(|s| disallowed(s).is_empty()) {
+        if !strip || !in_snapshots.is_empty() {
             bail!(Refused(format!(
                 "the backup asks for what containarium never sets: {} (nothing was restored{})",
                 problems.join("; "),

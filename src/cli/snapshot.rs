@@ -196,12 +196,7 @@ fn after_restore(
     };
     // A snapshot from before the NIC filters brings the old NIC back:
     // filter it again first.
-    let net = crate::network::TenantNet::probe(
-        &env.incus,
-        crate::config::Defaults::load(&env.paths)?
-            .network
-            .as_deref(),
-    )?;
+    let net = super::tenant_net(env)?;
     if let Some(cmd) = crate::network::nic_fix_cmd(&env.incus, &restored, &net) {
         let mut plan = Plan::default();
         plan.push(Step::new(

@@ -13,11 +13,10 @@ use clap::Args;
 
 use super::Env;
 use crate::accounts;
-use crate::config::Defaults;
 use crate::files::FileWrite;
 use crate::keys::PublicKey;
 use crate::names::{UserName, user_of_container};
-use crate::network::{self, TenantNet};
+use crate::network;
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::ui;
 
@@ -38,7 +37,7 @@ impl SyncAccountsArgs {
         // Tenants made before the network was guarded get the ACL and
         // their NIC filters here, each reported as a change.
         host.append(super::host::network_plan(env)?);
-        let net = TenantNet::probe(&env.incus, Defaults::load(&env.paths)?.network.as_deref())?;
+        let net = super::tenant_net(env)?;
         // Jump accounts are host-wide: a name that owns containers in two
         // projects has no one right answer, so it is left alone.
         let all = network::all_instances(&env.incus)?;
