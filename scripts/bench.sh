@@ -36,6 +36,7 @@ work=$E2E_WORK
 e2e_containarium "$work"
 
 ctm host init >/dev/null 2>&1
+e2e_start_syslog
 e2e_start_bastion_sshd
 e2e_client e2e-perf "$work"
 key=$work/keys/e2e-perf

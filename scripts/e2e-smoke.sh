@@ -99,6 +99,7 @@ note "incus setup (pool, bridge, project): $(($(e2e_now_ms) - T)) ms"
 T=$(e2e_now_ms)
 e2e_image
 note "image: build ${E2E_IMAGE_BUILD_MS} ms, import ${E2E_IMAGE_IMPORT_MS} ms (0 = cached), unpack onto pool ${E2E_IMAGE_WARM_MS} ms, total $(($(e2e_now_ms) - T)) ms, fp ${E2E_IMAGE_FINGERPRINT:0:12}"
+e2e_start_syslog
 e2e_start_bastion_sshd
 
 WORK=$(mktemp -d "$E2E_STATE_DIR/smoke.XXXXXX")
@@ -231,7 +232,7 @@ check "-W to the bastion itself refused: $r" grep -Eq 'exit=255 .*(administrativ
 r=$(capture "${SSH[@]}" -o LogLevel=INFO -o ExitOnForwardFailure=yes -N -p "$E2E_BASTION_PORT" \
 	-R 127.0.0.1:39998:127.0.0.1:22 e2e-smoke@"$E2E_BASTION_HOST")
 check "-R remote forward refused: $r" grep -q 'exit=255 .*remote port forwarding failed' <<<"$r"
-note "sshd log on refusal: $(grep "to connect to host $IPB port 22, but the request was denied" "$E2E_LOG_DIR/sshd.log" | tail -n1 || true)"
+note "sshd log on refusal: $(grep "to connect to host $IPB port 22, but the request was denied" "$E2E_AUTH_LOG" | tail -n1 || true)"
 
 # ---------------------------------------------------------------- docker
 mkdir -p "$WORK/bb/bin"

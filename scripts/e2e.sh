@@ -63,6 +63,7 @@ e2e_containarium "$E2E_WORK"
 E2E_SUITE=setup # read by fail (checks.sh)
 check "host init" ctm host init
 check "host init is idempotent" bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^sshd drop-in .*: unchanged$' && '$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^network ACL containarium-tenants: unchanged$'"
+e2e_start_syslog
 e2e_start_bastion_sshd
 
 summary=()

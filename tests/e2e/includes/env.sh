@@ -10,6 +10,7 @@
 #   e2e_start_incusd             # reuse a running incusd or start one
 #   e2e_setup_incus              # pool, bridge, project (fresh every run)
 #   e2e_image                    # build (cached) and import the image
+#   e2e_start_syslog             # rsyslogd, so sshd logs to /var/log/auth.log
 #   e2e_start_bastion_sshd       # sshd on 127.0.0.1:$E2E_BASTION_PORT
 #
 # Everything created carries the prefix "ctme2e" (Incus objects, files under
@@ -34,6 +35,7 @@
 # Set by the functions:
 #   E2E_INCUSD_PID    incusd started (or adopted) by us; "" when reused
 #   E2E_SSHD_PID      bastion sshd started by us
+#   E2E_RSYSLOGD_PID  rsyslogd started by us; "" when one was running already
 #   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached),
 #   E2E_IMAGE_WARM_MS (unpacking the image onto the pool)
 #   E2E_BRIDGE_IP     10.197.83.1 (address part of E2E_BRIDGE_CIDR)
@@ -71,6 +73,10 @@ E2E_IMAGE_IMPORT_MS=${E2E_IMAGE_IMPORT_MS:-0}
 E2E_IMAGE_WARM_MS=${E2E_IMAGE_WARM_MS:-0}
 
 E2E_SSHD_PIDFILE=/run/ctme2e-sshd.pid
+E2E_RSYSLOGD_PID=${E2E_RSYSLOGD_PID:-}
+# Where the bastion sshd's lines land (syslog, facility auth), as on a real
+# Debian bastion: fail2ban and `containarium audit` read it.
+E2E_AUTH_LOG=/var/log/auth.log
 E2E_INCUSD_PIDFILE=$E2E_STATE_DIR/incusd.pid
 E2E_DROPIN=/etc/ssh/sshd_config.d/00-containarium.conf
 # The drop-in's name before 00-containarium.conf; host init removes ours.
@@ -185,7 +191,8 @@ e2e_install_deps() {
 	set +e # failures are handled explicitly (callers may use set -e)
 	e2e_lock || return 1
 	local want=(btrfs-progs debootstrap openssh-server openssh-client jq xz-utils pigz
-		busybox-static dnsmasq-base iproute2 iptables uidmap procps)
+		busybox-static dnsmasq-base iproute2 iptables nftables uidmap procps
+		rsyslog fail2ban)
 	local missing=() p need_incus=0 log
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed ||
@@ -571,6 +578,37 @@ e2e_delete_accounts() {
 	return "$rc"
 }
 
+# e2e_start_syslog: an rsyslogd writing /var/log/auth.log (Debian's own
+# configuration), reused when one is running; a started one is stopped by
+# e2e_cleanup, by PID. Start it before the bastion sshd (which logs to
+# /dev/log).
+e2e_start_syslog() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
+	e2e_lock || return 1
+	local pid i
+	pid=$(pgrep -xo rsyslogd)
+	if [ -n "$pid" ]; then
+		e2e_log "reusing rsyslogd $pid"
+		return 0
+	fi
+	rm -f /run/rsyslogd.pid
+	rsyslogd -i /run/rsyslogd.pid {E2E_LOCK_FD}>&- || e2e_die "rsyslogd did not start" || return 1
+	for ((i = 0; i < 50; i++)); do
+		E2E_RSYSLOGD_PID=$(cat /run/rsyslogd.pid 2>/dev/null)
+		[ -n "$E2E_RSYSLOGD_PID" ] && [ -S /dev/log ] && break
+		sleep 0.1
+	done
+	e2e__pid_is "$E2E_RSYSLOGD_PID" rsyslogd || e2e_die "rsyslogd did not write its pid" || return 1
+	e2e_log "rsyslogd $E2E_RSYSLOGD_PID (auth log: $E2E_AUTH_LOG)"
+}
+
+e2e_stop_syslog() {
+	[ -n "$E2E_RSYSLOGD_PID" ] || return 0
+	e2e__stop_pid "$E2E_RSYSLOGD_PID" rsyslogd
+	E2E_RSYSLOGD_PID=
+}
+
 # e2e_start_bastion_sshd: host sshd (the system config, drop-ins included) on
 # $E2E_BASTION_HOST:$E2E_BASTION_PORT. Sets E2E_SSHD_PID. After changing
 # sshd_config or a drop-in, run e2e_reload_bastion_sshd (sshd keeps the config
@@ -594,10 +632,12 @@ e2e_start_bastion_sshd() {
 	fi
 	ssh-keygen -A >/dev/null || return 1
 	mkdir -p /run/sshd && chmod 0755 /run/sshd
+	# Logs go to syslog (rsyslogd: e2e_start_syslog), not -E: fail2ban cannot
+	# date -E's lines, and audit reads the real auth log.
 	/usr/sbin/sshd -f /etc/ssh/sshd_config -p "$E2E_BASTION_PORT" \
 		-o ListenAddress="$E2E_BASTION_HOST" -o PidFile="$E2E_SSHD_PIDFILE" \
-		-E "$E2E_LOG_DIR/sshd.log" {E2E_LOCK_FD}>&- || {
-		tail -n 20 "$E2E_LOG_DIR/sshd.log" >&2
+		{E2E_LOCK_FD}>&- || {
+		tail -n 20 "$E2E_AUTH_LOG" >&2
 		e2e_die "sshd did not start"
 		return 1
 	}
@@ -662,6 +702,7 @@ e2e_cleanup() {
 	local hook
 	for hook in "${E2E_CLEANUP_HOOKS[@]}"; do "$hook"; done
 	e2e_stop_bastion_sshd
+	e2e_stop_syslog
 	e2e_delete_incus_objects || e2e_log "warning: some Incus objects could not be deleted"
 	if e2e_incus_up && incus image info --project default "$E2E_NOCLOUD_IMAGE" >/dev/null 2>&1; then
 		incus image delete --project default "$E2E_NOCLOUD_IMAGE" >/dev/null 2>&1
