@@ -11,7 +11,7 @@
 #      so a recreated boot disk finds every container again;
 #   4. initialise Incus with a preseed (ZFS storage pool, bridge with a fixed
 #      subnet) only when it is not initialised yet;
-#   5. `containarium host init` and `containarium sync-accounts`, both idempotent:
+#   5. `containarium host init --harden` and `containarium sync-accounts`, both idempotent:
 #      the jump accounts come back after the boot disk was recreated.
 #
 # Everything is logged to the journal (logger -t containarium-startup) and stderr.
@@ -253,7 +253,7 @@ main() {
     ensure_pool
     ensure_incus_state
     ensure_incus_initialised
-    run "$CONTAINARIUM" host init
+    run "$CONTAINARIUM" host init --harden
     run "$CONTAINARIUM" sync-accounts
     log info "done"
 }

@@ -9,7 +9,10 @@
 #   3. checkov -d terraform/ (deliberate skips are inline and in terraform/README.md);
 #   4. pytest tests/deploy: Terraform structure (python-hcl2), cloud-init schema
 #      (cloud-init schema --config-file on the rendered template), the startup
-#      script's decisions with fake zpool/zfs/incus/blkid, and install.sh.
+#      script's decisions with fake zpool/zfs/incus/blkid, install.sh, and
+#      ssh-audit on an sshd started on loopback with the sshd configuration the
+#      bastion cloud-init writes (no failure allowed; the unhardened control
+#      must fail).
 #
 # Every check runs even when an earlier one failed; the exit status is non-zero
 # if any failed. Needs root only to apt-get install missing tools.
@@ -50,6 +53,8 @@ install_debian_tools() {
     local missing=()
     command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
+    # sshd for the ssh-audit check of the bastion's sshd configuration
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     pick_python >/dev/null || missing+=(python3-venv)
     if [ ${#missing[@]} -eq 0 ]; then
         return 0

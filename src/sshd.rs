@@ -31,6 +31,11 @@ pub const DROPIN_NAME: &str = "00-containarium.conf";
 /// The name earlier versions used; it sorted after most other drop-ins.
 pub const OLD_DROPIN_NAME: &str = "containarium.conf";
 
+/// `host init --harden`'s drop-in (and the bastion cloud-init's, byte for
+/// byte): it sorts before every other drop-in, ours included, and holds no
+/// Match block.
+pub const HARDENING_NAME: &str = "00-containarium-hardening.conf";
+
 /// Addresses `check_policy` asks `sshd -T` about: loopback, private and
 /// public, so a `Match Address` block that wins for one of them shows.
 pub const SAMPLE_ADDRS: [&str; 3] = ["127.0.0.1", "10.0.0.1", "203.0.113.1"];
@@ -74,21 +79,128 @@ pub fn policy() -> Vec<(&'static str, String)> {
     settings
 }
 
-/// The drop-in. Everything is inside the Match block so it applies to jump
-/// accounts only.
+/// Global settings, above our Match block (sshd takes the first value it
+/// reads, and Debian includes sshd_config.d at the top of sshd_config).
+///
+/// OpenSSH's default `MaxStartups 10:30:100` starts dropping
+/// unauthenticated connections beyond 10: a class of 50 logging in at 9:00
+/// would see a third of them refused. 100 may be in authentication at once
+/// before random early drop starts, and at most 300 (an unauthenticated
+/// sshd costs a few MB). One address, which may be a whole class behind
+/// one NAT, may hold up to 100 of them: a flood from a single source then
+/// never pushes the others into the drop range alone; fail2ban bans it.
+pub const GLOBAL: [(&str, &str); 2] = [
+    ("MaxStartups", "100:30:300"),
+    ("PerSourceMaxStartups", "100"),
+];
+
+/// The drop-in: the global settings, then the jump accounts' policy inside
+/// its Match block, so it applies to them only.
 pub fn dropin() -> String {
     let mut out = format!(
         "{MARKER}: jump accounts (group {GROUP}) may only open a tunnel
 # to port 22 of their own container; their keys are in {KEYS_DIR}.
 # This file must sort first in sshd_config.d: sshd applies the first
 # matching Match block's value of each setting.
-Match Group {GROUP}
+# Room for a class logging in at once (see the README):
 "
     );
+    for (keyword, value) in GLOBAL {
+        out.push_str(&format!("{keyword} {value}\n"));
+    }
+    out.push_str(&format!("Match Group {GROUP}\n"));
     for (keyword, value) in policy() {
         out.push_str(&format!("    {keyword} {value}\n"));
     }
     out
+}
+
+/// The bastion's algorithms, as removals from OpenSSH's defaults (so an
+/// sshd that gains a better default, such as ML-KEM key exchange in 9.9,
+/// keeps it): no NIST-curve key exchange or host key, no finite-field
+/// Diffie-Hellman, no SHA-1, only encrypt-then-MAC MACs with 128-bit tags,
+/// no CBC. What ssh-audit fails is gone; the README lists what it still
+/// warns about, and why.
+pub const HARDENING: [(&str, &str); 4] = [
+    ("KexAlgorithms", "-ecdh-sha2-*,diffie-hellman-*"),
+    (
+        "HostKeyAlgorithms",
+        "-ecdsa-sha2-*,sk-ecdsa-sha2-*,ssh-rsa,ssh-rsa-cert-v01@openssh.com",
+    ),
+    ("Ciphers", "-*-cbc"),
+    (
+        "MACs",
+        "-*-sha1*,umac-64*,hmac-sha2-256,hmac-sha2-512,umac-128@openssh.com",
+    ),
+];
+
+/// `host init --harden`'s drop-in.
+pub fn hardening() -> String {
+    let mut out = format!(
+        "{MARKER}: the bastion's key exchange, host key, cipher and MAC
+# algorithms (`containarium host init --harden`). Global: no Match block.
+"
+    );
+    for (keyword, value) in HARDENING {
+        out.push_str(&format!("{keyword} {value}\n"));
+    }
+    out
+}
+
+/// Algorithms an sshd offers that an auditor fails or that we removed:
+/// `effective` is `sshd -T`'s global output. Each as `kind name`.
+pub fn weak_algorithms(effective: &HashMap<String, String>) -> Vec<String> {
+    const WEAK: [(&str, &[&str]); 4] = [
+        (
+            "kexalgorithms",
+            &["ecdh-sha2-*", "diffie-hellman-*", "*sha1"],
+        ),
+        (
+            "hostkeyalgorithms",
+            &[
+                "ecdsa-sha2-*",
+                "sk-ecdsa-sha2-*",
+                "ssh-rsa",
+                "ssh-rsa-cert-*",
+                "ssh-dss*",
+            ],
+        ),
+        ("ciphers", &["*-cbc", "3des*", "arcfour*", "rijndael*"]),
+        (
+            "macs",
+            &[
+                "*sha1*",
+                "*md5*",
+                "umac-64*",
+                "hmac-sha2-256",
+                "hmac-sha2-512",
+                "umac-128@*",
+            ],
+        ),
+    ];
+    let mut weak = Vec::new();
+    for (key, patterns) in WEAK {
+        let offered = effective.get(key).map(String::as_str).unwrap_or_default();
+        for name in offered.split(',').filter(|n| !n.is_empty()) {
+            if patterns.iter().any(|p| glob(p, name)) {
+                weak.push(format!("{key} {name}"));
+            }
+        }
+    }
+    weak
+}
+
+/// sshd's algorithm-list patterns: `*` matches any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
 }
 
 /// Whether sshd_config reads sshd_config.d at all.
@@ -334,7 +446,12 @@ mod tests {
         let text = dropin();
         assert!(text.starts_with(MARKER));
         let (head, block) = text.split_once("Match Group containarium\n").unwrap();
-        assert!(head.lines().all(|l| l.starts_with('#')), "{head}");
+        let settings: Vec<&str> = head.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            settings,
+            ["MaxStartups 100:30:300", "PerSourceMaxStartups 100"],
+            "only the global settings sit above the Match block"
+        );
         assert_eq!(block.lines().count(), policy().len());
         for line in [
             "    AuthorizedKeysFile /etc/containarium/keys/%u\n",
@@ -345,6 +462,69 @@ mod tests {
         ] {
             assert!(block.contains(line), "{line:?} missing from\n{text}");
         }
+    }
+
+    /// OpenSSH 9.2's defaults, from a real `sshd -T`, offer the six
+    /// algorithms ssh-audit fails and the MACs it warns about; with our
+    /// hardening drop-in included, the same sshd offers none of them.
+    #[test]
+    fn hardening_removes_every_weak_algorithm_of_a_real_sshd() {
+        let default = weak_algorithms(&parse_effective(&fixture("sshd-T-default.txt")));
+        for failed in [
+            "kexalgorithms ecdh-sha2-nistp256",
+            "kexalgorithms ecdh-sha2-nistp521",
+            "kexalgorithms diffie-hellman-group14-sha256",
+            "hostkeyalgorithms ecdsa-sha2-nistp256",
+            "macs hmac-sha1",
+            "macs hmac-sha1-etm@openssh.com",
+            "macs umac-64-etm@openssh.com",
+            "macs hmac-sha2-256",
+        ] {
+            assert!(
+                default.contains(&failed.to_string()),
+                "{failed}: {default:?}"
+            );
+        }
+        let hardened = parse_effective(&fixture("sshd-T-hardened.txt"));
+        assert_eq!(weak_algorithms(&hardened), Vec::<String>::new());
+        // What stays: post-quantum and X25519 key exchange, Ed25519 and
+        // RSA-SHA2 host keys, AEAD and CTR ciphers, ETM MACs.
+        assert!(hardened["kexalgorithms"].starts_with("sntrup761x25519-sha512,"));
+        assert!(hardened["hostkeyalgorithms"].contains("ssh-ed25519,"));
+        assert_eq!(
+            hardened["macs"],
+            "umac-128-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com"
+        );
+    }
+
+    #[test]
+    fn glob_matches_like_sshd_patterns() {
+        assert!(glob("ecdh-sha2-*", "ecdh-sha2-nistp256"));
+        assert!(glob("*-sha1*", "hmac-sha1-etm@openssh.com"));
+        assert!(glob("*-sha1*", "hmac-sha1"));
+        assert!(glob("*-cbc", "aes128-cbc"));
+        assert!(!glob("*-cbc", "aes128-ctr"));
+        assert!(!glob("ssh-rsa", "rsa-sha2-256"));
+        assert!(!glob("umac-128@*", "umac-128-etm@openssh.com"));
+    }
+
+    /// The bastion's cloud-init writes the same hardening file, byte for
+    /// byte, so `host init --harden` on such a bastion changes nothing.
+    #[test]
+    fn cloud_init_writes_our_hardening_drop_in() {
+        let yaml = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("cloud-init/bastion.yaml"),
+        )
+        .unwrap();
+        let header = format!("  - path: /etc/ssh/sshd_config.d/{HARDENING_NAME}\n");
+        let (_, entry) = yaml.split_once(&header).expect("cloud-init writes it");
+        let (_, body) = entry.split_once("    content: |\n").unwrap();
+        let content: String = body
+            .lines()
+            .take_while(|l| l.starts_with("      ") || l.is_empty())
+            .map(|l| format!("{}\n", l.strip_prefix("      ").unwrap_or(l)))
+            .collect();
+        assert_eq!(content.trim_end(), hardening().trim_end());
     }
 
     /// Real `sshd -T -C user=…` output (OpenSSH 9.2) where our Match block

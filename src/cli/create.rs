@@ -160,7 +160,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     net.require_guarded(&incus.firewall()?)?;
     let ip = network::allocate(&net, &network::taken(&net, &all))?;
 
-    let mut plan = super::host::plan(&env.paths)?.kept_on_failure();
+    let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
     let container = spec.container.clone();
     // Whatever a failed or interrupted `incus init` left is ours: the name
     // was free when we probed, under our lock.

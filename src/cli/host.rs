@@ -37,6 +37,12 @@ pub struct InitArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
+
+    /// Also restrict the bastion sshd's key exchange, host key, cipher and
+    /// MAC algorithms to ones ssh-audit passes (a drop-in for every
+    /// connection, not only jump accounts; kept by later runs)
+    #[arg(long)]
+    harden: bool,
 }
 
 impl HostCommand {
@@ -44,7 +50,7 @@ impl HostCommand {
         match self {
             HostCommand::Init(args) => {
                 let lock = super::lock(env, "host init")?;
-                let mut plan = plan(&env.paths)?;
+                let mut plan = plan(&env.paths, args.harden)?;
                 plan.append(network_plan(env)?);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
@@ -98,7 +104,7 @@ pub fn network_plan(env: &Env) -> Result<Plan> {
 
 /// The steps still missing on this host; satisfied ones are `unchanged`.
 /// Refuses when another sshd Match block is read before ours.
-pub fn plan(paths: &Paths) -> Result<Plan> {
+pub fn plan(paths: &Paths, harden: bool) -> Result<Plan> {
     let mut plan = Plan::default();
     if accounts::group_gid()?.is_some() {
         plan.unchanged(format!("group {}", accounts::GROUP));
@@ -128,13 +134,14 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
             .undo(Action::run(Cmd::new("rmdir").arg(&dir))),
         );
     }
-    sshd_steps(paths, &mut plan)?;
+    sshd_steps(paths, harden, &mut plan)?;
     Ok(plan)
 }
 
-/// Our drop-in, first in sshd_config.d, the old one gone, then `sshd -t`
-/// and a reload when anything changed.
-fn sshd_steps(paths: &Paths, plan: &mut Plan) -> Result<()> {
+/// Our drop-in, first in sshd_config.d, the old one gone, the hardening
+/// drop-in when asked for, then `sshd -t` and a reload when anything
+/// changed.
+fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
     let config = paths.sshd_config();
     let main_config = files::read_optional(&config)?.ok_or_else(|| {
         Refused(format!(
@@ -157,27 +164,20 @@ fn sshd_steps(paths: &Paths, plan: &mut Plan) -> Result<()> {
             dropin.display()
         )));
     }
-    if let Some(text) = files::read_optional(&dropin)?
-        && !text.starts_with(sshd::MARKER)
-    {
-        return Err(Refused(format!(
-            "{} exists and was not written by containarium; move it aside first",
-            dropin.display()
-        ))
-        .into());
-    }
-    let write = FileWrite {
-        path: dropin.clone(),
-        mode: 0o644,
-        contents: sshd::dropin(),
-    };
-    let mut changed = false;
-    match Step::write_file("install the sshd drop-in", write)? {
-        Some(step) => {
-            plan.push(step);
-            changed = true;
-        }
-        None => plan.unchanged(format!("sshd drop-in {}", dropin.display())),
+    let mut changed = write_ours(plan, "sshd drop-in", &dropin, sshd::dropin())?;
+    let hardening = paths.sshd_dropin_dir().join(sshd::HARDENING_NAME);
+    if harden {
+        changed |= write_ours(
+            plan,
+            "sshd hardening drop-in",
+            &hardening,
+            sshd::hardening(),
+        )?;
+    } else if hardening.exists() {
+        plan.unchanged(format!(
+            "sshd hardening drop-in {} (kept; `host init --harden` updates it)",
+            hardening.display()
+        ));
     }
     // The old name sorted after other drop-ins; one we wrote goes, anyone
     // else's file of that name stays (it now sorts after ours).
@@ -226,6 +226,35 @@ fn sshd_steps(paths: &Paths, plan: &mut Plan) -> Result<()> {
         None => plan.unchanged("sshd is not running; it reads the drop-in when it starts"),
     }
     Ok(())
+}
+
+/// Writes `contents` to our file `path` unless it holds them already;
+/// refuses a file there that we did not write. Whether it will change.
+fn write_ours(plan: &mut Plan, what: &str, path: &Path, contents: String) -> Result<bool> {
+    if let Some(text) = files::read_optional(path)?
+        && !text.starts_with(sshd::MARKER)
+    {
+        return Err(Refused(format!(
+            "{} exists and was not written by containarium; move it aside first",
+            path.display()
+        ))
+        .into());
+    }
+    let write = FileWrite {
+        path: path.to_path_buf(),
+        mode: 0o644,
+        contents,
+    };
+    match Step::write_file(format!("install the {what}"), write)? {
+        Some(step) => {
+            plan.push(step);
+            Ok(true)
+        }
+        None => {
+            plan.unchanged(format!("{what} {}", path.display()));
+            Ok(false)
+        }
+    }
 }
 
 /// The other `*.conf` files of sshd_config.d (what sshd's Include reads),

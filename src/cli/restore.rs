@@ -114,7 +114,7 @@ impl RestoreArgs {
             keys_in_backup(&self.file)?
         };
 
-        let mut plan = super::host::plan(&env.paths)?.kept_on_failure();
+        let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
         let file = self.file.to_string_lossy().into_owned();
         // Imported stopped: nothing of the backup runs before the check.
         plan.push(

@@ -33,7 +33,7 @@ impl SyncAccountsArgs {
         // Held from the probes to the last user: a concurrent delete cannot
         // have its account recreated from what was probed before it ran.
         let lock = super::lock(env, "sync-accounts")?;
-        let mut host = super::host::plan(&env.paths)?;
+        let mut host = super::host::plan(&env.paths, false)?;
         // Tenants made before the network was guarded get the ACL and
         // their NIC filters here, each reported as a change.
         host.append(super::host::network_plan(env)?);

@@ -124,8 +124,8 @@ def test_blank_disk_creates_pool_initialises_incus_and_accounts(tmp_path):
     assert "type: bridge" in preseed
     assert "ipv4.address: 10.100.0.1/20" in preseed
     names = [" ".join(c) for c in w.calls]
-    assert names.index("containarium host init") < names.index("containarium sync-accounts")
-    assert names.index("incus admin init --preseed") < names.index("containarium host init")
+    assert names.index("containarium host init --harden") < names.index("containarium sync-accounts")
+    assert names.index("incus admin init --preseed") < names.index("containarium host init --harden")
     assert w.issued("logger", "-t", "containarium-startup")
 
 

@@ -891,6 +891,65 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
     );
 }
 
+/// `host init --harden` writes the hardening drop-in and validates it; a
+/// later `host init` keeps it; a file of that name that is not ours is
+/// refused, untouched.
+#[test]
+fn host_init_harden_writes_keeps_and_respects_foreign_files() {
+    let s = Sandbox::new(116);
+    let hardening = s.path("root/etc/ssh/sshd_config.d/00-containarium-hardening.conf");
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!hardening.exists(), "hardening only when asked for");
+    let out = s.run(&["host", "init", "--harden"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&hardening).unwrap();
+    assert!(text.starts_with("# Managed by containarium"), "{text}");
+    assert!(
+        text.contains("\nKexAlgorithms -ecdh-sha2-*,diffie-hellman-*\n"),
+        "{text}"
+    );
+    assert!(
+        s.log().contains(&format!(
+            "sshd -t -f {}",
+            s.path("root/etc/ssh/sshd_config").display()
+        )),
+        "{:?}",
+        s.log()
+    );
+    let out = s.run(&["host", "init", "--dry-run"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "unchanged: sshd hardening drop-in {} (kept; `host init --harden` updates it)\n",
+            hardening.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = s.run(&["host", "init", "--harden", "--dry-run"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "unchanged: sshd hardening drop-in {}\n",
+            hardening.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::write(&hardening, "Ciphers aes128-cbc\n").unwrap();
+    let out = s.run(&["host", "init", "--harden"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was not written by containarium"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&hardening).unwrap(),
+        "Ciphers aes128-cbc\n"
+    );
+}
+
 /// The drop-in moves to 00-containarium.conf: ours under the old name goes,
 /// someone else's file of that name stays.
 #[test]
