@@ -81,6 +81,11 @@ E2E_INCUSD_PIDFILE=$E2E_STATE_DIR/incusd.pid
 E2E_DROPIN=/etc/ssh/sshd_config.d/00-containarium.conf
 # The drop-in's name before 00-containarium.conf; host init removes ours.
 E2E_OLD_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
+# `host init --harden`'s drop-in (the sshd-policy suite writes it).
+E2E_HARDENING=/etc/ssh/sshd_config.d/00-containarium-hardening.conf
+# Host files the tool writes: e2e__record_host_state saves each as it was
+# before the run, e2e__restore_host_state puts it back (or removes it).
+E2E_HOST_FILES=("$E2E_DROPIN" "$E2E_OLD_DROPIN" "$E2E_HARDENING")
 # Drop-ins a suite writes (hostile configuration) match this; never others.
 E2E_TEST_DROPINS='/etc/ssh/sshd_config.d/*-ctme2e-*.conf'
 E2E_ETC_DIR=/etc/containarium
@@ -510,12 +515,13 @@ e2e__record_host_state() {
 		e2e__restore_host_state || return 1
 	fi
 	rm -rf "$E2E_BACKUP_DIR" && mkdir -p "$E2E_BACKUP_DIR" || return 1
-	if [ -e "$E2E_DROPIN" ]; then
-		cp -a "$E2E_DROPIN" "$E2E_BACKUP_DIR/dropin" || return 1
-	fi
-	if [ -e "$E2E_OLD_DROPIN" ]; then
-		cp -a "$E2E_OLD_DROPIN" "$E2E_BACKUP_DIR/old-dropin" || return 1
-	fi
+	local f
+	mkdir -p "$E2E_BACKUP_DIR/files" || return 1
+	for f in "${E2E_HOST_FILES[@]}"; do
+		if [ -e "$f" ]; then
+			cp -a "$f" "$E2E_BACKUP_DIR/files/${f//\//%}" || return 1
+		fi
+	done
 	if [ -e "$E2E_ETC_DIR" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -cpf "$E2E_BACKUP_DIR/etc.tar" \
 			"$(basename "$E2E_ETC_DIR")" || return 1
@@ -532,16 +538,15 @@ e2e__restore_host_state() {
 	set +e # failures are handled explicitly (callers may use set -e)
 	local rc=0
 	[ -e "$E2E_BACKUP_DIR/recorded" ] || return 0
-	if [ -e "$E2E_BACKUP_DIR/dropin" ]; then
-		cp -a "$E2E_BACKUP_DIR/dropin" "$E2E_DROPIN" || rc=1
-	else
-		rm -f "$E2E_DROPIN"
-	fi
-	if [ -e "$E2E_BACKUP_DIR/old-dropin" ]; then
-		cp -a "$E2E_BACKUP_DIR/old-dropin" "$E2E_OLD_DROPIN" || rc=1
-	else
-		rm -f "$E2E_OLD_DROPIN"
-	fi
+	local f saved
+	for f in "${E2E_HOST_FILES[@]}"; do
+		saved=$E2E_BACKUP_DIR/files/${f//\//%}
+		if [ -e "$saved" ]; then
+			cp -a "$saved" "$f" || rc=1
+		else
+			rm -f "$f"
+		fi
+	done
 	# shellcheck disable=SC2086 # the glob is the point
 	rm -f $E2E_TEST_DROPINS
 	rm -rf "$E2E_ETC_DIR"

@@ -6,7 +6,9 @@
 # AuthorizedKeysCommand (as GCE OS Login or EC2 Instance Connect install)
 # that hands out an attacker's key does not open a jump account, while it
 # does open a normal account (the control); `host init` refuses a Match block
-# read before ours, and proves the rest with `sshd -T`.
+# read before ours, and proves the rest with `sshd -T`. `host init --harden`
+# leaves the live bastion with no ssh-audit failure (the unhardened bastion
+# fails six algorithms: the control), and ssh -J still works through it.
 #
 # Everything it writes carries "ctme2e" in its name: drop-ins
 # /etc/ssh/sshd_config.d/*-ctme2e-*.conf, the directory /run/ctme2e-akc, and
@@ -15,12 +17,15 @@
 
 E2E_SSHD_POLICY_DIR=/run/ctme2e-akc
 E2E_SSHD_POLICY_CTRL=e2e-akc-ctrl
+# ssh-audit (PyPI), in a venv cached next to the image.
+E2E_SSH_AUDIT_VENV=$E2E_CACHE_DIR/ssh-audit-3.9.0
 
 sshd_policy__cleanup() {
 	# shellcheck disable=SC2086 # the glob is the point
 	rm -f $E2E_TEST_DROPINS
 	rm -rf "$E2E_SSHD_POLICY_DIR"
 	if getent passwd "$E2E_SSHD_POLICY_CTRL" >/dev/null; then userdel -- "$E2E_SSHD_POLICY_CTRL"; fi
+	rm -f "$E2E_HARDENING"
 	if [ -n "${E2E_SSHD_PID:-}" ]; then e2e_reload_bastion_sshd; fi
 }
 
@@ -30,6 +35,20 @@ sshd_policy__effective() {
 	local settings
 	settings=$(/usr/sbin/sshd -T -f /etc/ssh/sshd_config -C "user=$1,addr=$2,host=$2") || return 1
 	grep -qx -- "$3 $4" <<<"$settings" || { grep -- "^$3 " <<<"$settings"; return 1; }
+}
+
+# sshd_policy__audit FAILURES: ssh-audit the bastion sshd; its failed
+# algorithms (`kind name`, sorted, space-separated) are exactly FAILURES.
+sshd_policy__audit() {
+	local venv=$E2E_SSH_AUDIT_VENV got
+	if [ ! -x "$venv/bin/ssh-audit" ]; then
+		rm -rf "$venv" && python3 -m venv "$venv" &&
+			"$venv/bin/pip" install -q --disable-pip-version-check ssh-audit==3.9.0 || return 1
+	fi
+	got=$("$venv/bin/ssh-audit" --json --skip-rate-test -p "$E2E_BASTION_PORT" "$E2E_BASTION_HOST" |
+		jq -r '[(.kex, .key, .enc, .mac) | .[]? | select(.notes.fail) | .algorithm] | sort | join(" ")') ||
+		return 1
+	[ "$got" = "$1" ] || { echo "ssh-audit fails: ${got:-nothing}; expected: ${1:-nothing}"; return 1; }
 }
 
 test_sshd_policy() {
@@ -112,6 +131,17 @@ test_sshd_policy() {
 		ctm host init
 	rm -f "$dropins/0-ctme2e-include.conf"
 	check "(control) without it, host init passes" ctm host init
+
+	# --- host init --harden: the live bastion passes a real auditor ---------------------
+	check "(control) ssh-audit fails the bastion's OpenSSH defaults on six algorithms" sshd_policy__audit \
+		"ecdh-sha2-nistp256 ecdh-sha2-nistp384 ecdh-sha2-nistp521 ecdsa-sha2-nistp256 hmac-sha1 hmac-sha1-etm@openssh.com"
+	check "host init --harden writes $E2E_HARDENING and reloads sshd" \
+		bash -c "'$BIN' --project $E2E_PROJECT host init --harden 2>&1 | grep -q '^install the sshd hardening drop-in... done' && [ -e $E2E_HARDENING ]"
+	check "the bastion sshd takes it" e2e_reload_bastion_sshd
+	check "ssh-audit finds no failure on the hardened bastion" sshd_policy__audit ""
+	check "(control) ssh -J through the hardened bastion still works" hostname_is e2e-sp-container jump e2e-sp "$ip"
+	check "host init without --harden keeps it" \
+		bash -c "'$BIN' --project $E2E_PROJECT host init --dry-run 2>&1 | grep -q '^unchanged: sshd hardening drop-in' && [ -e $E2E_HARDENING ]"
 
 	check "the hostile configuration and the control account are removed" sshd_policy__cleanup
 	check "delete e2e-sp" ctm delete e2e-sp --force
