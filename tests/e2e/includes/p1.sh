@@ -114,6 +114,7 @@ e2e_bare_baseline() {
 # `ssh -J` with DIR/ssh-USER.conf; the bare path is e2e_bare_baseline with the
 # user-data containarium rendered and E2E_SAME_CONFIG. Rounds alternate so
 # warm-up and load fall on both sides; prints every round, then the medians.
+# Sets E2E_P1_RATIO.
 e2e_p1() {
 	local rounds=$1 dir=$2 user=$3 round t0 t1 t2 ip
 	local ctm=("$BIN" --project "$E2E_PROJECT")
@@ -139,6 +140,7 @@ e2e_p1() {
 	local ctm_ms bare_ms
 	ctm_ms=$(sort -n "$dir/p1-ctm" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 	bare_ms=$(sort -n "$dir/p1-bare" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+	E2E_P1_RATIO=$(awk -v a="$ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')
 	printf 'P1 create-to-SSH-ready (median of %s): containarium %s ms, bare incus %s ms, ratio %s (target <= 1.10)\n' \
-		"$rounds" "$ctm_ms" "$bare_ms" "$(awk -v a="$ctm_ms" -v b="$bare_ms" 'BEGIN { printf "%.2f", a / b }')"
+		"$rounds" "$ctm_ms" "$bare_ms" "$E2E_P1_RATIO"
 }
