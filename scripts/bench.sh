@@ -36,7 +36,19 @@ for include in env tenants p1; do
 	# shellcheck source=/dev/null
 	. "tests/e2e/includes/$include.sh"
 done
-trap e2e_cleanup EXIT
+# Background creates and logins are stopped, by PID, before the cleanup
+# deletes what they work on.
+bench__stop_jobs() {
+	local rc=$? pids
+	pids=$(jobs -pr)
+	if [ -n "$pids" ]; then
+		# shellcheck disable=SC2086 # one PID per word
+		kill $pids 2>/dev/null
+		wait
+	fi
+	return "$rc"
+}
+trap 'bench__stop_jobs; e2e_cleanup' EXIT
 trap 'exit 130' INT TERM
 
 rounds=25

@@ -166,6 +166,15 @@ impl Paths {
         self.at("/run/sshd")
     }
 
+    /// The kernel's tunables; a test root holds files of the same layout.
+    pub fn proc_sys(&self) -> PathBuf {
+        self.at("/proc/sys")
+    }
+
+    pub fn sysctl_file(&self) -> PathBuf {
+        self.at("/etc/sysctl.d/60-containarium.conf")
+    }
+
     pub fn sshd_pid_file(&self) -> PathBuf {
         self.at("/run/sshd.pid")
     }

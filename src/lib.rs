@@ -17,4 +17,5 @@ pub mod plan;
 pub mod retry;
 pub mod size;
 pub mod sshd;
+pub mod sysctl;
 pub mod ui;

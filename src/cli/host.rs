@@ -23,6 +23,7 @@ use crate::names::UserName;
 use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::sshd;
+use crate::sysctl;
 
 /// Prepare this host as a bastion
 #[derive(Debug, Subcommand)]
@@ -52,6 +53,7 @@ impl HostCommand {
                 let lock = super::lock(env, "host init")?;
                 let mut plan = plan(&env.paths, args.harden)?;
                 plan.append(network_plan(env)?);
+                plan.append(sysctl_plan(&env.paths)?);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(
@@ -255,6 +257,42 @@ fn write_ours(plan: &mut Plan, what: &str, path: &Path, contents: String) -> Res
             Ok(false)
         }
     }
+}
+
+/// Kernel limits for many containers (src/sysctl.rs): the sysctl.d file
+/// kept, and `sysctl -p` on it when a limit is below ours right now.
+pub fn sysctl_plan(paths: &Paths) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let proc_sys = paths.proc_sys();
+    let wanted = sysctl::wanted(|key| {
+        let text = std::fs::read_to_string(sysctl::proc_path(&proc_sys, key)).ok()?;
+        sysctl::parse(&text)
+    });
+    if wanted.is_empty() {
+        return Ok(plan);
+    }
+    let path = paths.sysctl_file();
+    let changed = write_ours(
+        &mut plan,
+        "kernel limits for many containers",
+        &path,
+        sysctl::file(&wanted),
+    )?;
+    let low: Vec<&str> = wanted.iter().filter(|w| w.2).map(|w| w.0).collect();
+    if changed || !low.is_empty() {
+        plan.push(Step::new(
+            format!(
+                "raise kernel limits ({})",
+                if low.is_empty() {
+                    "none below ours".to_string()
+                } else {
+                    low.join(", ")
+                }
+            ),
+            Action::run(Cmd::new("sysctl").args(["-q", "-p", &path.to_string_lossy()])),
+        ));
+    }
+    Ok(plan)
 }
 
 /// The other `*.conf` files of sshd_config.d (what sshd's Include reads),

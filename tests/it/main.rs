@@ -23,8 +23,8 @@ const KEY: &str =
 const BASTION_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEm8Jef0Wo08t+aS1AH+78OLVxVoSMWkQzx5OPy7soRr";
 const USER: &str = "ctmtest-alice";
-const FAKES: [&str; 7] = [
-    "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd",
+const FAKES: [&str; 8] = [
+    "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd", "sysctl",
 ];
 const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
@@ -947,6 +947,60 @@ fn host_init_harden_writes_keeps_and_respects_foreign_files() {
     assert_eq!(
         std::fs::read_to_string(&hardening).unwrap(),
         "Ciphers aes128-cbc\n"
+    );
+}
+
+/// host init raises the kernel limits a host of many containers needs, only
+/// ever upwards, through its sysctl.d file; a host already there is left
+/// alone, and a file of that name that is not ours is refused.
+#[test]
+fn host_init_raises_kernel_limits_only_upwards() {
+    let s = Sandbox::new(117);
+    let proc_sys = s.path("root/proc/sys");
+    let set = |key: &str, value: &str| {
+        let path = proc_sys.join(key.replace('.', "/"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{value}\n")).unwrap();
+    };
+    // Stock Debian 12, but a neighbour table the admin made larger.
+    set("fs.inotify.max_user_instances", "128");
+    set("kernel.keys.maxkeys", "200");
+    set("net.ipv4.neigh.default.gc_thresh3", "16384");
+    std::fs::create_dir_all(s.path("root/etc/sysctl.d")).unwrap();
+    let file = s.path("root/etc/sysctl.d/60-containarium.conf");
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).unwrap();
+    for line in [
+        "\nfs.inotify.max_user_instances = 1048576\n",
+        "\nkernel.keys.maxkeys = 2000\n",
+        "\nnet.ipv4.neigh.default.gc_thresh3 = 16384\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+    assert!(!text.contains("ipv6"), "a key this kernel lacks: {text}");
+    let apply = format!("sysctl -q -p {}", file.display());
+    assert!(s.log().contains(&apply), "{:?}", s.log());
+
+    // Control: at our values already, nothing is applied.
+    set("fs.inotify.max_user_instances", "1048576");
+    set("kernel.keys.maxkeys", "2000");
+    s.clear_log();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !s.log().iter().any(|l| l.starts_with("sysctl")),
+        "{:?}",
+        s.log()
+    );
+
+    std::fs::write(&file, "kernel.keys.maxkeys = 100\n").unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was not written by containarium"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "kernel.keys.maxkeys = 100\n"
     );
 }
 

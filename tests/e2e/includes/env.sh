@@ -85,7 +85,10 @@ E2E_OLD_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
 E2E_HARDENING=/etc/ssh/sshd_config.d/00-containarium-hardening.conf
 # Host files the tool writes: e2e__record_host_state saves each as it was
 # before the run, e2e__restore_host_state puts it back (or removes it).
-E2E_HOST_FILES=("$E2E_DROPIN" "$E2E_OLD_DROPIN" "$E2E_HARDENING")
+E2E_HOST_FILES=("$E2E_DROPIN" "$E2E_OLD_DROPIN" "$E2E_HARDENING" /etc/sysctl.d/60-containarium.conf)
+# Kernel tunables host init may raise (src/sysctl.rs), saved and put back the
+# same way.
+E2E_HOST_SYSCTLS=(fs.inotify kernel.keys net.ipv4.neigh.default net.ipv6.neigh.default)
 # Drop-ins a suite writes (hostile configuration) match this; never others.
 E2E_TEST_DROPINS='/etc/ssh/sshd_config.d/*-ctme2e-*.conf'
 E2E_ETC_DIR=/etc/containarium
@@ -522,6 +525,7 @@ e2e__record_host_state() {
 			cp -a "$f" "$E2E_BACKUP_DIR/files/${f//\//%}" || return 1
 		fi
 	done
+	sysctl "${E2E_HOST_SYSCTLS[@]}" >"$E2E_BACKUP_DIR/sysctl" 2>/dev/null
 	if [ -e "$E2E_ETC_DIR" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -cpf "$E2E_BACKUP_DIR/etc.tar" \
 			"$(basename "$E2E_ETC_DIR")" || return 1
@@ -547,6 +551,10 @@ e2e__restore_host_state() {
 			rm -f "$f"
 		fi
 	done
+	local key value
+	while IFS=' =' read -r key value; do
+		[ "$(sysctl -n "$key" 2>/dev/null)" = "$value" ] || sysctl -qw "$key=$value" || rc=1
+	done < <(cat "$E2E_BACKUP_DIR/sysctl" 2>/dev/null)
 	# shellcheck disable=SC2086 # the glob is the point
 	rm -f $E2E_TEST_DROPINS
 	rm -rf "$E2E_ETC_DIR"
