@@ -341,7 +341,7 @@ fn traditional_stamp(line: &str, now: Time) -> Option<(Time, &str)> {
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
     let [h, m, s] = hms[..] else { return None };
-    if day < 1 || day > 31 || h > 23 || m > 59 || s > 60 {
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
         return None;
     }
     let secs = h * 3600 + m * 60 + s;

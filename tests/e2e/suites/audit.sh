@@ -8,26 +8,20 @@
 # address, the keys' fingerprints and the denied target. The auth log
 # accumulates across runs: everything is scoped by --since and our users.
 
-# audit__client_port USER: the client port of USER's one live connection to
-# the bastion, from the server side of the socket (ss shows the jump
-# account's uid on it), within 10 s.
+# audit__client_port: the client port of the one live connection to the
+# bastion (this suite's: runs are serialised), within 10 s.
 audit__client_port() {
-	local uid i peer
-	uid=$(id -u "$1") || return 1
+	local i conns
 	for ((i = 0; i < 100; i++)); do
-		peer=$(ss -tnHe state established "( sport = :$E2E_BASTION_PORT )" | grep " uid:$uid " | awk '{print $4}' | head -n 1)
-		if [ -n "$peer" ]; then
-			echo "${peer##*:}"
+		conns=$(ss -tnH state established "( dport = :$E2E_BASTION_PORT )" | awk '{print $3}')
+		if [ -n "$conns" ] && [ "$(wc -l <<<"$conns")" = 1 ]; then
+			echo "${conns##*:}"
 			return 0
 		fi
 		sleep 0.1
 	done
 	return 1
 }
-
-# audit__records FILE JQ: the records of FILE (JSON Lines) that JQ selects, as
-# one compact line each.
-audit__select() { jq -c "select($2)" "$1"; }
 
 test_audit() {
 	local work=$E2E_WORK bastion=$E2E_BASTION_HOST port=$E2E_BASTION_PORT
@@ -50,7 +44,7 @@ test_audit() {
 	# --- the known sessions -----------------------------------------------------
 	jump "$a" "$a_ip" 'sleep 2; hostname' </dev/null >"$work/audit-session.out" 2>&1 &
 	jump_pid=$!
-	client_port=$(audit__client_port "$a") || client_port=none
+	client_port=$(audit__client_port) || client_port=none
 	wait "$jump_pid"
 	check "a's ssh -J session runs its command" grep -qx "$a-container" "$work/audit-session.out"
 	refused "a wrong key is refused" "Permission denied" \
@@ -78,6 +72,8 @@ test_audit() {
 		audit__count ".kind == \"refused\" and .reason == \"forward-denied\" and .target == \"$b_ip:22\" and .target_host == \"$b_ip\" and .target_port == 22 and .fingerprint == \"$fp_a\"" 1
 	check "the shell attempt is refused" audit__count ".kind == \"refused\" and .reason == \"session-refused\"" 1
 	check "nothing of a from before --since" audit__count ".started < \"$since\"" 0
+	check "b's one session is there too: both are jump accounts" \
+		bash -c "[ \"\$(jq -c 'select(.user == \"$b\")' '$out' | wc -l)\" = 1 ]"
 	check "audit $a shows only a (b's session is not there)" \
 		bash -c "'$BIN' --project $E2E_PROJECT audit $a --json --since '$since' | jq -e -s 'length == 6 and all(.user == \"$a\")'"
 	check "audit $b shows b's session (control)" \
@@ -85,6 +81,17 @@ test_audit() {
 	check "the table names a's session" bash -c "'$BIN' --project $E2E_PROJECT audit $a --since '$since' | grep -q '^session .*$a .*127.0.0.1:$client_port .*$a_ip:22'"
 	check "--until before the sessions shows none of them" \
 		bash -c "[ -z \"\$('$BIN' --project $E2E_PROJECT audit $a --json --since '$since' --until '$since')\" ]"
+	# A session still open is said to be.
+	jump "$a" "$a_ip" sleep 4 </dev/null >/dev/null 2>&1 &
+	jump_pid=$!
+	client_port=$(audit__client_port) || client_port=none
+	sleep 0.5 # the login itself, after the TCP connection
+	check "a session still open is still-open, not ended" \
+		bash -c "'$BIN' --project $E2E_PROJECT audit $a --json --since '$since' | jq -e -s 'map(select(.from_port == $client_port)) | length == 1 and .[0].end == \"still-open\" and .[0].ended == null'"
+	wait "$jump_pid"
+	sleep 1
+	check "once closed, it is disconnected" \
+		bash -c "'$BIN' --project $E2E_PROJECT audit $a --json --since '$since' | jq -e -s 'map(select(.from_port == $client_port)) | length == 1 and .[0].end == \"disconnected\"'"
 	# Keep the real lines for the unit-test fixtures (tests/fixtures/auth.log).
 	grep -F -e "$a" -e "$b" -e "127.0.0.1 port" "$E2E_AUTH_LOG" | tail -n 200 >"$E2E_LOG_DIR/audit-auth.log" || true
 
