@@ -17,6 +17,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::error::Refused;
 use crate::exec::{self, Cmd};
 
 /// A moment, in microseconds since the Unix epoch, UTC.
@@ -282,14 +283,15 @@ pub fn events(text: &str, now: Time) -> Vec<Event> {
 }
 
 /// The sshd events of `journalctl -o json` output: one JSON object per
-/// line; MESSAGE may be an array of bytes when it is not UTF-8.
+/// line; MESSAGE may be an array of bytes when it is not UTF-8. The
+/// program is `_COMM`, which journald sets from the kernel's view of the
+/// sender (anyone can pick a SYSLOG_IDENTIFIER: `logger -t sshd`).
 pub fn journal_events(text: &str) -> Vec<Event> {
     text.lines()
         .filter_map(|line| {
             let entry: serde_json::Value = serde_json::from_str(line).ok()?;
             let field = |key: &str| entry.get(key).and_then(|v| v.as_str());
-            let program = field("SYSLOG_IDENTIFIER").or(field("_COMM"))?;
-            if !PROGRAMS.contains(&program) {
+            if !PROGRAMS.contains(&field("_COMM")?) {
                 return None;
             }
             let message = match entry.get("MESSAGE")? {
@@ -657,11 +659,12 @@ fn refusal_in(session: &Record, refusal: Refusal, time: Time) -> Record {
     }
 }
 
-/// `journalctl -o json` for sshd's programs, from `since` on.
+/// `journalctl -o json` for sshd's programs (matches on one field are
+/// alternatives), from `since` on.
 pub fn journal_cmd(since: Option<Time>) -> Cmd {
     let mut cmd = Cmd::new("journalctl").args(["-o", "json", "--no-pager", "-q"]);
     for program in PROGRAMS {
-        cmd = cmd.args(["-t", program]);
+        cmd = cmd.arg(format!("_COMM={program}"));
     }
     if let Some(since) = since {
         // Whole seconds; `@` is a Unix time for journalctl.
@@ -940,14 +943,23 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_is_asked_for_sshd_s_processes() {
+        assert_eq!(
+            journal_cmd(Some(at("2026-12-01T13:42:13.5Z"))).to_string(),
+            "journalctl -o json --no-pager -q _COMM=sshd _COMM=sshd-session _COMM=sshd-auth --since=@1796132533"
+        );
+    }
+
+    #[test]
     fn journal_entries_are_read_like_lines() {
         let text = concat!(
-            r#"{"__REALTIME_TIMESTAMP":"1796132533286455","_PID":"77","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for alice from 127.0.0.1 port 40000 ssh2: ED25519 SHA256:abc"}"#,
+            r#"{"__REALTIME_TIMESTAMP":"1796132533286455","_PID":"77","_COMM":"sshd","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for alice from 127.0.0.1 port 40000 ssh2: ED25519 SHA256:abc"}"#,
             "\n",
             // journald exports a MESSAGE that is not UTF-8 as bytes.
             r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"78","_COMM":"sshd-session","MESSAGE":[68,105,115,99,111,110,110,101,99,116,101,100,32,102,114,111,109,32,117,115,101,114,32,97,108,105,99,101,32,49,50,55,46,48,46,48,46,49,32,112,111,114,116,32,52,48,48,48,48]}"#,
             "\n",
-            r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"1","SYSLOG_IDENTIFIER":"cron","MESSAGE":"Disconnected from user alice 127.0.0.1 port 40000"}"#,
+            // `logger -t sshd`: not sshd's.
+            r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"1","_COMM":"logger","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Disconnected from user alice 127.0.0.1 port 40000"}"#,
             "\n",
         );
         let found = journal_events(text);

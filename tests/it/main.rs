@@ -1915,6 +1915,9 @@ fn mutating_verbs_probe_only_under_our_lock_and_say_who_holds_it() {
 fn audit_joins_the_auth_log_with_incus_and_reports_only_jump_accounts() {
     let s = Sandbox::new(61);
     assert!(s.create().status.success());
+    let out = s.run(&["audit"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no sshd log here: journald is not running"));
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/auth.log");
     let mut log = std::fs::read_to_string(fixture)
         .unwrap()
