@@ -683,8 +683,17 @@ pub fn read(journal_socket: &Path, auth_log: &Path, since: Option<Time>) -> Resu
         return Ok(journal_events(&output.stdout));
     }
     let now = Time::now();
-    let text =
-        std::fs::read(auth_log).with_context(|| format!("reading {}", auth_log.display()))?;
+    let text = match std::fs::read(auth_log) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Refused(format!(
+                "no sshd log here: journald is not running and {} does not exist \
+                 (install rsyslog, or start journald)",
+                auth_log.display()
+            ))
+            .into());
+        }
+        read => read.with_context(|| format!("reading {}", auth_log.display()))?,
+    };
     let mut found = events(&String::from_utf8_lossy(&text), now);
     let first = found.first().map(|e| e.time);
     let reaches_back = match (since, first) {
