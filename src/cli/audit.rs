@@ -22,8 +22,9 @@ use crate::names::UserName;
 /// one per refused attempt (a wrong key, a denied forward with its target,
 /// a shell or command). Read from the systemd journal when journald runs,
 /// else /var/log/auth.log (and auth.log.1 when --since reaches back). The
-/// records cover only the bastion this runs on, and only jump accounts.
-/// Times are UTC.
+/// records cover only the bastion this runs on; without USER, only jump
+/// accounts. The container and its address are what Incus says now. Times
+/// are UTC.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Only this user's records
