@@ -58,12 +58,16 @@ impl AuditArgs {
         )?;
         let containers = containers(env)?;
         let group = crate::accounts::group_gid()?;
+        // Asked once per name: a flood of refused logins names few accounts.
+        let mut jump_accounts: HashMap<String, bool> = HashMap::new();
         let rows: Vec<Row> = authlog::records(&events)
             .into_iter()
             .filter(|r| in_window(r, self.since, self.until))
             .filter(|r| match &self.user {
                 Some(user) => r.user == user.as_str(),
-                None => is_jump_account(env, &r.user, &containers, group),
+                None => *jump_accounts
+                    .entry(r.user.clone())
+                    .or_insert_with(|| is_jump_account(env, &r.user, &containers, group)),
             })
             .map(|record| {
                 let to = containers.get(&record.user).cloned();
