@@ -183,6 +183,16 @@ impl Paths {
         self.at("/etc/ssh/ssh_host_ed25519_key.pub")
     }
 
+    /// Where rsyslog writes sshd's lines (`containarium audit`).
+    pub fn auth_log(&self) -> PathBuf {
+        self.at("/var/log/auth.log")
+    }
+
+    /// journald's socket: present while journald runs.
+    pub fn journal_socket(&self) -> PathBuf {
+        self.at("/run/systemd/journal/socket")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.at("/run/containarium.lock")
     }

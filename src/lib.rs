@@ -2,6 +2,7 @@
 //! SSH jump accounts. See ARCHITECTURE.md for the map.
 
 pub mod accounts;
+pub mod authlog;
 pub mod cli;
 pub mod cloud_init;
 pub mod config;

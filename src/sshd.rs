@@ -73,6 +73,9 @@ pub fn policy() -> Vec<(&'static str, String)> {
             ("PermitTTY", "no"),
             ("PermitUserRC", "no"),
             ("ForceCommand", SHELL),
+            // `containarium audit`: the key of every accepted and refused
+            // login (`Failed publickey ... SHA256:...`), which INFO omits.
+            ("LogLevel", "VERBOSE"),
         ]
         .map(|(keyword, value)| (keyword, value.to_string())),
     );
@@ -459,6 +462,7 @@ mod tests {
             "    TrustedUserCAKeys none\n",
             "    MaxSessions 0\n",
             "    ForceCommand /usr/sbin/nologin\n",
+            "    LogLevel VERBOSE\n",
         ] {
             assert!(block.contains(line), "{line:?} missing from\n{text}");
         }
@@ -554,6 +558,18 @@ mod tests {
                 "allowtcpforwarding is \"yes\", not \"local\"".to_string(),
                 "forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"".to_string(),
             ]
+        );
+    }
+
+    /// The real output of a bastion whose drop-in predates `LogLevel
+    /// VERBOSE` (sshd -T printed `loglevel INFO` for the jump account): the
+    /// check names it, so `host init` rewrites the drop-in.
+    #[test]
+    fn a_jump_account_logging_at_info_fails_the_check() {
+        let old = fixture("sshd-T-jump.txt").replace("loglevel VERBOSE\n", "loglevel INFO\n");
+        assert_eq!(
+            policy_mismatches(&parse_effective(&old)),
+            vec!["loglevel is \"INFO\", not \"VERBOSE\"".to_string()]
         );
     }
 

@@ -7,6 +7,7 @@ use crate::config::Paths;
 use crate::error::Refused;
 use crate::incus::Incus;
 
+mod audit;
 mod backup;
 mod create;
 mod delete;
@@ -67,6 +68,7 @@ enum Command {
     SyncAccounts(sync_accounts::SyncAccountsArgs),
     #[command(subcommand)]
     Host(host::HostCommand),
+    Audit(audit::AuditArgs),
 }
 
 /// Quotas, for `create` (defaults from the config file) and `resize`.
@@ -115,6 +117,7 @@ impl Cli {
             Command::Restore(args) => args.run(&env),
             Command::SyncAccounts(args) => args.run(&env),
             Command::Host(command) => command.run(&env),
+            Command::Audit(args) => args.run(&env),
         }
     }
 }
@@ -258,6 +261,15 @@ mod tests {
                 "--dry-run",
             ],
             vec!["sync-accounts", "--dry-run"],
+            vec![
+                "audit",
+                "alice",
+                "--since",
+                "2h",
+                "--until",
+                "2026-12-01",
+                "--json",
+            ],
         ];
         for args in ok {
             let argv = std::iter::once("containarium").chain(args.iter().copied());

@@ -2017,3 +2017,141 @@ fn mutating_verbs_probe_only_under_our_lock_and_say_who_holds_it() {
     drop(holder);
     s.ok(&["stop", USER]);
 }
+
+/// `audit` on the real auth log of the e2e suite `audit`
+/// (tests/fixtures/auth.log), its first user renamed to ours: one record
+/// per session and refusal, the container and its pinned address from
+/// Incus. Names from the log are data: one that is a path to our user's key
+/// file, and root (an account that is not a jump account), are not
+/// reported, while our user is (the control).
+#[test]
+fn audit_joins_the_auth_log_with_incus_and_reports_only_jump_accounts() {
+    let s = Sandbox::new(61);
+    assert!(s.create().status.success());
+    let out = s.run(&["audit"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no sshd log here: journald is not running"));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/auth.log");
+    let mut log = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("e2e-audit-a", USER);
+    for user in [format!("../keys/{USER}"), "root".to_string()] {
+        log.push_str(&format!(
+            "2026-12-01T13:50:40.000000+00:00 vm sshd[9]: Connection closed by authenticating user {user} 127.0.0.1 port 4444 [preauth]\n"
+        ));
+    }
+    std::fs::create_dir_all(s.path("root/var/log")).unwrap();
+    std::fs::write(s.path("root/var/log/auth.log"), log).unwrap();
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = s.ok(args);
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let all = json(&["audit", "--json"]);
+    assert_eq!(all.len(), 6, "{all:#?}");
+    assert!(all.iter().all(|r| r["user"] == USER), "{all:#?}");
+    let session = &all[0];
+    for (field, expected) in [
+        ("kind", serde_json::json!("session")),
+        ("from", "127.0.0.1:60956".into()),
+        ("from_addr", "127.0.0.1".into()),
+        ("from_port", 60956.into()),
+        ("container", format!("{USER}-container").into()),
+        ("to", format!("{}:22", s.ip).into()),
+        (
+            "fingerprint",
+            "SHA256:qgBCAZ+tXkX+MUCoHtAcXVFslfmm1GpZloZE8jlBjdA".into(),
+        ),
+        ("started", "2026-12-01T13:50:21Z".into()),
+        ("ended", "2026-12-01T13:50:24Z".into()),
+        ("duration_s", 2.312225.into()),
+        ("end", "disconnected".into()),
+        ("detail", "disconnected by user".into()),
+        ("reason", serde_json::Value::Null),
+        ("target", serde_json::Value::Null),
+    ] {
+        assert_eq!(session[field], expected, "{field} of {session:#}");
+    }
+    let reasons: Vec<&str> = all.iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["key-refused", "forward-denied", "session-refused"]
+    );
+    let denied = &all[3];
+    assert_eq!(denied["target"], "10.197.83.3:22");
+    assert_eq!(denied["target_host"], "10.197.83.3");
+    assert_eq!(denied["target_port"], 22);
+    assert_eq!(
+        denied["to"],
+        serde_json::Value::Null,
+        "a refusal went nowhere"
+    );
+    assert_eq!(
+        all[1]["fingerprint"],
+        "SHA256:pT4/U8aiNYznoDuj94vQMiIICKD5htIMGIa7hjv4HGs"
+    );
+
+    // Asked for by name, a user without a jump account is shown (it may
+    // have been deleted since), without a container.
+    let b = json(&["audit", "e2e-audit-b", "--json"]);
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["container"], serde_json::Value::Null);
+    assert!(
+        json(&["audit", "root", "--json"]).len() == 1,
+        "the control of root"
+    );
+
+    // The window: by start time.
+    let window = json(&[
+        "audit",
+        "--json",
+        "--since",
+        "2026-12-01 13:50:30",
+        "--until",
+        "2026-12-01T13:50:33.5Z",
+    ]);
+    let ports: Vec<u64> = window
+        .iter()
+        .map(|r| r["from_port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, [34852, 34864]);
+
+    let table = stdout(&s.ok(&["audit", USER]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("KIND     USER"), "{table}");
+    assert!(
+        lines[1].starts_with(&format!(
+            "session  {USER}  127.0.0.1:60956  {USER}-container {}:22  2026-12-01T13:50:21Z  2.3s",
+            s.ip
+        )),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 7, "{table}");
+
+    let out = s.run(&["audit", "--since", "2h", "--until", "3h"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = s.run(&["audit", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A drop-in written before `LogLevel VERBOSE` (what `audit` needs for the
+/// keys of refused logins) is rewritten by `host init`; then it is
+/// unchanged.
+#[test]
+fn host_init_adds_loglevel_verbose_to_an_older_dropin() {
+    let s = Sandbox::new(62);
+    let current = containarium::sshd::dropin();
+    let older = current.replace("    LogLevel VERBOSE\n", "");
+    assert_ne!(older, current);
+    std::fs::write(s.path(DROPIN), &older).unwrap();
+    let plan = stdout(&s.ok(&["host", "init", "--dry-run"]));
+    assert!(plan.contains("install the sshd drop-in"), "{plan}");
+    assert_eq!(std::fs::read_to_string(s.path(DROPIN)).unwrap(), older);
+    s.ok(&["host", "init"]);
+    assert_eq!(std::fs::read_to_string(s.path(DROPIN)).unwrap(), current);
+    let again = stdout(&s.ok(&["host", "init", "--dry-run"]));
+    assert!(again.contains("unchanged: sshd drop-in"), "{again}");
+}
