@@ -23,6 +23,29 @@ const KEY: &str =
 const BASTION_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEm8Jef0Wo08t+aS1AH+78OLVxVoSMWkQzx5OPy7soRr";
 const USER: &str = "ctmtest-alice";
+/// A listener on IP:22 that another run of these tests (another checkout on
+/// the same machine) may hold at the same time: both answer alike.
+fn listen_shared(ip: &str) -> TcpListener {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+    setsockopt(&fd, sockopt::ReusePort, &true).unwrap();
+    let addr: std::net::SocketAddrV4 = format!("{ip}:22").parse().unwrap();
+    bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).unwrap();
+    listen(&fd, Backlog::new(64).unwrap()).unwrap();
+    TcpListener::from(fd)
+}
+
 const FAKES: [&str; 8] = [
     "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd", "sysctl",
 ];
@@ -59,7 +82,7 @@ impl Sandbox {
         )
         .unwrap();
         std::fs::write(dir.path().join("alice.pub"), format!("{KEY}\n")).unwrap();
-        let listener = TcpListener::bind((ip.as_str(), 22)).unwrap();
+        let listener = listen_shared(&ip);
         std::thread::spawn(move || {
             for mut conn in listener.incoming().flatten() {
                 let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
