@@ -17,7 +17,8 @@ use super::Env;
 use crate::accounts;
 use crate::config::{self, Paths};
 use crate::error::Refused;
-use crate::exec::Cmd;
+use crate::exec::{self, Cmd};
+use crate::fail2ban::{self, Backend};
 use crate::files::{self, FileWrite};
 use crate::names::UserName;
 use crate::network::{self, TenantNet};
@@ -27,8 +28,8 @@ use crate::sshd;
 /// Prepare this host as a bastion
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Create the containarium group, key directory and sshd drop-in, and
-    /// guard the tenant network with our ACL
+    /// Create the containarium group, key directory and sshd drop-in,
+    /// guard the tenant network with our ACL and write our fail2ban jail
     Init(InitArgs),
 }
 
@@ -46,6 +47,7 @@ impl HostCommand {
                 let lock = super::lock(env, "host init")?;
                 let mut plan = plan(&env.paths)?;
                 plan.append(network_plan(env)?);
+                plan.append(fail2ban_plan(&env.paths)?);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(
@@ -94,6 +96,108 @@ pub fn network_plan(env: &Env) -> Result<Plan> {
         ));
     }
     Ok(plan)
+}
+
+/// Our fail2ban sshd jail from config.toml's `[fail2ban]` table, the
+/// filter override that also watches `sshd-session`, and a reload when
+/// either changed. A host without fail2ban is warned about, not refused:
+/// the bastion works without it, only unguarded against brute force.
+fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
+    let settings = config::Defaults::load(paths)?.fail2ban;
+    let mut plan = Plan::default();
+    if !paths.fail2ban_dir().join("jail.d").is_dir() {
+        plan.unchanged(if settings.enabled {
+            "fail2ban jail (warning: fail2ban is not installed, so nothing bans clients \
+             that fail to log in to sshd: install it (apt-get install fail2ban) and run \
+             `containarium host init` again)"
+        } else {
+            "fail2ban jail (disabled in config.toml; fail2ban is not installed)"
+        });
+        return Ok(plan);
+    }
+    let ports = match &settings.port {
+        Some(ports) => ports.clone(),
+        None => sshd_ports(paths, &mut plan),
+    };
+    let backend = match settings.backend {
+        Backend::Auto if paths.journald_socket().exists() && paths.python_systemd().exists() => {
+            Backend::Systemd
+        }
+        Backend::Auto => Backend::Polling,
+        chosen => chosen,
+    };
+    let switch = if settings.enabled { "on" } else { "off" };
+    let files = [
+        (
+            "install the fail2ban filter override (sshd-session)".to_string(),
+            paths.fail2ban_filter_override(),
+            fail2ban::filter_override(),
+        ),
+        (
+            "install the fail2ban sshd jail".to_string(),
+            paths.fail2ban_jail(),
+            fail2ban::jail(&settings, backend, &ports),
+        ),
+        (
+            format!("switch the fail2ban sshd jail {switch}"),
+            paths.fail2ban_jail_switch(),
+            fail2ban::jail_switch(settings.enabled),
+        ),
+    ];
+    // Refuse before planning anything, so a refusal changes nothing.
+    for (_, path, _) in &files {
+        if let Some(text) = files::read_optional(path)?
+            && !text.starts_with(fail2ban::MARKER)
+        {
+            return Err(Refused(format!(
+                "{} exists and was not written by containarium; move it aside first",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    let mut changed = false;
+    for (synopsis, path, contents) in files {
+        let write = FileWrite {
+            path: path.clone(),
+            mode: 0o644,
+            contents,
+        };
+        match Step::write_file(synopsis, write)? {
+            Some(step) => {
+                plan.push(step);
+                changed = true;
+            }
+            None => plan.unchanged(format!("fail2ban file {}", path.display())),
+        }
+    }
+    if changed {
+        if fail2ban::server_running() {
+            plan.push(Step::new(
+                "reload fail2ban",
+                Action::run(fail2ban::reload()),
+            ));
+        } else {
+            plan.unchanged("fail2ban-server is not running; it reads the jail when it starts");
+        }
+    }
+    Ok(plan)
+}
+
+/// The ports sshd listens on, from `sshd -T`; 22, with a note, when sshd
+/// cannot say (no privilege separation directory yet, say).
+fn sshd_ports(paths: &Paths, plan: &mut Plan) -> Vec<u16> {
+    let cmd = Cmd::new("sshd").args(["-T", "-f", &paths.sshd_config().to_string_lossy()]);
+    let ports = exec::run(&cmd)
+        .map(|out| fail2ban::parse_sshd_ports(&out.stdout))
+        .unwrap_or_default();
+    if ports.is_empty() {
+        plan.unchanged(format!(
+            "fail2ban jail port (`{cmd}` named no port; using 22: set `port` in [fail2ban])"
+        ));
+        return vec![22];
+    }
+    ports
 }
 
 /// The steps still missing on this host; satisfied ones are `unchanged`.
