@@ -18,6 +18,7 @@ mod list;
 mod power;
 mod resize;
 mod restore;
+mod security;
 mod snapshot;
 mod sync_accounts;
 
@@ -67,6 +68,8 @@ enum Command {
     SyncAccounts(sync_accounts::SyncAccountsArgs),
     #[command(subcommand)]
     Host(host::HostCommand),
+    #[command(subcommand)]
+    Security(security::SecurityCommand),
 }
 
 /// Quotas, for `create` (defaults from the config file) and `resize`.
@@ -115,6 +118,7 @@ impl Cli {
             Command::Restore(args) => args.run(&env),
             Command::SyncAccounts(args) => args.run(&env),
             Command::Host(command) => command.run(&env),
+            Command::Security(command) => command.run(&env),
         }
     }
 }
