@@ -84,6 +84,11 @@ E2E_OLD_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
 # Drop-ins a suite writes (hostile configuration) match this; never others.
 E2E_TEST_DROPINS='/etc/ssh/sshd_config.d/*-ctme2e-*.conf'
 E2E_ETC_DIR=/etc/containarium
+# What `containarium host init` writes for fail2ban (our jail, its switch,
+# the filter override), and the fail2ban.d file of the suite's own server.
+E2E_FAIL2BAN_FILES=(/etc/fail2ban/jail.d/containarium.conf /etc/fail2ban/jail.d/containarium.local
+	/etc/fail2ban/filter.d/sshd.local)
+E2E_FAIL2BAN_TEST_CONF=/etc/fail2ban/fail2ban.d/ctme2e.local
 E2E_BACKUP_DIR=$E2E_CACHE_DIR/host-backup
 E2E_BACKPORTS_SOURCE=/etc/apt/sources.list.d/ctme2e-bookworm-backports.sources
 E2E_LOCK_FILE=/run/ctme2e.lock
@@ -493,7 +498,7 @@ e2e_warm_image() {
 # Host state (sshd drop-in, /etc/containarium, group) and bastion sshd
 # ---------------------------------------------------------------------------
 
-# Record the drop-in, /etc/containarium and whether the group exists, so that
+# Record the drop-in, our fail2ban files, /etc/containarium and whether the group exists, so that
 # e2e_cleanup can put them back. A record left by a crashed run is restored
 # first (it holds the state from before that run).
 e2e__record_host_state() {
@@ -516,6 +521,12 @@ e2e__record_host_state() {
 	if [ -e "$E2E_OLD_DROPIN" ]; then
 		cp -a "$E2E_OLD_DROPIN" "$E2E_BACKUP_DIR/old-dropin" || return 1
 	fi
+	local f
+	for f in "${E2E_FAIL2BAN_FILES[@]}"; do
+		if [ -e "$f" ]; then
+			cp -a "$f" "$E2E_BACKUP_DIR/fail2ban-$(basename "$f")" || return 1
+		fi
+	done
 	if [ -e "$E2E_ETC_DIR" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -cpf "$E2E_BACKUP_DIR/etc.tar" \
 			"$(basename "$E2E_ETC_DIR")" || return 1
@@ -544,6 +555,15 @@ e2e__restore_host_state() {
 	fi
 	# shellcheck disable=SC2086 # the glob is the point
 	rm -f $E2E_TEST_DROPINS
+	local f
+	for f in "${E2E_FAIL2BAN_FILES[@]}"; do
+		if [ -e "$E2E_BACKUP_DIR/fail2ban-$(basename "$f")" ]; then
+			cp -a "$E2E_BACKUP_DIR/fail2ban-$(basename "$f")" "$f" || rc=1
+		else
+			rm -f "$f"
+		fi
+	done
+	rm -f "$E2E_FAIL2BAN_TEST_CONF"
 	rm -rf "$E2E_ETC_DIR"
 	if [ -e "$E2E_BACKUP_DIR/etc.tar" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -xpf "$E2E_BACKUP_DIR/etc.tar" || rc=1
