@@ -1938,7 +1938,7 @@ const FILTER: &str = "root/etc/fail2ban/filter.d/sshd.local";
 /// before anything is written; a bad value is one line naming the key.
 #[test]
 fn host_init_writes_the_fail2ban_jail_and_reloads_only_on_change() {
-    let s = Sandbox::new(70);
+    let s = Sandbox::new(140);
     // Control: without fail2ban, host init works and warns.
     let out = s.run(&["host", "init"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -2099,7 +2099,7 @@ fn now_secs() -> u64 {
 /// jail or server says how to fix it.
 #[test]
 fn security_status_ban_and_unban() {
-    let s = Sandbox::new(71);
+    let s = Sandbox::new(141);
     let log = s.path("root/var/log/auth.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     let (now, old) = (log_stamp(60), log_stamp(3 * 86_400));
