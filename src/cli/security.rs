@@ -241,8 +241,16 @@ fn sshd_line(line: &str, year: i64) -> Option<(i64, &str)> {
         let (stamp, rest) = line.split_once(' ')?;
         (rfc3339(stamp)?, rest)
     } else {
+        // No year in the stamp: a line from the future is last year's
+        // (December's lines read in January).
         let stamp = line.get(..15)?;
-        (traditional(stamp, year)?, line.get(16..)?)
+        let time = traditional(stamp, year)?;
+        let time = if time > now() + 86_400 {
+            traditional(stamp, year - 1)?
+        } else {
+            time
+        };
+        (time, line.get(16..)?)
     };
     let (_host, rest) = rest.split_once(' ')?;
     let (program, message) = rest.split_once(": ")?;
@@ -307,7 +315,9 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The local time zone's offset from UTC now, in seconds.
+/// The local time zone's offset from UTC now, in seconds. A traditional
+/// stamp from across a DST change is off by the hour, which a window of
+/// hours or days tolerates.
 fn utc_offset() -> i64 {
     let now = now() as nix::libc::time_t;
     // SAFETY: localtime_r writes only into the tm we pass.
@@ -379,10 +389,13 @@ mod tests {
         );
         assert_eq!(rfc3339("2026-12-01T13:42:13+00:00"), Some(1_796_132_533));
         let line = "Dec  1 13:42:13 vm sshd[9]: Invalid user x from 192.0.2.1 port 2";
-        let (time, message) = sshd_line(line, 2026).unwrap();
-        assert_eq!(time, 1_796_132_533 - utc_offset());
+        let (time, message) = sshd_line(line, 2020).unwrap();
+        assert_eq!(time, 1_606_830_133 - utc_offset());
+        // A stamp that would be in the future is last year's.
+        let (time, _) = sshd_line(line, local_year() + 1).unwrap();
+        assert!(time <= now() + 86_400, "{time}");
         assert_eq!(message, "Invalid user x from 192.0.2.1 port 2");
-        assert!(sshd_line("garbage", 2026).is_none());
+        assert!(sshd_line("garbage", 2020).is_none());
         assert!(local_year() >= 2025);
     }
 

@@ -73,6 +73,16 @@ test_fail2ban() {
 	check "host init switches the jail on" ctm host init
 	check "(control) fail2ban-client -d now has the sshd jail with our settings" \
 		bash -c "d=\$(fail2ban-client -d 2>/dev/null); grep -qF \"['add', 'sshd', 'polling']\" <<<\"\$d\" && grep -qF \"['set', 'sshd', 'maxretry', 3]\" <<<\"\$d\" && grep -qF \"['set', 'sshd', 'ignoreself', False]\" <<<\"\$d\" && grep -qF \"['set', 'sshd', 'addaction', 'dummy']\" <<<\"\$d\""
+	# OpenSSH 9.8 and later log as sshd-session, which fail2ban 1.0 misses.
+	local session_line
+	session_line="$(date -u +%Y-%m-%dT%H:%M:%S.000000+00:00) vm sshd-session[4242]: Connection closed by authenticating user e2e-f2b 192.0.2.7 port 50002 [preauth]"
+	matches() { fail2ban-regex -c "$1" "$session_line" 'sshd[mode=aggressive]' | grep -qx "Lines: 1 lines, 0 ignored, $2 matched, $3 missed"; }
+	check "an sshd-session line counts as a failure (our filter.d/sshd.local)" matches /etc/fail2ban 1 0
+	rm -rf "$work/fail2ban-without-override"
+	cp -a /etc/fail2ban "$work/fail2ban-without-override"
+	rm -f "$work/fail2ban-without-override/filter.d/sshd.local"
+	check "(control) without our override fail2ban misses it" matches "$work/fail2ban-without-override" 0 1
+	rm -rf "$work/fail2ban-without-override"
 	printf '# not containarium'"'"'s\n[sshd]\n' >"$work/foreign-jail"
 	cp -a "$jail" "$work/our-jail"
 	cp "$work/foreign-jail" "$jail"
