@@ -381,6 +381,25 @@ journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd + _COMM=sshd-session
     )
 }
 
+/// The keys a fail2ban config file sets in its `[sshd]` section (lower
+/// case, in order): from a file read after ours, they win over our jail.
+pub fn sshd_section_keys(text: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut in_sshd = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_sshd = line == format!("[{JAIL}]");
+        } else if in_sshd
+            && !line.starts_with(['#', ';'])
+            && let Some((key, _)) = line.split_once(['=', ':'])
+        {
+            keys.push(key.trim().to_ascii_lowercase());
+        }
+    }
+    keys
+}
+
 /// The ports of `port` lines in `sshd -T` output, in order, once each.
 pub fn parse_sshd_ports(sshd_t: &str) -> Vec<u16> {
     let mut ports = Vec::new();
@@ -709,6 +728,17 @@ port = [22, 2222]
         assert_eq!(ok.ignoreip[1].to_string(), "127.0.0.1/8");
         assert_eq!("010m".parse::<Span>().unwrap().to_string(), "10m");
         assert_eq!("3600".parse::<Span>().unwrap().seconds, 3600);
+    }
+
+    /// Debian's defaults-debian.conf (only `enabled`, which our .local
+    /// wins over) and the jail our cloud-init wrote before host init did.
+    #[test]
+    fn finds_the_sshd_keys_of_other_files() {
+        assert_eq!(sshd_section_keys("[sshd]\nenabled = true\n"), ["enabled"]);
+        let old = "[DEFAULT]\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\n# x\nbackend = systemd\n\
+                   MaxRetry: 5\n[other]\nbantime = 1\n";
+        assert_eq!(sshd_section_keys(old), ["enabled", "backend", "maxretry"]);
+        assert!(sshd_section_keys("[recidive]\nenabled = true\n").is_empty());
     }
 
     #[test]

@@ -144,6 +144,14 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
             fail2ban::jail_switch(settings.enabled),
         ),
     ];
+    for (path, keys) in overriding_jails(paths)? {
+        plan.unchanged(format!(
+            "fail2ban jail (warning: {} sets {} for [sshd] and is read after our jail, \
+             so its values win: move them to config.toml's [fail2ban] table)",
+            path.display(),
+            keys.join(", ")
+        ));
+    }
     // Refuse before planning anything, so a refusal changes nothing.
     for (_, path, _) in &files {
         if let Some(text) = files::read_optional(path)?
@@ -182,6 +190,52 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// Other fail2ban files that fail2ban reads after our jail and that set
+/// `[sshd]` keys, with those keys: `jail.d/*.conf` sorting after ours and
+/// `jail.local` (all but `enabled`, which our `.local` sets later still),
+/// and every other `jail.d/*.local` (everything, when it sorts after ours).
+fn overriding_jails(paths: &Paths) -> Result<Vec<(std::path::PathBuf, Vec<String>)>> {
+    let name_of = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (jail, switch) = (paths.fail2ban_jail(), paths.fail2ban_jail_switch());
+    let jail_d = paths.fail2ban_dir().join("jail.d");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&jail_d)
+        .with_context(|| format!("reading {}", jail_d.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| *p != jail && *p != switch)
+        .collect();
+    files.push(paths.fail2ban_dir().join("jail.local"));
+    files.sort();
+    let mut found = Vec::new();
+    for path in files {
+        let name = name_of(&path);
+        let after_switch = name.ends_with(".local")
+            && path.parent() == Some(jail_d.as_path())
+            && name.as_str() > name_of(&switch).as_str();
+        let read_after_us = match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("conf") => name.as_str() > name_of(&jail).as_str(),
+            Some("local") => true,
+            _ => false,
+        };
+        let Some(text) = files::read_optional(&path)? else {
+            continue;
+        };
+        let keys: Vec<String> = fail2ban::sshd_section_keys(&text)
+            .into_iter()
+            .filter(|k| after_switch || k != "enabled")
+            .collect();
+        if read_after_us && !keys.is_empty() {
+            found.push((path, keys));
+        }
+    }
+    Ok(found)
 }
 
 /// The ports sshd listens on, from `sshd -T`; 22, with a note, when sshd

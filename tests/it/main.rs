@@ -1996,6 +1996,38 @@ fn host_init_writes_the_fail2ban_jail_and_reloads_only_on_change() {
         s.log()
     );
 
+    // Debian's defaults-debian.conf sets only `enabled`, which our .local
+    // overrides: no warning. The jail an older cloud-init wrote, a .local
+    // read after our .conf, is warned about with the keys that win (not
+    // `enabled`: "containarium-sshd.local" sorts before our .local).
+    let jail_d = s.path("root/etc/fail2ban/jail.d");
+    std::fs::write(
+        jail_d.join("defaults-debian.conf"),
+        "[sshd]\nenabled = true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        jail_d.join("containarium-sshd.local"),
+        "[DEFAULT]\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\nbackend = systemd\nmode = aggressive\n",
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {} sets backend, mode for [sshd] and is read after our jail",
+            jail_d.join("containarium-sshd.local").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("defaults-debian"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(jail_d.join("containarium-sshd.local")).unwrap();
+
     // Nothing changed: no reload, not even a ping.
     s.clear_log();
     let out = s.run(&["host", "init"]);
