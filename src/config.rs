@@ -35,6 +35,8 @@ struct ConfigFile {
     template: Option<String>,
     #[serde(default)]
     deny_egress: Vec<String>,
+    #[serde(default)]
+    fail2ban: crate::fail2ban::Table,
 }
 
 /// Defaults for `create`, after the config file; command-line flags win.
@@ -51,6 +53,8 @@ pub struct Defaults {
     /// Destinations tenants may never reach, beyond the built-in ones (the
     /// VPC, other bastions, internal services).
     pub deny_egress: Vec<crate::network::Cidr>,
+    /// The sshd jail `host init` writes.
+    pub fail2ban: crate::fail2ban::Settings,
 }
 
 impl Defaults {
@@ -90,6 +94,8 @@ impl Defaults {
                     .map_err(|err| Refused(format!("{} deny-egress: {err}", path.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let fail2ban = crate::fail2ban::Settings::from_table(file.fail2ban)
+            .map_err(|err| Refused(format!("{} {err}", path.display())))?;
         Ok(Defaults {
             image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
             storage_pool: file.storage_pool,
@@ -99,6 +105,7 @@ impl Defaults {
             memory: size(file.memory, "2GiB", "memory")?,
             template: file.template.unwrap_or_else(|| "default".to_string()),
             deny_egress,
+            fail2ban,
         })
     }
 }
@@ -191,6 +198,34 @@ impl Paths {
     /// journald's socket: present while journald runs.
     pub fn journal_socket(&self) -> PathBuf {
         self.at("/run/systemd/journal/socket")
+    }
+
+    /// A host path named in config.toml (fail2ban's log), under the root.
+    pub fn host_path(&self, path: &str) -> PathBuf {
+        self.at(path)
+    }
+
+    pub fn fail2ban_dir(&self) -> PathBuf {
+        self.at("/etc/fail2ban")
+    }
+
+    /// Our sshd jail.
+    pub fn fail2ban_jail(&self) -> PathBuf {
+        self.at("/etc/fail2ban/jail.d/containarium.conf")
+    }
+
+    /// The jail's `enabled`, in a file read after every `jail.d/*.conf`.
+    pub fn fail2ban_jail_switch(&self) -> PathBuf {
+        self.at("/etc/fail2ban/jail.d/containarium.local")
+    }
+
+    pub fn fail2ban_filter_override(&self) -> PathBuf {
+        self.at("/etc/fail2ban/filter.d/sshd.local")
+    }
+
+    /// python3-systemd, which fail2ban's journal backend needs.
+    pub fn python_systemd(&self) -> PathBuf {
+        self.at("/usr/lib/python3/dist-packages/systemd/journal.py")
     }
 
     pub fn lock_file(&self) -> PathBuf {

@@ -8,6 +8,7 @@ pub mod cloud_init;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod fail2ban;
 pub mod files;
 pub mod incus;
 pub mod keys;

@@ -17,7 +17,8 @@ use super::Env;
 use crate::accounts;
 use crate::config::{self, Paths};
 use crate::error::Refused;
-use crate::exec::Cmd;
+use crate::exec::{self, Cmd};
+use crate::fail2ban::{self, Backend};
 use crate::files::{self, FileWrite};
 use crate::names::UserName;
 use crate::network::{self, TenantNet};
@@ -28,8 +29,8 @@ use crate::sysctl;
 /// Prepare this host as a bastion
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Create the containarium group, key directory and sshd drop-in, and
-    /// guard the tenant network with our ACL
+    /// Create the containarium group, key directory and sshd drop-in,
+    /// guard the tenant network with our ACL and write our fail2ban jail
     Init(InitArgs),
 }
 
@@ -54,6 +55,7 @@ impl HostCommand {
                 let mut plan = plan(&env.paths, args.harden)?;
                 plan.append(network_plan(env)?);
                 plan.append(sysctl_plan(&env.paths)?);
+                plan.append(fail2ban_plan(&env.paths)?);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(
@@ -102,6 +104,162 @@ pub fn network_plan(env: &Env) -> Result<Plan> {
         ));
     }
     Ok(plan)
+}
+
+/// Our fail2ban sshd jail from config.toml's `[fail2ban]` table, the
+/// filter override that also watches `sshd-session`, and a reload when
+/// either changed. A host without fail2ban is warned about, not refused:
+/// the bastion works without it, only unguarded against brute force.
+fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
+    let settings = config::Defaults::load(paths)?.fail2ban;
+    let mut plan = Plan::default();
+    if !paths.fail2ban_dir().join("jail.d").is_dir() {
+        plan.unchanged(if settings.enabled {
+            "fail2ban jail (warning: fail2ban is not installed, so nothing bans clients \
+             that fail to log in to sshd: install it (apt-get install fail2ban) and run \
+             `containarium host init` again)"
+        } else {
+            "fail2ban jail (disabled in config.toml; fail2ban is not installed)"
+        });
+        return Ok(plan);
+    }
+    let ports = match &settings.port {
+        Some(ports) => ports.clone(),
+        None => sshd_ports(paths, &mut plan),
+    };
+    let backend = match settings.backend {
+        Backend::Auto if paths.journal_socket().exists() && paths.python_systemd().exists() => {
+            Backend::Systemd
+        }
+        Backend::Auto => Backend::Polling,
+        chosen => chosen,
+    };
+    let switch = if settings.enabled { "on" } else { "off" };
+    let files = [
+        (
+            "install the fail2ban filter override (sshd-session)".to_string(),
+            paths.fail2ban_filter_override(),
+            fail2ban::filter_override(),
+        ),
+        (
+            "install the fail2ban sshd jail".to_string(),
+            paths.fail2ban_jail(),
+            fail2ban::jail(&settings, backend, &ports),
+        ),
+        (
+            format!("switch the fail2ban sshd jail {switch}"),
+            paths.fail2ban_jail_switch(),
+            fail2ban::jail_switch(settings.enabled),
+        ),
+    ];
+    for (path, keys) in overriding_jails(paths)? {
+        plan.unchanged(format!(
+            "fail2ban jail (warning: {} sets {} for [sshd] and is read after our jail, \
+             so its values win: move them to config.toml's [fail2ban] table)",
+            path.display(),
+            keys.join(", ")
+        ));
+    }
+    // Refuse before planning anything, so a refusal changes nothing.
+    for (_, path, _) in &files {
+        if let Some(text) = files::read_optional(path)?
+            && !text.starts_with(fail2ban::MARKER)
+        {
+            return Err(Refused(format!(
+                "{} exists and was not written by containarium; move it aside first",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    let mut changed = false;
+    for (synopsis, path, contents) in files {
+        let write = FileWrite {
+            path: path.clone(),
+            mode: 0o644,
+            contents,
+        };
+        match Step::write_file(synopsis, write)? {
+            Some(step) => {
+                plan.push(step);
+                changed = true;
+            }
+            None => plan.unchanged(format!("fail2ban file {}", path.display())),
+        }
+    }
+    if changed {
+        if fail2ban::server_running() {
+            plan.push(Step::new(
+                "reload fail2ban",
+                Action::run(fail2ban::reload()),
+            ));
+        } else {
+            plan.unchanged("fail2ban-server is not running; it reads the jail when it starts");
+        }
+    }
+    Ok(plan)
+}
+
+/// Other fail2ban files that fail2ban reads after our jail and that set
+/// `[sshd]` keys, with those keys: `jail.d/*.conf` sorting after ours and
+/// `jail.local` (all but `enabled`, which our `.local` sets later still),
+/// and every other `jail.d/*.local` (everything, when it sorts after ours).
+fn overriding_jails(paths: &Paths) -> Result<Vec<(std::path::PathBuf, Vec<String>)>> {
+    let name_of = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (jail, switch) = (paths.fail2ban_jail(), paths.fail2ban_jail_switch());
+    let jail_d = paths.fail2ban_dir().join("jail.d");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&jail_d)
+        .with_context(|| format!("reading {}", jail_d.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| *p != jail && *p != switch)
+        .collect();
+    files.push(paths.fail2ban_dir().join("jail.local"));
+    files.sort();
+    let mut found = Vec::new();
+    for path in files {
+        let name = name_of(&path);
+        let after_switch = name.ends_with(".local")
+            && path.parent() == Some(jail_d.as_path())
+            && name.as_str() > name_of(&switch).as_str();
+        let read_after_us = match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("conf") => name.as_str() > name_of(&jail).as_str(),
+            Some("local") => true,
+            _ => false,
+        };
+        let Some(text) = files::read_optional(&path)? else {
+            continue;
+        };
+        let keys: Vec<String> = fail2ban::sshd_section_keys(&text)
+            .into_iter()
+            .filter(|k| after_switch || k != "enabled")
+            .collect();
+        if read_after_us && !keys.is_empty() {
+            found.push((path, keys));
+        }
+    }
+    Ok(found)
+}
+
+/// The ports sshd listens on, from `sshd -T`; 22, with a note, when sshd
+/// cannot say (no privilege separation directory yet, say).
+fn sshd_ports(paths: &Paths, plan: &mut Plan) -> Vec<u16> {
+    let cmd = Cmd::new("sshd").args(["-T", "-f", &paths.sshd_config().to_string_lossy()]);
+    let ports = exec::run(&cmd)
+        .map(|out| fail2ban::parse_sshd_ports(&out.stdout))
+        .unwrap_or_default();
+    if ports.is_empty() {
+        plan.unchanged(format!(
+            "fail2ban jail port (`{cmd}` named no port; using 22: set `port` in [fail2ban])"
+        ));
+        return vec![22];
+    }
+    ports
 }
 
 /// The steps still missing on this host; satisfied ones are `unchanged`.

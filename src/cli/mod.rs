@@ -19,6 +19,7 @@ mod list;
 mod power;
 mod resize;
 mod restore;
+mod security;
 mod snapshot;
 mod sync_accounts;
 
@@ -69,6 +70,8 @@ enum Command {
     #[command(subcommand)]
     Host(host::HostCommand),
     Audit(audit::AuditArgs),
+    #[command(subcommand)]
+    Security(security::SecurityCommand),
 }
 
 /// Quotas, for `create` (defaults from the config file) and `resize`.
@@ -118,6 +121,7 @@ impl Cli {
             Command::SyncAccounts(args) => args.run(&env),
             Command::Host(command) => command.run(&env),
             Command::Audit(args) => args.run(&env),
+            Command::Security(command) => command.run(&env),
         }
     }
 }

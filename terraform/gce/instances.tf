@@ -96,7 +96,7 @@ resource "google_compute_instance" "bastion" {
       zpool_name         = local.zpool_name
       zpool_force_import = "1"
       bridge_address     = each.value.bridge_address
-      fail2ban_ignoreip  = join(" ", concat(["127.0.0.1/8", "::1"], local.health_check_ranges))
+      fail2ban_ignoreip  = jsonencode(concat(local.health_check_ranges, var.fail2ban_ignore_cidrs))
       deny_egress        = jsonencode(concat([var.subnet_cidr, var.container_network_cidr], var.deny_egress_cidrs))
     })
     ssh-keys                 = local.admin_ssh_keys_metadata

@@ -268,6 +268,17 @@ variable "deny_egress_cidrs" {
   }
 }
 
+variable "fail2ban_ignore_cidrs" {
+  description = "Admin ranges (office, VPN egress) that fail2ban never bans, on top of the GCE health-check ranges, which are always exempt (else the bastions ban their own load balancer). Loopback is not exempt unless listed."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.fail2ban_ignore_cidrs : can(cidrhost(c, 0))])
+    error_message = "Each fail2ban_ignore_cidrs entry must be a CIDR range such as 203.0.113.0/24."
+  }
+}
+
 variable "labels" {
   description = "Extra labels put on every resource that takes labels."
   type        = map(string)

@@ -20,7 +20,7 @@ TEST_VALUES = {
     "zpool_name": "containarium",
     "zpool_force_import": "1",
     "bridge_address": "10.96.16.1/20",
-    "fail2ban_ignoreip": "127.0.0.1/8 ::1 35.191.0.0/16 209.85.152.0/22 209.85.204.0/22",
+    "fail2ban_ignoreip": '["35.191.0.0/16","209.85.152.0/22","209.85.204.0/22","203.0.113.0/24"]',
     "deny_egress": '["10.20.0.0/24","10.96.0.0/12"]',
 }
 
@@ -166,11 +166,23 @@ def test_packages(files):
         assert re.search(rf"apt_get install .*\b{pkg}\b", pk), pkg
 
 
-def test_fail2ban_sshd_jail(files):
-    jail = files["/etc/fail2ban/jail.d/containarium-sshd.local"]
-    assert "[sshd]" in jail and "enabled = true" in jail
-    assert "backend = systemd" in jail
-    assert "35.191.0.0/16" in jail
+def test_fail2ban_jail_is_host_inits(files):
+    """The jail is `containarium host init`'s, from config.toml's [fail2ban]
+    table; cloud-init writes no jail of its own (a .local would override it)."""
+    import tomllib
+
+    assert not [p for p in files if p.startswith("/etc/fail2ban/")], "no jail besides host init's"
+    table = tomllib.loads(files["/etc/containarium/config.toml"])["fail2ban"]
+    assert table == {"ignoreip": ["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22", "203.0.113.0/24"]}
+
+
+def test_terraform_exempts_health_checks_and_admin_ranges_from_fail2ban():
+    gce = Module(GCE_DIR)
+    call = gce.resources["google_compute_instance.bastion"]["metadata"]["user-data"]
+    assert "fail2ban_ignoreip = jsonencode(concat(local.health_check_ranges, var.fail2ban_ignore_cidrs))" in call
+    assert set(gce.locals["health_check_ranges"]) == {"35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"}
+    var = gce.variables["fail2ban_ignore_cidrs"]
+    assert var["default"] == [] and "cidrhost" in var["validation"][0]["condition"]
 
 
 def test_sshd_hardening(files):
@@ -199,7 +211,7 @@ def test_config_denies_the_vpc_and_the_other_bastions(files):
     config = tomllib.loads(files["/etc/containarium/config.toml"])
     assert config["deny-egress"] == ["10.20.0.0/24", "10.96.0.0/12"]
     assert config["network"] == "incusbr0"
-    assert set(config) == {"network", "deny-egress"}, "keys containarium's config.toml knows"
+    assert set(config) == {"network", "deny-egress", "fail2ban"}, "keys containarium's config.toml knows"
 
 
 def test_terraform_denies_the_subnet_and_container_ranges():

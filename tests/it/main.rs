@@ -1,5 +1,5 @@
 //! The real binary against fake `incus`, `useradd`, `usermod`, `userdel`,
-//! `groupadd`, `groupdel` and `sshd` (tests/it/fakes/fake.py) on PATH, with host paths
+//! `groupadd`, `groupdel`, `sshd` and `fail2ban-client` (tests/it/fakes/fake.py) on PATH, with host paths
 //! under a scratch root. Asserts the exact commands each verb issues, what
 //! it writes, and that a failure at any step of `create` undoes the steps
 //! before it. Must run as root, like the tool, and needs the binary built
@@ -46,8 +46,16 @@ fn listen_shared(ip: &str) -> TcpListener {
     TcpListener::from(fd)
 }
 
-const FAKES: [&str; 8] = [
-    "incus", "useradd", "usermod", "userdel", "groupadd", "groupdel", "sshd", "sysctl",
+const FAKES: [&str; 9] = [
+    "incus",
+    "useradd",
+    "usermod",
+    "userdel",
+    "groupadd",
+    "groupdel",
+    "sshd",
+    "fail2ban-client",
+    "sysctl",
 ];
 const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
@@ -2177,4 +2185,311 @@ fn host_init_adds_loglevel_verbose_to_an_older_dropin() {
     assert_eq!(std::fs::read_to_string(s.path(DROPIN)).unwrap(), current);
     let again = stdout(&s.ok(&["host", "init", "--dry-run"]));
     assert!(again.contains("unchanged: sshd drop-in"), "{again}");
+}
+
+/// The sandbox's config.toml (root's, 0644, as the tool requires).
+fn write_config(s: &Sandbox, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = s.path("root/etc/containarium/config.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+fn fail2ban_calls(s: &Sandbox) -> Vec<String> {
+    s.log()
+        .into_iter()
+        .filter(|l| l.starts_with("fail2ban-client"))
+        .collect()
+}
+
+const JAIL: &str = "root/etc/fail2ban/jail.d/containarium.conf";
+const JAIL_SWITCH: &str = "root/etc/fail2ban/jail.d/containarium.local";
+const FILTER: &str = "root/etc/fail2ban/filter.d/sshd.local";
+
+/// `host init` writes our jail from the [fail2ban] table, with the port
+/// sshd -T names, and reloads fail2ban only when a file changed and a
+/// server answers; a file at our paths without our marker is refused
+/// before anything is written; a bad value is one line naming the key.
+#[test]
+fn host_init_writes_the_fail2ban_jail_and_reloads_only_on_change() {
+    let s = Sandbox::new(140);
+    // Control: without fail2ban, host init works and warns.
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: fail2ban is not installed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fail2ban_calls(&s).is_empty());
+
+    for dir in ["root/etc/fail2ban/jail.d", "root/etc/fail2ban/filter.d"] {
+        std::fs::create_dir_all(s.path(dir)).unwrap();
+    }
+    write_config(
+        &s,
+        "[fail2ban]\nmaxretry = 3\nignoreip = [\"35.191.0.0/16\", \"209.85.152.0/22\"]\n",
+    );
+    s.clear_log();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let jail = std::fs::read_to_string(s.path(JAIL)).unwrap();
+    for line in [
+        "[sshd]\n",
+        "mode = aggressive\n",
+        "port = 22\n",
+        "backend = polling\n",
+        "logpath = /var/log/auth.log\n",
+        "maxretry = 3\n",
+        "ignoreself = false\n",
+        "ignoreip = 35.191.0.0/16 209.85.152.0/22\n",
+    ] {
+        assert!(jail.contains(line), "{line:?} not in\n{jail}");
+    }
+    assert!(jail.starts_with("# Managed by containarium"));
+    assert!(
+        std::fs::read_to_string(s.path(JAIL_SWITCH))
+            .unwrap()
+            .ends_with("[sshd]\nenabled = true\n")
+    );
+    assert!(
+        std::fs::read_to_string(s.path(FILTER))
+            .unwrap()
+            .contains("_daemon = sshd(?:-session)?\n")
+    );
+    assert_eq!(
+        fail2ban_calls(&s),
+        ["fail2ban-client ping", "fail2ban-client reload"]
+    );
+    assert!(
+        s.log().contains(&format!(
+            "sshd -T -f {}",
+            s.path("root/etc/ssh/sshd_config").display()
+        )),
+        "the port came from sshd -T: {:?}",
+        s.log()
+    );
+
+    // Debian's defaults-debian.conf sets only `enabled`, which our .local
+    // overrides: no warning. The jail an older cloud-init wrote, a .local
+    // read after our .conf, is warned about with the keys that win (not
+    // `enabled`: "containarium-sshd.local" sorts before our .local).
+    let jail_d = s.path("root/etc/fail2ban/jail.d");
+    std::fs::write(
+        jail_d.join("defaults-debian.conf"),
+        "[sshd]\nenabled = true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        jail_d.join("containarium-sshd.local"),
+        "[DEFAULT]\nignoreip = 127.0.0.1/8\n\n[sshd]\nenabled = true\nbackend = systemd\nmode = aggressive\n",
+    )
+    .unwrap();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {} sets backend, mode for [sshd] and is read after our jail",
+            jail_d.join("containarium-sshd.local").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("defaults-debian"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(jail_d.join("containarium-sshd.local")).unwrap();
+
+    // Nothing changed: no reload, not even a ping.
+    s.clear_log();
+    let out = s.run(&["host", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fail2ban_calls(&s).is_empty(), "{:?}", s.log());
+    assert!(stderr(&out).contains(&format!(
+        "fail2ban file {}: unchanged",
+        s.path(JAIL).display()
+    )));
+
+    // A change with no server running: written, said, not reloaded.
+    write_config(&s, "[fail2ban]\nenabled = false\nport = [22, 2222]\n");
+    s.clear_log();
+    let out = s.run_with(&["host", "init"], &[("FAKE_F2B_DOWN", "1")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fail2ban-server is not running; it reads the jail when it starts"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fail2ban_calls(&s), ["fail2ban-client ping"]);
+    assert!(
+        std::fs::read_to_string(s.path(JAIL))
+            .unwrap()
+            .contains("port = 22,2222\n")
+    );
+    assert!(
+        std::fs::read_to_string(s.path(JAIL_SWITCH))
+            .unwrap()
+            .ends_with("enabled = false\n")
+    );
+
+    // Someone else's file at our path: refused, nothing written at all.
+    std::fs::remove_file(s.path(FILTER)).unwrap();
+    std::fs::write(s.path(JAIL), "[sshd]\nenabled = true\n").unwrap();
+    s.clear_log();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {} exists and was not written by containarium; move it aside first\n",
+            s.path(JAIL).display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path(JAIL)).unwrap(),
+        "[sshd]\nenabled = true\n"
+    );
+    assert!(!s.path(FILTER).exists(), "a refusal wrote the filter");
+    assert!(fail2ban_calls(&s).is_empty());
+
+    // Bad values are refused in one line naming the key.
+    std::fs::remove_file(s.path(JAIL)).unwrap();
+    for (config, key) in [
+        (
+            "[fail2ban]\nfindtime = \"10 minutes\"\n",
+            "fail2ban.findtime",
+        ),
+        (
+            "[fail2ban]\nignoreip = [\"10.0.0.0/8\\nbanaction = x\"]\n",
+            "fail2ban.ignoreip",
+        ),
+        ("[fail2ban]\nbanaction = \"a b\"\n", "fail2ban.banaction"),
+        ("[fail2ban]\nmaxretries = 3\n", "unknown field"),
+    ] {
+        write_config(&s, config);
+        let out = s.run(&["host", "init"]);
+        assert_eq!(out.status.code(), Some(2), "{config}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(key), "{config}: {err}");
+        assert!(!s.path(JAIL).exists());
+    }
+}
+
+/// The current time as rsyslog stamps it, from date(1).
+fn log_stamp(ago_secs: u64) -> String {
+    let out = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now_secs() - ago_secs),
+            "+%Y-%m-%dT%H:%M:%S.000000+00:00",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `security status` shows fail2ban's counts and bans and the accounts
+/// that failed over the window; ban and unban go to fail2ban; an address
+/// that is not banned, or not an address, is one line, exit 2; a missing
+/// jail or server says how to fix it.
+#[test]
+fn security_status_ban_and_unban() {
+    let s = Sandbox::new(141);
+    let log = s.path("root/var/log/auth.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let (now, old) = (log_stamp(60), log_stamp(3 * 86_400));
+    std::fs::write(
+        &log,
+        format!(
+            "{now} vm sshd[1]: Connection closed by authenticating user alice 127.0.0.1 port 40001 [preauth]\n\
+             {now} vm sshd[2]: Connection closed by authenticating user alice 127.0.0.1 port 40002 [preauth]\n\
+             {now} vm sshd[3]: Invalid user admin from 203.0.113.9 port 40003\n\
+             {old} vm sshd[4]: Connection closed by authenticating user root 203.0.113.9 port 40004 [preauth]\n"
+        ),
+    )
+    .unwrap();
+
+    let out = s.ok(&["security", "ban", "203.0.113.9"]);
+    assert_eq!(stdout(&out), "banned 203.0.113.9\n");
+    let out = s.ok(&["security", "ban", "203.0.113.9"]);
+    assert_eq!(stdout(&out), "203.0.113.9 is already banned\n");
+
+    let out = s.ok(&["security", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(status["currently_banned"], 1);
+    assert_eq!(
+        (
+            status["currently_failed"].clone(),
+            status["total_failed"].clone()
+        ),
+        (2.into(), 7.into())
+    );
+    assert_eq!(
+        status["banned"],
+        serde_json::json!([{"address": "203.0.113.9", "start": "2026-12-01 13:44:42",
+                            "seconds": 3600, "end": "2026-12-01 14:44:42"}])
+    );
+    assert_eq!(
+        status["failures"],
+        serde_json::json!([{"account": "alice", "failures": 2}, {"account": "admin", "failures": 1}])
+    );
+    // A wider window reaches root's old failure.
+    let out = s.ok(&["security", "status", "--json", "--since", "7d"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        status["failures"][2],
+        serde_json::json!({"account": "root", "failures": 1})
+    );
+    let out = s.ok(&["security", "status"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("203.0.113.9  2026-12-01 13:44:42  2026-12-01 14:44:42\n"),
+        "{text}"
+    );
+    assert!(text.contains("       2  alice\n"), "{text}");
+
+    let out = s.ok(&["security", "unban", "203.0.113.9"]);
+    assert_eq!(stdout(&out), "unbanned 203.0.113.9\n");
+    let out = s.run(&["security", "unban", "203.0.113.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: 203.0.113.9 is not banned in fail2ban's sshd jail\n"
+    );
+    s.clear_log();
+    let out = s.run(&["security", "unban", "203.0.113.9; reboot"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: \"203.0.113.9; reboot\" is not an IP address\n"
+    );
+    assert!(fail2ban_calls(&s).is_empty(), "{:?}", s.log());
+
+    let out = s.run_with(&["security", "status"], &[("FAKE_F2B_NO_JAIL", "1")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: fail2ban has no sshd jail: fail2ban is not set up for containarium; \
+         `containarium host init` sets it up\n"
+    );
+    let out = s.run_with(&["security", "ban", "192.0.2.1"], &[("FAKE_F2B_DOWN", "1")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: fail2ban is not running"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1);
 }

@@ -83,9 +83,15 @@ E2E_DROPIN=/etc/ssh/sshd_config.d/00-containarium.conf
 E2E_OLD_DROPIN=/etc/ssh/sshd_config.d/containarium.conf
 # `host init --harden`'s drop-in (the sshd-policy suite writes it).
 E2E_HARDENING=/etc/ssh/sshd_config.d/00-containarium-hardening.conf
+# What `containarium host init` writes for fail2ban (our jail, its switch,
+# the filter override), and the fail2ban.d file of the suite's own server.
+E2E_FAIL2BAN_FILES=(/etc/fail2ban/jail.d/containarium.conf /etc/fail2ban/jail.d/containarium.local
+	/etc/fail2ban/filter.d/sshd.local)
+E2E_FAIL2BAN_TEST_CONF=/etc/fail2ban/fail2ban.d/ctme2e.local
 # Host files the tool writes: e2e__record_host_state saves each as it was
 # before the run, e2e__restore_host_state puts it back (or removes it).
-E2E_HOST_FILES=("$E2E_DROPIN" "$E2E_OLD_DROPIN" "$E2E_HARDENING" /etc/sysctl.d/60-containarium.conf)
+E2E_HOST_FILES=("$E2E_DROPIN" "$E2E_OLD_DROPIN" "$E2E_HARDENING" /etc/sysctl.d/60-containarium.conf
+	"${E2E_FAIL2BAN_FILES[@]}")
 # Kernel tunables host init may raise (src/sysctl.rs), saved and put back the
 # same way.
 E2E_HOST_SYSCTLS=(fs.inotify kernel.keys net.ipv4.neigh.default net.ipv6.neigh.default)
@@ -501,7 +507,7 @@ e2e_warm_image() {
 # Host state (sshd drop-in, /etc/containarium, group) and bastion sshd
 # ---------------------------------------------------------------------------
 
-# Record the drop-in, /etc/containarium and whether the group exists, so that
+# Record the drop-in, our fail2ban files, /etc/containarium and whether the group exists, so that
 # e2e_cleanup can put them back. A record left by a crashed run is restored
 # first (it holds the state from before that run).
 e2e__record_host_state() {
@@ -557,6 +563,7 @@ e2e__restore_host_state() {
 	done < <(cat "$E2E_BACKUP_DIR/sysctl" 2>/dev/null)
 	# shellcheck disable=SC2086 # the glob is the point
 	rm -f $E2E_TEST_DROPINS
+	rm -f "$E2E_FAIL2BAN_TEST_CONF"
 	rm -rf "$E2E_ETC_DIR"
 	if [ -e "$E2E_BACKUP_DIR/etc.tar" ]; then
 		tar -C "$(dirname "$E2E_ETC_DIR")" -xpf "$E2E_BACKUP_DIR/etc.tar" || rc=1

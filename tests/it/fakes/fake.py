@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Stand-in for incus, useradd, usermod, userdel, groupadd, groupdel and sshd.
+"""Stand-in for incus, useradd, usermod, userdel, groupadd, groupdel, sshd
+and fail2ban-client.
 
 Installed under each of those names in a directory put first on PATH. Every
 call is appended to $FAKE_LOG as one line: the program's name and its
@@ -10,7 +11,10 @@ uses; instances get the address $FAKE_IP when started. `sshd -T` prints
 real captured output (tests/fixtures/sshd-T-jump.txt: our Match block in
 effect), or, when its -C spec contains $FAKE_SSHD_T_HOSTILE, the output for
 a connection that an earlier hostile Match block wins
-(sshd-T-hostile-match.txt).
+(sshd-T-hostile-match.txt). The fake fail2ban-client keeps its sshd jail's
+bans in $FAKE_STATE/_fail2ban.json and prints what fail2ban 1.0.2 prints
+(tests/fixtures/fail2ban-*.txt); with $FAKE_F2B_DOWN set no server answers,
+with $FAKE_F2B_NO_JAIL set there is no sshd jail.
 """
 import json
 import os
@@ -33,6 +37,49 @@ if prog == "sshd" and "-T" in args:
     name = "sshd-T-hostile-match.txt" if hostile and hostile in spec else "sshd-T-jump.txt"
     with open(os.path.join(fixtures, name)) as f:
         sys.stdout.write(f.read())
+    sys.exit(0)
+if prog == "fail2ban-client":
+    if os.environ.get("FAKE_F2B_DOWN"):
+        sys.stderr.write("2026-12-01 13:44:40,094 fail2ban                [24049]: ERROR   Failed to access "
+                         "socket path: /var/run/fail2ban/fail2ban.sock. Is fail2ban running?\n")
+        sys.exit(255)
+    if args == ["ping"]:
+        print("Server replied: pong")
+        sys.exit(0)
+    if args == ["reload"]:
+        print("OK")
+        sys.exit(0)
+    if os.environ.get("FAKE_F2B_NO_JAIL") or len(args) < 2 or args[1] != "sshd":
+        print(f"Sorry but the jail '{args[1] if len(args) > 1 else ''}' does not exist")
+        sys.exit(255)
+    f2b = os.path.join(os.environ["FAKE_STATE"], "_fail2ban.json")
+    try:
+        with open(f2b) as f:
+            jail = json.load(f)
+    except FileNotFoundError:
+        jail = {"banned": [], "total": 0}
+    if args[0] == "status":
+        sys.stdout.write(
+            "Status for the jail: sshd\n|- Filter\n|  |- Currently failed:\t2\n|  |- Total failed:\t7\n"
+            "|  `- File list:\t/var/log/auth.log\n`- Actions\n"
+            f"   |- Currently banned:\t{len(jail['banned'])}\n   |- Total banned:\t{jail['total']}\n"
+            f"   `- Banned IP list:\t{' '.join(jail['banned'])}\n")
+    elif args[0] == "get" and args[2:] == ["banip", "--with-time"]:
+        print("\n".join(f"{ip} \t2026-12-01 13:44:42 + 3600 = 2026-12-01 14:44:42" for ip in jail["banned"]))
+    elif args[0] == "set" and args[2] in ("banip", "unbanip"):
+        ip, banned = args[3], jail["banned"]
+        if args[2] == "banip":
+            changed = ip not in banned
+            if changed:
+                banned.append(ip)
+                jail["total"] += 1
+        else:
+            changed = ip in banned
+            if changed:
+                banned.remove(ip)
+        with open(f2b, "w") as f:
+            json.dump(jail, f)
+        print(1 if changed else 0)
     sys.exit(0)
 if prog != "incus":
     sys.exit(0)
