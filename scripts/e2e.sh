@@ -22,7 +22,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # The order matters only for time: the cheap suites first.
-all_suites=(basics tenant-data sshd-policy revocation network restore-trust accounts lifecycle backup p1)
+all_suites=(basics tenant-data sshd-policy revocation network restore-trust accounts lifecycle backup doctor p1)
 
 for include in env checks tenants p1 netlab; do
 	# shellcheck source=/dev/null

@@ -30,6 +30,7 @@ pub enum HostCommand {
     /// Create the containarium group, key directory and sshd drop-in, and
     /// guard the tenant network with our ACL
     Init(InitArgs),
+    Doctor(super::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +59,7 @@ impl HostCommand {
                 }
                 plan.apply_holding(lock, &mut Facts::default())
             }
+            HostCommand::Doctor(args) => args.run(env),
         }
     }
 }
@@ -230,7 +232,7 @@ fn sshd_steps(paths: &Paths, plan: &mut Plan) -> Result<()> {
 
 /// The other `*.conf` files of sshd_config.d (what sshd's Include reads),
 /// name and text.
-fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
+pub(super) fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
     let dir = paths.sshd_dropin_dir();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,

@@ -10,6 +10,7 @@ use crate::incus::Incus;
 mod backup;
 mod create;
 mod delete;
+mod doctor;
 mod export;
 mod host;
 mod info;

@@ -34,6 +34,14 @@ if prog == "sshd" and "-T" in args:
     with open(os.path.join(fixtures, name)) as f:
         sys.stdout.write(f.read())
     sys.exit(0)
+if prog == "fail2ban-client":
+    # Real fail2ban-client 1.0.2 output; FAKE_F2B=nojail: our jail is
+    # missing (exit 255, as the real one).
+    fixtures = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "fixtures")
+    nojail = os.environ.get("FAKE_F2B") == "nojail"
+    with open(os.path.join(fixtures, "fail2ban-status-nojail.txt" if nojail else "fail2ban-status-sshd.txt")) as f:
+        sys.stdout.write(f.read())
+    sys.exit(255 if nojail else 0)
 if prog != "incus":
     sys.exit(0)
 
@@ -77,9 +85,16 @@ verb = args[0]
 if verb == "query":
     what = args[1].split("?")[0]
     if what == "/1.0":
-        print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables")}}))
+        print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables"),
+                                          "server_version": "6.0.4"}}))
     elif what == "/1.0/profiles/default":
-        print(json.dumps({"devices": {"eth0": {"type": "nic", "name": "eth0", "network": "br0"}}}))
+        print(json.dumps({"devices": {"eth0": {"type": "nic", "name": "eth0", "network": "br0"},
+                                      "root": {"type": "disk", "path": "/", "pool": "default"}}}))
+    elif what == "/1.0/storage-pools/default":
+        print(json.dumps({"driver": "btrfs", "config": {"size": "10GiB"}}))
+    elif what == "/1.0/storage-pools/default/resources":
+        used = int(os.environ.get("FAKE_POOL_USED", str(1 << 30)))
+        print(json.dumps({"space": {"used": used, "total": 10 << 30}, "inodes": {"used": 0, "total": 0}}))
     elif what == "/1.0/networks/br0":
         print(json.dumps(network()))
     elif what.startswith("/1.0/network-acls/"):
@@ -131,7 +146,8 @@ elif verb == "init":
         dev, kv = spec.split(",", 1)
         k, v = kv.split("=", 1)
         devices.setdefault(dev, {})[k] = v
-    expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})}}
+    expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})},
+                "root": {"type": "disk", "path": "/", "pool": "default", **devices.get("root", {})}}
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": config,
           "devices": devices, "expanded_devices": expanded, "state": None, "last_used_at": ""})
 elif verb in ("start", "restart"):
