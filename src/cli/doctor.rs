@@ -177,7 +177,10 @@ fn probe_all(env: &Env) -> Vec<Check> {
     checks.push(incus_check(server.as_deref().map_err(String::as_str)));
     let defaults = Defaults::load(paths);
     checks.push(match &defaults {
-        Ok(_) => Check::ok("config", paths.config_file().display().to_string()),
+        Ok(_) if paths.config_file().exists() => {
+            Check::ok("config", paths.config_file().display().to_string())
+        }
+        Ok(_) => Check::ok("config", "no config file: built-in defaults"),
         Err(err) => Check::fail(
             "config",
             format!("{err:#}"),
@@ -230,66 +233,81 @@ fn probe_all(env: &Env) -> Vec<Check> {
     let key_files = read_key_files(&keys_dir);
     checks.push(key_files_check(&keys_dir, &key_files));
 
-    let Ok(server) = server else {
-        // incus_check has failed already; nothing below can be asked.
-        checks.push(fail2ban_check(&probe_fail2ban()));
-        checks.push(clock_check(SystemTime::now(), built(), ntp_synchronized()));
-        return checks;
-    };
-    let incus = &env.incus;
-    let instances = match (incus.instances(), network::all_instances(incus)) {
-        (Ok(here), Ok(all)) => Some((here, all)),
-        (Err(err), _) | (_, Err(err)) => {
-            checks.push(Check::fail(
-                "containers",
-                format!("listing instances: {err:#}"),
-                "incus list",
-            ));
-            None
-        }
-    };
-    if let Some((here, all)) = &instances {
-        let managed: Vec<&Instance> = here.iter().filter(|i| i.owner().is_some()).collect();
-        let owners: BTreeSet<&str> = all.iter().filter_map(|i| i.owner()).collect();
-        checks.push(jump_accounts_check(
-            &managed, &owners, &db, &key_files, &keys_dir,
-        ));
-        checks.push(privilege_check(incus, &managed));
-        checks.push(quotas_check(&managed, defaults.as_ref().ok()));
-        checks.push(autostart_check(incus, &managed));
-        if let Ok(defaults) = &defaults {
-            let firewall = firewall_of(&server);
-            match TenantNet::probe(incus, defaults.network.as_deref()) {
-                Ok(net) => {
-                    checks.push(nic_check(incus, &managed, &net));
-                    let guard = net.require_guarded(&firewall).map_err(|e| e.to_string());
-                    let wanted =
-                        network::acl_rules(&net, &network::host_addresses(), &defaults.deny_egress);
-                    let current = network::current_acl(incus).map_err(|e| format!("{e:#}"));
-                    checks.push(acl_check(&net.name, guard, current, &wanted));
-                }
-                Err(err) => checks.push(Check::fail("tenant-acl", format!("{err:#}"), HOST_INIT)),
-            }
-            let mut pools = BTreeSet::new();
-            if let Some(pool) = defaults
-                .storage_pool
-                .clone()
-                .or_else(|| profile_pool(incus))
-            {
-                pools.insert(pool);
-            }
-            pools.extend(
-                managed
-                    .iter()
-                    .filter_map(|i| i.expanded_devices.get("root")?.get("pool").cloned()),
-            );
-            checks.push(storage_check(
-                pools.iter().map(|p| probe_pool(incus, p)).collect(),
-            ));
-        }
+    // Without the daemon nothing about containers can be asked; the
+    // incus check has said so.
+    if let Ok(server) = &server {
+        let host = Host {
+            db: &db,
+            key_files: &key_files,
+            keys_dir: &keys_dir,
+        };
+        checks.extend(incus_checks(env, server, defaults.as_ref().ok(), &host));
     }
     checks.push(fail2ban_check(&probe_fail2ban()));
     checks.push(clock_check(SystemTime::now(), built(), ntp_synchronized()));
+    checks
+}
+
+/// What the host side holds, for the checks against Incus.
+struct Host<'a> {
+    db: &'a AccountDb,
+    key_files: &'a KeyFiles,
+    keys_dir: &'a Path,
+}
+
+/// The checks that need Incus: every managed container, the tenant
+/// network and the storage pools.
+fn incus_checks(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host) -> Vec<Check> {
+    let incus = &env.incus;
+    let (here, all) = match (incus.instances(), network::all_instances(incus)) {
+        (Ok(here), Ok(all)) => (here, all),
+        (Err(err), _) | (_, Err(err)) => {
+            let detail = format!("listing instances: {err:#}");
+            return vec![Check::fail("containers", detail, "incus list")];
+        }
+    };
+    let managed: Vec<&Instance> = here.iter().filter(|i| i.owner().is_some()).collect();
+    // Jump accounts are host-wide: one is an orphan only when no project
+    // has its container.
+    let owners: BTreeSet<&str> = all.iter().filter_map(|i| i.owner()).collect();
+    let mut checks = vec![
+        jump_accounts_check(&managed, &owners, host.db, host.key_files, host.keys_dir),
+        privilege_check(incus, &managed),
+        quotas_check(&managed, defaults),
+        autostart_check(incus, &managed),
+    ];
+    // A config.toml that does not load has failed the config check; the
+    // network and pool it names are unknown.
+    let Some(defaults) = defaults else {
+        return checks;
+    };
+    match TenantNet::probe(incus, defaults.network.as_deref()) {
+        Ok(net) => {
+            checks.push(nic_check(incus, &managed, &net));
+            let guard = net
+                .require_guarded(&firewall_of(server))
+                .map_err(|e| e.to_string());
+            let wanted =
+                network::acl_rules(&net, &network::host_addresses(), &defaults.deny_egress);
+            let current = network::current_acl(incus).map_err(|e| format!("{e:#}"));
+            checks.push(acl_check(&net.name, guard, current, &wanted));
+        }
+        Err(err) => checks.push(Check::fail("tenant-acl", format!("{err:#}"), HOST_INIT)),
+    }
+    // The pool new containers go to, and every pool a container is on.
+    let mut pools: BTreeSet<String> = managed
+        .iter()
+        .filter_map(|i| i.expanded_devices.get("root")?.get("pool").cloned())
+        .collect();
+    pools.extend(
+        defaults
+            .storage_pool
+            .clone()
+            .or_else(|| profile_pool(incus)),
+    );
+    checks.push(storage_check(
+        pools.iter().map(|p| probe_pool(incus, p)).collect(),
+    ));
     checks
 }
 

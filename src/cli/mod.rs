@@ -233,6 +233,7 @@ mod tests {
                 "x",
             ],
             vec!["host", "init", "--dry-run"],
+            vec!["host", "doctor", "--json"],
             vec![
                 "resize", "alice", "--disk", "40GiB", "--cpu", "4", "--memory", "4GiB", "--json",
             ],
