@@ -3,8 +3,9 @@
 //! each failure. Read-only: it changes nothing, takes no lock and plans
 //! nothing.
 //!
-//! Probing is kept apart from judging. `probe_all` runs the commands
-//! (through `exec`) and reads the files; every `*_check` function is pure,
+//! Probing is kept apart from judging. `probe_all` and `probe_incus` run
+//! the commands (through `exec`) and read the files; every `*_check`
+//! function is pure,
 //! from what was captured to a [`Check`], and is unit-tested on real
 //! captured output. A check whose probe fails (Incus down, a tool missing)
 //! is a `FAIL` of that check, never an early exit: the admin sees
@@ -241,7 +242,7 @@ fn probe_all(env: &Env) -> Vec<Check> {
             key_files: &key_files,
             keys_dir: &keys_dir,
         };
-        checks.extend(incus_checks(env, server, defaults.as_ref().ok(), &host));
+        checks.extend(probe_incus(env, server, defaults.as_ref().ok(), &host));
     }
     checks.push(fail2ban_check(&probe_fail2ban()));
     checks.push(clock_check(SystemTime::now(), built(), ntp_synchronized()));
@@ -257,7 +258,7 @@ struct Host<'a> {
 
 /// The checks that need Incus: every managed container, the tenant
 /// network and the storage pools.
-fn incus_checks(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host) -> Vec<Check> {
+fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host) -> Vec<Check> {
     let incus = &env.incus;
     let (here, all) = match (incus.instances(), network::all_instances(incus)) {
         (Ok(here), Ok(all)) => (here, all),

@@ -1928,35 +1928,23 @@ fn doctor(s: &Sandbox, env: &[(&str, &str)]) -> (i32, serde_json::Value, Vec<Str
     (out.status.code().unwrap(), json, failed)
 }
 
-/// Doctor fails exactly `check`, with `fix`, and exits 1.
+/// Doctor's text report fails exactly `check`, on one line with a fix
+/// holding `fix`, and ends in the one-line error and exit 1.
 fn doctor_fails(s: &Sandbox, env: &[(&str, &str)], check: &str, fix: &str) {
-    let (code, json, failed) = doctor(s, env);
-    assert_eq!(failed, [check], "{json:#}");
-    assert_eq!(code, 1);
-    assert_eq!(json["ok"], false);
-    let found = json["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == check)
-        .unwrap();
-    let shown = found["fix"].as_str().unwrap_or_default();
-    assert!(shown.contains(fix), "{check}: fix {shown:?} lacks {fix:?}");
-    let text = s.run_with(&["host", "doctor"], env);
-    let line = stdout(&text)
+    let out = s.run_with(&["host", "doctor"], env);
+    let report = stdout(&out);
+    let failed: Vec<&str> = report
         .lines()
-        .find(|l| l.starts_with(&format!("FAIL {check}: ")))
-        .map(str::to_string);
-    assert!(
-        line.as_deref()
-            .is_some_and(|l| l.contains(&format!("; fix: {shown}"))),
-        "{}",
-        stdout(&text)
-    );
-    assert!(
-        stderr(&text).starts_with(&format!("error: host doctor: {check} failed")),
-        "{}",
-        stderr(&text)
+        .filter_map(|l| l.strip_prefix("FAIL ")?.split(':').next())
+        .collect();
+    assert_eq!(failed, [check], "{report}");
+    assert_eq!(out.status.code(), Some(1));
+    let line = report.lines().find(|l| l.starts_with("FAIL ")).unwrap();
+    let (_, shown) = line.split_once("; fix: ").unwrap();
+    assert!(shown.contains(fix), "{check}: fix {shown:?} lacks {fix:?}");
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!("error: host doctor: {check} failed")
     );
 }
 
@@ -2037,12 +2025,18 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(m)).unwrap();
     };
     mode(0o646);
-    doctor_fails(
-        &s,
-        &[],
-        "key-files",
-        &format!("chmod go-w {}", key_file.display()),
-    );
+    let fix = format!("chmod go-w {}", key_file.display());
+    doctor_fails(&s, &[], "key-files", &fix);
+    // The same failure as JSON.
+    let (code, json, _) = doctor(&s, &[]);
+    assert_eq!((code, &json["ok"]), (1, &serde_json::json!(false)));
+    let check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "key-files");
+    assert_eq!(check.unwrap()["status"], "fail");
+    assert_eq!(check.unwrap()["fix"], fix.as_str());
     mode(0o644);
     passes();
 
@@ -2143,6 +2137,25 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
         (code, failed),
         (1, vec!["incus".into(), "tenant-acl".into()]),
         "{json:#}"
+    );
+
+    // Incus down: its check fails, the host's own checks still run, and
+    // nothing about containers is guessed.
+    let (code, json, failed) = doctor(&s, &[("FAKE_FAIL", "incus query /1.0")]);
+    assert_eq!((code, failed), (1, vec!["incus".to_string()]), "{json:#}");
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "privilege")
+    );
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "key-files")
     );
 
     let acl = std::fs::read(s.path("state/_acl.json")).unwrap();
