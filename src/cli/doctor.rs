@@ -565,7 +565,8 @@ fn ownership_problems(path: &Path, facts: &FileFacts, want: Kind) -> Vec<Problem
         return vec![problem(
             Status::Fail,
             format!("{shown} {what}"),
-            Some(format!("rm -r {quoted} && {SYNC}")),
+            // Moved aside, not deleted: it may be someone's.
+            Some(format!("mv {quoted} /root/ && {SYNC}")),
         )];
     }
     let mut found = Vec::new();
@@ -600,7 +601,7 @@ fn key_dir_check(dir: &Path, facts: Option<&FileFacts>) -> Check {
             Status::Fail,
             format!("{} is a symlink", dir.display()),
             Some(format!(
-                "rm {} && {HOST_INIT} && {SYNC}",
+                "mv {} /root/ && {HOST_INIT} && {SYNC}",
                 shell_quote(&dir.to_string_lossy())
             )),
         )];
@@ -1554,7 +1555,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", keys.join("bob")).unwrap();
         let check = key_files_check(keys, &read_key_files(keys));
         assert!(check.detail.ends_with("bob is a symlink"), "{check}");
-        assert_eq!(check.fix, Some(format!("rm -r {bob} && {SYNC}")));
+        assert_eq!(check.fix, Some(format!("mv {bob} /root/ && {SYNC}")));
 
         std::fs::set_permissions(keys, std::fs::Permissions::from_mode(0o777)).unwrap();
         let check = key_dir_check(keys, file_facts(keys).as_ref());
