@@ -231,6 +231,15 @@ impl Paths {
     pub fn lock_file(&self) -> PathBuf {
         self.at("/run/containarium.lock")
     }
+
+    /// The local account database, where `useradd` puts jump accounts.
+    pub fn passwd(&self) -> PathBuf {
+        self.at("/etc/passwd")
+    }
+
+    pub fn group(&self) -> PathBuf {
+        self.at("/etc/group")
+    }
 }
 
 /// `CONTAINARIUM_ROOT`, in a build for the CLI tests only.

@@ -256,6 +256,11 @@ pub fn validate(sshd_config: &Path) -> Cmd {
     Cmd::new("sshd").args(["-t", "-f", &sshd_config.to_string_lossy()])
 }
 
+/// `sshd -T` without a connection: the global settings.
+pub fn global_cmd(sshd_config: &Path) -> Cmd {
+    Cmd::new("sshd").args(["-T", "-f", &sshd_config.to_string_lossy()])
+}
+
 /// `sshd -T`: the configuration sshd would apply to a connection of `user`
 /// from `addr`.
 pub fn effective_cmd(sshd_config: &Path, user: &str, addr: &str) -> Cmd {

@@ -32,6 +32,7 @@ pub enum HostCommand {
     /// Create the containarium group, key directory and sshd drop-in,
     /// guard the tenant network with our ACL and write our fail2ban jail
     Init(InitArgs),
+    Doctor(super::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +69,7 @@ impl HostCommand {
                 }
                 plan.apply_holding(lock, &mut Facts::default())
             }
+            HostCommand::Doctor(args) => args.run(env),
         }
     }
 }
@@ -455,7 +457,7 @@ pub fn sysctl_plan(paths: &Paths) -> Result<Plan> {
 
 /// The other `*.conf` files of sshd_config.d (what sshd's Include reads),
 /// name and text.
-fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
+pub(super) fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
     let dir = paths.sshd_dropin_dir();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,

@@ -11,6 +11,7 @@ mod audit;
 mod backup;
 mod create;
 mod delete;
+mod doctor;
 mod export;
 mod host;
 mod info;
@@ -239,6 +240,7 @@ mod tests {
                 "x",
             ],
             vec!["host", "init", "--dry-run"],
+            vec!["host", "doctor", "--json"],
             vec![
                 "resize", "alice", "--disk", "40GiB", "--cpu", "4", "--memory", "4GiB", "--json",
             ],

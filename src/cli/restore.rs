@@ -219,7 +219,7 @@ impl RestoreArgs {
 }
 
 /// What `create` sets on an instance: anything else in a backup is refused.
-fn config_allowed(key: &str) -> bool {
+pub(super) fn config_allowed(key: &str) -> bool {
     const EXACT: [&str; 7] = [
         "limits.cpu",
         "limits.memory",
@@ -236,7 +236,7 @@ fn config_allowed(key: &str) -> bool {
 }
 
 /// The devices `create` gives an instance, and the keys each may have.
-fn device_allowed(name: &str, device: &BTreeMap<String, String>) -> Result<(), String> {
+pub(super) fn device_allowed(name: &str, device: &BTreeMap<String, String>) -> Result<(), String> {
     let allowed: &[&str] = match (name, device.get("type").map(String::as_str)) {
         ("root", Some("disk")) => &["type", "path", "pool", "size"],
         ("eth0", Some("nic")) => &[
@@ -305,7 +305,7 @@ fn disallowed(instance: &Imported) -> Vec<String> {
 /// `volatile.idmap.next` at the next start: a backup that maps the
 /// container onto host IDs below 65536 (root, system users) would make it
 /// privileged in all but name. Returns the lowest such host ID.
-fn low_host_id(key: &str, value: &str) -> Option<u64> {
+pub(super) fn low_host_id(key: &str, value: &str) -> Option<u64> {
     #[derive(Deserialize)]
     struct Entry {
         #[serde(rename = "Hostid")]

@@ -2493,3 +2493,260 @@ fn security_status_ban_and_unban() {
     );
     assert_eq!(stderr(&out).lines().count(), 1);
 }
+
+/// `host doctor --json` on the sandbox: exit code, the JSON, and the names
+/// of the checks that failed.
+fn doctor(s: &Sandbox, env: &[(&str, &str)]) -> (i32, serde_json::Value, Vec<String>) {
+    let out = s.run_with(&["host", "doctor", "--json"], env);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    let failed = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    (out.status.code().unwrap(), json, failed)
+}
+
+/// Doctor's text report fails exactly `check`, on one line with a fix
+/// holding `fix`, and ends in the one-line error and exit 1.
+fn doctor_fails(s: &Sandbox, env: &[(&str, &str)], check: &str, fix: &str) {
+    let out = s.run_with(&["host", "doctor"], env);
+    let report = stdout(&out);
+    let failed: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL ")?.split(':').next())
+        .collect();
+    assert_eq!(failed, [check], "{report}");
+    assert_eq!(out.status.code(), Some(1));
+    let line = report.lines().find(|l| l.starts_with("FAIL ")).unwrap();
+    let (_, shown) = line.split_once("; fix: ").unwrap();
+    assert!(shown.contains(fix), "{check}: fix {shown:?} lacks {fix:?}");
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!("error: host doctor: {check} failed")
+    );
+}
+
+/// A healthy fake host passes every check; each injected fault fails its
+/// own check (and only that one) with its fix and exit 1; undone, doctor
+/// passes again. The account database is the sandbox's /etc/passwd.
+#[test]
+fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
+    let s = Sandbox::new(120);
+    assert!(s.create().status.success());
+    s.ok(&["host", "init"]);
+    std::fs::write(
+        s.path("root/etc/passwd"),
+        format!(
+            "root:x:0:0:root:/root:/bin/bash\n\
+             {USER}:x:990:990:containarium jump account:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(s.path("root/etc/group"), "root:x:0:\ncontainarium:x:990:\n").unwrap();
+    std::fs::copy("/bin/sleep", s.path("sshd")).unwrap();
+    let mut sshd = Command::new(s.path("sshd")).arg("60").spawn().unwrap();
+    std::fs::write(s.path("root/run/sshd.pid"), format!("{}\n", sshd.id())).unwrap();
+    // Our ACL lists this machine's own addresses, which change while other
+    // test runs add and remove bridges: host init (changing nothing else
+    // here, so no sshd reload) brings it up to date before each round.
+    let passes = || {
+        s.ok(&["host", "init"]);
+        let (code, json, failed) = doctor(&s, &[]);
+        assert_eq!(failed, Vec::<String>::new(), "{json:#}");
+        assert_eq!((code, &json["ok"]), (0, &serde_json::json!(true)));
+        json
+    };
+    let json = passes();
+    let names: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "incus",
+            "config",
+            "sshd-running",
+            "sshd-dropin",
+            "sshd-policy",
+            "key-dir",
+            "key-files",
+            "jump-accounts",
+            "privilege",
+            "quotas",
+            "autostart",
+            "nic-isolation",
+            "tenant-acl",
+            "storage",
+            "fail2ban",
+            "clock"
+        ]
+    );
+    // Read-only: it ran only queries and status commands.
+    s.clear_log();
+    assert_eq!(doctor(&s, &[]).2, Vec::<String>::new());
+    for line in s.log() {
+        assert!(
+            line.starts_with("incus query ")
+                || line.starts_with("incus list ")
+                || line.starts_with("sshd -T ")
+                || line == "fail2ban-client status sshd",
+            "doctor ran {line}"
+        );
+    }
+
+    let key_file = s.path(&format!("root/etc/containarium/keys/{USER}"));
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o646);
+    let fix = format!("chmod go-w {}", key_file.display());
+    doctor_fails(&s, &[], "key-files", &fix);
+    // The same failure as JSON.
+    let (code, json, _) = doctor(&s, &[]);
+    assert_eq!((code, &json["ok"]), (1, &serde_json::json!(false)));
+    let check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "key-files");
+    assert_eq!(check.unwrap()["status"], "fail");
+    assert_eq!(check.unwrap()["fix"], fix.as_str());
+    mode(0o644);
+    passes();
+
+    let passwd = std::fs::read_to_string(s.path("root/etc/passwd")).unwrap();
+    std::fs::write(
+        s.path("root/etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\n",
+    )
+    .unwrap();
+    doctor_fails(&s, &[], "jump-accounts", "containarium sync-accounts");
+    std::fs::write(s.path("root/etc/passwd"), &passwd).unwrap();
+    passes();
+
+    let container = format!("{USER}-container");
+    s.edit_instance(&container, |inst| {
+        inst["expanded_config"]["security.privileged"] = "true".into();
+    });
+    doctor_fails(
+        &s,
+        &[],
+        "privilege",
+        &format!("incus config unset {container} security.privileged"),
+    );
+    s.edit_instance(&container, |inst| {
+        inst["expanded_config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("security.privileged");
+    });
+    passes();
+
+    s.edit_instance(&container, |inst| {
+        for config in ["config", "expanded_config"] {
+            inst[config]
+                .as_object_mut()
+                .unwrap()
+                .remove("limits.memory");
+        }
+    });
+    doctor_fails(
+        &s,
+        &[],
+        "quotas",
+        &format!("containarium resize {USER} --memory 2GiB"),
+    );
+    s.edit_instance(&container, |inst| {
+        inst["config"]["limits.memory"] = "2GiB".into();
+        inst["expanded_config"]["limits.memory"] = "2GiB".into();
+    });
+    passes();
+
+    s.edit_instance(&container, |inst| {
+        inst["expanded_devices"]["eth0"]
+            .as_object_mut()
+            .unwrap()
+            .remove("security.port_isolation");
+    });
+    doctor_fails(
+        &s,
+        &[],
+        "nic-isolation",
+        &format!("incus config device set {container} eth0 security.port_isolation=true"),
+    );
+    s.edit_instance(&container, |inst| {
+        inst["expanded_devices"]["eth0"]["security.port_isolation"] = "true".into();
+    });
+    passes();
+
+    let dropin = std::fs::read_to_string(s.path(DROPIN)).unwrap();
+    std::fs::remove_file(s.path(DROPIN)).unwrap();
+    doctor_fails(&s, &[], "sshd-dropin", "containarium host init");
+    std::fs::write(s.path(DROPIN), &dropin).unwrap();
+    passes();
+
+    let hostile = format!("user={USER},addr=10.0.0.1");
+    s.ok(&["host", "init"]);
+    doctor_fails(
+        &s,
+        &[("FAKE_SSHD_T_HOSTILE", &hostile)],
+        "sshd-policy",
+        "containarium host init",
+    );
+    doctor_fails(
+        &s,
+        &[("FAKE_F2B", "nojail")],
+        "fail2ban",
+        "containarium host init",
+    );
+    doctor_fails(
+        &s,
+        &[("FAKE_POOL_USED", &(10u64 << 30).to_string())],
+        "storage",
+        "incus storage info default",
+    );
+    // Without a firewall driver the ACL guards nothing either.
+    let (code, json, failed) = doctor(&s, &[("FAKE_FIREWALL", "")]);
+    assert_eq!(
+        (code, failed),
+        (1, vec!["incus".into(), "tenant-acl".into()]),
+        "{json:#}"
+    );
+
+    // Incus down: its check fails, the host's own checks still run, and
+    // nothing about containers is guessed.
+    let (code, json, failed) = doctor(&s, &[("FAKE_FAIL", "incus query /1.0")]);
+    assert_eq!((code, failed), (1, vec!["incus".to_string()]), "{json:#}");
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "privilege")
+    );
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "key-files")
+    );
+
+    let acl = std::fs::read(s.path("state/_acl.json")).unwrap();
+    std::fs::remove_file(s.path("state/_acl.json")).unwrap();
+    doctor_fails(&s, &[], "tenant-acl", "containarium host init");
+    std::fs::write(s.path("state/_acl.json"), acl).unwrap();
+    passes();
+
+    sshd.kill().unwrap();
+    sshd.wait().unwrap();
+    doctor_fails(&s, &[], "sshd-running", "systemctl start ssh");
+}

@@ -49,7 +49,7 @@ if prog == "fail2ban-client":
     if args == ["reload"]:
         print("OK")
         sys.exit(0)
-    if os.environ.get("FAKE_F2B_NO_JAIL") or len(args) < 2 or args[1] != "sshd":
+    if os.environ.get("FAKE_F2B_NO_JAIL") or os.environ.get("FAKE_F2B") == "nojail" or len(args) < 2 or args[1] != "sshd":
         print(f"Sorry but the jail '{args[1] if len(args) > 1 else ''}' does not exist")
         sys.exit(255)
     f2b = os.path.join(os.environ["FAKE_STATE"], "_fail2ban.json")
@@ -124,9 +124,16 @@ verb = args[0]
 if verb == "query":
     what = args[1].split("?")[0]
     if what == "/1.0":
-        print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables")}}))
+        print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables"),
+                                          "server_version": "6.0.4"}}))
     elif what == "/1.0/profiles/default":
-        print(json.dumps({"devices": {"eth0": {"type": "nic", "name": "eth0", "network": "br0"}}}))
+        print(json.dumps({"devices": {"eth0": {"type": "nic", "name": "eth0", "network": "br0"},
+                                      "root": {"type": "disk", "path": "/", "pool": "default"}}}))
+    elif what == "/1.0/storage-pools/default":
+        print(json.dumps({"driver": "btrfs", "config": {"size": "10GiB"}}))
+    elif what == "/1.0/storage-pools/default/resources":
+        used = int(os.environ.get("FAKE_POOL_USED", str(1 << 30)))
+        print(json.dumps({"space": {"used": used, "total": 10 << 30}, "inodes": {"used": 0, "total": 0}}))
     elif what == "/1.0/networks/br0":
         print(json.dumps(network()))
     elif what.startswith("/1.0/network-acls/"):
@@ -178,7 +185,8 @@ elif verb == "init":
         dev, kv = spec.split(",", 1)
         k, v = kv.split("=", 1)
         devices.setdefault(dev, {})[k] = v
-    expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})}}
+    expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})},
+                "root": {"type": "disk", "path": "/", "pool": "default", **devices.get("root", {})}}
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": config,
           "devices": devices, "expanded_devices": expanded, "state": None, "last_used_at": ""})
 elif verb in ("start", "restart"):
