@@ -2585,6 +2585,8 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
             "tenant-acl",
             "storage",
             "fail2ban",
+            "sshd-algorithms",
+            "kernel-limits",
             "clock"
         ]
     );
