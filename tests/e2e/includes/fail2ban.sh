@@ -10,6 +10,9 @@
 #   e2e_fail2ban_foreign && skip ...   # one is running that is not ours
 #   e2e_start_fail2ban                 # sets E2E_FAIL2BAN_PID
 #   e2e_stop_fail2ban                  # by PID; also an e2e_on_cleanup hook
+#   e2e_fail2ban_config [KEY = VALUE...] # the e2e config.toml with a test
+#                                        # [fail2ban] table (banaction dummy)
+#   e2e_fail2ban_config_restore          # the config.toml as it was
 
 E2E_FAIL2BAN_PID=${E2E_FAIL2BAN_PID:-}
 E2E_FAIL2BAN_PIDFILE=/run/fail2ban/fail2ban.pid
@@ -46,6 +49,25 @@ e2e_start_fail2ban() {
 	e2e__pid_is "$E2E_FAIL2BAN_PID" fail2ban-server ||
 		e2e_die "fail2ban-server wrote no pid (log: $E2E_LOG_DIR/fail2ban.log)" || return 1
 	e2e_log "fail2ban-server $E2E_FAIL2BAN_PID"
+}
+
+# A [fail2ban] table whose bans cannot cut the tests' own traffic (dummy),
+# polling the auth log the bastion writes; extra lines are appended to it.
+e2e_fail2ban_config() {
+	[ -e "$E2E_WORK/config.toml.before-fail2ban" ] ||
+		cp "$CONTAINARIUM_CONFIG" "$E2E_WORK/config.toml.before-fail2ban" || return 1
+	cp "$E2E_WORK/config.toml.before-fail2ban" "$CONTAINARIUM_CONFIG" || return 1
+	{
+		printf '\n[fail2ban]\nbanaction = "dummy"\nbackend = "polling"\nmaxretry = 3\n'
+		printf 'bantime = "10m"\nlogpath = "%s"\n' "$E2E_AUTH_LOG"
+		printf '%s\n' "$@"
+	} >>"$CONTAINARIUM_CONFIG"
+}
+
+e2e_fail2ban_config_restore() {
+	if [ -e "$E2E_WORK/config.toml.before-fail2ban" ]; then
+		mv "$E2E_WORK/config.toml.before-fail2ban" "$CONTAINARIUM_CONFIG"
+	fi
 }
 
 e2e_stop_fail2ban() {

@@ -15,20 +15,8 @@
 
 fail2ban__cleanup() {
 	e2e_stop_fail2ban
-	if [ -e "$E2E_WORK/config.toml.before-fail2ban" ]; then
-		mv "$E2E_WORK/config.toml.before-fail2ban" "$CONTAINARIUM_CONFIG"
-	fi
+	e2e_fail2ban_config_restore
 	if [ -n "$(ip_of e2e-f2b 2>/dev/null)" ]; then ctm delete e2e-f2b --force >/dev/null 2>&1; fi
-}
-
-# fail2ban__table EXTRA...: the e2e config with our [fail2ban] table.
-fail2ban__table() {
-	cp "$E2E_WORK/config.toml.before-fail2ban" "$CONTAINARIUM_CONFIG"
-	{
-		printf '\n[fail2ban]\nbanaction = "dummy"\nbackend = "polling"\nmaxretry = 3\n'
-		printf 'bantime = "10m"\nlogpath = "%s"\n' "$E2E_AUTH_LOG"
-		printf '%s\n' "$@"
-	} >>"$CONTAINARIUM_CONFIG"
 }
 
 # fail2ban__banned IP: `security status --json` lists IP as banned.
@@ -55,21 +43,20 @@ test_fail2ban() {
 		return 0
 	fi
 	e2e_on_cleanup fail2ban__cleanup
-	cp "$CONTAINARIUM_CONFIG" "$work/config.toml.before-fail2ban"
 	e2e_client e2e-f2b "$work"
 	for k in k1 k2 bad; do ssh-keygen -q -t ed25519 -N '' -f "$work/keys/f2b-$k"; done
 	check "create e2e-f2b" ctm create e2e-f2b --ssh-key "$work/keys/e2e-f2b.pub" --no-docker
 	ip=$(ip_of e2e-f2b)
 
 	# --- the jail, without a server ----------------------------------------------
-	fail2ban__table 'enabled = false'
+	e2e_fail2ban_config 'enabled = false'
 	check "host init says fail2ban-server is not running, and succeeds" \
 		bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q 'fail2ban-server is not running; it reads the jail when it starts'"
 	check "the jail carries our marker, aggressive mode and ignoreself = false" \
 		bash -c "head -n 1 $jail | grep -q '^# Managed by containarium' && grep -qx 'mode = aggressive' $jail && grep -qx 'ignoreself = false' $jail && grep -qx 'banaction = dummy' $jail"
 	check "enabled = false wins over Debian's defaults-debian.conf (fail2ban-client -d)" \
 		bash -c "grep -qs 'enabled = true' /etc/fail2ban/jail.d/defaults-debian.conf && ! fail2ban-client -d 2>/dev/null | grep -qF \"['add', 'sshd'\""
-	fail2ban__table
+	e2e_fail2ban_config
 	check "host init switches the jail on" ctm host init
 	check "(control) fail2ban-client -d now has the sshd jail with our settings" \
 		bash -c "d=\$(fail2ban-client -d 2>/dev/null); grep -qF \"['add', 'sshd', 'polling']\" <<<\"\$d\" && grep -qF \"['set', 'sshd', 'maxretry', 3]\" <<<\"\$d\" && grep -qF \"['set', 'sshd', 'ignoreself', False]\" <<<\"\$d\" && grep -qF \"['set', 'sshd', 'addaction', 'dummy']\" <<<\"\$d\""
@@ -99,7 +86,7 @@ test_fail2ban() {
 	fail2ban-client unban --all >/dev/null
 	check "host init with nothing changed does not reload fail2ban" \
 		bash -c "! '$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q 'reload fail2ban'"
-	fail2ban__table 'findtime = "15m"'
+	e2e_fail2ban_config 'findtime = "15m"'
 	check "host init reloads fail2ban when the jail changed" \
 		bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^reload fail2ban... done' && [ \"\$(fail2ban-client get sshd findtime)\" = 900 ]"
 	fail2ban-client unban --all >/dev/null
