@@ -714,13 +714,7 @@ pub fn read(journal_socket: &Path, auth_log: &Path, since: Option<Time>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read_to_string(path).unwrap()
-    }
+    use crate::fixture;
 
     fn at(text: &str) -> Time {
         Time::parse(text).unwrap()

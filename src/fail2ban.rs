@@ -576,13 +576,7 @@ pub fn parse_count(text: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read_to_string(path).unwrap()
-    }
+    use crate::fixture;
 
     fn table(text: &str) -> Result<Settings, String> {
         Settings::from_table(toml::from_str(text).map_err(|e| e.to_string())?)

@@ -21,3 +21,12 @@ pub mod size;
 pub mod sshd;
 pub mod sysctl;
 pub mod ui;
+
+/// A captured real output in tests/fixtures, for the unit tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -430,13 +430,7 @@ fn parse_real_uid(status: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read_to_string(path).unwrap()
-    }
+    use crate::fixture;
 
     #[test]
     fn recognises_debian_include() {

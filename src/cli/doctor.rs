@@ -1410,16 +1410,8 @@ fn clock_check(now: SystemTime, built: Option<SystemTime>, ntp: Option<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixture;
     use crate::incus::parse_instances;
-
-    /// Real captured output in tests/fixtures (the ZFS ones are written in
-    /// the exact format zpool and zfs print: these machines have no ZFS).
-    fn fixture(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
 
     fn status(check: &Check) -> (Status, Option<&str>) {
         (check.status, check.fix.as_deref())

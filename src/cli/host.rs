@@ -164,15 +164,7 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
     }
     // Refuse before planning anything, so a refusal changes nothing.
     for (_, path, _) in &files {
-        if let Some(text) = files::read_optional(path)?
-            && !text.starts_with(fail2ban::MARKER)
-        {
-            return Err(Refused(format!(
-                "{} exists and was not written by containarium; move it aside first",
-                path.display()
-            ))
-            .into());
-        }
+        refuse_foreign(path)?;
     }
     let mut changed = false;
     for (synopsis, path, contents) in files {
@@ -390,18 +382,22 @@ fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
-/// Writes `contents` to our file `path` unless it holds them already;
-/// refuses a file there that we did not write. Whether it will change.
-fn write_ours(plan: &mut Plan, what: &str, path: &Path, contents: String) -> Result<bool> {
-    if let Some(text) = files::read_optional(path)?
-        && !text.starts_with(sshd::MARKER)
-    {
-        return Err(Refused(format!(
+/// Refuses a file at one of our paths that does not carry our marker.
+fn refuse_foreign(path: &Path) -> Result<()> {
+    match files::read_optional(path)? {
+        Some(text) if !text.starts_with(sshd::MARKER) => Err(Refused(format!(
             "{} exists and was not written by containarium; move it aside first",
             path.display()
         ))
-        .into());
+        .into()),
+        _ => Ok(()),
     }
+}
+
+/// Writes `contents` to our file `path` unless it holds them already;
+/// refuses a file there that we did not write. Whether it will change.
+fn write_ours(plan: &mut Plan, what: &str, path: &Path, contents: String) -> Result<bool> {
+    refuse_foreign(path)?;
     let write = FileWrite {
         path: path.to_path_buf(),
         mode: 0o644,

@@ -912,14 +912,7 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
         out_text.contains(&expected) && out_text.contains(group) && out_text.contains(no_check),
         "{out_text}"
     );
-    std::fs::write(s.path(DROPIN), "Match User x\n").unwrap();
-    let out = s.run(&["host", "init"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("was not written by containarium"));
-    assert_eq!(
-        std::fs::read_to_string(s.path(DROPIN)).unwrap(),
-        "Match User x\n"
-    );
+    refuses_foreign_file(&s, &["host", "init"], &s.path(DROPIN), "Match User x\n");
 }
 
 /// `host init --harden` writes the hardening drop-in and validates it; a
@@ -967,18 +960,27 @@ fn host_init_harden_writes_keeps_and_respects_foreign_files() {
         stdout(&out)
     );
 
-    std::fs::write(&hardening, "Ciphers aes128-cbc\n").unwrap();
-    let out = s.run(&["host", "init", "--harden"]);
+    refuses_foreign_file(
+        &s,
+        &["host", "init", "--harden"],
+        &hardening,
+        "Ciphers aes128-cbc\n",
+    );
+}
+
+/// `args` refuse a `text` at our `path` that we did not write, in one line
+/// with exit 2, and leave it as it was.
+fn refuses_foreign_file(s: &Sandbox, args: &[&str], path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let out = s.run(args);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("was not written by containarium"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        std::fs::read_to_string(&hardening).unwrap(),
-        "Ciphers aes128-cbc\n"
-    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(path).unwrap(), text);
 }
 
 /// host init raises the kernel limits a host of many containers needs, only
@@ -1025,14 +1027,7 @@ fn host_init_raises_kernel_limits_only_upwards() {
         s.log()
     );
 
-    std::fs::write(&file, "kernel.keys.maxkeys = 100\n").unwrap();
-    let out = s.run(&["host", "init"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("was not written by containarium"));
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        "kernel.keys.maxkeys = 100\n"
-    );
+    refuses_foreign_file(&s, &["host", "init"], &file, "kernel.keys.maxkeys = 100\n");
 }
 
 /// The drop-in moves to 00-containarium.conf: ours under the old name goes,
