@@ -35,6 +35,11 @@ impl Time {
         Time(since_epoch.as_micros() as i64)
     }
 
+    /// `secs` seconds earlier.
+    pub fn minus_secs(self, secs: u64) -> Time {
+        Time(self.0 - secs as i64 * SECOND)
+    }
+
     pub fn from_civil(year: i64, month: u32, day: u32, secs_of_day: i64) -> Time {
         Time(days_from_civil(year, month, day) * DAY + secs_of_day * SECOND)
     }
@@ -248,6 +253,9 @@ pub enum What {
     /// `no more sessions`: a shell, command or subsystem refused by
     /// `MaxSessions 0`; logged by the user child, without the client.
     SessionRefused,
+    /// `Invalid user U from IP port N`: a name with no account here (no
+    /// jump account's; `security status` counts them).
+    InvalidUser { user: String, from: Peer },
 }
 
 /// An sshd log line: when, which process, what.
@@ -399,6 +407,13 @@ pub fn parse_message(message: &str) -> Option<What> {
     if let Some(pid) = message.strip_prefix("User child is on pid ") {
         return Some(What::Child {
             pid: pid.parse().ok()?,
+        });
+    }
+    if let Some(rest) = message.strip_prefix("Invalid user ") {
+        let (user, from) = rest.rsplit_once(" from ")?;
+        return Some(What::InvalidUser {
+            user: user.to_string(),
+            from: Peer::parse(from)?,
         });
     }
     if message == "error: no more sessions" || message == "no more sessions" {
@@ -639,6 +654,7 @@ pub fn records(events: &[Event]) -> Vec<Record> {
                     out.push(refusal_in(&out[i], Refusal::SessionRefused, event.time));
                 }
             }
+            What::InvalidUser { .. } => {}
         }
     }
     for i in dropped {
