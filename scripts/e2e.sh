@@ -8,8 +8,10 @@
 #   sudo scripts/e2e.sh --list       # the suites
 #
 # Laid out as Incus's own test/ is: tests/e2e/includes/*.sh (one include per
-# concern: env.sh the host environment, checks.sh pass/fail, tenants.sh the
-# binary and its users, p1.sh the bare baseline) and tests/e2e/suites/AREA.sh,
+# concern: env.sh the host environment (incusd, pool, bridge, image, rsyslogd,
+# the bastion sshd), checks.sh pass/fail, tenants.sh the binary and its
+# users, p1.sh the bare baseline, netlab.sh addresses the tests own,
+# fail2ban.sh a fail2ban-server of the run's own) and tests/e2e/suites/AREA.sh,
 # each defining test_AREA, which makes its own users (named e2e-*) and deletes
 # them. This runner sets the environment up once, runs the suites, and prints
 # one PASS/FAIL line per check, a line per suite and a closing
