@@ -299,7 +299,9 @@ pub fn journal_events(text: &str) -> Vec<Event> {
         .filter_map(|line| {
             let entry: serde_json::Value = serde_json::from_str(line).ok()?;
             let field = |key: &str| entry.get(key).and_then(|v| v.as_str());
-            if !PROGRAMS.contains(&field("_COMM")?) {
+            // _COMM alone is any local user's to choose (a copy of logger
+            // named sshd); _UID, also set by journald, is sshd's: root.
+            if !PROGRAMS.contains(&field("_COMM")?) || field("_UID") != Some("0") {
                 return None;
             }
             let message = match entry.get("MESSAGE")? {
@@ -420,9 +422,10 @@ pub fn parse_message(message: &str) -> Option<What> {
         return Some(What::SessionRefused);
     }
     if let Some(rest) = message.strip_prefix("Disconnecting ") {
-        // `Disconnecting authenticating user U IP port N: REASON`
+        // `Disconnecting authenticating user U IP port N: REASON`; the
+        // reason may quote the client, so the id ends at the first ": ".
         let rest = rest.strip_suffix(" [preauth]").unwrap_or(rest);
-        let (id, _reason) = rest.rsplit_once(": ")?;
+        let (id, _reason) = rest.split_once(": ")?;
         return ended(id, End::Disconnected);
     }
     for (prefix, how) in [
@@ -438,11 +441,13 @@ pub fn parse_message(message: &str) -> Option<What> {
     None
 }
 
-/// `U from IP port N ssh2: TYPE SHA256:…` (U may hold anything).
+/// `U from IP port N ssh2: TYPE SHA256:… [ID KEY-ID (serial N) CA …]`,
+/// read from the left: U is an account's name (no spaces), and what
+/// follows the key may be the client's (a certificate's key ID).
 fn user_peer_key(text: &str) -> Option<(String, Peer, String)> {
-    let (head, key) = text.rsplit_once(" ssh2: ")?;
+    let (user, rest) = text.split_once(" from ")?;
+    let (from, key) = rest.split_once(" ssh2: ")?;
     let fingerprint = key.split(' ').nth(1)?;
-    let (user, from) = head.rsplit_once(" from ")?;
     fingerprint
         .starts_with("SHA256:")
         .then(|| (user.to_string(), Peer::parse(from), fingerprint.to_string()))
@@ -806,6 +811,30 @@ mod tests {
                 port: 23,
             }
         );
+        // A certificate's key ID is the client's: it cannot move the
+        // user, the client or the key (real sshd 9.2 line format).
+        assert_eq!(
+            parse(
+                "Failed publickey for alice from 127.0.0.1 port 40000 ssh2: ED25519-CERT SHA256:real ID x from 10.9.9.9 port 7 ssh2: ED25519 SHA256:victim (serial 0) CA ED25519 SHA256:ca"
+            ),
+            What::KeyFailed {
+                user: "alice".into(),
+                from: Peer::parse("127.0.0.1 port 40000").unwrap(),
+                fingerprint: "SHA256:real".into(),
+            }
+        );
+        // Nor can a disconnect reason that quotes the client.
+        assert_eq!(
+            parse(
+                "Disconnecting authenticating user alice 127.0.0.1 port 40000: Change of username or service not allowed: (alice,ssh-connection) -> (bob: 10.9.9.9 port 7,x) [preauth]"
+            ),
+            What::Ended {
+                user: Some("alice".into()),
+                authenticated: false,
+                from: Peer::parse("127.0.0.1 port 40000").unwrap(),
+                how: End::Disconnected,
+            }
+        );
         // An unknown account is never ours, whatever it says.
         assert_eq!(
             parse_message(
@@ -972,13 +1001,16 @@ mod tests {
     #[test]
     fn journal_entries_are_read_like_lines() {
         let text = concat!(
-            r#"{"__REALTIME_TIMESTAMP":"1796132533286455","_PID":"77","_COMM":"sshd","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for alice from 127.0.0.1 port 40000 ssh2: ED25519 SHA256:abc"}"#,
+            r#"{"__REALTIME_TIMESTAMP":"1796132533286455","_PID":"77","_UID":"0","_COMM":"sshd","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for alice from 127.0.0.1 port 40000 ssh2: ED25519 SHA256:abc"}"#,
             "\n",
             // journald exports a MESSAGE that is not UTF-8 as bytes.
-            r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"78","_COMM":"sshd-session","MESSAGE":[68,105,115,99,111,110,110,101,99,116,101,100,32,102,114,111,109,32,117,115,101,114,32,97,108,105,99,101,32,49,50,55,46,48,46,48,46,49,32,112,111,114,116,32,52,48,48,48,48]}"#,
+            r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"78","_UID":"0","_COMM":"sshd-session","MESSAGE":[68,105,115,99,111,110,110,101,99,116,101,100,32,102,114,111,109,32,117,115,101,114,32,97,108,105,99,101,32,49,50,55,46,48,46,48,46,49,32,112,111,114,116,32,52,48,48,48,48]}"#,
             "\n",
             // `logger -t sshd`: not sshd's.
             r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"1","_COMM":"logger","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Disconnected from user alice 127.0.0.1 port 40000"}"#,
+            "\n",
+            // A user's copy of logger named sshd: the right _COMM, not root.
+            r#"{"__REALTIME_TIMESTAMP":"1796132535000000","_PID":"2","_UID":"1000","_COMM":"sshd","MESSAGE":"Disconnected from user alice 127.0.0.1 port 40000"}"#,
             "\n",
         );
         let found = journal_events(text);

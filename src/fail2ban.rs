@@ -317,7 +317,8 @@ pub fn jail(settings: &Settings, backend: Backend, ports: &[u16]) -> String {
 # /etc/containarium/config.toml; `containarium host init` rewrites it.
 # Its `enabled` is in containarium.local, which fail2ban reads after
 # Debian's defaults-debian.conf. Loopback is banned like any address
-# unless ignoreip lists it (ignoreself = false).
+# unless ignoreip lists it (ignoreself = false; without ignoreip here,
+# one in [DEFAULT] of jail.local applies).
 [{JAIL}]
 mode = aggressive
 port = {}
@@ -336,18 +337,19 @@ bantime = {}
 bantime.increment = {}
 bantime.maxtime = {}
 ignoreself = false
-ignoreip ={}
 ",
         settings.maxretry,
         settings.findtime,
         settings.bantime,
         settings.bantime_increment,
         settings.bantime_maxtime,
-        ignoreip
-            .iter()
-            .map(|net| format!(" {net}"))
-            .collect::<String>()
     ));
+    // None listed: no line, so an ignoreip of [DEFAULT] in the admin's
+    // jail.local (or an older bastion's cloud-init file) still applies.
+    if !ignoreip.is_empty() {
+        let nets: Vec<String> = ignoreip.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("ignoreip = {}\n", nets.join(" ")));
+    }
     if let Some(action) = &settings.banaction {
         out.push_str(&format!("banaction = {action}\n"));
     }
@@ -376,7 +378,8 @@ pub fn filter_override() -> String {
 _daemon = sshd(?:-session)?
 
 [Definition]
-journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd + _COMM=sshd-session
+# _UID=0: any local user can name a process sshd; only root's are sshd.
+journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd _UID=0 + _COMM=sshd-session _UID=0
 "
     )
 }
@@ -612,7 +615,8 @@ mod tests {
         # /etc/containarium/config.toml; `containarium host init` rewrites it.
         # Its `enabled` is in containarium.local, which fail2ban reads after
         # Debian's defaults-debian.conf. Loopback is banned like any address
-        # unless ignoreip lists it (ignoreself = false).
+        # unless ignoreip lists it (ignoreself = false; without ignoreip here,
+        # one in [DEFAULT] of jail.local applies).
         [sshd]
         mode = aggressive
         port = 22
@@ -624,7 +628,6 @@ mod tests {
         bantime.increment = true
         bantime.maxtime = 1w
         ignoreself = false
-        ignoreip =
         ");
     }
 
@@ -815,6 +818,6 @@ port = [22, 2222]
         let text = filter_override();
         assert!(text.starts_with(MARKER));
         assert!(text.contains("\n_daemon = sshd(?:-session)?\n"));
-        assert!(text.contains("+ _COMM=sshd-session\n"));
+        assert!(text.contains("+ _COMM=sshd-session _UID=0\n"));
     }
 }

@@ -53,10 +53,12 @@ impl HostCommand {
         match self {
             HostCommand::Init(args) => {
                 let lock = super::lock(env, "host init")?;
-                let mut plan = plan(&env.paths, args.harden)?;
-                plan.append(network_plan(env)?);
-                plan.append(sysctl_plan(&env.paths)?);
+                // sshd's reload cannot be undone: it comes after every
+                // other step that may fail.
+                let mut plan = sysctl_plan(&env.paths)?;
                 plan.append(fail2ban_plan(&env.paths)?);
+                plan.append(network_plan(env)?);
+                plan.append(super::host::plan(&env.paths, args.harden)?);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(
@@ -162,7 +164,19 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
             keys.join(", ")
         ));
     }
-    // Refuse before planning anything, so a refusal changes nothing.
+    // Refuse before planning anything, so a refusal changes nothing. An
+    // admin's own filter.d/sshd.local is a common customisation: kept, with
+    // a warning, rather than refused.
+    let mut files = files.to_vec();
+    let filter = paths.fail2ban_filter_override();
+    if refuse_foreign(&filter).is_err() {
+        plan.unchanged(format!(
+            "fail2ban filter override (warning: {} is not ours and is kept: unless it \
+             matches sshd-session, OpenSSH 9.8 and later go unwatched)",
+            filter.display()
+        ));
+        files.retain(|(_, path, _)| *path != filter);
+    }
     for (_, path, _) in &files {
         refuse_foreign(path)?;
     }
@@ -183,9 +197,17 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
     }
     if changed {
         if fail2ban::server_running() {
+            // A fail2ban that cannot reload (an admin's broken jail
+            // elsewhere) is warned about: it must not undo the bastion's
+            // sshd setup or block every later host init.
             plan.push(Step::new(
                 "reload fail2ban",
-                Action::run(fail2ban::reload()),
+                Action::check(format!("{}", fail2ban::reload()), |_| {
+                    if let Err(err) = crate::exec::run(&fail2ban::reload()) {
+                        eprintln!("warning: fail2ban did not reload: {err}");
+                    }
+                    Ok(())
+                }),
             ));
         } else {
             plan.unchanged("fail2ban-server is not running; it reads the jail when it starts");
@@ -212,6 +234,9 @@ fn overriding_jails(paths: &Paths) -> Result<Vec<(std::path::PathBuf, Vec<String
         .flatten()
         .map(|e| e.path())
         .filter(|p| *p != jail && *p != switch)
+        .filter(|p| {
+            p.is_file() && (name_of(p).ends_with(".conf") || name_of(p).ends_with(".local"))
+        })
         .collect();
     files.push(paths.fail2ban_dir().join("jail.local"));
     files.sort();
@@ -226,7 +251,9 @@ fn overriding_jails(paths: &Paths) -> Result<Vec<(std::path::PathBuf, Vec<String
             Some("local") => true,
             _ => false,
         };
-        let Some(text) = files::read_optional(&path)? else {
+        // What cannot be read as text is fail2ban's problem, not a reason
+        // to stop setting up the bastion.
+        let Ok(Some(text)) = files::read_optional(&path) else {
             continue;
         };
         let keys: Vec<String> = fail2ban::sshd_section_keys(&text)
