@@ -97,9 +97,28 @@ pub const GLOBAL: [(&str, &str); 2] = [
     ("PerSourceMaxStartups", "100"),
 ];
 
-/// The drop-in: the global settings, then the jump accounts' policy inside
-/// its Match block, so it applies to them only.
-pub fn dropin() -> String {
+/// Whether this host's sshd knows `PerSourceMaxStartups` (OpenSSH 8.5 and
+/// later; Debian 11 has 8.4, on which `sshd -t` would refuse the drop-in).
+/// An sshd whose version cannot be read is taken to be current.
+pub fn supports_per_source() -> bool {
+    let out = exec::run_unchecked(&Cmd::new("sshd").arg("-V"));
+    let text = out.map(|o| o.stdout + &o.stderr).unwrap_or_default();
+    parse_version(&text).is_none_or(|v| v >= (8, 5))
+}
+
+/// `OpenSSH_9.2p1 …` (what `sshd -V` prints, or its usage on an sshd that
+/// has no -V) → (9, 2).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find("OpenSSH_")? + "OpenSSH_".len()..];
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The drop-in: the global settings (`PerSourceMaxStartups` only where
+/// sshd has it), then the jump accounts' policy inside its Match block, so
+/// it applies to them only.
+pub fn dropin(per_source: bool) -> String {
     let mut out = format!(
         "{MARKER}: jump accounts (group {GROUP}) may only open a tunnel
 # to port 22 of their own container; their keys are in {KEYS_DIR}.
@@ -109,7 +128,9 @@ pub fn dropin() -> String {
 "
     );
     for (keyword, value) in GLOBAL {
-        out.push_str(&format!("{keyword} {value}\n"));
+        if per_source || keyword != "PerSourceMaxStartups" {
+            out.push_str(&format!("{keyword} {value}\n"));
+        }
     }
     out.push_str(&format!("Match Group {GROUP}\n"));
     for (keyword, value) in policy() {
@@ -445,7 +466,7 @@ mod tests {
 
     #[test]
     fn dropin_holds_every_setting_inside_the_match_block() {
-        let text = dropin();
+        let text = dropin(true);
         assert!(text.starts_with(MARKER));
         let (head, block) = text.split_once("Match Group containarium\n").unwrap();
         let settings: Vec<&str> = head.lines().filter(|l| !l.starts_with('#')).collect();
@@ -498,6 +519,21 @@ mod tests {
             hardened["macs"],
             "umac-128-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com"
         );
+    }
+
+    /// `sshd -V` of OpenSSH 9.2 (Debian 12), and the usage an OpenSSH 8.4
+    /// (Debian 11), which has no -V, prints instead.
+    #[test]
+    fn older_sshd_gets_no_per_source_max_startups() {
+        assert_eq!(
+            parse_version("OpenSSH_9.2, OpenSSL 3.0.19 27 Jan 2026\n"),
+            Some((9, 2))
+        );
+        let usage = "unknown option -- V\nOpenSSH_8.4p1 Debian-5+deb11u3, OpenSSL 1.1.1w  11 Sep 2023\nusage: sshd [-46DdeiqTt] [-C connection_spec] [-c host_cert_file]\n";
+        assert_eq!(parse_version(usage), Some((8, 4)));
+        assert_eq!(parse_version(""), None);
+        assert!(!dropin(false).contains("PerSourceMaxStartups"));
+        assert!(dropin(false).contains("\nMaxStartups 100:30:300\n"));
     }
 
     #[test]

@@ -465,7 +465,7 @@ fn dropin_check(
                 shell_quote(&dropin_path.to_string_lossy())
             ),
         ),
-        Some(text) if text != sshd::dropin() => Check::fail(
+        Some(text) if text != sshd::dropin(sshd::supports_per_source()) => Check::fail(
             NAME,
             format!("{dropin_shown} differs from what containarium writes"),
             HOST_INIT,
@@ -1507,7 +1507,7 @@ mod tests {
             Path::new("/etc/ssh/sshd_config"),
             Path::new("/etc/ssh/sshd_config.d/00-containarium.conf"),
         );
-        let ours = sshd::dropin();
+        let ours = sshd::dropin(true);
         let check = |main: &str, dropin: Option<&str>, earlier: Option<String>| {
             dropin_check(config, Some(main), path, dropin, earlier)
         };

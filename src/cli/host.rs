@@ -345,7 +345,12 @@ fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
             dropin.display()
         )));
     }
-    let mut changed = write_ours(plan, "sshd drop-in", &dropin, sshd::dropin())?;
+    let mut changed = write_ours(
+        plan,
+        "sshd drop-in",
+        &dropin,
+        sshd::dropin(sshd::supports_per_source()),
+    )?;
     let hardening = paths.sshd_dropin_dir().join(sshd::HARDENING_NAME);
     if harden {
         changed |= write_ours(

@@ -2169,7 +2169,7 @@ fn audit_joins_the_auth_log_with_incus_and_reports_only_jump_accounts() {
 #[test]
 fn host_init_adds_loglevel_verbose_to_an_older_dropin() {
     let s = Sandbox::new(62);
-    let current = containarium::sshd::dropin();
+    let current = containarium::sshd::dropin(true);
     let older = current.replace("    LogLevel VERBOSE\n", "");
     assert_ne!(older, current);
     std::fs::write(s.path(DROPIN), &older).unwrap();
