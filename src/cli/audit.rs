@@ -270,7 +270,7 @@ fn target(host: &str, port: u16) -> String {
 
 /// What the client sent, printable: control characters and anything
 /// outside ASCII escaped, so a log line cannot paint the admin's terminal.
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             if c.is_ascii_graphic() || c == ' ' {

@@ -461,7 +461,7 @@ fn dropin_check(
             NAME,
             format!("{dropin_shown} was not written by containarium"),
             format!(
-                "mv {} /root/ && {HOST_INIT}",
+                "mv --backup=numbered -t /root/ {} && {HOST_INIT}",
                 shell_quote(&dropin_path.to_string_lossy())
             ),
         ),
@@ -584,7 +584,7 @@ fn ownership_problems(path: &Path, facts: &FileFacts, want: Kind) -> Vec<Problem
             Status::Fail,
             format!("{shown} {what}"),
             // Moved aside, not deleted: it may be someone's.
-            Some(format!("mv {quoted} /root/ && {SYNC}")),
+            Some(format!("mv --backup=numbered -t /root/ {quoted} && {SYNC}")),
         )];
     }
     let mut found = Vec::new();
@@ -619,7 +619,7 @@ fn key_dir_check(dir: &Path, facts: Option<&FileFacts>) -> Check {
             Status::Fail,
             format!("{} is a symlink", dir.display()),
             Some(format!(
-                "mv {} /root/ && {HOST_INIT} && {SYNC}",
+                "mv --backup=numbered -t /root/ {} && {HOST_INIT} && {SYNC}",
                 shell_quote(&dir.to_string_lossy())
             )),
         )];
@@ -1523,7 +1523,9 @@ mod tests {
         let foreign = check(&main, Some("Match User *\n  ForceCommand x\n"), None);
         assert_eq!(
             foreign.fix.as_deref(),
-            Some("mv /etc/ssh/sshd_config.d/00-containarium.conf /root/ && containarium host init")
+            Some(
+                "mv --backup=numbered -t /root/ /etc/ssh/sshd_config.d/00-containarium.conf && containarium host init"
+            )
         );
         let no_include = main.replace("Include /etc/ssh/sshd_config.d/*.conf", "");
         assert!(
@@ -1602,7 +1604,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", keys.join("bob")).unwrap();
         let check = key_files_check(keys, &read_key_files(keys));
         assert!(check.detail.ends_with("bob is a symlink"), "{check}");
-        assert_eq!(check.fix, Some(format!("mv {bob} /root/ && {SYNC}")));
+        assert_eq!(
+            check.fix,
+            Some(format!("mv --backup=numbered -t /root/ {bob} && {SYNC}"))
+        );
 
         std::fs::set_permissions(keys, std::fs::Permissions::from_mode(0o777)).unwrap();
         let check = key_dir_check(keys, file_facts(keys).as_ref());

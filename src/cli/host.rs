@@ -53,12 +53,14 @@ impl HostCommand {
         match self {
             HostCommand::Init(args) => {
                 let lock = super::lock(env, "host init")?;
-                // sshd's reload cannot be undone: it comes after every
-                // other step that may fail.
+                // sshd's plan first, so its refusals come before any
+                // probe; its steps last, because sshd's reload cannot be
+                // undone: it follows every other step that may fail.
+                let sshd = plan(&env.paths, args.harden)?;
                 let mut plan = sysctl_plan(&env.paths)?;
                 plan.append(fail2ban_plan(&env.paths)?);
                 plan.append(network_plan(env)?);
-                plan.append(super::host::plan(&env.paths, args.harden)?);
+                plan.append(sshd);
                 match existing_jump_account(&env.paths)? {
                     Some(user) => plan.push(policy_step(&env.paths, &user)),
                     None => plan.unchanged(

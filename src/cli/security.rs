@@ -158,7 +158,7 @@ impl StatusArgs {
                     self.since, settings.logpath
                 );
                 for (account, count) in failures.iter().take(10) {
-                    println!("  {count:>6}  {account}");
+                    println!("  {count:>6}  {}", super::audit::shown(account));
                 }
             }
         }
