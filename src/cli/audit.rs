@@ -13,6 +13,7 @@ use serde_json::json;
 use super::Env;
 use crate::authlog::{self, Record, Time};
 use crate::error::Refused;
+use crate::fail2ban::Span;
 use crate::names::UserName;
 
 /// Jump sessions and refused attempts on this bastion, from sshd's log
@@ -95,20 +96,11 @@ fn parse_when_at(text: &str, now: Time) -> Result<Time, String> {
     if let Some(time) = Time::parse(text) {
         return Ok(time);
     }
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let unit: i64 = match &text[digits..] {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => 0,
-    };
-    match text[..digits].parse::<i64>() {
-        Ok(n) if unit > 0 && digits > 0 => n
-            .checked_mul(unit * 1_000_000)
-            .map(|ago| Time(now.0 - ago))
-            .ok_or_else(|| format!("{text:?} is too far back")),
+    // A duration ago, with its unit (a bare number is no time here).
+    match text.parse::<Span>() {
+        Ok(span) if !text.ends_with(|c: char| c.is_ascii_digit()) => {
+            Ok(now.minus_secs(span.seconds))
+        }
         _ => Err(format!(
             "{:?} is not a time: use RFC 3339, YYYY-mm-dd[ HH:MM[:SS]] or a duration like 2h or 7d",
             text
