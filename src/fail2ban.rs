@@ -470,22 +470,41 @@ pub fn query(cmd: &Cmd) -> Result<String> {
     if out.status.success() {
         return Ok(out.stdout);
     }
-    let text = format!("{}{}", out.stdout, out.stderr);
-    if text.contains("Sorry but the jail") && text.contains("does not exist") {
-        return Err(Refused(format!(
+    match Trouble::of(&format!("{}{}", out.stdout, out.stderr)) {
+        Some(Trouble::NoJail) => Err(Refused(format!(
             "fail2ban has no {JAIL} jail: fail2ban is not set up for containarium; \
              `containarium host init` sets it up"
         ))
-        .into());
-    }
-    if text.contains("Is fail2ban running?") {
-        return Err(Refused(
+        .into()),
+        Some(Trouble::NotRunning) => Err(Refused(
             "fail2ban is not running: start it (systemctl start fail2ban, or fail2ban-server -b)"
                 .into(),
         )
-        .into());
+        .into()),
+        None => Err(exec::failure(cmd, &out).into()),
     }
-    Err(exec::failure(cmd, &out).into())
+}
+
+/// The failures of a `fail2ban-client` call an admin can fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// Exit 255, "Sorry but the jail 'sshd' does not exist".
+    NoJail,
+    /// Exit 255, "… Is fail2ban running?".
+    NotRunning,
+}
+
+impl Trouble {
+    /// Which one a failed call's output (stdout and stderr) says, if any.
+    pub fn of(output: &str) -> Option<Trouble> {
+        if output.contains("Sorry but the jail") && output.contains("does not exist") {
+            Some(Trouble::NoJail)
+        } else if output.contains("Is fail2ban running?") {
+            Some(Trouble::NotRunning)
+        } else {
+            None
+        }
+    }
 }
 
 /// `fail2ban-client status sshd`: a tree with a TAB after each colon.

@@ -1302,11 +1302,14 @@ fn fail2ban_check(enabled: bool, probe: &Fail2banProbe) -> Check {
             Err(err) => Check::fail(NAME, err.to_string(), "fail2ban-client status sshd"),
         };
     }
-    if both.contains("does not exist") {
-        return Check::fail(NAME, "fail2ban runs but has no sshd jail", HOST_INIT);
-    }
-    if both.contains("Is fail2ban running?") {
-        return Check::fail(NAME, "fail2ban is not running", "systemctl start fail2ban");
+    match fail2ban::Trouble::of(&both) {
+        Some(fail2ban::Trouble::NoJail) => {
+            return Check::fail(NAME, "fail2ban runs but has no sshd jail", HOST_INIT);
+        }
+        Some(fail2ban::Trouble::NotRunning) => {
+            return Check::fail(NAME, "fail2ban is not running", "systemctl start fail2ban");
+        }
+        None => {}
     }
     let tail = both
         .trim()
