@@ -141,7 +141,7 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
         chosen => chosen,
     };
     let switch = if settings.enabled { "on" } else { "off" };
-    let files = [
+    let mut files = vec![
         (
             "install the fail2ban filter override (sshd-session)".to_string(),
             paths.fail2ban_filter_override(),
@@ -169,9 +169,8 @@ fn fail2ban_plan(paths: &Paths) -> Result<Plan> {
     // Refuse before planning anything, so a refusal changes nothing. An
     // admin's own filter.d/sshd.local is a common customisation: kept, with
     // a warning, rather than refused.
-    let mut files = files.to_vec();
     let filter = paths.fail2ban_filter_override();
-    if refuse_foreign(&filter).is_err() {
+    if is_foreign(&filter)? {
         plan.unchanged(format!(
             "fail2ban filter override (warning: {} is not ours and is kept: unless it \
              matches sshd-session, OpenSSH 9.8 and later go unwatched)",
@@ -418,14 +417,19 @@ fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
 
 /// Refuses a file at one of our paths that does not carry our marker.
 fn refuse_foreign(path: &Path) -> Result<()> {
-    match files::read_optional(path)? {
-        Some(text) if !text.starts_with(sshd::MARKER) => Err(Refused(format!(
+    if is_foreign(path)? {
+        return Err(Refused(format!(
             "{} exists and was not written by containarium; move it aside first",
             path.display()
         ))
-        .into()),
-        _ => Ok(()),
+        .into());
     }
+    Ok(())
+}
+
+/// A file is at `path` and does not carry our marker.
+fn is_foreign(path: &Path) -> Result<bool> {
+    Ok(files::read_optional(path)?.is_some_and(|text| !text.starts_with(sshd::MARKER)))
 }
 
 /// Writes `contents` to our file `path` unless it holds them already;
