@@ -232,6 +232,13 @@ impl Paths {
         self.at("/run/containarium.lock")
     }
 
+    /// The lock a verb holds on one user for its whole run (see
+    /// `cli::lock_user`).
+    pub fn user_lock_file(&self, user: &UserName) -> PathBuf {
+        self.at("/run/containarium/users")
+            .join(format!("{user}.lock"))
+    }
+
     /// The local account database, where `useradd` puts jump accounts.
     pub fn passwd(&self) -> PathBuf {
         self.at("/etc/passwd")

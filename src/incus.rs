@@ -123,6 +123,19 @@ impl Incus {
         exec::run(cmd).or_else(|err| Err(daemon_refusal(err)?.into()))
     }
 
+    /// A failure (not a refusal), said plainly when the Incus daemon
+    /// stopped answering during the run: the failed step then tells only
+    /// how its connection broke.
+    pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        if err.chain().any(|cause| cause.is::<Refused>()) {
+            return err;
+        }
+        match exec::run(&self.cmd(["query", "/1.0"])).map_err(daemon_refusal) {
+            Err(Err(down)) => err.context(down.0),
+            _ => err,
+        }
+    }
+
     pub fn exec_cmd<I, S>(&self, instance: &str, argv: I) -> Cmd
     where
         I: IntoIterator<Item = S>,

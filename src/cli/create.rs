@@ -94,9 +94,10 @@ impl CreateArgs {
         let dry_run = self.dry_run;
         let spec = self.into_spec(env)?;
         let start = Instant::now();
-        // Held from the probes on: the address chosen must still be free
-        // when `incus init` records it.
-        let lock = super::lock(env, &format!("create {}", spec.user))?;
+        // Ours is held from the probes on: the address chosen must still be
+        // free when `incus init` records it. The user's, to the end.
+        let (_user_lock, lock) =
+            super::lock_user(env, &spec.user, &format!("create {}", spec.user))?;
         let (plan, ip) = plan(env, &spec)?;
         if dry_run {
             print!("{}", plan.describe());
@@ -134,8 +135,22 @@ impl CreateArgs {
 fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     let incus = &env.incus;
     let user = &spec.user;
-    if let Some(existing) = incus.instance(&spec.container)? {
-        match existing.owner() {
+    let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
+    let leftover = match incus.instance(&spec.container)? {
+        None => None,
+        // Under the user's lock, a pending container is what a run that
+        // died half-way left: it never became ready, so nobody had it yet.
+        Some(existing) if existing.owner() == Some(user.as_str()) && is_pending(&existing) => {
+            plan.push(Step::new(
+                format!(
+                    "delete {}, left pending by an interrupted create or restore",
+                    spec.container
+                ),
+                Action::run(incus.delete_cmd(&spec.container)),
+            ));
+            Some(existing.name)
+        }
+        Some(existing) => match existing.owner() {
             Some(_) => bail!(Refused(format!(
                 "{user} already exists (container {}); nothing changed",
                 spec.container
@@ -144,8 +159,8 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
                 "an instance named {} already exists and is not managed by containarium",
                 spec.container
             ))),
-        }
-    }
+        },
+    };
     let adopt_account = match accounts::lookup(user.as_str())? {
         None => false,
         Some(account) if accounts::is_ours(&account)? => true,
@@ -154,13 +169,15 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
         ))),
     };
     incus.require_image(&spec.image)?;
-    let all = network::all_instances(incus)?;
+    let mut all = network::all_instances(incus)?;
     super::refuse_claimed_elsewhere(env, user, &all)?;
+    // The leftover's address is free again once it is gone.
+    let here = incus.project().unwrap_or("default");
+    all.retain(|i| !(Some(&i.name) == leftover.as_ref() && i.project == here));
     let net = TenantNet::probe(incus, spec.network.as_deref())?;
     net.require_guarded(&incus.firewall()?)?;
     let ip = network::allocate(&net, &network::taken(&net, &all))?;
 
-    let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
     let container = spec.container.clone();
     // Whatever a failed or interrupted `incus init` left is ours: the name
     // was free when we probed, under our lock.
@@ -226,6 +243,11 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
         Action::run(incus.config_set_cmd(&container, key::STATE, "ready")),
     ));
     Ok((plan, ip))
+}
+
+/// Whether provisioning of `instance` has not finished (see [`key::STATE`]).
+pub(super) fn is_pending(instance: &crate::incus::Instance) -> bool {
+    instance.config_value(key::STATE) == Some("pending")
 }
 
 /// Waits until sshd answers on the container's address: what "started"

@@ -52,7 +52,8 @@ impl DeleteArgs {
                 self.user
             ))?;
         }
-        let lock = super::lock(env, &format!("delete {}", self.user))?;
+        let (_user_lock, lock) =
+            super::lock_user(env, &self.user, &format!("delete {}", self.user))?;
         let plan = self.plan(env)?;
         if self.dry_run {
             print!("{}", plan.describe());

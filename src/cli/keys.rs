@@ -74,7 +74,8 @@ impl KeysCommand {
                 Ok(())
             }
             KeysCommand::Add(args) => {
-                let lock = super::lock(env, &format!("keys add {}", args.user))?;
+                let (_user_lock, lock) =
+                    super::lock_user(env, &args.user, &format!("keys add {}", args.user))?;
                 let instance = super::managed(env, &args.user)?;
                 let mut wanted = instance.keys()?;
                 let before = wanted.len();
@@ -98,7 +99,8 @@ impl KeysCommand {
                 )
             }
             KeysCommand::Remove(args) => {
-                let lock = super::lock(env, &format!("keys remove {}", args.user))?;
+                let (_user_lock, lock) =
+                    super::lock_user(env, &args.user, &format!("keys remove {}", args.user))?;
                 let instance = super::managed(env, &args.user)?;
                 let have = instance.keys()?;
                 let matching: Vec<&PublicKey> = have

@@ -105,7 +105,7 @@ impl Cli {
             incus: Incus::new(self.project),
             paths: Paths::from_env(),
         };
-        match self.command {
+        let result = match self.command {
             Command::Create(args) => args.run(&env),
             Command::List(args) => args.run(&env),
             Command::Info(args) => args.run(&env),
@@ -123,7 +123,8 @@ impl Cli {
             Command::Host(command) => command.run(&env),
             Command::Audit(args) => args.run(&env),
             Command::Security(command) => command.run(&env),
-        }
+        };
+        result.map_err(|err| env.incus.explain(err))
     }
 }
 
@@ -146,6 +147,21 @@ fn tenant_net(env: &Env) -> Result<crate::network::TenantNet> {
 /// plans from cannot change under it.
 fn lock(env: &Env, what: &str) -> Result<crate::lock::Lock> {
     crate::lock::acquire(&env.paths.lock_file(), what)
+}
+
+/// For a verb that changes one user: the user's own lock, then ours. The
+/// user's lock is held for the whole run, also once ours is released
+/// (`create` lets ours go before the container boots), so a `pending`
+/// container whose user's lock is free was left by a run that died
+/// half-way. The user's lock is always taken first and never while ours
+/// is held: two runs never wait for each other.
+fn lock_user(
+    env: &Env,
+    user: &crate::names::UserName,
+    what: &str,
+) -> Result<(crate::lock::Lock, crate::lock::Lock)> {
+    let mine = crate::lock::acquire(&env.paths.user_lock_file(user), what)?;
+    Ok((mine, lock(env, what)?))
 }
 
 /// The user's container, refusing when there is none or it is not ours.

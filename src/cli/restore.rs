@@ -57,8 +57,10 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let lock = super::lock(env, &format!("restore {}", self.file.display()))?;
-        let (plan, user) = self.plan(env)?;
+        let (owner, user) = self.target()?;
+        let (_user_lock, lock) =
+            super::lock_user(env, &user, &format!("restore {}", self.file.display()))?;
+        let plan = self.plan(env, owner, &user)?;
         if self.dry_run {
             print!("{}", plan.describe());
             return Ok(());
@@ -69,7 +71,9 @@ impl RestoreArgs {
         Ok(())
     }
 
-    fn plan(&self, env: &Env) -> Result<(Plan, UserName)> {
+    /// Checks the file and the flags; returns the user the backup belonged
+    /// to and the one it is restored for.
+    fn target(&self) -> Result<(UserName, UserName)> {
         let shown = self.file.display();
         match std::fs::symlink_metadata(&self.file) {
             Ok(meta) if meta.is_file() && meta.len() > 0 => {}
@@ -88,12 +92,24 @@ impl RestoreArgs {
             ));
         }
         let user = self.as_user.clone().unwrap_or_else(|| owner.clone());
+        Ok((owner, user))
+    }
+
+    fn plan(&self, env: &Env, owner: UserName, user: &UserName) -> Result<Plan> {
+        let user = user.clone();
         let name = user.container();
         let incus = &env.incus;
-        if incus.instance(&name)?.is_some() {
-            bail!(Refused(format!(
-                "{name} already exists: delete it first or restore with --as USER"
-            )));
+        match incus.instance(&name)? {
+            None => {}
+            // Under the user's lock: what a run that died half-way left.
+            Some(existing) if super::create::is_pending(&existing) => bail!(Refused(format!(
+                "{name} is pending: an earlier create or restore of {user} was interrupted; \
+                 `containarium delete {user} --force` removes it, then restore again"
+            ))),
+            Some(_) => bail!(Refused(format!(
+                "{name} already exists: `containarium delete {user}` first, or restore with \
+                 --as USER"
+            ))),
         }
         let all = network::all_instances(incus)?;
         super::refuse_claimed_elsewhere(env, &user, &all)?;
@@ -214,7 +230,7 @@ impl RestoreArgs {
             "mark the container ready",
             Action::run(incus.config_set_cmd(&name, key::STATE, "ready")),
         ));
-        Ok((plan, user))
+        Ok(plan)
     }
 }
 
@@ -336,6 +352,8 @@ fn check_import(
     net: &TenantNet,
     defaults: &Defaults,
 ) -> Result<Ipv4Addr> {
+    // The backup says `ready`; until this restore is done, it is not.
+    exec::run(&incus.config_set_cmd(name, key::STATE, "pending"))?;
     let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}")))?;
     let instance: Imported =
         serde_json::from_str(&out.stdout).context("parsing the imported instance")?;

@@ -358,6 +358,110 @@ fn create_runs_the_plan_and_records_everything_in_incus() {
     );
 }
 
+/// A create killed half-way leaves its container `pending`. While another
+/// run holds the user's lock (it may be that create, still booting), the
+/// container is left alone; once the lock is free, `create` replaces it
+/// (the jump account the dead run made is adopted: see the e2e crash suite).
+#[test]
+fn create_replaces_a_container_an_interrupted_run_left_pending() {
+    let s = Sandbox::new(3);
+    assert!(s.create().status.success());
+    let ready_ip = s.instance().unwrap()["devices"]["eth0"]["ipv4.address"].clone();
+    s.edit_instance(&format!("{USER}-container"), |inst| {
+        inst["config"]["user.containarium.state"] = "pending".into();
+        inst["expanded_config"]["user.containarium.state"] = "pending".into();
+    });
+    let lock_path = s.path(&format!("root/run/containarium/users/{USER}.lock"));
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let holder = std::fs::File::create(&lock_path).unwrap();
+    holder.lock().unwrap();
+    std::fs::write(&lock_path, format!("4242 containarium create {USER}")).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(holder);
+    });
+    s.clear_log();
+    let out = s.create();
+    release.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "waiting for lock {} (held by pid 4242, containarium create {USER}",
+            lock_path.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let log = s.log();
+    let delete = format!("incus delete --force {USER}-container");
+    let deleted = log.iter().position(|l| *l == delete).expect("deleted");
+    let init = log
+        .iter()
+        .position(|l| l.starts_with("incus init"))
+        .unwrap();
+    assert!(deleted < init, "{log:#?}");
+    let inst = s.instance().unwrap();
+    assert_eq!(inst["config"]["user.containarium.state"], "ready");
+    // Its own address was free again.
+    assert_eq!(inst["devices"]["eth0"]["ipv4.address"], ready_ip);
+
+    // A ready container is never replaced.
+    s.clear_log();
+    let again = s.create();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(!s.log().iter().any(|l| l.contains("delete")));
+}
+
+/// incusd stops while `create` waits for the boot: the error says so, what
+/// can be undone without Incus is (the account, the key file), the rest is
+/// named; once Incus is back, `create` again replaces what was left.
+#[test]
+fn create_says_when_incus_stopped_under_it_and_a_rerun_cleans_up() {
+    let s = Sandbox::new(4);
+    let key = s.path("alice.pub");
+    let args = [
+        "create",
+        USER,
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--image",
+        "local:dev",
+    ];
+    let out = s.run_with(&args, &[("FAKE_INCUS_DOWN_AFTER", "incus start")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(
+            "error: the Incus daemon is not running: start it with `systemctl start incus`"
+        ) && last.contains("wait for cloud-init failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "run `incus delete --force {USER}-container` by hand"
+        )),
+        "{err}"
+    );
+    assert!(s.log().contains(&format!("userdel -- {USER}")));
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{USER}"))
+            .exists()
+    );
+    assert_eq!(
+        s.instance().unwrap()["config"]["user.containarium.state"],
+        "pending"
+    );
+
+    std::fs::remove_file(s.path("state/_incus_down")).unwrap();
+    let out = s.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.instance().unwrap()["config"]["user.containarium.state"],
+        "ready"
+    );
+}
+
 #[test]
 fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
     let s = Sandbox::new(2);
@@ -463,6 +567,10 @@ fn create_undoes_earlier_steps_when_any_step_fails() {
         let log = s.log();
         let at = log.iter().position(|l| l.contains(failing)).unwrap();
         let after: Vec<String> = log[at + 1..].to_vec();
+        // A failure is followed by asking whether Incus is still up, to
+        // say so if it is not.
+        let mut undo = undo;
+        undo.push("incus query /1.0".into());
         assert_eq!(after, undo, "{failing}: {log:#?}");
         assert!(s.instance().is_none(), "{failing}: container left behind");
         assert!(
@@ -1517,7 +1625,29 @@ fn restore_brings_back_container_address_account_and_keys() {
 
     let out = s.run(&["restore", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("already exists: delete it first or restore with --as USER"));
+    assert!(
+        stderr(&out).contains(&format!(
+            "already exists: `containarium delete {USER}` first, or restore with --as USER"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // Left pending by a restore that was killed: the refusal names the
+    // command that cleans up.
+    s.edit_instance(&format!("{USER}-container"), |inst| {
+        inst["config"]["user.containarium.state"] = "pending".into();
+        inst["expanded_config"]["user.containarium.state"] = "pending".into();
+    });
+    let out = s.run(&["restore", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: {USER}-container is pending: an earlier create or restore of {USER} was \
+             interrupted; `containarium delete {USER} --force` removes it, then restore again\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
 
     // A backup that asks for root on the host: refused key by key, and the
     // import is gone again.

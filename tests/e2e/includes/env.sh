@@ -47,6 +47,8 @@
 E2E_PROJECT=${E2E_PROJECT:-ctme2e}
 E2E_POOL=${E2E_POOL:-ctme2e}
 E2E_POOL_SIZE=${E2E_POOL_SIZE:-8GiB}
+# A pool too small for the image: the crash suite's full pool.
+E2E_POOL_TINY=ctme2e-tiny
 E2E_BRIDGE=${E2E_BRIDGE:-ctme2ebr0}
 E2E_BRIDGE2=ctme2ebr1
 E2E_ACL=containarium-tenants
@@ -339,7 +341,7 @@ e2e_delete_incus_objects() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
 	e2e_lock || return 1
-	local rc=0 n
+	local rc=0 n pool
 	e2e__check_names || return 1
 	e2e_incus_up || return 0
 	e2e__init_state || return 1
@@ -375,14 +377,15 @@ e2e_delete_incus_objects() {
 		incus query "/1.0/network-acls/$E2E_ACL" | jq -e '.used_by | length == 0' >/dev/null; then
 		incus network acl delete "$E2E_ACL" >/dev/null || rc=1
 	fi
-	if e2e__exists storage show "$E2E_POOL"; then
+	for pool in "$E2E_POOL" "$E2E_POOL_TINY"; do
+		e2e__exists storage show "$pool" || continue
 		# Image volumes (cached unpacked images) keep the pool busy.
-		for n in $(incus storage volume list "$E2E_POOL" --all-projects --format json |
+		for n in $(incus storage volume list "$pool" --all-projects --format json |
 			jq -r '.[] | select(.type == "image") | "\(.project) \(.name)"' | tr ' ' '/'); do
-			incus storage volume delete --project "${n%%/*}" "$E2E_POOL" "image/${n#*/}" >/dev/null || rc=1
+			incus storage volume delete --project "${n%%/*}" "$pool" "image/${n#*/}" >/dev/null || rc=1
 		done
-		incus storage delete "$E2E_POOL" >/dev/null || rc=1
-	fi
+		incus storage delete "$pool" >/dev/null || rc=1
+	done
 	return "$rc"
 }
 

@@ -14,7 +14,9 @@ a connection that an earlier hostile Match block wins
 (sshd-T-hostile-match.txt). The fake fail2ban-client keeps its sshd jail's
 bans in $FAKE_STATE/_fail2ban.json and prints what fail2ban 1.0.2 prints
 (tests/fixtures/fail2ban-*.txt); with $FAKE_F2B_DOWN set no server answers,
-with $FAKE_F2B_NO_JAIL set there is no sshd jail.
+with $FAKE_F2B_NO_JAIL set there is no sshd jail. Once a call containing
+$FAKE_INCUS_DOWN_AFTER has run, the daemon is gone: every later incus call
+fails as the real client does when nothing listens on its socket.
 """
 import json
 import os
@@ -26,6 +28,14 @@ args = sys.argv[1:]
 line = " ".join([prog] + [a.split("\n")[0] + ("…" if "\n" in a else "") for a in args])
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(line + "\n")
+down_after = os.environ.get("FAKE_INCUS_DOWN_AFTER")
+down_marker = os.path.join(os.environ.get("FAKE_STATE", "/nonexistent"), "_incus_down")
+if prog == "incus" and down_after and os.path.exists(down_marker):
+    sys.stderr.write('Error: Get "http://unix.socket/1.0": dial unix /var/lib/incus/unix.socket: '
+                     "connect: no such file or directory\n")
+    sys.exit(1)
+if prog == "incus" and down_after and down_after in line:
+    open(down_marker, "w").close()
 fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
