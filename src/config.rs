@@ -228,6 +228,11 @@ impl Paths {
         self.at("/usr/lib/python3/dist-packages/systemd/journal.py")
     }
 
+    /// The host's /proc, where `reap` reads containers' connections.
+    pub fn proc_dir(&self) -> PathBuf {
+        self.at("/proc")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.at("/run/containarium.lock")
     }

@@ -25,6 +25,17 @@ pub mod key {
     /// The user's public keys, one per line: what `sync-accounts` rebuilds
     /// the jump account's key file from when the bastion lost it.
     pub const KEYS: &str = "user.containarium.keys";
+    /// The image the container was created from (for drift in `apply`).
+    pub const IMAGE: &str = "user.containarium.image";
+    /// The cohort (`apply`'s set) the container belongs to.
+    pub const SET: &str = "user.containarium.set";
+    /// When the container ends (RFC 3339, UTC): `reap` stops it then, and
+    /// deletes it a grace period later.
+    pub const EXPIRES: &str = "user.containarium.expires";
+    /// How long without an SSH connection before `reap` stops it (`2h`).
+    pub const IDLE_STOP: &str = "user.containarium.idle-stop";
+    /// The last time `reap` saw an SSH connection to it (RFC 3339, UTC).
+    pub const LAST_ACTIVE: &str = "user.containarium.last-active";
 }
 
 #[derive(Debug, Clone, Default)]
@@ -341,6 +352,9 @@ pub struct Instance {
     pub expanded_devices: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub state: Option<State>,
+    /// When Incus last started it (RFC 3339).
+    #[serde(default)]
+    pub last_used_at: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -2,9 +2,11 @@
 //! SSH jump accounts. See ARCHITECTURE.md for the map.
 
 pub mod accounts;
+pub mod activity;
 pub mod authlog;
 pub mod cli;
 pub mod cloud_init;
+pub mod cohort;
 pub mod config;
 pub mod error;
 pub mod exec;

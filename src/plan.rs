@@ -285,7 +285,7 @@ impl Plan {
         for step in self.steps {
             let result =
                 ui::step(&step.synopsis, || step.action.apply(&ctx, facts)).and_then(|()| {
-                    if INTERRUPTED.load(Ordering::SeqCst) {
+                    if interrupted() {
                         bail!("interrupted by a signal")
                     }
                     Ok(())
@@ -348,36 +348,52 @@ extern "C" fn note_interrupt(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// While alive, SIGINT, SIGTERM and SIGHUP only set a flag, so a plan stops
-/// between steps and undoes what it did instead of dying half-way.
-struct SignalGuard {
-    previous: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+/// Whether SIGINT, SIGTERM or SIGHUP arrived while a guard was alive.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
+type Dispositions = Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>;
+
+/// How many guards are alive (plans apply in several threads under
+/// `apply`), and the dispositions the first one replaced.
+static GUARDS: std::sync::Mutex<(usize, Dispositions)> = std::sync::Mutex::new((0, Vec::new()));
+
+/// While alive, SIGINT, SIGTERM and SIGHUP only set a flag, so a plan stops
+/// between steps and undoes what it did instead of dying half-way.
+pub struct SignalGuard(());
+
 impl SignalGuard {
-    fn install() -> SignalGuard {
+    pub fn install() -> SignalGuard {
         use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-        let action = SigAction::new(
-            SigHandler::Handler(note_interrupt),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        let mut previous = Vec::new();
-        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-            // SAFETY: the handler only stores to an atomic.
-            if let Ok(old) = unsafe { sigaction(signal, &action) } {
-                previous.push((signal, old));
+        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        if guards.0 == 0 {
+            let action = SigAction::new(
+                SigHandler::Handler(note_interrupt),
+                SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
+            for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                // SAFETY: the handler only stores to an atomic.
+                if let Ok(old) = unsafe { sigaction(signal, &action) } {
+                    guards.1.push((signal, old));
+                }
             }
         }
-        SignalGuard { previous }
+        guards.0 += 1;
+        SignalGuard(())
     }
 }
 
 impl Drop for SignalGuard {
     fn drop(&mut self) {
-        for (signal, old) in &self.previous {
-            // SAFETY: restores the disposition we replaced.
-            let _ = unsafe { nix::sys::signal::sigaction(*signal, old) };
+        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        guards.0 -= 1;
+        if guards.0 == 0 {
+            for (signal, old) in guards.1.drain(..) {
+                // SAFETY: restores the disposition we replaced.
+                let _ = unsafe { nix::sys::signal::sigaction(signal, &old) };
+            }
         }
     }
 }

@@ -7,10 +7,26 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+thread_local! {
+    /// What this thread's lines start with: the user, while `apply` works
+    /// on several at once.
+    static PREFIX: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Runs `work` with every line of progress it makes starting `prefix` (and
+/// no spinner: lines of several threads interleave).
+pub fn with_prefix<T>(prefix: &str, work: impl FnOnce() -> T) -> T {
+    PREFIX.with(|p| *p.borrow_mut() = prefix.to_string());
+    let result = work();
+    PREFIX.with(|p| p.borrow_mut().clear());
+    result
+}
+
 /// Runs `work` as a step called `synopsis`, reporting it and its duration.
 pub fn step<T, E>(synopsis: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     let start = Instant::now();
-    let spinner = std::io::stderr().is_terminal().then(|| {
+    let alone = PREFIX.with(|p| p.borrow().is_empty());
+    let spinner = (alone && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap());
         bar.set_message(synopsis.to_string());
@@ -36,7 +52,8 @@ pub fn step<T, E>(synopsis: &str, work: impl FnOnce() -> Result<T, E>) -> Result
 /// `eprintln!` would.
 pub fn note(message: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{message}");
+    let prefix = PREFIX.with(|p| p.borrow().clone());
+    let _ = writeln!(std::io::stderr(), "{prefix}{message}");
 }
 
 pub fn seconds(d: Duration) -> String {

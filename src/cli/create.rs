@@ -20,10 +20,13 @@ use clap::Args;
 
 use super::{Env, print_json};
 use crate::accounts;
+use crate::authlog::Time;
 use crate::cloud_init::{self, Template};
+use crate::cohort::Expiry;
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::Cmd;
+use crate::fail2ban::Span;
 use crate::files::{self, FileWrite};
 use crate::incus::{Incus, key};
 use crate::keys::{self, PublicKey};
@@ -63,6 +66,16 @@ pub struct CreateArgs {
     #[arg(long, value_name = "NAME")]
     template: Option<String>,
 
+    /// When the container ends: a date (2026-12-31, UTC), an RFC 3339
+    /// time, or a duration from now (30d); `reap` stops it then
+    #[arg(long, value_name = "DATE|DURATION", value_parser = Expiry::parse)]
+    expires: Option<Expiry>,
+
+    /// Stop the container after this long without an SSH connection
+    /// (`reap` does), e.g. 2h
+    #[arg(long, value_name = "DURATION")]
+    idle_stop: Option<Span>,
+
     /// Print the plan, with the rendered user-data, and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -72,20 +85,25 @@ pub struct CreateArgs {
     json: bool,
 }
 
-/// Everything `create` will make, resolved from flags, config and files.
-struct Spec {
-    user: UserName,
-    container: String,
-    keys: Vec<PublicKey>,
-    image: String,
-    storage_pool: Option<String>,
-    network: Option<String>,
-    disk: ByteSize,
-    cpu: u32,
-    memory: ByteSize,
-    docker: bool,
-    autostart: bool,
-    template: Template,
+/// Everything `create` will make, resolved from flags, config and files
+/// (or from a cohort file, by `apply`).
+pub(super) struct Spec {
+    pub user: UserName,
+    pub container: String,
+    pub keys: Vec<PublicKey>,
+    pub image: String,
+    pub storage_pool: Option<String>,
+    pub network: Option<String>,
+    pub disk: ByteSize,
+    pub cpu: u32,
+    pub memory: ByteSize,
+    pub docker: bool,
+    pub autostart: bool,
+    pub template: Template,
+    pub expires: Option<Expiry>,
+    pub idle_stop: Option<Span>,
+    /// `apply`'s set, recorded as [`key::SET`].
+    pub set: Option<String>,
 }
 
 impl CreateArgs {
@@ -94,18 +112,9 @@ impl CreateArgs {
         let dry_run = self.dry_run;
         let spec = self.into_spec(env)?;
         let start = Instant::now();
-        // Ours is held from the probes on: the address chosen must still be
-        // free when `incus init` records it. The user's, to the end.
-        let (_user_lock, lock) =
-            super::lock_user(env, &spec.user, &format!("create {}", spec.user))?;
-        let (plan, ip) = plan(env, &spec)?;
-        if dry_run {
-            print!("{}", plan.describe());
-            return Ok(());
+        if let Some(facts) = create(env, &spec, dry_run)? {
+            report(&spec, &facts, start.elapsed(), json);
         }
-        let mut facts = Facts { ipv4: Some(ip) };
-        plan.apply_holding(lock, &mut facts)?;
-        report(&spec, &facts, start.elapsed(), json);
         Ok(())
     }
 
@@ -127,14 +136,41 @@ impl CreateArgs {
             docker: !self.no_docker,
             autostart: !self.no_autostart,
             template,
+            expires: self.expires,
+            idle_stop: self.idle_stop,
+            set: None,
         })
     }
+}
+
+/// Plans and applies `spec` (or prints the plan: `None` then); returns what
+/// was learned, the address.
+pub(super) fn create(env: &Env, spec: &Spec, dry_run: bool) -> Result<Option<Facts>> {
+    // Ours is held from the probes on: the address chosen must still be
+    // free when `incus init` records it. The user's, to the end.
+    let (_user_lock, lock) = super::lock_user(env, &spec.user, &format!("create {}", spec.user))?;
+    let (plan, ip) = plan(env, spec)?;
+    if dry_run {
+        print!("{}", plan.describe());
+        return Ok(None);
+    }
+    let mut facts = Facts { ipv4: Some(ip) };
+    plan.apply_holding(lock, &mut facts)?;
+    Ok(Some(facts))
 }
 
 /// The plan, and the address it gives the container.
 fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     let incus = &env.incus;
     let user = &spec.user;
+    if let Some(expires) = &spec.expires
+        && expires.at(Time::now()) <= Time::now()
+    {
+        bail!(Refused(format!(
+            "{user} would expire at {}, which has passed; nothing changed",
+            expires.at(Time::now())
+        )));
+    }
     let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
     let leftover = match incus.instance(&spec.container)? {
         None => None,
@@ -309,7 +345,7 @@ fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
     if let Some(network) = &spec.network {
         cmd = cmd.args(["--network", network]);
     }
-    let created = created_timestamp();
+    let created = Time::now();
     let mut config = vec![
         ("limits.cpu", spec.cpu.to_string()),
         ("limits.memory", spec.memory.to_string()),
@@ -317,11 +353,21 @@ fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
         (key::OWNER, spec.user.to_string()),
         (key::STATE, "pending".to_string()),
         (key::TEMPLATE, spec.template.name.clone()),
-        (key::CREATED, created),
+        (key::CREATED, created.to_string()),
         (key::JUMP_ACCOUNT, spec.user.to_string()),
         (key::DOCKER, spec.docker.to_string()),
         (key::KEYS, keys::to_lines(&spec.keys)),
+        (key::IMAGE, spec.image.clone()),
     ];
+    if let Some(expires) = &spec.expires {
+        config.push((key::EXPIRES, expires.at(created).to_string()));
+    }
+    if let Some(idle_stop) = &spec.idle_stop {
+        config.push((key::IDLE_STOP, idle_stop.to_string()));
+    }
+    if let Some(set) = &spec.set {
+        config.push((key::SET, set.clone()));
+    }
     if spec.docker {
         // Docker in an unprivileged container: nesting, plus the syscalls
         // overlayfs and image unpacking need, intercepted by Incus.
@@ -347,7 +393,7 @@ fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
 
 /// Now, in UTC, RFC 3339.
 pub(super) fn created_timestamp() -> String {
-    rfc3339(since_epoch().as_secs())
+    Time::now().to_string()
 }
 
 /// Now, as time since the Unix epoch.
@@ -355,27 +401,6 @@ fn since_epoch() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-/// Seconds since the epoch as RFC 3339 UTC; no date crate for one line.
-fn rfc3339(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days, Howard Hinnant's algorithm.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// Checks what matters instead of trusting exit codes: the user exists, has
@@ -468,15 +493,6 @@ fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        // Expected values from Python's datetime.
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_482_123), "2026-11-24T01:02:03Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-    }
 
     #[test]
     fn banner_wait_reads_ssh_identification() {

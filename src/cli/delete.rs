@@ -4,7 +4,7 @@
 //! non-empty export was written first.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -42,7 +42,10 @@ impl DeleteArgs {
         if !self.force && !self.dry_run {
             // Asked without our lock held, so a waiting prompt holds
             // nobody up; planned again under it below.
-            if self.plan(env)?.steps.is_empty() {
+            if plan(env, &self.user, self.backup.as_deref())?
+                .steps
+                .is_empty()
+            {
                 println!("nothing to delete for {}", self.user);
                 return Ok(());
             }
@@ -52,78 +55,89 @@ impl DeleteArgs {
                 self.user
             ))?;
         }
-        let (_user_lock, lock) =
-            super::lock_user(env, &self.user, &format!("delete {}", self.user))?;
-        let plan = self.plan(env)?;
         if self.dry_run {
-            print!("{}", plan.describe());
+            let _locks = super::lock_user(env, &self.user, &format!("delete {}", self.user))?;
+            print!(
+                "{}",
+                plan(env, &self.user, self.backup.as_deref())?.describe()
+            );
             return Ok(());
         }
-        if plan.steps.is_empty() {
+        if delete(env, &self.user, self.backup.as_deref())? {
+            println!("deleted {}", self.user);
+        } else {
             println!("nothing to delete for {}", self.user);
-            return Ok(());
         }
-        plan.apply_holding(lock, &mut Facts::default())?;
-        println!("deleted {}", self.user);
         Ok(())
     }
+}
 
-    fn plan(&self, env: &Env) -> Result<Plan> {
-        let user = &self.user;
-        let name = user.container();
-        let mut plan = Plan::default();
-        let instance = env.incus.instance(&name)?;
-        match &instance {
-            Some(i) if i.owner().is_none() => {
-                bail!(Refused(format!(
-                    "{name} is not managed by containarium; not deleting it"
-                )))
-            }
-            Some(_) => {
-                if let Some(dir) = &self.backup {
-                    super::backup::backup_steps(env, &name, dir, &mut plan)?;
-                }
-            }
-            None if self.backup.is_some() => bail!(Refused(format!(
-                "{name} does not exist: nothing to back up"
-            ))),
-            None => plan.unchanged(format!("container {name} (absent)")),
-        }
-        let account = match accounts::lookup(user.as_str())? {
-            Some(account) if accounts::is_ours(&account)? => Some(account.uid),
-            Some(_) => {
-                plan.unchanged(format!(
-                    "host account {user} (not made by containarium; kept)"
-                ));
-                None
-            }
-            None => {
-                plan.unchanged(format!("jump account {user} (absent)"));
-                None
-            }
-        };
-        let key_file = env.paths.key_file(user);
-        revocation_steps(
-            user,
-            key_file.exists().then_some(key_file),
-            account,
-            &mut plan,
-        );
-        if instance.is_some() {
-            let (incus, container) = (env.incus.clone(), name.clone());
-            plan.push(Step::new(
-                format!("delete container {name}"),
-                Action::check(
-                    format!(
-                        "{} (if a full quota blocks it: lift the quota, try again)",
-                        env.incus.delete_cmd(&name)
-                    ),
-                    move |_| delete_container(&incus, &container),
-                ),
-            ));
-        }
-        Ok(plan)
+/// Deletes what there is of `user` (after a backup into `backup`, if
+/// given) under the user's lock and ours; false when there was nothing.
+pub(super) fn delete(env: &Env, user: &UserName, backup: Option<&Path>) -> Result<bool> {
+    let (_user_lock, lock) = super::lock_user(env, user, &format!("delete {user}"))?;
+    let plan = plan(env, user, backup)?;
+    if plan.steps.is_empty() {
+        return Ok(false);
     }
+    plan.apply_holding(lock, &mut Facts::default())?;
+    Ok(true)
+}
+
+fn plan(env: &Env, user: &UserName, backup: Option<&Path>) -> Result<Plan> {
+    let name = user.container();
+    let mut plan = Plan::default();
+    let instance = env.incus.instance(&name)?;
+    match &instance {
+        Some(i) if i.owner().is_none() => {
+            bail!(Refused(format!(
+                "{name} is not managed by containarium; not deleting it"
+            )))
+        }
+        Some(_) => {
+            if let Some(dir) = backup {
+                super::backup::backup_steps(env, &name, dir, &mut plan)?;
+            }
+        }
+        None if backup.is_some() => bail!(Refused(format!(
+            "{name} does not exist: nothing to back up"
+        ))),
+        None => plan.unchanged(format!("container {name} (absent)")),
+    }
+    let account = match accounts::lookup(user.as_str())? {
+        Some(account) if accounts::is_ours(&account)? => Some(account.uid),
+        Some(_) => {
+            plan.unchanged(format!(
+                "host account {user} (not made by containarium; kept)"
+            ));
+            None
+        }
+        None => {
+            plan.unchanged(format!("jump account {user} (absent)"));
+            None
+        }
+    };
+    let key_file = env.paths.key_file(user);
+    revocation_steps(
+        user,
+        key_file.exists().then_some(key_file),
+        account,
+        &mut plan,
+    );
+    if instance.is_some() {
+        let (incus, container) = (env.incus.clone(), name.clone());
+        plan.push(Step::new(
+            format!("delete container {name}"),
+            Action::check(
+                format!(
+                    "{} (if a full quota blocks it: lift the quota, try again)",
+                    env.incus.delete_cmd(&name)
+                ),
+                move |_| delete_container(&incus, &container),
+            ),
+        ));
+    }
+    Ok(plan)
 }
 
 /// Takes the user's way in away before anything else, each step only if a

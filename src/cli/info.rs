@@ -39,6 +39,10 @@ struct Info {
     autostart: bool,
     template: Option<String>,
     created: Option<String>,
+    expires: Option<String>,
+    idle_stop: Option<String>,
+    /// The last time `reap` saw an SSH connection.
+    last_active: Option<String>,
     jump_account: &'static str,
     keys: Vec<KeyInfo>,
 }
@@ -73,6 +77,9 @@ impl InfoArgs {
             autostart: instance.autostart(),
             template: config(key::TEMPLATE),
             created: config(key::CREATED),
+            expires: config(key::EXPIRES),
+            idle_stop: config(key::IDLE_STOP),
+            last_active: config(key::LAST_ACTIVE),
             jump_account: match accounts::lookup(self.user.as_str())? {
                 Some(account) if accounts::is_ours(&account)? => "present",
                 Some(_) => "a host account not made by containarium",
@@ -102,7 +109,7 @@ fn text(i: &Info) -> String {
         "user:         {}\ncontainer:    {}\nstate:        {}\nipv4:         {}\n\
          disk:         {} used of {}\nmemory:       {} used of {}\ncpu:          {}\n\
          uptime:       {}\nautostart:    {}\ntemplate:     {}\ncreated:      {}\n\
-         jump account: {} ({})\n",
+         expires:      {}\nidle-stop:    {}\nlast active:  {}\njump account: {} ({})\n",
         i.user,
         i.container,
         i.state,
@@ -119,6 +126,9 @@ fn text(i: &Info) -> String {
         if i.autostart { "yes" } else { "no" },
         dash(&i.template),
         dash(&i.created),
+        dash(&i.expires),
+        dash(&i.idle_stop),
+        dash(&i.last_active),
         i.user,
         i.jump_account,
     );
@@ -183,6 +193,9 @@ mod tests {
             autostart: true,
             template: Some("default".into()),
             created: None,
+            expires: Some("2027-01-31T00:00:00Z".into()),
+            idle_stop: Some("2h".into()),
+            last_active: None,
             jump_account: "present",
             keys: vec![KeyInfo {
                 fingerprint: "SHA256:x".into(),
@@ -202,6 +215,9 @@ mod tests {
         autostart:    yes
         template:     default
         created:      -
+        expires:      2027-01-31T00:00:00Z
+        idle-stop:    2h
+        last active:  -
         jump account: alice (present)
         key:          SHA256:x a@laptop (ssh-ed25519)
         ");

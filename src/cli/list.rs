@@ -40,6 +40,10 @@ pub struct Row {
     pub cpu: String,
     pub memory: String,
     pub autostart: bool,
+    /// When it ends (`reap` stops it), or "-".
+    pub expires: String,
+    /// Its idle-stop (`reap` stops it after this long without SSH), or "-".
+    pub idle: String,
 }
 
 impl Row {
@@ -65,6 +69,14 @@ impl Row {
                 .unwrap_or("-")
                 .to_string(),
             autostart: instance.autostart(),
+            expires: instance
+                .config_value(key::EXPIRES)
+                .unwrap_or("-")
+                .to_string(),
+            idle: instance
+                .config_value(key::IDLE_STOP)
+                .unwrap_or("-")
+                .to_string(),
         })
     }
 
@@ -78,6 +90,8 @@ impl Row {
             "cpu": self.cpu,
             "memory": self.memory,
             "autostart": self.autostart,
+            "expires": (self.expires != "-").then_some(&self.expires),
+            "idle_stop": (self.idle != "-").then_some(&self.idle),
         })
     }
 }
@@ -101,8 +115,10 @@ fn table(rows: &[Row]) -> String {
         "CPU",
         "MEMORY",
         "AUTOSTART",
+        "EXPIRES",
+        "IDLE",
     ];
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -114,6 +130,8 @@ fn table(rows: &[Row]) -> String {
                 r.cpu.clone(),
                 r.memory.clone(),
                 if r.autostart { "yes" } else { "no" }.to_string(),
+                r.expires.clone(),
+                r.idle.clone(),
             ]
         })
         .collect();

@@ -7,6 +7,7 @@ use crate::config::Paths;
 use crate::error::Refused;
 use crate::incus::Incus;
 
+mod apply;
 mod audit;
 mod backup;
 mod create;
@@ -18,6 +19,7 @@ mod info;
 mod keys;
 mod list;
 mod power;
+mod reap;
 mod resize;
 mod restore;
 mod security;
@@ -50,6 +52,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Create(create::CreateArgs),
+    Apply(apply::ApplyArgs),
     List(list::ListArgs),
     Info(info::InfoArgs),
     Delete(delete::DeleteArgs),
@@ -68,6 +71,7 @@ enum Command {
     Backup(backup::BackupArgs),
     Restore(restore::RestoreArgs),
     SyncAccounts(sync_accounts::SyncAccountsArgs),
+    Reap(reap::ReapArgs),
     #[command(subcommand)]
     Host(host::HostCommand),
     Audit(audit::AuditArgs),
@@ -107,6 +111,7 @@ impl Cli {
         };
         let result = match self.command {
             Command::Create(args) => args.run(&env),
+            Command::Apply(args) => args.run(&env),
             Command::List(args) => args.run(&env),
             Command::Info(args) => args.run(&env),
             Command::Delete(args) => args.run(&env),
@@ -120,6 +125,7 @@ impl Cli {
             Command::Backup(args) => args.run(&env),
             Command::Restore(args) => args.run(&env),
             Command::SyncAccounts(args) => args.run(&env),
+            Command::Reap(args) => args.run(&env),
             Command::Host(command) => command.run(&env),
             Command::Audit(args) => args.run(&env),
             Command::Security(command) => command.run(&env),

@@ -8,7 +8,7 @@ use crate::error::Refused;
 use crate::incus::Instance;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
-use crate::size::human;
+use crate::size::{ByteSize, human};
 
 /// Change a container's disk, CPU or memory limits, live
 #[derive(Debug, Args)]
@@ -58,53 +58,66 @@ impl ResizeArgs {
     }
 
     fn plan(&self, env: &Env, instance: &Instance) -> Result<Plan> {
-        let name = instance.name.as_str();
-        let mut plan = Plan::default();
-        if let Some(disk) = self.limits.disk {
-            if let Some(used) = instance.disk_used()
-                && disk.bytes() < used
-            {
-                return Err(Refused(format!(
-                    "{name} uses {} of disk; it cannot shrink to {disk}",
-                    human(used)
-                ))
-                .into());
-            }
-            let verb = instance.device_verb("root");
-            plan.push(Step::new(
-                format!("set the disk quota to {disk}"),
-                Action::run(
-                    env.incus
-                        .cmd(["config", "device", verb, name, "root"])
-                        .arg(format!("size={disk}")),
-                ),
-            ));
-        }
-        if let Some(memory) = self.limits.memory
-            && let Some(used) = instance.memory_used()
-            && memory.bytes() < used
+        let limits = &self.limits;
+        plan(env, instance, limits.disk, limits.cpu, limits.memory)
+    }
+}
+
+/// The steps that set the limits given, live; refuses to shrink below what
+/// is in use. `apply` changes limits through this too.
+pub(super) fn plan(
+    env: &Env,
+    instance: &Instance,
+    disk: Option<ByteSize>,
+    cpu: Option<u32>,
+    memory: Option<ByteSize>,
+) -> Result<Plan> {
+    let name = instance.name.as_str();
+    let mut plan = Plan::default();
+    if let Some(disk) = disk {
+        if let Some(used) = instance.disk_used()
+            && disk.bytes() < used
         {
             return Err(Refused(format!(
-                "{name} uses {} of memory; it cannot shrink to {memory}",
+                "{name} uses {} of disk; it cannot shrink to {disk}",
                 human(used)
             ))
             .into());
         }
-        let mut limits = Vec::new();
-        if let Some(cpu) = self.limits.cpu {
-            limits.push(format!("limits.cpu={cpu}"));
-        }
-        if let Some(memory) = self.limits.memory {
-            limits.push(format!("limits.memory={memory}"));
-        }
-        if !limits.is_empty() {
-            plan.push(Step::new(
-                format!("set {}", limits.join(" ")),
-                Action::run(env.incus.cmd(["config", "set", name]).args(limits)),
-            ));
-        }
-        Ok(plan)
+        let verb = instance.device_verb("root");
+        plan.push(Step::new(
+            format!("set the disk quota to {disk}"),
+            Action::run(
+                env.incus
+                    .cmd(["config", "device", verb, name, "root"])
+                    .arg(format!("size={disk}")),
+            ),
+        ));
     }
+    if let Some(memory) = memory
+        && let Some(used) = instance.memory_used()
+        && memory.bytes() < used
+    {
+        return Err(Refused(format!(
+            "{name} uses {} of memory; it cannot shrink to {memory}",
+            human(used)
+        ))
+        .into());
+    }
+    let mut limits = Vec::new();
+    if let Some(cpu) = cpu {
+        limits.push(format!("limits.cpu={cpu}"));
+    }
+    if let Some(memory) = memory {
+        limits.push(format!("limits.memory={memory}"));
+    }
+    if !limits.is_empty() {
+        plan.push(Step::new(
+            format!("set {}", limits.join(" ")),
+            Action::run(env.incus.cmd(["config", "set", name]).args(limits)),
+        ));
+    }
+    Ok(plan)
 }
 
 fn limits(instance: &Instance) -> serde_json::Value {

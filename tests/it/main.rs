@@ -46,8 +46,9 @@ fn listen_shared(ip: &str) -> TcpListener {
     TcpListener::from(fd)
 }
 
-const FAKES: [&str; 9] = [
+const FAKES: [&str; 10] = [
     "incus",
+    "ss",
     "useradd",
     "usermod",
     "userdel",
@@ -58,6 +59,8 @@ const FAKES: [&str; 9] = [
     "sysctl",
 ];
 const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
+
+mod apply;
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -70,6 +73,12 @@ impl Sandbox {
     /// gateway at .1, so the one address containarium can give a container
     /// is 127.83.N.2, where a fake sshd banner answers on port 22.
     fn new(n: u8) -> Sandbox {
+        Sandbox::with_hosts(n, 1)
+    }
+
+    /// A sandbox with room for `hosts` (at most 5) containers: the network
+    /// is a /29, and a fake sshd answers on .2 to .6.
+    fn with_hosts(n: u8, hosts: u8) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let ip = format!("127.83.{n}.2");
         for sub in ["bin", "state", "root/etc/ssh/sshd_config.d", "root/run"] {
@@ -90,16 +99,19 @@ impl Sandbox {
         )
         .unwrap();
         std::fs::write(dir.path().join("alice.pub"), format!("{KEY}\n")).unwrap();
-        let listener = listen_shared(&ip);
-        std::thread::spawn(move || {
-            for mut conn in listener.incoming().flatten() {
-                let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
-            }
-        });
+        for host in 2..2 + hosts.min(5) {
+            let listener = listen_shared(&format!("127.83.{n}.{host}"));
+            std::thread::spawn(move || {
+                for mut conn in listener.incoming().flatten() {
+                    let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
+                }
+            });
+        }
+        let prefix = if hosts > 1 { 29 } else { 30 };
         Sandbox {
             dir,
             ip,
-            gateway: format!("127.83.{n}.1/30"),
+            gateway: format!("127.83.{n}.1/{prefix}"),
         }
     }
 
@@ -240,7 +252,7 @@ fn init_line(ip: &str) -> String {
          --config user.containarium.state=pending --config user.containarium.template=default \
          --config user.containarium.created=<time> --config user.containarium.jump-account={USER} \
          --config user.containarium.docker=true --config user.containarium.keys={KEY}… \
-         --config security.nesting=true \
+         --config user.containarium.image=local:dev --config security.nesting=true \
          --config security.syscalls.intercept.mknod=true \
          --config security.syscalls.intercept.setxattr=true \
          --config cloud-init.user-data=#cloud-config… --device root,size=20GiB \

@@ -172,7 +172,7 @@ test_crash() {
 	mkdir -p "$work/crash-backup"
 	check "create $u for a backup" crash__create "$u"
 	check "backup $u" ctm backup "$u" --output "$work/crash-backup"
-	backup=$(ls "$work/crash-backup/$u"-container-*.tar.gz)
+	backup=$(ls "$work/crash-backup/$u"-container-*.tar.gz) || backup=missing
 	check "delete $u" ctm delete "$u" --force
 	for point in "in: import " "after:import $u-container" "after:check the imported config" \
 		"after:pin the address" "after:create jump account" "after:check sshd's effective policy" \
@@ -233,7 +233,7 @@ test_crash() {
 
 	# --- a full storage pool ----------------------------------------------
 	u=e2e-cf
-	incus storage create "$E2E_POOL_TINY" btrfs size=256MiB >/dev/null
+	check "a storage pool too small for the image" incus storage create "$E2E_POOL_TINY" btrfs size=256MiB
 	sed "1i storage-pool = \"$E2E_POOL_TINY\"" "$CONTAINARIUM_CONFIG" >"$work/crash-tiny.toml"
 	one_line_error "create on a full pool fails with the pool's message" \
 		"[Nn]o space left\|[Dd]isk quota exceeded" \
@@ -243,7 +243,7 @@ test_crash() {
 	check "  the tiny pool is empty again" bash -c "[ \"\$(incus storage volume list $E2E_POOL_TINY --all-projects --format csv | wc -l)\" = 0 ]"
 	check "  the others keep working: a create on the main pool" crash__create e2e-cf2
 	check "  reachable with ssh -J" crash__reachable e2e-cf2
-	incus storage delete "$E2E_POOL_TINY" >/dev/null 2>&1
+	incus storage delete "$E2E_POOL_TINY" >/dev/null 2>&1 || true
 
 	# --- 20 creates and 10 deletes at once ---------------------------------
 	local old=() new=()

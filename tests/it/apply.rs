@@ -1,0 +1,359 @@
+//! `apply` and `reap` against the fakes: the plan's symbols and summary,
+//! `--detailed-exitcode`, validation with line numbers, pruning only within
+//! the set, dry runs that change nothing, and reap's decisions.
+
+use super::*;
+
+const A: &str = "ctmtest-ann";
+const B: &str = "ctmtest-ben";
+const C: &str = "ctmtest-cat";
+const D: &str = "ctmtest-dan";
+
+fn cohort(s: &Sandbox, text: &str) -> String {
+    let path = s.path("course.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::create_dir_all(s.path("keys")).unwrap();
+    std::fs::write(s.path("keys/desk.pub"), format!("{KEY2}\n")).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn user(name: &str, extra: &str) -> String {
+    format!("[[user]]\nname = \"{name}\"\nkeys = [\"{KEY}\"]\n{extra}")
+}
+
+/// The commands that change something, among the fakes' calls.
+fn mutations(s: &Sandbox) -> Vec<String> {
+    s.log()
+        .into_iter()
+        .filter(|l| {
+            [
+                "incus init",
+                "incus delete",
+                "incus config set",
+                "incus config unset",
+                "incus start",
+            ]
+            .iter()
+            .any(|m| l.starts_with(m))
+                || l.starts_with("useradd")
+                || l.starts_with("userdel")
+                || l.contains("file push")
+        })
+        .collect()
+}
+
+#[test]
+fn apply_plans_with_terraforms_symbols_and_applies_exactly_the_plan() {
+    let s = Sandbox::with_hosts(40, 5);
+    let first = format!(
+        "set = \"course\"\n[defaults]\nmemory = \"1GiB\"\n{}{}{}",
+        user(A, ""),
+        user(B, ""),
+        user(C, "idle-stop = \"2h\"\n")
+    );
+    let file = cohort(&s, &first);
+    // A container of the same host that is not in the set: never pruned.
+    s.ok(&[
+        "create",
+        USER,
+        "--ssh-key",
+        s.path("alice.pub").to_str().unwrap(),
+        "--image",
+        "local:dev",
+    ]);
+
+    let out = s.ok(&["apply", &file, "--dry-run"]);
+    let plan = stdout(&out);
+    assert!(
+        plan.contains(&format!(
+            "+ {A} create (images:ubuntu/24.04/cloud, 2 cpu, 1GiB memory, 20GiB disk, 1 key)\n"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains(&format!("+ {C} create (images:ubuntu/24.04/cloud, 2 cpu, 1GiB memory, 20GiB disk, 1 key, idle-stop 2h)\n")), "{plan}");
+    assert!(
+        plan.ends_with("Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.\n"),
+        "{plan}"
+    );
+
+    let file = cohort(
+        &s,
+        &first.replace("[defaults]\n", "[defaults]\nimage = \"local:dev\"\n"),
+    );
+    s.clear_log();
+    let out = s.run(&["apply", &file, "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("Apply: 3 created, 0 updated, 0 deleted.\n"),
+        "{}",
+        stdout(&out)
+    );
+    let inits: Vec<String> = mutations(&s)
+        .into_iter()
+        .filter(|l| l.starts_with("incus init"))
+        .collect();
+    assert_eq!(inits.len(), 3, "{inits:#?}");
+    for (name, line) in [(A, &inits[0]), (C, &inits[2])] {
+        assert!(
+            line.contains("--config user.containarium.set=course"),
+            "{line}"
+        );
+        assert!(line.contains("--config limits.memory=1GiB"), "{line}");
+        assert!(
+            line.ends_with(&format!("-- local:dev {name}-container"))
+                || inits
+                    .iter()
+                    .any(|l| l.ends_with(&format!("{name}-container")))
+        );
+    }
+    assert!(
+        inits
+            .iter()
+            .any(|l| l.contains("--config user.containarium.idle-stop=2h"))
+    );
+    // Each worker's lines say whose they are.
+    assert!(
+        stderr(&out).contains(&format!("{B}: wait for cloud-init... done")),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same file again: nothing to do, and exit 0 with --detailed-exitcode.
+    s.clear_log();
+    let out = s.ok(&["apply", &file, "--detailed-exitcode"]);
+    assert_eq!(
+        stdout(&out),
+        format!("= {A} unchanged\n= {B} unchanged\n= {C} unchanged\nNo changes.\n")
+    );
+    assert_eq!(mutations(&s), Vec::<String>::new());
+
+    // Ben gets more memory and a new key instead of the old; Cat is
+    // dropped; Dan joins.
+    let second = format!(
+        "set = \"course\"\n[defaults]\nmemory = \"1GiB\"\nimage = \"local:dev\"\n{}\
+         [[user]]\nname = \"{B}\"\nkey-files = [\"keys/desk.pub\"]\nmemory = \"4GiB\"\n{}",
+        user(A, ""),
+        user(D, "")
+    );
+    let file = cohort(&s, &second);
+    let expected = format!(
+        "= {A} unchanged\n~ {B} update memory 1GiB -> 4GiB; keys +1 -1\n\
+         + {D} create (local:dev, 2 cpu, 1GiB memory, 20GiB disk, 1 key)\n\
+         - {C} delete (pruned)\n\
+         Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"
+    );
+    // Without --prune, Cat stays.
+    let out = s.ok(&["apply", &file, "--dry-run"]);
+    assert!(!stdout(&out).contains(C), "{}", stdout(&out));
+    // A dry run with --prune changes nothing (kubectl once pruned in one).
+    s.clear_log();
+    let out = s.run(&[
+        "apply",
+        &file,
+        "--dry-run",
+        "--prune",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), expected);
+    assert_eq!(mutations(&s), Vec::<String>::new());
+    assert!(s.path(&format!("state/{C}-container.json")).exists());
+
+    s.clear_log();
+    let out = s.ok(&["apply", &file, "--prune"]);
+    assert!(stdout(&out).starts_with(&expected), "{}", stdout(&out));
+    assert!(stdout(&out).ends_with("Apply: 1 created, 1 updated, 1 deleted.\n"));
+    let done = mutations(&s);
+    assert!(
+        done.contains(&format!(
+            "incus config set {B}-container limits.memory=4GiB"
+        )),
+        "{done:#?}"
+    );
+    assert!(
+        done.contains(&format!("incus delete --force {C}-container")),
+        "{done:#?}"
+    );
+    assert!(!s.path(&format!("root/etc/containarium/keys/{C}")).exists());
+    assert!(
+        done.iter()
+            .any(|l| l.starts_with("incus init") && l.ends_with(&format!("{D}-container")))
+    );
+    assert!(
+        !done.iter().any(|l| l.contains(USER)),
+        "outside the set: {done:#?}"
+    );
+    let ben = read_instance(&s, B);
+    assert_eq!(ben["config"]["user.containarium.keys"], format!("{KEY2}\n"));
+    let key_file =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{B}"))).unwrap();
+    assert!(
+        key_file.contains(KEY2) && !key_file.contains(KEY),
+        "{key_file}"
+    );
+    let out = s.ok(&["apply", &file, "--prune", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["summary"], "No changes.");
+    assert_eq!(json["plan"][1]["action"], "unchanged");
+}
+
+fn read_instance(s: &Sandbox, user: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(s.path(&format!("state/{user}-container.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn apply_checks_the_whole_file_first_and_names_each_line() {
+    let s = Sandbox::new(41);
+    let file = cohort(
+        &s,
+        &format!(
+            "set = \"course\"\n{}[[user]]\nname = \"{B}\"\nkeys = [\"{KEY}\"]\nmemory = \"lots\"\n{}",
+            user(A, "colour = \"blue\"\n"),
+            user(A, "")
+        ),
+    );
+    let out = s.run(&["apply", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("error: {file}:5: unknown field `colour`, expected one of `name`, `keys`, `key-files`, `image`, `template`, `disk`, `cpu`, `memory`, `docker`, `autostart`, `expires`, `idle-stop`; nothing changed\n")
+            .replace("; nothing changed", "")
+    );
+    let file = cohort(
+        &s,
+        &format!(
+            "set = \"course\"\n{}[[user]]\nname = \"{B}\"\nkeys = [\"{KEY}\"]\nmemory = \"lots\"\n{}",
+            user(A, ""),
+            user(A, "")
+        ),
+    );
+    let out = s.run(&["apply", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{file}:5: user \"{B}\": memory: invalid size \"lots\""
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:9: user \"{A}\": listed twice")),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!(
+            "error: {file}: 2 problems (above); nothing changed\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(s.log(), Vec::<String>::new(), "nothing was even asked");
+}
+
+#[test]
+fn apply_never_takes_over_another_sets_user() {
+    let s = Sandbox::with_hosts(42, 2);
+    let file = cohort(
+        &s,
+        &format!("set = \"one\"\n{}", user(A, "image = \"local:dev\"\n")),
+    );
+    s.ok(&["apply", &file]);
+    let other = cohort(
+        &s,
+        &format!("set = \"two\"\n{}", user(A, "image = \"local:dev\"\n")),
+    );
+    s.clear_log();
+    let out = s.run(&["apply", &other, "--prune"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("{A} (line 2) belongs to set \"one\", not \"two\"")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mutations(&s), Vec::<String>::new());
+    // An empty "two" prunes nothing of "one".
+    let empty = cohort(&s, "set = \"two\"\n");
+    let out = s.ok(&["apply", &empty, "--prune"]);
+    assert_eq!(stdout(&out), "No changes.\n");
+    assert!(s.path(&format!("state/{A}-container.json")).exists());
+}
+
+#[test]
+fn reap_stops_expired_and_idle_containers_and_says_why() {
+    let s = Sandbox::with_hosts(43, 3);
+    let key = s.path("alice.pub");
+    let key = key.to_str().unwrap();
+    for (user, flags) in [
+        (A, vec!["--expires", "2099-01-01"]),
+        (B, vec!["--idle-stop", "1m"]),
+        (C, vec!["--idle-stop", "1d"]),
+    ] {
+        let mut args = vec!["create", user, "--ssh-key", key, "--image", "local:dev"];
+        args.extend(flags);
+        s.ok(&args);
+    }
+    let out = s.run(&["create", D, "--ssh-key", key, "--expires", "2020-01-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {D} would expire at 2020-01-01T00:00:00Z, which has passed; nothing changed\n"
+        )
+    );
+    // Ann's end came; Ben started long ago and nobody came.
+    s.edit_instance(&format!("{A}-container"), |inst| {
+        inst["config"]["user.containarium.expires"] = "2020-01-01T00:00:00Z".into();
+        inst["expanded_config"]["user.containarium.expires"] = "2020-01-01T00:00:00Z".into();
+    });
+    s.edit_instance(&format!("{B}-container"), |inst| {
+        inst["last_used_at"] = "2026-01-01T00:00:00Z".into();
+        inst["config"]["user.containarium.created"] = "2026-01-01T00:00:00Z".into();
+        inst["expanded_config"]["user.containarium.created"] = "2026-01-01T00:00:00Z".into();
+    });
+    s.clear_log();
+    let out = s.ok(&["reap", "--dry-run", "--delete-after", "1000w"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "would stop {A}-container: expired at 2020-01-01T00:00:00Z"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "would stop {B}-container: no SSH connection since 2026-01-01T00:00:00Z (idle-stop 1m)"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(C), "{text}");
+    assert_eq!(mutations(&s), Vec::<String>::new());
+    assert!(!s.log().iter().any(|l| l.starts_with("incus stop")));
+
+    let out = s.ok(&["reap", "--json", "--delete-after", "1000w"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_user = |u: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["user"] == u)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_user(A)["action"], "stop");
+    assert_eq!(by_user(B)["action"], "stop");
+    assert_eq!(by_user(C)["action"], "keep");
+    assert!(s.log().contains(&format!("incus stop {A}-container")));
+    assert!(s.log().contains(&format!("incus stop {B}-container")));
+    assert!(
+        !s.log()
+            .iter()
+            .any(|l| l.starts_with("incus stop") && l.contains(C))
+    );
+
+    // Past its grace period, the expired one is deleted, account and all.
+    s.clear_log();
+    let out = s.ok(&["reap", "--delete-after", "1d"]);
+    assert!(stdout(&out).contains(&format!("deleted {A}-container: expired at 2020-01-01T00:00:00Z; the 1d grace period ended at 2020-01-02T00:00:00Z")), "{}", stdout(&out));
+    assert!(!s.path(&format!("root/etc/containarium/keys/{A}")).exists());
+    assert!(!s.path(&format!("state/{A}-container.json")).exists());
+}
