@@ -175,7 +175,7 @@ impl ReapArgs {
             };
             let connections =
                 if instance.is_running() && instance.config_value(key::IDLE_STOP).is_some() {
-                    Some(connections(env, instance, &ss)?)
+                    Some(connections(env, instance, &ss))
                 } else {
                     None
                 };
@@ -280,17 +280,26 @@ impl ReapArgs {
 
 /// SSH connections to `instance`: through the bastion (in `ss`) and in its
 /// own network namespace.
-fn connections(env: &Env, instance: &Instance, ss: &str) -> Result<usize> {
+fn connections(env: &Env, instance: &Instance, ss: &str) -> usize {
     let through = instance
         .pinned_ipv4()
         .map_or(0, |ip| activity::bastion_connections(ss, ip));
     let pid = instance.state.as_ref().map_or(0, |s| s.pid);
     let inside = if pid > 0 {
-        activity::inside(&env.paths.proc_dir(), pid)?
+        // Unreadable (it stopped just now, say): taken as in use, so an
+        // unknown is never a reason to stop it.
+        activity::inside(&env.paths.proc_dir(), pid).unwrap_or_else(|err| {
+            crate::ui::note(&format!(
+                "warning: {err:#}; taking {} as in use",
+                instance.name
+            ));
+            1
+        })
     } else {
         0
     };
-    Ok(through.max(inside))
+    // A forward through the bastion shows on both sides: one session.
+    through.max(inside)
 }
 
 /// The share of one CPU `name` used over a second.
