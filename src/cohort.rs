@@ -22,13 +22,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::authlog::Time;
 use crate::config::Defaults;
 use crate::error::Refused;
-use crate::fail2ban::Span;
 use crate::keys::{self, PublicKey};
 use crate::names::UserName;
 use crate::size::ByteSize;
+use crate::time::{Span, Time};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +83,7 @@ impl Expiry {
     pub fn at(&self, created: Time) -> Time {
         match self {
             Expiry::At(time) => *time,
-            Expiry::AfterCreation(span) => Time(created.0 + span.seconds as i64 * 1_000_000),
+            Expiry::AfterCreation(span) => created.plus_secs(span.seconds),
         }
     }
 }

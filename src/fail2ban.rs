@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::error::Refused;
 use crate::exec::{self, Cmd};
+use crate::time::Span;
 
 /// The jail we configure and ask about.
 pub const JAIL: &str = "sshd";
@@ -142,51 +143,6 @@ impl Settings {
             logpath,
             port,
         })
-    }
-}
-
-/// A positive duration as fail2ban writes it: digits and one unit of
-/// `s`, `m`, `h`, `d` or `w` (seconds without a unit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Span {
-    pub seconds: u64,
-    text: String,
-}
-
-impl FromStr for Span {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Span, String> {
-        let bad = || format!("{s:?} is not a duration like 90s, 10m, 1h, 2d or 1w");
-        let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-        let unit = &s[digits.len()..];
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let scale = match unit {
-            "" | "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 604_800,
-            _ => return Err(bad()),
-        };
-        let seconds = digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(scale))
-            .filter(|&n| n > 0 && n <= i32::MAX as u64)
-            .ok_or_else(bad)?;
-        Ok(Span {
-            seconds,
-            text: format!("{}{}", digits.trim_start_matches('0'), unit),
-        })
-    }
-}
-
-impl std::fmt::Display for Span {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod retry;
 pub mod size;
 pub mod sshd;
 pub mod sysctl;
+pub mod time;
 pub mod ui;
 
 /// A captured real output in tests/fixtures, for the unit tests.

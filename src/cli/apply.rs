@@ -20,7 +20,6 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{Env, print_json};
-use crate::authlog::Time;
 use crate::cloud_init::Template;
 use crate::cohort::{Cohort, Member};
 use crate::config::Defaults;
@@ -29,6 +28,7 @@ use crate::incus::{Instance, key};
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Step};
 use crate::size::ByteSize;
+use crate::time::Time;
 
 /// Create, update and (with --prune) delete a set of users from one file
 #[derive(Debug, Args)]

@@ -11,10 +11,10 @@ use clap::Args;
 use serde_json::json;
 
 use super::Env;
-use crate::authlog::{self, Record, Time};
+use crate::authlog::{self, Record};
 use crate::error::Refused;
-use crate::fail2ban::Span;
 use crate::names::UserName;
+use crate::time::{Span, Time};
 
 /// Jump sessions and refused attempts on this bastion, from sshd's log
 ///

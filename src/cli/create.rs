@@ -20,13 +20,11 @@ use clap::Args;
 
 use super::{Env, print_json};
 use crate::accounts;
-use crate::authlog::Time;
 use crate::cloud_init::{self, Template};
 use crate::cohort::Expiry;
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::Cmd;
-use crate::fail2ban::Span;
 use crate::files::{self, FileWrite};
 use crate::incus::{Incus, key};
 use crate::keys::{self, PublicKey};
@@ -34,6 +32,7 @@ use crate::names::UserName;
 use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::size::ByteSize;
+use crate::time::{Span, Time};
 
 pub(super) const SSHD_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -17,11 +17,10 @@ use clap::Args;
 
 use super::{Env, print_json};
 use crate::activity;
-use crate::authlog::Time;
 use crate::exec;
-use crate::fail2ban::Span;
 use crate::incus::{Instance, key};
 use crate::names::UserName;
+use crate::time::{Span, Time};
 
 /// Stop idle and expired containers, and delete long-expired ones
 #[derive(Debug, Args)]
@@ -73,12 +72,6 @@ impl Decision {
     }
 }
 
-const MICROS: i64 = 1_000_000;
-
-fn plus(time: Time, span: &Span) -> Time {
-    Time(time.0 + span.seconds as i64 * MICROS)
-}
-
 /// What to do with `instance` at `now`; `connections` are the SSH
 /// connections to it (looked up only for a running container with an
 /// idle-stop). `None`: nothing to say about it.
@@ -95,7 +88,7 @@ fn decide(
     if let Some(expired) = instance.config_value(key::EXPIRES).and_then(Time::parse)
         && now >= expired
     {
-        let end = plus(expired, grace);
+        let end = expired.plus_secs(grace.seconds);
         return Some(if now >= end {
             Decision::new(
                 Deed::Delete,
@@ -141,7 +134,7 @@ fn decide(
     .flatten()
     .filter_map(Time::parse)
     .max()?;
-    let until = plus(since, &idle);
+    let until = since.plus_secs(idle.seconds);
     Some(if now >= until {
         Decision::new(
             Deed::Stop,

@@ -10,10 +10,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::{Env, print_json};
-use crate::authlog::{self, Event, Peer, Time, What};
+use crate::authlog::{self, Event, Peer, What};
 use crate::config::Defaults;
 use crate::error::Refused;
-use crate::fail2ban::{self, Span};
+use crate::fail2ban;
+use crate::time::{Span, Time};
 
 /// fail2ban's guard of the bastion's sshd
 #[derive(Debug, Subcommand)]
