@@ -10,7 +10,8 @@
 #      the functions that make it and the package's Depends (like the e2e
 #      image cache), so only the first run, or one after either changed,
 #      needs the mirror;
-#   4. in a fresh copy of that chroot, offline: dpkg -i the package, then
+#   4. in a fresh copy of that chroot, offline: scripts/install.sh PACKAGE
+#      (apt-get, sha256 checked; a second run installs nothing), then
 #      `containarium --version`, `man containarium` (its EXIT STATUS section),
 #      `containarium cr<TAB>` completing to `create` through bash-completion's
 #      loader, the units installed but not enabled, the conffile, and sshd's
@@ -148,9 +149,14 @@ t0=$(date +%s)
 new_root
 tar --zstd -C "$root" -xf "$tarball"
 cp -- "$deb" "$root/tmp/containarium.deb"
+cp -- scripts/install.sh "$root/tmp/install.sh"
 sshd_before=$(cd "$root/etc/ssh" && find . -type f -exec sha256sum {} + | sort)
-say "fresh chroot from the cache ($(elapsed "$t0")); dpkg -i, offline"
-in_root dpkg -i /tmp/containarium.deb >/dev/null || die "dpkg -i failed"
+say "fresh chroot from the cache ($(elapsed "$t0")); scripts/install.sh PACKAGE, offline"
+sha=$(sha256sum <"$deb" | cut -d' ' -f1)
+install_log=$(in_root bash /tmp/install.sh /tmp/containarium.deb --sha256 "$sha" --no-host-init 2>&1) || {
+    echo "$install_log" >&2
+    die "scripts/install.sh failed"
+}
 
 failed=0
 check() {
@@ -224,7 +230,14 @@ sshd_untouched() {
         ! in_root getent group containarium >/dev/null
 }
 
+again_is_a_no_op() {
+    local out
+    out=$(in_root bash /tmp/install.sh /tmp/containarium.deb --no-host-init 2>&1) &&
+        grep -q 'is already this package' <<<"$out"
+}
+
 check "containarium --version works" version_works
+check "install.sh a second time installs nothing" again_is_a_no_op
 check "man containarium shows EXIT STATUS and FILES; man containarium-create its options" man_shows_the_page
 check "bash completes 'containarium cr<TAB>' to create" bash_completes_create
 check "the sync-accounts service and timer are installed, not enabled" units_installed_not_enabled

@@ -129,6 +129,14 @@ EOF
     esac
 }
 
+# installed_binary: the binary the installed package put in place
+# (/usr/bin/containarium). grep reads to the end: no SIGPIPE for dpkg-query.
+installed_binary() {
+    local files
+    files=$(dpkg-query -L containarium | grep '/bin/containarium$') || return 1
+    echo "${files%%$'\n'*}"
+}
+
 # install_package DEB: apt-get installs it with its Depends (no network needed
 # when they are installed already) but not its Recommends, unless this very
 # package is installed already (the same version and the same binary).
@@ -137,9 +145,10 @@ install_package() {
     name=$(dpkg-deb --field "$deb" Package) || die "$deb is not a Debian package"
     [ "$name" = containarium ] || die "$deb is the package $name, not containarium"
     version=$(dpkg-deb --field "$deb" Version)
+    # (A pipe, not <(...): that needs /dev/fd, which a chroot may lack.)
     if [ "$(dpkg-query -W -f '${db:Status-Status} ${Version}' containarium 2>/dev/null)" = "installed $version" ] &&
-        cmp -s <(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/containarium) \
-            "$(dpkg-query -L containarium | grep -m1 '/bin/containarium$')"; then
+        dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/containarium |
+        cmp -s - "$(installed_binary)"; then
         say "containarium $version is already this package"
         return 0
     fi
@@ -177,8 +186,7 @@ fi
 if [ -n "$package" ]; then
     install_package "$package"
     # The binary the package installed (/usr/bin/containarium).
-    dest=$(dpkg-query -L containarium | grep -m1 '/bin/containarium$') ||
-        die "the package installed no bin/containarium"
+    dest=$(installed_binary) || die "the package installed no bin/containarium"
 else
     dest=$prefix/containarium
     mkdir -p -- "$prefix"
