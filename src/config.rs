@@ -337,6 +337,62 @@ mod tests {
         assert!(err.contains("is not a regular file"), "{err}");
     }
 
+    /// The package's /etc/containarium/config.toml (packaging/config.toml)
+    /// shows every key: its `#key = value` lines, uncommented, parse
+    /// strictly and give exactly the built-in defaults, and every key the
+    /// parser knows appears in it.
+    #[test]
+    fn the_packaged_config_shows_every_key_at_its_default() {
+        let text = include_str!("../packaging/config.toml");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|line| line.strip_prefix('#'))
+            .filter(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '['))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        let built_in = format!("{:?}", Defaults::load(&paths).unwrap());
+        std::fs::create_dir_all(dir.path().join("etc/containarium")).unwrap();
+        std::fs::write(paths.config_file(), &uncommented).unwrap();
+        let packaged = format!("{:?}", Defaults::load(&paths).unwrap());
+        assert_eq!(packaged, built_in, "{uncommented}");
+        // Control: the lines do set values, and a changed one would show.
+        assert!(uncommented.contains("\ncpu = 2\n") && uncommented.contains("\n[fail2ban]\n"));
+        std::fs::write(
+            paths.config_file(),
+            uncommented.replace("cpu = 2", "cpu = 3"),
+        )
+        .unwrap();
+        assert_ne!(format!("{:?}", Defaults::load(&paths).unwrap()), built_in);
+
+        // toml's unknown-field error lists every key of the table.
+        for (table, probe) in [
+            ("", "no-such-key = 1"),
+            ("fail2ban", "[fail2ban]\nno-such-key = 1"),
+        ] {
+            let err = toml::from_str::<ConfigFile>(probe).unwrap_err().to_string();
+            let (_, keys) = err.split_once("expected one of ").expect(&err);
+            let keys: Vec<&str> = keys
+                .split(',')
+                .map(|key| key.trim().trim_matches('`'))
+                .map(|key| key.split('`').next().unwrap())
+                .collect();
+            assert!(keys.len() >= 9, "{table}: {keys:?}");
+            for key in keys {
+                let shown = [
+                    format!("#{key} = "),
+                    format!("# {key} = "),
+                    format!("#[{key}]"),
+                ];
+                assert!(
+                    shown.iter().any(|line| text.contains(&format!("\n{line}"))),
+                    "packaging/config.toml does not show {table} {key}"
+                );
+            }
+        }
+    }
+
     /// Without the `test-paths` feature the root is `/`, whatever the
     /// environment says; with it (the CLI tests), `CONTAINARIUM_ROOT`.
     #[test]

@@ -1,5 +1,5 @@
 # The bastions' own identity: no project roles beyond writing logs and metrics,
-# and read access to the binary's bucket when the binary comes from one.
+# and read access to the package's bucket when the package comes from one.
 resource "google_service_account" "bastion" {
   account_id   = "${var.name_prefix}-bastion"
   display_name = "containarium bastion VMs"
@@ -18,9 +18,9 @@ resource "google_project_iam_member" "bastion_metric_writer" {
 }
 
 resource "google_storage_bucket_iam_member" "bastion_binary_reader" {
-  count = local.binary_in_gcs ? 1 : 0
+  count = local.package_in_gcs ? 1 : 0
 
-  bucket = local.binary_bucket
+  bucket = local.package_bucket
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.bastion.email}"
 }

@@ -89,8 +89,8 @@ resource "google_compute_instance" "bastion" {
 
   metadata = {
     user-data = templatefile("${path.module}/../../cloud-init/bastion.yaml", {
-      binary_url         = var.containarium_binary_url
-      binary_sha256      = var.containarium_binary_sha256
+      package_url        = var.containarium_package_url
+      package_sha256     = var.containarium_package_sha256
       startup_script_b64 = base64encode(local.startup_script)
       data_disk_name     = local.data_disk_device_name
       zpool_name         = local.zpool_name

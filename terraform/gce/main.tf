@@ -21,14 +21,14 @@ locals {
   # Source ranges of Google's health checks for (passthrough) network load balancers.
   health_check_ranges = ["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"]
 
-  binary_in_gcs = startswith(var.containarium_binary_url, "gs://")
-  binary_bucket = local.binary_in_gcs ? split("/", trimprefix(var.containarium_binary_url, "gs://"))[0] : ""
+  package_in_gcs = startswith(var.containarium_package_url, "gs://")
+  package_bucket = local.package_in_gcs ? split("/", trimprefix(var.containarium_package_url, "gs://"))[0] : ""
 
-  # Least scopes the bastion needs: write logs and metrics; read the binary
+  # Least scopes the bastion needs: write logs and metrics; read the package
   # from Cloud Storage only when it comes from a bucket.
   bastion_scopes = concat(
     ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"],
-    local.binary_in_gcs ? ["https://www.googleapis.com/auth/devstorage.read_only"] : [],
+    local.package_in_gcs ? ["https://www.googleapis.com/auth/devstorage.read_only"] : [],
   )
 
   # Each bastion gets its own /20 of container_network_cidr for its Incus bridge.

@@ -215,23 +215,23 @@ variable "snapshot_start_time" {
   }
 }
 
-variable "containarium_binary_url" {
-  description = "Where each bastion downloads the containarium binary: https:// (or http:// on an internal mirror) URL, or gs://bucket/object (the bastions get read access to that object's bucket). Air-gapped sites point this at their own mirror; file:///path uses a binary already in the boot image."
+variable "containarium_package_url" {
+  description = "Where each bastion downloads the containarium Debian package (containarium_VERSION_amd64.deb, built by scripts/package.sh): https:// (or http:// on an internal mirror) URL, or gs://bucket/object (the bastions get read access to that object's bucket). Air-gapped sites point this at their own mirror; file:///path uses a package already in the boot image."
   type        = string
 
   validation {
-    condition     = can(regex("^(https?://|gs://[a-z0-9][a-z0-9._-]{1,220}/|file:///)[^ \"'\\\\]+$", var.containarium_binary_url))
-    error_message = "containarium_binary_url must be an http(s)://, gs://bucket/object or file:/// URL."
+    condition     = can(regex("^(https?://|gs://[a-z0-9][a-z0-9._-]{1,220}/|file:///)[^ \"'\\\\]+$", var.containarium_package_url))
+    error_message = "containarium_package_url must be an http(s)://, gs://bucket/object or file:/// URL."
   }
 }
 
-variable "containarium_binary_sha256" {
-  description = "SHA-256 of the containarium binary (64 hex digits). cloud-init refuses to install a binary that does not match."
+variable "containarium_package_sha256" {
+  description = "SHA-256 of the containarium package (64 hex digits, sha256sum of the .deb). cloud-init refuses to install a package that does not match."
   type        = string
 
   validation {
-    condition     = can(regex("^[0-9a-f]{64}$", var.containarium_binary_sha256))
-    error_message = "containarium_binary_sha256 must be 64 lowercase hex digits (sha256sum output)."
+    condition     = can(regex("^[0-9a-f]{64}$", var.containarium_package_sha256))
+    error_message = "containarium_package_sha256 must be 64 lowercase hex digits (sha256sum output)."
   }
 }
 

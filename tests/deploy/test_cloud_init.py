@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from conftest import CLOUD_INIT, GCE_DIR, SCRIPTS, require_tool
+from debfake import FakeDpkg, make_deb
 from hcl import Module
 
-TEST_SHA = hashlib.sha256(b"containarium test binary").hexdigest()
+TEST_SHA = hashlib.sha256(b"containarium test package").hexdigest()
 TEST_VALUES = {
-    "binary_url": "https://mirror.example.com/containarium/v0.1.0/containarium",
-    "binary_sha256": TEST_SHA,
+    "package_url": "https://mirror.example.com/containarium/v0.1.0/containarium_0.1.0_amd64.deb",
+    "package_sha256": TEST_SHA,
     "startup_script_b64": base64.b64encode((SCRIPTS / "bastion-startup.sh").read_bytes()).decode(),
     "data_disk_name": "containarium-data",
     "zpool_name": "containarium",
@@ -117,45 +118,50 @@ def test_startup_script_is_the_repository_one(files):
         (SCRIPTS / "bastion-startup.sh").read_text()
 
 
-def test_binary_sha256_is_checked_before_install(files, doc):
-    script = files["/usr/local/lib/containarium/install-binary.sh"]
-    check = script.index('echo "$sha256  $tmp/containarium" | sha256sum --check')
-    install = script.index("install -m 0755")
+def test_package_sha256_is_checked_before_install(files, doc):
+    script = files["/usr/local/lib/containarium/install-package.sh"]
+    check = script.index('echo "$sha256  $deb" | sha256sum --check')
+    install = script.index("apt-get -o DPkg::Lock::Timeout=300 -y -q install")
     assert check < install
     assert script.count("exit 1") >= 2
     [cmd] = doc["runcmd"]
     assert cmd == ["/usr/local/lib/containarium/first-boot.sh",
-                   TEST_VALUES["binary_url"], TEST_VALUES["binary_sha256"]]
+                   TEST_VALUES["package_url"], TEST_VALUES["package_sha256"]]
     first = files["/usr/local/lib/containarium/first-boot.sh"]
     assert "set -euo pipefail" in first
-    order = [first.index(s) for s in ("install-packages.sh", "sshd -t", "install-binary.sh",
+    order = [first.index(s) for s in ("install-packages.sh", "sshd -t", "install-package.sh",
                                       "systemctl enable containarium-startup.service",
                                       "systemctl start containarium-startup.service")]
     assert order == sorted(order)
+    # The sync-accounts timer the package ships is not enabled here either.
+    assert "containarium-sync-accounts" not in first
 
 
-def test_install_binary_really_refuses_a_wrong_checksum(files, tmp_path):
-    """Run install-binary.sh (file:// source) with a wrong sha256: nothing installed."""
-    script = tmp_path / "install-binary.sh"
-    # install into the test directory instead of /usr/local/bin
-    dest = tmp_path / "bin" / "containarium"
-    script.write_text(files["/usr/local/lib/containarium/install-binary.sh"].replace(
-        "dest=/usr/local/bin/containarium", f"dest={dest}").replace("-o root -g root ", ""))
-    binary = tmp_path / "containarium-src"
-    binary.write_bytes(b"#!/bin/sh\necho containarium\n")
-    dest.parent.mkdir()
-    good = hashlib.sha256(binary.read_bytes()).hexdigest()
-    bad = subprocess.run(["bash", str(script), f"file://{binary}", "0" * 64],
-                         capture_output=True, text=True)
+def test_install_package_really_refuses_a_wrong_checksum(files, tmp_path):
+    """Run install-package.sh (file:// source) against a fake apt-get and
+    dpkg-query with a real .deb: a wrong sha256 installs nothing, the right one
+    installs it, and a second run finds it installed."""
+    script = tmp_path / "install-package.sh"
+    script.write_text(files["/usr/local/lib/containarium/install-package.sh"])
+    fake = FakeDpkg(tmp_path)
+    deb = make_deb(tmp_path, log=tmp_path / "calls.log")
+    good = hashlib.sha256(deb.read_bytes()).hexdigest()
+    bad = subprocess.run(["bash", str(script), f"file://{deb}", "0" * 64],
+                         capture_output=True, text=True, env=fake.env())
     assert bad.returncode != 0 and "does not match" in bad.stderr
-    assert not dest.exists()
-    ok = subprocess.run(["bash", str(script), f"file://{binary}", good],
-                        capture_output=True, text=True)
+    assert fake.apt_calls == [] and not fake.binary.exists()
+    ok = subprocess.run(["bash", str(script), f"file://{deb}", good],
+                        capture_output=True, text=True, env=fake.env())
     assert ok.returncode == 0, ok.stderr
-    assert dest.read_bytes() == binary.read_bytes()
-    again = subprocess.run(["bash", str(script), f"file://{binary}", good],
-                           capture_output=True, text=True)
-    assert "already installed" in again.stdout
+    [call] = fake.apt_calls
+    assert call.startswith("apt-get -o DPkg::Lock::Timeout=300 -y -q install "
+                           "--no-install-recommends /"), call
+    assert fake.binary.exists()
+    again = subprocess.run(["bash", str(script), f"file://{deb}", good],
+                           capture_output=True, text=True, env=fake.env())
+    assert again.returncode == 0, again.stderr
+    assert "already this package" in again.stdout
+    assert len(fake.apt_calls) == 1
 
 
 def test_packages(files):
@@ -222,7 +228,7 @@ def test_terraform_denies_the_subnet_and_container_ranges():
 
 def test_render_refuses_unknown_syntax():
     with pytest.raises(AssertionError):
-        render("x: ${upper(binary_url)}", TEST_VALUES)
+        render("x: ${upper(package_url)}", TEST_VALUES)
     with pytest.raises(AssertionError):
         render("x: ${nope}", TEST_VALUES)
     assert render("a: $${HOME} ${zpool_name}", TEST_VALUES) == "a: ${HOME} containarium"

@@ -1,4 +1,5 @@
-"""scripts/install.sh, offline (--binary), into a temporary prefix."""
+"""scripts/install.sh, offline: a binary (--binary) into a temporary prefix, or
+the Debian package through a fake apt-get and dpkg-query (debfake.py)."""
 import hashlib
 import os
 import subprocess
@@ -6,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import SCRIPTS
+from debfake import FakeDpkg, make_deb
 
 SCRIPT = SCRIPTS / "install.sh"
 
@@ -20,9 +22,9 @@ def fake_binary(tmp_path):
     return binary, log
 
 
-def run(*args):
+def run(*args, env=None):
     return subprocess.run(["bash", str(SCRIPT), *map(str, args)], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "LANG": "C"})
+                          text=True, timeout=60, env=env or {**os.environ, "LANG": "C"})
 
 
 def test_offline_install_runs_host_init(tmp_path, fake_binary):
@@ -70,3 +72,78 @@ def test_bad_options(tmp_path, fake_binary):
     assert run("--binary", binary, "--sha256", "xyz", "--prefix", tmp_path).returncode != 0
     assert run("--binary", tmp_path / "missing", "--prefix", tmp_path).returncode != 0
     assert "--binary" in run("--help").stdout
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_package_is_installed_offline_with_apt_and_host_init_runs(tmp_path):
+    fake = FakeDpkg(tmp_path)
+    log = tmp_path / "calls.log"
+    deb = make_deb(tmp_path, log=log)
+    proc = run(deb, "--sha256", sha256(deb), env=fake.env())
+    assert proc.returncode == 0, proc.stderr
+    [call] = fake.apt_calls
+    # Its Depends only, so nothing is downloaded when they are installed.
+    assert call.startswith("apt-get -o DPkg::Lock::Timeout=300 -y -q install "
+                           "--no-install-recommends /"), call
+    assert call.endswith("/containarium.deb"), call
+    assert "sha256 verified" in proc.stdout
+    # host init is run with the binary the package installed
+    assert log.read_text().splitlines() == [f"{fake.binary} host init"]
+
+    # The same package again: nothing installed, host init again.
+    proc = run(deb, env=fake.env())
+    assert proc.returncode == 0, proc.stderr
+    assert "containarium 0.1.0 is already this package" in proc.stdout
+    assert len(fake.apt_calls) == 1
+    # Control: a newer version, and a rebuild of the same version with other
+    # files, are installed.
+    newer = make_deb(tmp_path, version="0.1.1", log=log)
+    assert run(newer, "--no-host-init", env=fake.env()).returncode == 0
+    rebuilt = make_deb(tmp_path, version="0.1.1", log=log, extra=b"# rebuilt\n")
+    assert run(rebuilt, "--no-host-init", env=fake.env()).returncode == 0
+    assert len(fake.apt_calls) == 3
+    assert fake.binary.read_bytes().endswith(b"# rebuilt\n")
+
+
+def test_a_package_with_the_wrong_sha256_is_not_installed(tmp_path):
+    fake = FakeDpkg(tmp_path)
+    log = tmp_path / "calls.log"
+    deb = make_deb(tmp_path, log=log)
+    proc = run(deb, "--sha256", "0" * 64, env=fake.env())
+    assert proc.returncode != 0
+    assert "does not match" in proc.stderr
+    assert fake.apt_calls == []
+    assert not log.exists()
+
+
+def test_package_options_that_do_not_fit_are_refused(tmp_path, fake_binary):
+    fake = FakeDpkg(tmp_path)
+    binary, _ = fake_binary
+    deb = make_deb(tmp_path, log=tmp_path / "calls.log")
+    for args, why in [
+        ((deb, "--prefix", tmp_path / "bin"), "--prefix is for a binary"),
+        ((deb, "--binary", binary), "give one of"),
+        ((deb, deb), "give one package"),
+        ((tmp_path / "containarium.tar.gz",), "not a package"),
+    ]:
+        proc = run(*args, env=fake.env())
+        assert proc.returncode != 0 and why in proc.stderr, (args, proc.stderr)
+    assert fake.apt_calls == []
+    other = tmp_path / "other.deb"
+    subprocess.run(["dpkg-deb", "--build", str(make_tree(tmp_path, "other")), str(other)],
+                   check=True, capture_output=True)
+    proc = run(other, env=fake.env())
+    assert proc.returncode != 0 and "is the package other, not containarium" in proc.stderr
+    assert fake.apt_calls == []
+
+
+def make_tree(tmp_path, name):
+    tree = tmp_path / f"tree-{name}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1\nArchitecture: all\nMaintainer: T <t@example.com>\n"
+        "Description: other\n")
+    return tree

@@ -72,8 +72,8 @@ def test_variables_have_description_and_type(gce):
 
 @pytest.mark.parametrize("name", [
     "project_id", "region", "machine_type", "data_disk_size_gb", "admin_ssh_keys",
-    "allowed_ssh_source_ranges", "bastion_count", "containarium_binary_url",
-    "containarium_binary_sha256",
+    "allowed_ssh_source_ranges", "bastion_count", "containarium_package_url",
+    "containarium_package_sha256",
 ])
 def test_key_variables_are_validated(gce, name):
     assert gce.variables[name].get("validation"), f"variable {name} has no validation"
@@ -104,7 +104,7 @@ def test_example_sets_only_declared_variables(gce, path):
     for cidr in values["allowed_ssh_source_ranges"]:
         net = ipaddress.ip_network(cidr)
         assert net.prefixlen > 0
-    assert re.fullmatch(r"[0-9a-f]{64}", values["containarium_binary_sha256"])
+    assert re.fullmatch(r"[0-9a-f]{64}", values["containarium_package_sha256"])
     assert values.get("machine_type", "n2-standard-8") == "n2-standard-8"
 
 
@@ -222,8 +222,8 @@ def test_example_values_pass_simple_regex_validations(gce, path):
     assert checked >= 3
 
 
-def test_binary_url_validation_pattern(gce):
-    [val] = gce.variables["containarium_binary_url"]["validation"]
+def test_package_url_validation_pattern(gce):
+    [val] = gce.variables["containarium_package_url"]["validation"]
     pattern = hcl_unescape(SIMPLE_REGEX.match(val["condition"]).group(1))
     for ok in ("https://h.example/c", "http://mirror.internal/c", "gs://bucket/path/c",
                "file:///opt/containarium"):

@@ -22,5 +22,5 @@ admin_ssh_keys = [
 allowed_ssh_source_ranges = ["203.0.113.0/24", "198.51.100.0/24"]
 
 # Air-gapped or private setups: a bucket object in your own project.
-containarium_binary_url    = "gs://my-gcp-project-artifacts/containarium/v0.1.0/containarium"
-containarium_binary_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+containarium_package_url    = "gs://my-gcp-project-artifacts/containarium/v0.1.0/containarium_0.1.0_amd64.deb"
+containarium_package_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"

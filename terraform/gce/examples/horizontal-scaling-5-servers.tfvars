@@ -22,5 +22,5 @@ admin_ssh_keys = [
 
 allowed_ssh_source_ranges = ["203.0.113.0/24"]
 
-containarium_binary_url    = "https://mirror.internal.example.com/containarium/v0.1.0/containarium"
-containarium_binary_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+containarium_package_url    = "https://mirror.internal.example.com/containarium/v0.1.0/containarium_0.1.0_amd64.deb"
+containarium_package_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"

@@ -21,5 +21,5 @@ admin_ssh_keys = [
 # Your office / VPN egress ranges (documentation range shown).
 allowed_ssh_source_ranges = ["203.0.113.0/24"]
 
-containarium_binary_url    = "https://downloads.example.com/containarium/v0.1.0/containarium-x86_64-linux"
-containarium_binary_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+containarium_package_url    = "https://downloads.example.com/containarium/v0.1.0/containarium_0.1.0_amd64.deb"
+containarium_package_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
