@@ -211,7 +211,8 @@ bash_completes_create() {
 
 units_installed_not_enabled() {
     local unit
-    for unit in containarium-sync-accounts.service containarium-sync-accounts.timer; do
+    for unit in containarium-sync-accounts.service containarium-sync-accounts.timer \
+        containarium-reap.service containarium-reap.timer; do
         [ -f "$root/usr/lib/systemd/system/$unit" ] || return 1
     done
     # Nothing links to them: no maintainer script enabled them.
@@ -240,7 +241,7 @@ check "containarium --version works" version_works
 check "install.sh a second time installs nothing" again_is_a_no_op
 check "man containarium shows EXIT STATUS and FILES; man containarium-create its options" man_shows_the_page
 check "bash completes 'containarium cr<TAB>' to create" bash_completes_create
-check "the sync-accounts service and timer are installed, not enabled" units_installed_not_enabled
+check "the sync-accounts and reap services and timers are installed, not enabled" units_installed_not_enabled
 check "/etc/containarium/config.toml is a conffile with every line commented" conffile_is_commented
 check "installing changed nothing of sshd's configuration and made no group" sshd_untouched
 in_root dpkg --purge containarium >/dev/null || failed=1

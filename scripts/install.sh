@@ -21,6 +21,11 @@
 #                     Debian 12 takes them from bookworm-backports)
 #   --no-host-init    only install the binary or package
 #
+# A binary install also puts the timers' units (systemd/: sync-accounts and
+# reap) into $CONTAINARIUM_UNITS_DIR (default /etc/systemd/system), with
+# ExecStart naming the installed binary; the package ships them in
+# /usr/lib/systemd/system. Neither ever enables them.
+#
 # Idempotent: running it again with the same binary or package changes nothing,
 # and `containarium host init` is itself idempotent.
 set -euo pipefail
@@ -46,7 +51,7 @@ say() {
 }
 
 usage() {
-    sed -n '2,27s/^# \{0,1\}//p' "$0"
+    sed -n '2,32s/^# \{0,1\}//p' "$0"
 }
 
 while [ $# -gt 0 ]; do
@@ -199,6 +204,36 @@ else
         say "installed $dest"
     fi
 fi
+# The timers' units from this checkout, for a binary install (the package
+# has its own); never enabled.
+install_units() {
+    local dir=$script_dir/../systemd units_dir=${CONTAINARIUM_UNITS_DIR:-/etc/systemd/system} unit target changed=0
+    if [ ! -d "$dir" ]; then
+        say "no systemd/ beside this script: the timer units are not installed"
+        return 0
+    fi
+    if [ ! -d "$(dirname -- "$units_dir")" ]; then
+        say "no $(dirname -- "$units_dir"): not a systemd host, the timer units are not installed"
+        return 0
+    fi
+    mkdir -p -- "$units_dir"
+    for unit in "$dir"/containarium-*.service "$dir"/containarium-*.timer; do
+        target=$units_dir/$(basename -- "$unit")
+        sed "s|^ExecStart=/usr/bin/containarium|ExecStart=$dest|" -- "$unit" >"$target.new"
+        if [ -f "$target" ] && cmp -s -- "$target.new" "$target"; then
+            rm -f -- "$target.new"
+        else
+            mv -f -- "$target.new" "$target"
+            say "installed $target"
+            changed=1
+        fi
+    done
+    if [ "$changed" = 1 ]; then
+        say "not enabled; to run them: systemctl enable --now containarium-sync-accounts.timer containarium-reap.timer"
+    fi
+}
+[ -n "$package" ] || install_units
+
 found=$(command -v containarium || true)
 if [ -n "$found" ] && [ "$found" != "$dest" ]; then
     say "warning: containarium on PATH is $found, not $dest (an earlier install?); remove it or call $dest"

@@ -3,6 +3,8 @@ the Debian package through a fake apt-get and dpkg-query (debfake.py)."""
 import hashlib
 import os
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +24,15 @@ def fake_binary(tmp_path):
     return binary, log
 
 
+# Where a binary install puts the timer units: never the host's own.
+UNITS = Path(tempfile.mkdtemp(prefix="ctm-units-")) / "system"
+
+
 def run(*args, env=None):
+    env = env or {**os.environ, "LANG": "C"}
+    env.setdefault("CONTAINARIUM_UNITS_DIR", str(UNITS))
     return subprocess.run(["bash", str(SCRIPT), *map(str, args)], capture_output=True,
-                          text=True, timeout=60, env=env or {**os.environ, "LANG": "C"})
+                          text=True, timeout=60, env=env)
 
 
 def test_offline_install_runs_host_init(tmp_path, fake_binary):
@@ -41,6 +49,32 @@ def test_offline_install_runs_host_init(tmp_path, fake_binary):
     proc = run("--binary", binary, "--prefix", prefix)
     assert proc.returncode == 0, proc.stderr
     assert "already this binary" in proc.stdout
+
+
+def test_a_binary_install_puts_the_timer_units_in_place_naming_it(tmp_path, fake_binary):
+    binary, _ = fake_binary
+    prefix, units = tmp_path / "bin", tmp_path / "systemd" / "system"
+    env = {**os.environ, "LANG": "C", "CONTAINARIUM_UNITS_DIR": str(units)}
+    # Not a systemd host: said, and nothing made.
+    proc = run("--binary", binary, "--prefix", prefix, "--no-host-init", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "not a systemd host" in proc.stdout
+    assert not units.parent.exists()
+    units.parent.mkdir()
+    proc = run("--binary", binary, "--prefix", prefix, "--no-host-init", env=env)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in units.iterdir())
+    assert names == ["containarium-reap.service", "containarium-reap.timer",
+                     "containarium-sync-accounts.service", "containarium-sync-accounts.timer"]
+    for service in ("containarium-reap.service", "containarium-sync-accounts.service"):
+        text = (units / service).read_text()
+        assert f"ExecStart={prefix}/containarium " in text, text
+    assert "not enabled" in proc.stdout
+    assert not list(units.parent.rglob("*.wants"))
+    # Again: nothing to install.
+    proc = run("--binary", binary, "--prefix", prefix, "--no-host-init", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"installed {units}" not in proc.stdout
 
 
 def test_wrong_sha256_installs_nothing(tmp_path, fake_binary):

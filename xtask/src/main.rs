@@ -239,6 +239,11 @@ const FILES: [(&str, &str); 7] = [
         "Runs sync-accounts every minute once enabled (systemctl enable --now \
          containarium-sync-accounts.timer); the package does not enable it.",
     ),
+    (
+        "/usr/lib/systemd/system/containarium-reap.timer",
+        "Runs reap every five minutes once enabled (systemctl enable --now \
+         containarium-reap.timer); the package does not enable it.",
+    ),
 ];
 
 fn see_also(page: &mut Vec<u8>, refs: &[&str]) {
