@@ -198,7 +198,7 @@ const ENVIRONMENT: [(&str, &str); 3] = [
     ),
 ];
 
-const FILES: [(&str, &str); 7] = [
+const FILES: [(&str, &str); 8] = [
     (
         "/etc/containarium/config.toml",
         "Defaults for create and the host (image, storage pool, network, \

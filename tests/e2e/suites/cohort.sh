@@ -21,7 +21,7 @@ cohort__cleanup() {
 	local u
 	cohort__stop_clients
 	for u in $(ctm list --json 2>/dev/null | jq -r '.[] | select(.user | startswith("e2e-h")) | .user'); do
-		ctm delete "$u" --force >/dev/null 2>&1
+		ctm delete "$u" --force >/dev/null 2>&1 || true
 	done
 }
 
