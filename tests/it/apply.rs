@@ -301,15 +301,19 @@ fn reap_stops_expired_and_idle_containers_and_says_why() {
         )
     );
     // Ann's end came; Ben started long ago and nobody came.
-    s.edit_instance(&format!("{A}-container"), |inst| {
-        inst["config"]["user.containarium.expires"] = "2020-01-01T00:00:00Z".into();
-        inst["expanded_config"]["user.containarium.expires"] = "2020-01-01T00:00:00Z".into();
-    });
+    s.set_config(
+        &format!("{A}-container"),
+        "user.containarium.expires",
+        "2020-01-01T00:00:00Z",
+    );
     s.edit_instance(&format!("{B}-container"), |inst| {
         inst["last_used_at"] = "2026-01-01T00:00:00Z".into();
-        inst["config"]["user.containarium.created"] = "2026-01-01T00:00:00Z".into();
-        inst["expanded_config"]["user.containarium.created"] = "2026-01-01T00:00:00Z".into();
     });
+    s.set_config(
+        &format!("{B}-container"),
+        "user.containarium.created",
+        "2026-01-01T00:00:00Z",
+    );
     s.clear_log();
     let out = s.ok(&["reap", "--dry-run", "--delete-after", "1000w"]);
     let text = stdout(&out);
@@ -356,4 +360,57 @@ fn reap_stops_expired_and_idle_containers_and_says_why() {
     assert!(stdout(&out).contains(&format!("deleted {A}-container: expired at 2020-01-01T00:00:00Z; the 1d grace period ended at 2020-01-02T00:00:00Z")), "{}", stdout(&out));
     assert!(!s.path(&format!("root/etc/containarium/keys/{A}")).exists());
     assert!(!s.path(&format!("state/{A}-container.json")).exists());
+}
+
+#[test]
+fn apply_stops_starting_work_after_a_failure_and_a_rerun_continues() {
+    let s = Sandbox::with_hosts(44, 3);
+    let file = cohort(
+        &s,
+        &format!(
+            "set = \"course\"\n[defaults]\nimage = \"local:dev\"\n{}{}{}",
+            user(A, ""),
+            user(B, ""),
+            user(C, "")
+        ),
+    );
+    let out = s.run_with(
+        &["apply", &file, "--jobs", "1"],
+        // Ben's incus init: only it names him as the owner.
+        &[("FAKE_FAIL", &format!("user.containarium.owner={B} "))],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("Apply: 1 created, 0 updated, 0 deleted.\n"),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "error: apply stopped after a failure: create {B} failed ("
+        )) && last.ends_with(&format!(
+            "; not started: create {C}; apply the file again to continue"
+        )),
+        "{err}"
+    );
+    // What failed was undone; what was not started was not.
+    assert!(!s.path(&format!("state/{B}-container.json")).exists());
+    assert!(!s.path(&format!("state/{C}-container.json")).exists());
+
+    let out = s.ok(&["apply", &file, "--jobs", "1"]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("= {A} unchanged\n+ {B} create (")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 2 to create, 0 to update, 0 to delete, 1 unchanged.\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("Apply: 2 created, 0 updated, 0 deleted.\n"),
+        "{text}"
+    );
 }

@@ -197,16 +197,32 @@ impl Sandbox {
         });
     }
 
-    fn create(&self) -> Output {
+    /// Sets config `key` of instance `name` as `incus config set` would.
+    fn set_config(&self, name: &str, key: &str, value: &str) {
+        self.edit_instance(name, |inst| {
+            inst["config"][key] = value.into();
+            inst["expanded_config"][key] = value.into();
+        });
+    }
+
+    /// `create USER` with alice.pub and the image `local:dev`.
+    fn create_args(&self) -> Vec<String> {
         let key = self.path("alice.pub");
-        self.run(&[
+        [
             "create",
             USER,
             "--ssh-key",
             key.to_str().unwrap(),
             "--image",
             "local:dev",
-        ])
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn create(&self) -> Output {
+        let args = self.create_args();
+        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 }
 
@@ -379,10 +395,11 @@ fn create_replaces_a_container_an_interrupted_run_left_pending() {
     let s = Sandbox::new(3);
     assert!(s.create().status.success());
     let ready_ip = s.instance().unwrap()["devices"]["eth0"]["ipv4.address"].clone();
-    s.edit_instance(&format!("{USER}-container"), |inst| {
-        inst["config"]["user.containarium.state"] = "pending".into();
-        inst["expanded_config"]["user.containarium.state"] = "pending".into();
-    });
+    s.set_config(
+        &format!("{USER}-container"),
+        "user.containarium.state",
+        "pending",
+    );
     let lock_path = s.path(&format!("root/run/containarium/users/{USER}.lock"));
     std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
     let holder = std::fs::File::create(&lock_path).unwrap();
@@ -430,15 +447,8 @@ fn create_replaces_a_container_an_interrupted_run_left_pending() {
 #[test]
 fn create_says_when_incus_stopped_under_it_and_a_rerun_cleans_up() {
     let s = Sandbox::new(4);
-    let key = s.path("alice.pub");
-    let args = [
-        "create",
-        USER,
-        "--ssh-key",
-        key.to_str().unwrap(),
-        "--image",
-        "local:dev",
-    ];
+    let args = s.create_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = s.run_with(&args, &[("FAKE_INCUS_DOWN_AFTER", "incus start")]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -1247,15 +1257,8 @@ fn host_init_refuses_a_match_block_that_sshd_reads_before_ours() {
 #[test]
 fn create_refuses_when_sshd_would_not_apply_our_policy() {
     let s = Sandbox::new(53);
-    let key = s.path("alice.pub");
-    let args = [
-        "create",
-        USER,
-        "--ssh-key",
-        key.to_str().unwrap(),
-        "--image",
-        "local:dev",
-    ];
+    let args = s.create_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = s.run_with(&args, &[("FAKE_SSHD_T_HOSTILE", "addr=10.0.0.1")]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -1653,10 +1656,11 @@ fn restore_brings_back_container_address_account_and_keys() {
     );
     // Left pending by a restore that was killed: the refusal names the
     // command that cleans up.
-    s.edit_instance(&format!("{USER}-container"), |inst| {
-        inst["config"]["user.containarium.state"] = "pending".into();
-        inst["expanded_config"]["user.containarium.state"] = "pending".into();
-    });
+    s.set_config(
+        &format!("{USER}-container"),
+        "user.containarium.state",
+        "pending",
+    );
     let out = s.run(&["restore", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
