@@ -8,16 +8,17 @@
 # the middle of a create, a full storage pool, and 20 creates with 10
 # deletes at once.
 
-# crash__kill_at POINT LOG CMD...: runs CMD in the background and SIGKILLs it
-# at POINT: `after:STEP` once its progress (to LOG) says the step whose
-# synopsis starts with STEP is done, or `in:WORDS` while a command of its own
-# holding WORDS (" init ", say) runs. What it started itself (that `incus
-# init`) is left to finish, as it would be, and waited for. Fails unless CMD
-# was really killed there.
+# crash__kill_at POINT LOG ARGS...: runs containarium ARGS in the background
+# (the binary itself, so that its PID is the one killed) and SIGKILLs it at
+# POINT: `after:STEP` once its progress (to LOG) says the step whose synopsis
+# starts with STEP is done, or `in:WORDS` while a command of its own holding
+# WORDS (" init ", say) runs. What it started itself (that `incus init`) is
+# left to finish, as it would be, and waited for. Fails unless it was really
+# killed there.
 crash__kill_at() {
 	local point=$1 log=$2 pid kids k i rc=0
 	shift 2
-	"$@" >/dev/null 2>"$log" &
+	"$BIN" --project "$E2E_PROJECT" "$@" >/dev/null 2>"$log" &
 	pid=$!
 	for ((i = 0; i < 3000; i++)); do
 		case $point in
@@ -150,18 +151,18 @@ test_crash() {
 	local delete_points=("after:remove the jump key file" "after:lock jump account"
 		"after:end $u's live sessions" "after:delete jump account" "in: delete --force ") c=0
 	for point in "${create_points[@]}"; do
-		check "create killed ${point/:/ }" crash__kill_at "$point" "$log" crash__create "$u"
+		check "create killed ${point/:/ }" crash__kill_at "$point" "$log" create "$u" --ssh-key "$work/keys/e2e-crash.pub" --no-docker
 		check "  list shows $u pending (or, killed while marking it ready, running)" \
 			crash__state_is "$u" pending "$([ "$point" = "after:verify the user" ] && echo running)"
 		check "  create $u again converges" crash__create_again "$u"
 		check "  $u is running and reachable with ssh -J" crash__reachable "$u"
 		d=${delete_points[$((c++ % ${#delete_points[@]}))]}
-		check "delete killed ${d/:/ }" crash__kill_at "$d" "$log" ctm delete "$u" --force
+		check "delete killed ${d/:/ }" crash__kill_at "$d" "$log" delete "$u" --force
 		check "  delete $u again converges" ctm delete "$u" --force
 		check "  nothing of $u is left" crash__gone "$u"
 	done
 	# A killed create's leftovers, removed by delete instead.
-	killed_then_deleted() { crash__kill_at "$1" "$log" crash__create "$u" && ctm delete "$u" --force; }
+	killed_then_deleted() { crash__kill_at "$1" "$log" create "$u" --ssh-key "$work/keys/e2e-crash.pub" --no-docker && ctm delete "$u" --force; }
 	for point in "after:create jump account" "after:start $u-container"; do
 		check "create killed ${point/:/ }, then delete" killed_then_deleted "$point"
 		check "  nothing of $u is left after the delete" crash__gone "$u"
@@ -178,7 +179,7 @@ test_crash() {
 	for point in "in: import " "after:import $u-container" "after:check the imported config" \
 		"after:pin the address" "after:create jump account" "after:check sshd's effective policy" \
 		"after:write the jump account's keys" "after:start $u-container" "after:wait for sshd"; do
-		check "restore killed ${point/:/ }" crash__kill_at "$point" "$log" ctm restore "$backup"
+		check "restore killed ${point/:/ }" crash__kill_at "$point" "$log" restore "$backup"
 		one_line_error "  restore again names the command that cleans up" \
 			"containarium delete $u" ctm restore "$backup"
 		check "  that command: delete $u" ctm delete "$u" --force
@@ -196,7 +197,7 @@ test_crash() {
 	}
 	once_inside() { [ "$(in_container "$u" grep -c -F "$(cut -d' ' -f2 "$work/keys/$u-new.pub")" "/home/$u/.ssh/authorized_keys")" = 1 ]; }
 	for point in "in: file push " "after:update /home/$u/.ssh/authorized_keys" "after:write $u's jump keys"; do
-		check "keys add killed ${point/:/ }" crash__kill_at "$point" "$log" ctm keys add "$u" "$work/keys/$u-new.pub"
+		check "keys add killed ${point/:/ }" crash__kill_at "$point" "$log" keys add "$u" "$work/keys/$u-new.pub"
 		check "  keys add again converges" ctm keys add "$u" "$work/keys/$u-new.pub"
 		check "  both keys are recorded" test "$(ctm keys list "$u" | wc -l)" = 2
 		check "  the new key is in authorized_keys once" once_inside
