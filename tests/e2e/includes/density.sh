@@ -84,6 +84,21 @@ bench_p5() {
 		"$running" "$ok" "$n" "$reach_ms" "$DENSITY_MS"
 	printf 'P5 host memory: MemAvailable %s MiB before, %s MiB after: %s MiB per tenant; their cgroups hold %s MiB resident (%s MiB each)\n' \
 		"$DENSITY_MEM_BEFORE" "$after" "$per" "$sum" "$(awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.1f", s / n }')"
+	# The shared host limits, at N: the fullest key quota (the containers'
+	# root UID shares one), tasks, neighbour entries, open files, addresses.
+	printf 'P5 host limits with %s tenants: keys %s; tasks %s of kernel.pid_max %s; neighbours on %s %s of gc_thresh3 %s; open files %s of fs.file-max %s; addresses %s (with the gateway) of the bridge'"'"'s %s\n' "$n" \
+		"$(awk 'NR > 0 { split($4, q, "/"); if (q[1] + 0 > m) { m = q[1] + 0; sub(":", "", $1); line = q[1] " of kernel.keys.maxkeys " q[2] " (UID " $1 ")" } } END { print line }' /proc/key-users)" \
+		"$(ps -eL --no-headers | wc -l)" "$(cat /proc/sys/kernel/pid_max)" \
+		"$E2E_BRIDGE" "$(ip neigh show dev "$E2E_BRIDGE" | wc -l)" "$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh3)" \
+		"$(cut -f1 /proc/sys/fs/file-nr)" "$(cat /proc/sys/fs/file-max)" \
+		"$(($(wc -l <"$dir/reach-targets") + 1))" "$((2 ** (32 - ${E2E_BRIDGE_CIDR#*/}) - 2))"
+	# What the shared key quota stops when full: a new session keyring (runc
+	# makes one per Docker container), here in the last tenant.
+	# shellcheck disable=SC2016 # Python, not shell
+	printf 'P5 a new session keyring in e2e-s%03d-container (what runc needs per Docker container): %s\n' "$n" \
+		"$(e2e_incus exec "$(printf 'e2e-s%03d-container' "$n")" -- python3 -c 'import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print("ok" if libc.syscall(250, 1, None) >= 0 else os.strerror(ctypes.get_errno()))' 2>&1)"
 	summary+=("P5 density: $ok of $n tenants reachable over ssh -J, created in $((DENSITY_MS / 1000)) s, $per MiB of host memory each (target $n of $n): $(verdict "$ok" "$n" '>=')")
 }
 
