@@ -156,8 +156,8 @@ bench_m1() {
 	e2e_incus exec e2e-mem-a-container -- docker info --format '{{.ServerVersion}}' >/dev/null &&
 		printf 'M1 first docker info in the socket-activated container started dockerd: %s\n' \
 			"$(e2e_incus exec e2e-mem-a-container -- systemctl is-active docker.service)"
-	ctm delete e2e-mem-a --force >/dev/null
-	ctm delete e2e-mem-b --force >/dev/null
+	ctm delete e2e-mem-a --force >"$work/delete-mem.out" 2>&1 || { cat "$work/delete-mem.out" >&2; return 1; }
+	ctm delete e2e-mem-b --force >"$work/delete-mem.out" 2>&1 || { cat "$work/delete-mem.out" >&2; return 1; }
 }
 
 wanted p6 && bench_p6
