@@ -1149,7 +1149,7 @@ fn host_init_raises_kernel_limits_only_upwards() {
     let text = std::fs::read_to_string(&file).unwrap();
     for line in [
         "\nfs.inotify.max_user_instances = 1048576\n",
-        "\nkernel.keys.maxkeys = 2000\n",
+        "\nkernel.keys.maxkeys = 20000\n",
         "\nnet.ipv4.neigh.default.gc_thresh3 = 16384\n",
     ] {
         assert!(text.contains(line), "{line:?} missing from\n{text}");
@@ -1160,7 +1160,7 @@ fn host_init_raises_kernel_limits_only_upwards() {
 
     // Control: at our values already, nothing is applied.
     set("fs.inotify.max_user_instances", "1048576");
-    set("kernel.keys.maxkeys", "2000");
+    set("kernel.keys.maxkeys", "20000");
     s.clear_log();
     let out = s.run(&["host", "init"]);
     assert!(out.status.success(), "{}", stderr(&out));
