@@ -18,9 +18,14 @@
 #        socket-activated), against the same container with dockerd always
 #        running. Target: <= 45 MiB.
 #   P5   density: N tenants (Docker enabled, socket-activated), created
-#        through the tool 3 at a time, every one answering over `ssh -J`
+#        by one `apply` of a cohort file, every one answering over `ssh -J`
 #        through its own jump account; total time and host memory per
-#        tenant. Target: N of N.
+#        tenant. Target: N of N. Then the same file again (apply's no-op):
+#        target < 2 s for 50 users.
+#   P2   a cohort from one file: `apply` of P2N users (50; 6 with --quick)
+#        to all answering `ssh -J`, against the same users made one after
+#        the other by hand (bare `incus launch` + `cloud-init status
+#        --wait` + first ssh). Target: ratio <= 0.4.
 #   P3   `list --json` with the N tenants against `incus list --format
 #        json`, 11 interleaved rounds, median. Target: ratio <= 1.2.
 #   S1   `sync-accounts` rebuilding 50 of the tenants' jump accounts and key
@@ -33,9 +38,9 @@
 #   sudo scripts/bench.sh [--quick] [--only "SECTION..."] [ROUNDS]
 #
 # ROUNDS of P1 default to 25 and N to 200 (the release figures in
-# BENCHMARKS.md); --quick (CI) takes 9 rounds and N = 50. BENCH_DENSITY=N
-# overrides N. --only (or BENCH_ONLY), a list of sections separated by
-# spaces or commas (p6 p1 m1 p5 p3 s1 storm), runs only those, for
+# BENCHMARKS.md); --quick (CI) takes 9 rounds, N = 50 and P2N = 6.
+# BENCH_DENSITY=N overrides N. --only (or BENCH_ONLY), a list of sections separated by
+# spaces or commas (p6 p1 m1 p2 p5 p3 s1 storm), runs only those, for
 # iterating: `--only p1` or `BENCH_ONLY="p3 s1" scripts/bench.sh --quick`
 # (p5, p3, s1 and storm all need the N tenants, which are then created).
 # A summary at the end lists each figure, its target and whether it was met;
@@ -52,21 +57,21 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # 200 tenants need more than the e2e suite's 8 GiB pool.
 E2E_POOL_SIZE=${E2E_POOL_SIZE:-32GiB}
-for include in env tenants p1 density; do
+for include in env tenants p1 p2 density; do
 	# shellcheck source=/dev/null
 	. "tests/e2e/includes/$include.sh"
 done
 trap e2e_cleanup EXIT
 trap 'exit 130' INT TERM
 
-rounds=25 density=200 only=${BENCH_ONLY:-}
+rounds=25 density=200 p2n=50 only=${BENCH_ONLY:-}
 while [ $# -gt 0 ]; do
 	case $1 in
-	--quick) rounds=9 density=50 ;;
+	--quick) rounds=9 density=50 p2n=6 ;;
 	--only) only=${2:?--only needs a list of sections}; shift ;;
 	--only=*) only=${1#--only=} ;;
 	[0-9]*) rounds=$1 ;;
-	*) echo "usage: $0 [--quick] [--only \"p6 p1 m1 p5 p3 s1 storm\"] [ROUNDS]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--quick] [--only \"p6 p1 m1 p2 p5 p3 s1 storm\"] [ROUNDS]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -74,8 +79,8 @@ density=${BENCH_DENSITY:-$density}
 only=${only//,/ }
 for section in $only; do
 	case $section in
-	p6 | p1 | m1 | p5 | p3 | s1 | storm) ;;
-	*) echo "bench: unknown section $section (p6 p1 m1 p5 p3 s1 storm)" >&2; exit 2 ;;
+	p6 | p1 | m1 | p2 | p5 | p3 | s1 | storm) ;;
+	*) echo "bench: unknown section $section (p6 p1 m1 p2 p5 p3 s1 storm)" >&2; exit 2 ;;
 	esac
 done
 # wanted SECTION...: whether any of the sections is to run.
@@ -160,12 +165,22 @@ bench_m1() {
 	ctm delete e2e-mem-b --force >"$work/delete-mem.out" 2>&1 || { cat "$work/delete-mem.out" >&2; return 1; }
 }
 
+# --- P2 ------------------------------------------------------------------------
+bench_p2() {
+	e2e_p2 "$p2n" "$work" || return 1
+	printf 'P2 %s users from one file to all answering ssh -J: apply %s ms, one after the other by hand %s ms: ratio %s (target <= 0.4)\n' \
+		"$p2n" "$E2E_P2_APPLY_MS" "$E2E_P2_BARE_MS" "$E2E_P2_RATIO"
+	summary+=("P2 apply of $p2n users / the same made one after the other by hand: $E2E_P2_RATIO (target <= 0.4): $(verdict "$E2E_P2_RATIO" 0.4 '<=')")
+}
+
 wanted p6 && bench_p6
 wanted p1 && bench_p1
 wanted m1 && bench_m1
+wanted p2 && bench_p2
 # P5, P3, S1 and the storm share the N tenants (tests/e2e/includes/density.sh).
 if wanted p5 p3 s1 storm; then
 	density_setup "$density" "$work" "$key"
+	summary+=("apply of the same $density-user file again (no changes): $DENSITY_NOOP_MS ms (target < 2000 ms for 50): $(verdict "$DENSITY_NOOP_MS" 2000 '<')")
 	wanted p5 && bench_p5 "$density" "$work"
 	wanted p3 && bench_p3 "$density" "$work"
 	wanted s1 && bench_s1 "$density"

@@ -3,7 +3,7 @@
 # tool: P5 (N running tenants, each reachable through its own jump account,
 # host memory per tenant), P3 (`list --json` with N tenants), S1
 # (sync-accounts rebuilding 50 users' accounts) and the login storm (50
-# users at once). Sourced by scripts/bench.sh after env.sh and tenants.sh;
+# users at once), all from one `apply`. Sourced by scripts/bench.sh after env.sh and tenants.sh;
 # the functions add their verdicts to the caller's `summary` array with
 # `verdict` (both defined there).
 #
@@ -27,34 +27,42 @@ e2e_mem_available_mib() { awk '$1 == "MemAvailable:" { printf "%d", $2 / 1024 }'
 # density_users N: the names of the N density users, e2e-s001 and on.
 density_users() { seq -f 'e2e-s%03g' 1 "$1"; }
 
-# density_setup N DIR KEY: N tenants created through the tool, 3 at a time
-# (all share KEY.pub), as an admin scripting `create` would. Sets
-# DENSITY_MS (total time) and DENSITY_MEM_BEFORE (MiB available before).
-# Fails unless all N were created.
+# density_setup N DIR KEY: N tenants from one cohort file through `apply`
+# (its default: as many creates at once as CPUs, plus one; all share
+# KEY.pub), then the same file applied again, which has nothing to do. Sets
+# DENSITY_MS (total time), DENSITY_NOOP_MS (the rerun) and
+# DENSITY_MEM_BEFORE (MiB available before). Fails unless all N were
+# created.
 density_setup() {
 	local n=$1 dir=$2 key=$3 created t0
+	density_users "$n" | awk -v key="$(cat "$key.pub")" 'BEGIN { print "set = \"e2e-density\"" }
+		{ printf "[[user]]\nname = \"%s\"\nkeys = [\"%s\"]\n", $1, key }' >"$dir/density.toml"
 	DENSITY_MEM_BEFORE=$(e2e_mem_available_mib)
 	t0=$(e2e_now_ms)
-	# shellcheck disable=SC2016 # expanded by the inner shell
-	density_users "$n" | xargs -P 3 -I{} sh -c \
-		'"$0" --project "$1" create "$2" --ssh-key "$3" >"$4/create-$2.out" 2>&1 || cat "$4/create-$2.out" >&2' \
-		"$BIN" "$E2E_PROJECT" {} "$key.pub" "$dir" || true
+	"$BIN" --project "$E2E_PROJECT" apply "$dir/density.toml" >"$dir/density-apply.out" 2>&1 ||
+		tail -n 20 "$dir/density-apply.out" >&2
 	DENSITY_MS=$(($(e2e_now_ms) - t0))
 	created=$(ctm list --json | jq '[.[] | select(.user | startswith("e2e-s")) | select(.state == "running")] | length')
-	printf 'setup: %s of %s tenants created through the tool in %s ms, 3 at a time (%s ms each)\n' \
+	printf 'setup: %s of %s tenants created by one apply in %s ms (%s ms each)\n' \
 		"$created" "$n" "$DENSITY_MS" $((DENSITY_MS / n))
 	[ "$created" -eq "$n" ] || e2e_die "only $created of $n tenants were created"
+	t0=$(e2e_now_ms)
+	"$BIN" --project "$E2E_PROJECT" apply "$dir/density.toml" >"$dir/density-noop.out" 2>&1 ||
+		{ tail -n 5 "$dir/density-noop.out" >&2; return 1; }
+	DENSITY_NOOP_MS=$(($(e2e_now_ms) - t0))
+	printf 'apply of the same file again, %s users: %s ms (%s)\n' "$n" "$DENSITY_NOOP_MS" "$(tail -n1 "$dir/density-noop.out")"
+	[ "$(tail -n1 "$dir/density-noop.out")" = "No changes." ] || e2e_die "the rerun of apply changed something"
 }
 
-# density_teardown N: deletes the N density users, 3 at a time.
+# density_teardown N: deletes the N density users: the empty set applied
+# with --prune.
 density_teardown() {
 	local t0
 	t0=$(e2e_now_ms)
-	# shellcheck disable=SC2016 # expanded by the inner shell
-	density_users "$1" | xargs -P 3 -I{} sh -c \
-		'"$0" --project "$1" delete "$2" --force >"$3/delete-$2.out" 2>&1 || cat "$3/delete-$2.out" >&2' \
-		"$BIN" "$E2E_PROJECT" {} "$E2E_WORK" || true
-	printf 'teardown: %s tenants deleted in %s ms, 3 at a time\n' "$1" $(($(e2e_now_ms) - t0))
+	printf 'set = "e2e-density"\n' >"$E2E_WORK/density.toml"
+	"$BIN" --project "$E2E_PROJECT" apply "$E2E_WORK/density.toml" --prune >"$E2E_WORK/density-prune.out" 2>&1 ||
+		tail -n 20 "$E2E_WORK/density-prune.out" >&2
+	printf 'teardown: %s tenants deleted by apply --prune in %s ms\n' "$1" $(($(e2e_now_ms) - t0))
 }
 
 # bench_p5 N DIR: the N tenants of density_setup are running and each
