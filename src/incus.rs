@@ -315,6 +315,8 @@ fn daemon_refusal(err: CmdError) -> Result<CmdError, Refused> {
         "Failed to connect",
         "connection refused",
         "daemon",
+        // What its API says while it stops.
+        "Shutting down",
     ];
     if err.code.is_some() && down.iter().any(|m| err.stderr.contains(m)) {
         return Err(Refused(
@@ -477,6 +479,35 @@ pub fn parse_instances(json: &str) -> Result<Vec<Instance>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed(stderr: &str) -> CmdError {
+        CmdError {
+            command: "incus query /1.0".into(),
+            program: "incus".into(),
+            code: Some(1),
+            signal: None,
+            stderr: stderr.into(),
+            not_found: false,
+        }
+    }
+
+    /// The client's words when nothing listens on the socket, and the
+    /// daemon's own while it stops, read as "down"; any other failure is
+    /// handed back.
+    #[test]
+    fn a_stopped_or_stopping_daemon_is_down() {
+        for stderr in [
+            "Error: Get \"http://unix.socket/1.0\": dial unix /var/lib/incus/unix.socket: connect: no such file or directory\n",
+            "Error: Shutting down\n",
+        ] {
+            let refusal = daemon_refusal(failed(stderr)).unwrap_err();
+            assert!(
+                refusal.0.starts_with("the Incus daemon is not running"),
+                "{stderr}"
+            );
+        }
+        assert!(daemon_refusal(failed("Error: Instance not found\n")).is_ok());
+    }
 
     /// Captured from a real Incus 6.0 with Docker running in alice's
     /// container, so `incus list` shows docker0 beside eth0.
