@@ -29,7 +29,7 @@ e2e_p2() {
 	"$BIN" --project "$E2E_PROJECT" list --json |
 		jq -r '.[] | select(.user | startswith("e2e-pa")) | "\(.user) \(.ipv4)"' >"$dir/p2-targets"
 	# shellcheck disable=SC2016 # expanded by the inner shell
-	xargs -P 10 -L 1 sh -c 'ssh -F "$0/ssh-e2e-p2.conf" -J "$1@$2" "$3@$4" true' \
+	xargs -P 10 -L 1 sh -c 'ssh -F "$0/ssh-e2e-p2.conf" -J "$2@$1" "$2@$3" true' \
 		"$dir" "$E2E_BASTION_HOST:$E2E_BASTION_PORT" <"$dir/p2-targets" ||
 		{ echo "P2: not every user answered ssh -J" >&2; return 1; }
 	E2E_P2_APPLY_MS=$(($(e2e_now_ms) - t0))
