@@ -141,9 +141,22 @@ impl Incus {
         if err.chain().any(|cause| cause.is::<Refused>()) {
             return err;
         }
-        match exec::run(&self.cmd(["query", "/1.0"])).map_err(daemon_refusal) {
-            Err(Err(down)) => err.context(down.0),
-            _ => err,
+        // The failed command may say so itself: a stopping daemon answers
+        // "Error: Shutting down" to changes (an exec's output included)
+        // while GET /1.0 still works.
+        let said = err
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<CmdError>())
+            .filter(|e| e.program == "incus")
+            .find_map(down)
+            .or_else(|| format!("{err:#}").contains(STOPPING).then(not_running));
+        let down = said.or_else(|| match exec::run(&self.cmd(["query", "/1.0"])) {
+            Err(err) => down(&err),
+            Ok(_) => None,
+        });
+        match down {
+            Some(down) => err.context(down.0),
+            None => err,
         }
     }
 
@@ -304,13 +317,32 @@ fn is_incus_exec_failure(out: &Output) -> bool {
 /// Maps "incus is not installed" and "the daemon is down" to refusals with
 /// the fix; hands every other failure back.
 fn daemon_refusal(err: CmdError) -> Result<CmdError, Refused> {
+    match down(&err) {
+        Some(refusal) => Err(refusal),
+        None => Ok(err),
+    }
+}
+
+/// What a stopping Incus daemon answers to a change.
+const STOPPING: &str = "Error: Shutting down";
+
+fn not_running() -> Refused {
+    Refused(
+        "the Incus daemon is not running: start it with `systemctl start incus` \
+         (or `incusd --group incus-admin &` on hosts without systemd)"
+            .into(),
+    )
+}
+
+/// The refusal with the fix when `err` says Incus is missing or down.
+fn down(err: &CmdError) -> Option<Refused> {
     if err.not_found {
-        return Err(Refused(
+        return Some(Refused(
             "incus is not installed: install it (apt-get install incus) and run `incus admin init`"
                 .into(),
         ));
     }
-    let down = [
+    let markers = [
         "unix.socket",
         "Failed to connect",
         "connection refused",
@@ -318,14 +350,10 @@ fn daemon_refusal(err: CmdError) -> Result<CmdError, Refused> {
         // What its API says while it stops.
         "Shutting down",
     ];
-    if err.code.is_some() && down.iter().any(|m| err.stderr.contains(m)) {
-        return Err(Refused(
-            "the Incus daemon is not running: start it with `systemctl start incus` \
-             (or `incusd --group incus-admin &` on hosts without systemd)"
-                .into(),
-        ));
+    if err.code.is_some() && markers.iter().any(|m| err.stderr.contains(m)) {
+        return Some(not_running());
     }
-    Ok(err)
+    None
 }
 
 /// Incus sends `null` for an empty map on an instance still being made.

@@ -475,6 +475,20 @@ fn create_says_when_incus_stopped_under_it_and_a_rerun_cleans_up() {
         "pending"
     );
 
+    // A daemon that is stopping refuses changes ("Shutting down") while
+    // GET /1.0 still answers: the failed step's own words say it is down.
+    let t = Sandbox::new(5);
+    let targs = t.create_args();
+    let targs: Vec<&str> = targs.iter().map(String::as_str).collect();
+    let out = t.run_with(&targs, &[("FAKE_INCUS_STOPPING_AFTER", "incus start")]);
+    assert_eq!(out.status.code(), Some(1));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    assert!(
+        last.starts_with("error: the Incus daemon is not running")
+            && last.ends_with("Error: Shutting down"),
+        "{last}"
+    );
+
     std::fs::remove_file(s.path("state/_incus_down")).unwrap();
     let out = s.run(&args);
     assert!(out.status.success(), "{}", stderr(&out));

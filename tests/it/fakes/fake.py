@@ -36,6 +36,16 @@ if prog == "incus" and down_after and os.path.exists(down_marker):
     sys.exit(1)
 if prog == "incus" and down_after and down_after in line:
     open(down_marker, "w").close()
+# Once a call containing $FAKE_INCUS_STOPPING_AFTER has run, the daemon is
+# stopping: it refuses every change, while GET /1.0 still answers.
+stopping_after = os.environ.get("FAKE_INCUS_STOPPING_AFTER")
+stopping_marker = os.path.join(os.environ.get("FAKE_STATE", "/nonexistent"), "_incus_stopping")
+if (prog == "incus" and stopping_after and os.path.exists(stopping_marker)
+        and "/1.0" not in sys.argv[-1:]):
+    sys.stderr.write("Error: Shutting down\n")
+    sys.exit(1)
+if prog == "incus" and stopping_after and stopping_after in line:
+    open(stopping_marker, "w").close()
 fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
