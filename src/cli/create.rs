@@ -162,12 +162,12 @@ pub(super) fn create(env: &Env, spec: &Spec, dry_run: bool) -> Result<Option<Fac
 fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     let incus = &env.incus;
     let user = &spec.user;
-    if let Some(expires) = &spec.expires
-        && expires.at(Time::now()) <= Time::now()
+    let now = Time::now();
+    if let Some(ends) = spec.expires.as_ref().map(|e| e.at(now))
+        && ends <= now
     {
         bail!(Refused(format!(
-            "{user} would expire at {}, which has passed; nothing changed",
-            expires.at(Time::now())
+            "{user} would expire at {ends}, which has passed; nothing changed"
         )));
     }
     let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
