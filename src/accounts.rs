@@ -8,7 +8,7 @@
 //! agent, say) holds /etc/passwd's own lock. We never delete anyone's lock
 //! file or signal its holder.
 
-use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 use anyhow::Result;
@@ -46,6 +46,21 @@ pub fn group_gid() -> Result<Option<u32>> {
 /// Ours means: primary group `containarium`, which only we give out.
 pub fn is_ours(account: &Account) -> Result<bool> {
     Ok(group_gid()? == Some(account.gid))
+}
+
+/// The names of the accounts in `passwd` (/etc/passwd's text) whose
+/// primary group is `gid`: ours, when `gid` is [`GROUP`]'s.
+pub fn members_of(passwd: &str, gid: u32) -> Vec<String> {
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            match fields.as_slice() {
+                [name, _, _, group, ..] if group.parse() == Ok(gid) => Some(name.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// `--force`: parallel first `create`s on a fresh bastion all plan this
@@ -93,25 +108,25 @@ pub fn userdel(user: &UserName) -> Cmd {
     Cmd::new("userdel").args(["--", user.as_str()])
 }
 
-/// The authorized_keys line that lets `key` open a tunnel to the container
-/// at `ip` port 22 and do nothing else.
-pub fn jump_key_line(ip: &str, key: &PublicKey) -> String {
-    format!("restrict,port-forwarding,permitopen=\"{ip}:22\" {key}")
+/// The authorized_keys line that lets `key` open a tunnel to the
+/// container's sshd at `to` (`ADDRESS:PORT`) and do nothing else.
+pub fn jump_key_line(to: &str, key: &PublicKey) -> String {
+    format!("restrict,port-forwarding,permitopen=\"{to}\" {key}")
 }
 
 /// The whole key file for a jump account.
-pub fn jump_key_file(ip: &str, keys: &[PublicKey]) -> String {
+pub fn jump_key_file(to: &str, keys: &[PublicKey]) -> String {
     let mut out =
         String::from("# Managed by containarium: tunnels to this user's container only.\n");
     for key in keys {
-        out.push_str(&jump_key_line(ip, key));
+        out.push_str(&jump_key_line(to, key));
         out.push('\n');
     }
     out
 }
 
-/// Reads back a key file we wrote: the address it allows and the keys.
-pub fn parse_jump_key_file(text: &str) -> (Option<Ipv4Addr>, Vec<PublicKey>) {
+/// Reads back a key file we wrote: the endpoint it allows and the keys.
+pub fn parse_jump_key_file(text: &str) -> (Option<SocketAddrV4>, Vec<PublicKey>) {
     let mut ip = None;
     let mut keys = Vec::new();
     for line in text
@@ -122,7 +137,7 @@ pub fn parse_jump_key_file(text: &str) -> (Option<Ipv4Addr>, Vec<PublicKey>) {
             continue;
         };
         if let Some(rest) = options.split("permitopen=\"").nth(1) {
-            ip = rest.split(':').next().and_then(|s| s.parse().ok());
+            ip = rest.split('"').next().and_then(|s| s.parse().ok());
         }
         if let Ok(key) = PublicKey::parse_line(key, "key file") {
             keys.push(key);
@@ -170,14 +185,26 @@ mod tests {
     fn jump_key_line_restricts_to_one_port() {
         let key = PublicKey::parse_line(KEY, "k").unwrap();
         assert_eq!(
-            jump_key_line("10.197.83.7", &key),
+            jump_key_line("10.197.83.7:22", &key),
             format!("restrict,port-forwarding,permitopen=\"10.197.83.7:22\" {KEY}")
         );
-        let file = jump_key_file("10.197.83.7", std::slice::from_ref(&key));
+        // On a cluster: the member's published port.
+        let file = jump_key_file("10.0.0.12:10007", std::slice::from_ref(&key));
         assert_eq!(
             parse_jump_key_file(&file),
-            (Some("10.197.83.7".parse().unwrap()), vec![key])
+            (Some("10.0.0.12:10007".parse().unwrap()), vec![key])
         );
+    }
+
+    #[test]
+    fn our_accounts_are_those_of_our_group() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      alice:x:1001:998:containarium jump account:/nonexistent:/usr/sbin/nologin\n\
+                      bob:x:1002:1002::/home/bob:/bin/bash\n\
+                      carol:x:1003:998::/nonexistent:/usr/sbin/nologin\n\
+                      broken line\n";
+        assert_eq!(members_of(passwd, 998), ["alice", "carol"]);
+        assert!(members_of(passwd, 7).is_empty());
     }
 
     #[test]

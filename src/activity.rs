@@ -6,22 +6,24 @@
 //! Both are the kernel's own tables; a tenant can make their container look
 //! busy (an open connection to its own sshd), never a neighbour's.
 
-use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::exec::{self, Cmd};
 
-/// `ss` listing the bastion's established connections to port 22 anywhere.
+/// `ss` listing the bastion's established TCP connections (to port 22 of
+/// containers; on a cluster, to their members' published ports).
 pub fn ss_cmd() -> Cmd {
-    Cmd::new("ss").args(["-tnH", "state", "established", "( dport = :22 )"])
+    Cmd::new("ss").args(["-tnH", "state", "established"])
 }
 
-/// The established connections to `ip`:22 in `ss_cmd`'s output, whose
-/// columns are Recv-Q, Send-Q, local and peer address.
-pub fn bastion_connections(ss: &str, ip: Ipv4Addr) -> usize {
-    let wanted = format!("{ip}:22");
+/// The established connections to `to` (a container's endpoint) in
+/// `ss_cmd`'s output, whose columns are Recv-Q, Send-Q, local and peer
+/// address.
+pub fn bastion_connections(ss: &str, to: SocketAddrV4) -> usize {
+    let wanted = to.to_string();
     ss.lines()
         .filter(|line| line.split_whitespace().nth(3) == Some(wanted.as_str()))
         .count()
@@ -69,16 +71,21 @@ mod tests {
 
     #[test]
     fn counts_the_bastions_forwards_to_one_container() {
-        // `ss -tnH state established '( dport = :22 )'` on a bastion with
-        // two forwards to .5, one to .6 and one outgoing session elsewhere.
+        // `ss -tnH state established` on a bastion with two forwards to .5,
+        // one to .6, one to a cluster member's published port for .7, and
+        // one session elsewhere.
         let ss = "0      0      10.197.83.1:41234   10.197.83.5:22\n\
                   0      0      10.197.83.1:41240   10.197.83.5:22\n\
                   0      0      10.197.83.1:50000   10.197.83.6:22\n\
+                  0      0      10.0.0.11:50002     10.0.0.12:10007\n\
                   0      0      127.0.0.1:60000     127.0.0.1:22\n";
-        assert_eq!(bastion_connections(ss, "10.197.83.5".parse().unwrap()), 2);
-        assert_eq!(bastion_connections(ss, "10.197.83.6".parse().unwrap()), 1);
-        assert_eq!(bastion_connections(ss, "10.197.83.50".parse().unwrap()), 0);
-        assert_eq!(bastion_connections("", "10.197.83.5".parse().unwrap()), 0);
+        let at = |s: &str| s.parse().unwrap();
+        assert_eq!(bastion_connections(ss, at("10.197.83.5:22")), 2);
+        assert_eq!(bastion_connections(ss, at("10.197.83.6:22")), 1);
+        assert_eq!(bastion_connections(ss, at("10.0.0.12:10007")), 1);
+        assert_eq!(bastion_connections(ss, at("10.0.0.12:22")), 0);
+        assert_eq!(bastion_connections(ss, at("10.197.83.50:22")), 0);
+        assert_eq!(bastion_connections("", at("10.197.83.5:22")), 0);
     }
 
     #[test]

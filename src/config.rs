@@ -190,6 +190,11 @@ impl Paths {
         self.at("/etc/ssh/ssh_host_ed25519_key.pub")
     }
 
+    /// The host certificate `host sign` makes for [`Paths::host_key`].
+    pub fn host_cert(&self) -> PathBuf {
+        self.at(crate::sshd::HOST_CERT)
+    }
+
     /// Where rsyslog writes sshd's lines (`containarium audit`).
     pub fn auth_log(&self) -> PathBuf {
         self.at("/var/log/auth.log")

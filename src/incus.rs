@@ -6,7 +6,7 @@
 //! container lives in the instance's `user.containarium.*` config keys.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -37,6 +37,12 @@ pub mod key {
     /// The last time `reap` saw an SSH connection to it (RFC 3339, UTC).
     pub const LAST_ACTIVE: &str = "user.containarium.last-active";
 }
+
+/// On a cluster, the `proxy` device that publishes a container's sshd on
+/// its member's cluster address: the members' tenant bridges share one
+/// subnet and have no path between them, so this is how every bastion
+/// reaches every container. Its `listen` is the jump key's `permitopen`.
+pub const PROXY_DEVICE: &str = "ssh";
 
 #[derive(Debug, Clone, Default)]
 pub struct Incus {
@@ -78,16 +84,41 @@ impl Incus {
         Cmd::new("incus").args(["query", path.as_str()])
     }
 
-    /// The firewall driver incusd uses (`nftables`, `xtables`), empty when
-    /// it has none.
-    pub fn firewall(&self) -> Result<String> {
+    /// What the server says of itself, from one `incus query /1.0`.
+    pub fn server(&self) -> Result<Server> {
         let out = self.probe(&Cmd::new("incus").args(["query", "/1.0"]))?;
         let server: serde_json::Value =
             serde_json::from_str(&out.stdout).context("parsing `incus query /1.0`")?;
-        Ok(server["environment"]["firewall"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
+        let environment = &server["environment"];
+        Ok(Server {
+            firewall: environment["firewall"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            clustered: environment["server_clustered"].as_bool() == Some(true),
+        })
+    }
+
+    /// The firewall driver incusd uses (`nftables`, `xtables`), empty when
+    /// it has none.
+    pub fn firewall(&self) -> Result<String> {
+        Ok(self.server()?.firewall)
+    }
+
+    /// The cluster's members with their state (`incus cluster list`).
+    pub fn members(&self) -> Result<Vec<Member>> {
+        let out = self.probe(&Cmd::new("incus").args(["cluster", "list", "--format", "json"]))?;
+        serde_json::from_str(&out.stdout).context("parsing `incus cluster list --format json`")
+    }
+
+    /// The address a cluster member serves the cluster on, which is where
+    /// its containers' sshd are published (see [`PROXY_DEVICE`]).
+    pub fn member_address(&self, member: &str) -> Result<Ipv4Addr> {
+        let path = format!("/1.0/cluster/members/{member}");
+        let out = self.probe(&Cmd::new("incus").args(["query", path.as_str()]))?;
+        let member: Member = serde_json::from_str(&out.stdout)
+            .with_context(|| format!("parsing `incus query {path}`"))?;
+        member.address()
     }
 
     pub fn list_cmd(&self, name: Option<&str>) -> Cmd {
@@ -264,6 +295,34 @@ impl Incus {
         self.cmd(["delete", "--force", instance])
     }
 
+    /// Adds [`PROXY_DEVICE`]: `at` on the member, forwarded (NAT, no
+    /// userspace proxy) to `ip`:22 in the container.
+    pub fn proxy_add_cmd(&self, instance: &str, at: SocketAddrV4, ip: Ipv4Addr) -> Cmd {
+        self.cmd([
+            "config".to_string(),
+            "device".into(),
+            "add".into(),
+            instance.into(),
+            PROXY_DEVICE.into(),
+            "proxy".into(),
+            format!("listen=tcp:{at}"),
+            format!("connect=tcp:{ip}:22"),
+            "nat=true".into(),
+        ])
+    }
+
+    /// Points [`PROXY_DEVICE`] at another member's address.
+    pub fn proxy_listen_cmd(&self, instance: &str, at: SocketAddrV4) -> Cmd {
+        self.cmd([
+            "config".to_string(),
+            "device".into(),
+            "set".into(),
+            instance.into(),
+            PROXY_DEVICE.into(),
+            format!("listen=tcp:{at}"),
+        ])
+    }
+
     pub fn config_set_cmd(&self, instance: &str, key: &str, value: &str) -> Cmd {
         self.cmd(["config", "set", instance, &format!("{key}={value}")])
     }
@@ -385,6 +444,9 @@ pub struct Instance {
     /// When Incus last started it (RFC 3339).
     #[serde(default)]
     pub last_used_at: String,
+    /// The cluster member it is on (`none` or empty off a cluster).
+    #[serde(default)]
+    pub location: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -457,6 +519,21 @@ impl Instance {
             .ok()
     }
 
+    /// Where its jump account's tunnels go: on a cluster, the
+    /// [`PROXY_DEVICE`] its member listens with; else its pinned address,
+    /// port 22.
+    pub fn ssh_endpoint(&self) -> Option<SocketAddrV4> {
+        match self.expanded_devices.get(PROXY_DEVICE) {
+            Some(proxy) => proxy.get("listen")?.strip_prefix("tcp:")?.parse().ok(),
+            None => Some(SocketAddrV4::new(self.pinned_ipv4()?, 22)),
+        }
+    }
+
+    /// The cluster member it is on, if it is on a cluster.
+    pub fn member(&self) -> Option<&str> {
+        Some(self.location.as_str()).filter(|l| !l.is_empty() && *l != "none")
+    }
+
     /// The keys recorded at create and by `keys add/remove`.
     pub fn keys(&self) -> Result<Vec<crate::keys::PublicKey>, Refused> {
         let text = self.config_value(key::KEYS).unwrap_or_default();
@@ -497,6 +574,48 @@ impl Instance {
         } else {
             "override"
         }
+    }
+}
+
+/// What `incus query /1.0` says of the server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `nftables`, `xtables`, or empty.
+    pub firewall: String,
+    /// Whether it is a member of an Incus cluster.
+    pub clustered: bool,
+}
+
+/// One member of the cluster, as `incus cluster list` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    pub server_name: String,
+    /// `https://ADDRESS:8443`
+    pub url: String,
+    /// `Online`, `Offline`, `Evacuated`, …
+    pub status: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl Member {
+    pub fn is_online(&self) -> bool {
+        self.status == "Online"
+    }
+
+    /// The IPv4 address in the member's URL.
+    pub fn address(&self) -> Result<Ipv4Addr> {
+        let host = self
+            .url
+            .strip_prefix("https://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(host, _)| host);
+        host.and_then(|h| h.parse().ok()).with_context(|| {
+            format!(
+                "cluster member {} has no IPv4 address in its URL {:?}",
+                self.server_name, self.url
+            )
+        })
     }
 }
 

@@ -330,6 +330,44 @@ pub fn allocate(net: &TenantNet, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr>
     })
 }
 
+/// Where a cluster publishes the sshd of the container at tenant address
+/// `ip`: [`PROXY_PORT_BASE`] plus the address's offset in the subnet.
+/// Addresses are unique across the cluster (the members share the tenant
+/// network's definition), so these ports are too, on every member; a
+/// container keeps its port when it moves.
+pub fn proxy_port(net: &TenantNet, ip: Ipv4Addr) -> Result<u16, Refused> {
+    let offset = u32::from(ip) - u32::from(net.gateway.network().addr);
+    u16::try_from(u32::from(PROXY_PORT_BASE) + offset).map_err(|_| {
+        Refused(format!(
+            "tenant network {} ({}) is too big to publish every address on a port \
+             of its own: use a /17 or smaller on a cluster",
+            net.name,
+            net.gateway.network()
+        ))
+    })
+}
+
+/// The first port [`proxy_port`] hands out.
+pub const PROXY_PORT_BASE: u16 = 10000;
+
+/// The addresses tenants must not reach: the host's own (every interface),
+/// or on a cluster every member's cluster address, where the members'
+/// services and every container's published sshd listen. The network ACL
+/// is cluster-wide, so on a cluster this list is the same from any member.
+pub fn guarded_addresses(incus: &Incus, server: &crate::incus::Server) -> Result<Vec<Ipv4Addr>> {
+    if !server.clustered {
+        return Ok(host_addresses());
+    }
+    let mut out = incus
+        .members()?
+        .iter()
+        .map(crate::incus::Member::address)
+        .collect::<Result<Vec<_>>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Every instance of every project, for [`taken`].
 pub fn all_instances(incus: &Incus) -> Result<Vec<Instance>> {
     let out = incus.probe(&Incus::default().cmd(["list", "--all-projects", "--format", "json"]))?;

@@ -15,7 +15,7 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,6 +30,9 @@ use crate::ui;
 #[derive(Debug, Default)]
 pub struct Facts {
     pub ipv4: Option<Ipv4Addr>,
+    /// Where the container's sshd is reached from the bastion: its address,
+    /// port 22, or on a cluster its member's published port.
+    pub endpoint: Option<SocketAddrV4>,
 }
 
 impl Facts {
@@ -37,6 +40,12 @@ impl Facts {
     pub fn ipv4_text(&self) -> String {
         self.ipv4
             .map_or_else(|| "<ipv4>".to_string(), |ip| ip.to_string())
+    }
+
+    /// The endpoint as `ADDRESS:PORT`, or the dry run's placeholder.
+    pub fn endpoint_text(&self) -> String {
+        self.endpoint
+            .map_or_else(|| "<endpoint>".to_string(), |to| to.to_string())
     }
 }
 

@@ -115,10 +115,15 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The host certificate of the bastion's ed25519 key (`host sign`), which
+/// every bastion of a cluster presents so users trust one host CA.
+pub const HOST_CERT: &str = "/etc/ssh/ssh_host_ed25519_key-cert.pub";
+
 /// The drop-in: the global settings (`PerSourceMaxStartups` only where
-/// sshd has it), then the jump accounts' policy inside its Match block, so
-/// it applies to them only.
-pub fn dropin(per_source: bool) -> String {
+/// sshd has it, `HostCertificate` where `host sign` made one), then the
+/// jump accounts' policy inside its Match block, so it applies to them
+/// only.
+pub fn dropin(per_source: bool, host_cert: bool) -> String {
     let mut out = format!(
         "{MARKER}: jump accounts (group {GROUP}) may only open a tunnel
 # to port 22 of their own container; their keys are in {KEYS_DIR}.
@@ -131,6 +136,9 @@ pub fn dropin(per_source: bool) -> String {
         if per_source || keyword != "PerSourceMaxStartups" {
             out.push_str(&format!("{keyword} {value}\n"));
         }
+    }
+    if host_cert {
+        out.push_str(&format!("HostCertificate {HOST_CERT}\n"));
     }
     out.push_str(&format!("Match Group {GROUP}\n"));
     for (keyword, value) in policy() {
@@ -466,7 +474,7 @@ mod tests {
 
     #[test]
     fn dropin_holds_every_setting_inside_the_match_block() {
-        let text = dropin(true);
+        let text = dropin(true, false);
         assert!(text.starts_with(MARKER));
         let (head, block) = text.split_once("Match Group containarium\n").unwrap();
         let settings: Vec<&str> = head.lines().filter(|l| !l.starts_with('#')).collect();
@@ -532,8 +540,12 @@ mod tests {
         let usage = "unknown option -- V\nOpenSSH_8.4p1 Debian-5+deb11u3, OpenSSL 1.1.1w  11 Sep 2023\nusage: sshd [-46DdeiqTt] [-C connection_spec] [-c host_cert_file]\n";
         assert_eq!(parse_version(usage), Some((8, 4)));
         assert_eq!(parse_version(""), None);
-        assert!(!dropin(false).contains("PerSourceMaxStartups"));
-        assert!(dropin(false).contains("\nMaxStartups 100:30:300\n"));
+        assert!(!dropin(false, false).contains("PerSourceMaxStartups"));
+        assert!(!dropin(true, false).contains("HostCertificate"));
+        assert!(
+            dropin(true, true).contains(&format!("\nHostCertificate {HOST_CERT}\nMatch Group"))
+        );
+        assert!(dropin(false, false).contains("\nMaxStartups 100:30:300\n"));
     }
 
     #[test]

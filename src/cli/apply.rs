@@ -594,6 +594,7 @@ fn spec(env: &Env, member: &Member, set: &str, defaults: &Defaults) -> Result<su
         expires: member.expires.clone(),
         idle_stop: member.idle_stop.clone(),
         set: Some(set.to_string()),
+        target: None,
     })
 }
 

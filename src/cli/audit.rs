@@ -117,7 +117,7 @@ fn in_window(record: &Record, since: Option<Time>, until: Option<Time>) -> bool 
     since.is_none_or(|s| time >= s) && until.is_none_or(|u| time <= u)
 }
 
-/// Managed containers by owner: `NAME ADDR:22`, the pinned address.
+/// Managed containers by owner: `NAME ADDR:PORT`, the pinned endpoint.
 fn containers(env: &Env) -> Result<HashMap<String, (String, Option<String>)>> {
     Ok(env
         .incus
@@ -125,7 +125,7 @@ fn containers(env: &Env) -> Result<HashMap<String, (String, Option<String>)>> {
         .into_iter()
         .filter_map(|i| {
             let owner = i.owner()?.to_string();
-            let to = i.pinned_ipv4().map(|ip| format!("{ip}:22"));
+            let to = i.ssh_endpoint().map(|to| to.to_string());
             Some((owner, (i.name.clone(), to)))
         })
         .collect())

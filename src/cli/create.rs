@@ -11,7 +11,7 @@
 //! user, the keys and sshd were checked from inside and outside.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,11 @@ pub struct CreateArgs {
     #[arg(long)]
     no_autostart: bool,
 
+    /// On a cluster: the member (or @GROUP of members) to put it on
+    /// [default: Incus's scheduler picks]
+    #[arg(long, value_name = "MEMBER|@GROUP", value_parser = parse_target)]
+    target: Option<String>,
+
     /// cloud-init template [default: config, else default]
     #[arg(long, value_name = "NAME")]
     template: Option<String>,
@@ -103,6 +108,27 @@ pub(super) struct Spec {
     pub idle_stop: Option<Span>,
     /// `apply`'s set, recorded as [`key::SET`].
     pub set: Option<String>,
+    /// The cluster member or `@group` (`--target`).
+    pub target: Option<String>,
+}
+
+/// A cluster member's name or `@group`, as Incus allows them.
+fn parse_target(text: &str) -> Result<String, String> {
+    let name = text.strip_prefix('@').unwrap_or(text);
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not a cluster member or @group name",
+            text.escape_debug().to_string()
+        ))
+    }
 }
 
 impl CreateArgs {
@@ -138,6 +164,7 @@ impl CreateArgs {
             expires: self.expires,
             idle_stop: self.idle_stop,
             set: None,
+            target: self.target,
         })
     }
 }
@@ -148,18 +175,18 @@ pub(super) fn create(env: &Env, spec: &Spec, dry_run: bool) -> Result<Option<Fac
     // Ours is held from the probes on: the address chosen must still be
     // free when `incus init` records it. The user's, to the end.
     let (_user_lock, lock) = super::lock_user(env, &spec.user, &format!("create {}", spec.user))?;
-    let (plan, ip) = plan(env, spec)?;
+    let (plan, mut facts) = plan(env, spec)?;
     if dry_run {
         print!("{}", plan.describe());
         return Ok(None);
     }
-    let mut facts = Facts { ipv4: Some(ip) };
     plan.apply_holding(lock, &mut facts)?;
     Ok(Some(facts))
 }
 
-/// The plan, and the address it gives the container.
-fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
+/// The plan, and what is known before it runs: the address it gives the
+/// container (and off a cluster, its endpoint).
+fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Facts)> {
     let incus = &env.incus;
     let user = &spec.user;
     let now = Time::now();
@@ -210,8 +237,18 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     let here = incus.project().unwrap_or("default");
     all.retain(|i| !(Some(&i.name) == leftover.as_ref() && i.project == here));
     let net = TenantNet::probe(incus, spec.network.as_deref())?;
-    net.require_guarded(&incus.firewall()?)?;
+    let server = incus.server()?;
+    net.require_guarded(&server.firewall)?;
+    if spec.target.is_some() && !server.clustered {
+        bail!(Refused(
+            "--target needs an Incus cluster, and this Incus is not one; nothing changed".into()
+        ));
+    }
     let ip = network::allocate(&net, &network::taken(&net, &all))?;
+    if server.clustered {
+        // Refused now rather than once the container exists.
+        network::proxy_port(&net, ip)?;
+    }
 
     let container = spec.container.clone();
     // Whatever a failed or interrupted `incus init` left is ours: the name
@@ -224,6 +261,11 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
         .undo(Action::run(incus.delete_cmd(&container)))
         .undo_if_failed(),
     );
+    // Off a cluster the bastion reaches the container directly; on one,
+    // through its member (see `incus::PROXY_DEVICE`).
+    if server.clustered {
+        plan.append(publish_steps(incus, &container, &net));
+    }
     if adopt_account {
         plan.unchanged(format!(
             "jump account {user} (made by containarium earlier)"
@@ -269,7 +311,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
     plan.push(Step::new(
         "verify the user, their keys and sshd",
         Action::check(
-            format!("check {user} and ~{user}/.ssh/authorized_keys in {name}; read sshd's banner on <ipv4>:22"),
+            format!("check {user} and ~{user}/.ssh/authorized_keys in {name}; read sshd's banner on <endpoint>"),
             move |facts| verify(&checker, &name, &owner, &wanted, facts),
         ),
     ));
@@ -277,7 +319,71 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Ipv4Addr)> {
         "mark the container ready",
         Action::run(incus.config_set_cmd(&container, key::STATE, "ready")),
     ));
-    Ok((plan, ip))
+    let endpoint = (!server.clustered).then(|| SocketAddrV4::new(ip, 22));
+    Ok((
+        plan,
+        Facts {
+            ipv4: Some(ip),
+            endpoint,
+        },
+    ))
+}
+
+/// On a cluster: learn which member `container` landed on and publish its
+/// sshd there, on the port its address gives (`network::proxy_port`). The
+/// member is Incus's choice unless `--target`; the address is in `Facts`
+/// by then (`restore` learns it mid-plan).
+pub(super) fn publish_steps(incus: &Incus, container: &str, net: &TenantNet) -> Plan {
+    let mut plan = Plan::default();
+    let (finder, name, net) = (incus.clone(), container.to_string(), net.clone());
+    plan.push(Step::new(
+        format!("find {container}'s cluster member"),
+        Action::check(
+            format!(
+                "{}; then the member's address from `incus query /1.0/cluster/members/MEMBER`",
+                incus.list_cmd(Some(container))
+            ),
+            move |facts| {
+                let ip = facts.ipv4.context("no address chosen for the container")?;
+                let member = finder
+                    .instance(&name)?
+                    .and_then(|i| i.member().map(str::to_string))
+                    .with_context(|| format!("{name} is on no cluster member"))?;
+                let at = finder.member_address(&member)?;
+                facts.endpoint = Some(SocketAddrV4::new(at, network::proxy_port(&net, ip)?));
+                Ok(())
+            },
+        ),
+    ));
+    let (publisher, name) = (incus.clone(), container.to_string());
+    plan.push(
+        Step::new(
+            format!("publish {container}'s sshd on its member"),
+            Action::Run(Box::new(move |facts| match (facts.endpoint, facts.ipv4) {
+                (Some(at), Some(ip)) => publisher.proxy_add_cmd(&name, at, ip),
+                // The dry run's line, with what is learned while applying.
+                _ => publisher.cmd([
+                    "config",
+                    "device",
+                    "add",
+                    name.as_str(),
+                    crate::incus::PROXY_DEVICE,
+                    "proxy",
+                    "listen=tcp:<endpoint>",
+                    "connect=tcp:<ipv4>:22",
+                    "nat=true",
+                ]),
+            })),
+        )
+        .undo(Action::run(incus.cmd([
+            "config",
+            "device",
+            "remove",
+            container,
+            crate::incus::PROXY_DEVICE,
+        ]))),
+    );
+    plan
 }
 
 /// Whether provisioning of `instance` has not finished (see [`key::STATE`]).
@@ -285,22 +391,22 @@ pub(super) fn is_pending(instance: &crate::incus::Instance) -> bool {
     instance.config_value(key::STATE) == Some("pending")
 }
 
-/// Waits until sshd answers on the container's address: what "started"
-/// means to a user.
-pub(super) fn sshd_ready_step(ip: Option<std::net::Ipv4Addr>) -> Step {
+/// Waits until sshd answers at the container's endpoint (as the bastion
+/// reaches it): what "started" means to a user.
+pub(super) fn sshd_ready_step(to: Option<SocketAddrV4>) -> Step {
     Step::new(
         "wait for sshd",
         Action::check(
             format!(
-                "read sshd's banner on {}:22 (at most {}s)",
-                ip.map_or("<ipv4>".into(), |ip| ip.to_string()),
+                "read sshd's banner on {} (at most {}s)",
+                to.map_or("<endpoint>".into(), |to| to.to_string()),
                 SSHD_TIMEOUT.as_secs()
             ),
             move |facts| {
-                let ip = ip
-                    .or(facts.ipv4)
-                    .context("no address known for the container")?;
-                wait_for_ssh_banner(SocketAddr::from((ip, 22)), SSHD_TIMEOUT)
+                let to = to
+                    .or(facts.endpoint)
+                    .context("no endpoint known for the container")?;
+                wait_for_ssh_banner(SocketAddr::V4(to), SSHD_TIMEOUT)
             },
         ),
     )
@@ -327,7 +433,7 @@ pub(super) fn jump_keys_step(
         Action::Write(Box::new(move |facts| FileWrite {
             path: key_file.clone(),
             mode: 0o644,
-            contents: accounts::jump_key_file(&facts.ipv4_text(), &keys),
+            contents: accounts::jump_key_file(&facts.endpoint_text(), &keys),
         })),
     )
     .undo(undo))
@@ -338,6 +444,9 @@ pub(super) fn jump_keys_step(
 fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
     // Flags first, then `--`: the image name is the admin's text.
     let mut cmd = incus.cmd(["init"]);
+    if let Some(target) = &spec.target {
+        cmd = cmd.args(["--target", target]);
+    }
     if let Some(pool) = &spec.storage_pool {
         cmd = cmd.args(["--storage", pool]);
     }
@@ -412,10 +521,12 @@ fn verify(
     facts: &mut Facts,
 ) -> Result<()> {
     // sshd answers only after it re-executed itself for the connection:
-    // wait for that while the files are read.
-    let ip = facts.ipv4.context("no address learned for the container")?;
-    let banner =
-        std::thread::spawn(move || wait_for_ssh_banner(SocketAddr::from((ip, 22)), SSHD_TIMEOUT));
+    // wait for that while the files are read. Through the endpoint, as the
+    // jump account will.
+    let to = facts
+        .endpoint
+        .context("no endpoint learned for the container")?;
+    let banner = std::thread::spawn(move || wait_for_ssh_banner(SocketAddr::V4(to), SSHD_TIMEOUT));
     let home = match incus.passwd_entry(name, user.as_str())? {
         Some(fields) => fields[5].clone(),
         None => bail!("user {user} does not exist in {name}"),
@@ -470,12 +581,13 @@ fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {
     let bastion = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "BASTION".into());
-    let ssh = format!("ssh -J {user}@{bastion} {user}@{ip}", user = spec.user);
+    let ssh = ssh_line(&spec.user, &bastion, facts.endpoint);
     if json {
         print_json(&serde_json::json!({
             "user": spec.user.as_str(),
             "container": spec.container,
             "ipv4": ip,
+            "endpoint": facts.endpoint_text(),
             "jump_account": spec.user.as_str(),
             "ssh": ssh,
             "seconds": took.as_secs_f64(),
@@ -483,15 +595,43 @@ fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {
     } else {
         println!("container:    {}", spec.container);
         println!("ipv4:         {ip}");
+        if facts.endpoint.is_some_and(|to| to.port() != 22) {
+            println!("published at: {}", facts.endpoint_text());
+        }
         println!("user:         {}", spec.user);
         println!("jump account: {}", spec.user);
         println!("ssh:          {ssh}");
     }
 }
 
+/// The command a user types to reach their container through `bastion`.
+pub(super) fn ssh_line(user: &UserName, bastion: &str, to: Option<SocketAddrV4>) -> String {
+    match to {
+        Some(to) if to.port() != 22 => {
+            format!(
+                "ssh -J {user}@{bastion} -p {} {user}@{}",
+                to.port(),
+                to.ip()
+            )
+        }
+        Some(to) => format!("ssh -J {user}@{bastion} {user}@{}", to.ip()),
+        None => format!("ssh -J {user}@{bastion} {user}@<ipv4>"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_member_or_group_names() {
+        for good in ["m1", "@gpu", "bastion-2.example"] {
+            assert_eq!(parse_target(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "@", "-x", "a b", "m1;rm", "../m1", "@@g"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn banner_wait_reads_ssh_identification() {

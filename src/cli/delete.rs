@@ -147,7 +147,7 @@ fn plan(env: &Env, user: &UserName, backup: Option<&Path>) -> Result<Plan> {
 /// address the next tenant may get), then the account, which `userdel`
 /// only removes once no process of it is left. `account` is the UID of the
 /// user's jump account, if it exists and is ours.
-fn revocation_steps(
+pub(super) fn revocation_steps(
     user: &UserName,
     key_file: Option<PathBuf>,
     account: Option<u32>,

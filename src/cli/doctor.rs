@@ -211,11 +211,13 @@ fn probe_all(env: &Env) -> Vec<Check> {
     let earlier = main_config
         .as_deref()
         .and_then(|main| sshd::earlier_match(main, &others));
+    let wanted = sshd::dropin(sshd::supports_per_source(), paths.host_cert().exists());
     checks.push(dropin_check(
         &config_path,
         main_config.as_deref(),
         &paths.sshd_dropin(),
         dropin.as_deref(),
+        &wanted,
         earlier,
     ));
 
@@ -306,8 +308,13 @@ fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host
             let guard = net
                 .require_guarded(&firewall_of(server))
                 .map_err(|e| e.to_string());
-            let wanted =
-                network::acl_rules(&net, &network::host_addresses(), &defaults.deny_egress);
+            let wanted = match network::guarded_addresses(incus, &server_of(server)) {
+                Ok(guarded) => network::acl_rules(&net, &guarded, &defaults.deny_egress),
+                Err(err) => {
+                    checks.push(Check::fail("tenant-acl", format!("{err:#}"), HOST_INIT));
+                    return checks;
+                }
+            };
             let current = network::current_acl(incus).map_err(|e| format!("{e:#}"));
             checks.push(acl_check(&net.name, guard, current, &wanted));
         }
@@ -346,12 +353,22 @@ struct ServerEnv {
     server_version: String,
     #[serde(default)]
     firewall: String,
+    #[serde(default)]
+    server_clustered: bool,
 }
 
 fn firewall_of(server_json: &str) -> String {
-    serde_json::from_str::<Server>(server_json)
-        .map(|s| s.environment.firewall)
-        .unwrap_or_default()
+    server_of(server_json).firewall
+}
+
+fn server_of(server_json: &str) -> crate::incus::Server {
+    let env = serde_json::from_str::<Server>(server_json)
+        .map(|s| s.environment)
+        .unwrap_or_default();
+    crate::incus::Server {
+        firewall: env.firewall,
+        clustered: env.server_clustered,
+    }
 }
 
 /// `incus query /1.0`: the daemon answers, says its version, and has a
@@ -430,6 +447,7 @@ fn dropin_check(
     main_config: Option<&str>,
     dropin_path: &Path,
     dropin: Option<&str>,
+    wanted: &str,
     earlier: Option<String>,
 ) -> Check {
     const NAME: &str = "sshd-dropin";
@@ -465,7 +483,7 @@ fn dropin_check(
                 shell_quote(&dropin_path.to_string_lossy())
             ),
         ),
-        Some(text) if text != sshd::dropin(sshd::supports_per_source()) => Check::fail(
+        Some(text) if text != wanted => Check::fail(
             NAME,
             format!("{dropin_shown} differs from what containarium writes"),
             HOST_INIT,
@@ -734,8 +752,8 @@ fn jump_accounts_check(
             )),
             Some(_) => {}
         }
-        let wanted = match (instance.pinned_ipv4(), instance.keys()) {
-            (Some(ip), Ok(keys)) => accounts::jump_key_file(&ip.to_string(), &keys),
+        let wanted = match (instance.ssh_endpoint(), instance.keys()) {
+            (Some(to), Ok(keys)) => accounts::jump_key_file(&to.to_string(), &keys),
             (None, _) => {
                 problems.push(problem(
                     Status::Fail,
@@ -1510,9 +1528,9 @@ mod tests {
             Path::new("/etc/ssh/sshd_config"),
             Path::new("/etc/ssh/sshd_config.d/00-containarium.conf"),
         );
-        let ours = sshd::dropin(true);
+        let ours = sshd::dropin(true, false);
         let check = |main: &str, dropin: Option<&str>, earlier: Option<String>| {
-            dropin_check(config, Some(main), path, dropin, earlier)
+            dropin_check(config, Some(main), path, dropin, &ours, earlier)
         };
         assert_eq!(check(&main, Some(&ours), None).status, Status::Ok);
         let missing = check(&main, None, None);
@@ -1629,7 +1647,7 @@ mod tests {
 
     fn key_file_for(instance: &Instance) -> (FileFacts, Option<String>) {
         let text = accounts::jump_key_file(
-            &instance.pinned_ipv4().unwrap().to_string(),
+            &instance.ssh_endpoint().unwrap().to_string(),
             &instance.keys().unwrap(),
         );
         let facts = FileFacts {

@@ -17,6 +17,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Read;
+use std::net::SocketAddrV4;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,12 @@ pub struct ExportArgs {
     /// Append to this file instead of printing
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+
+    /// Trust the bastions' host certificates signed by this CA (its public
+    /// key file) instead of pinning this bastion's own key: the file then
+    /// works through every bastion of a cluster, or the load balancer
+    #[arg(long, value_name = "FILE")]
+    host_ca: Option<PathBuf>,
 }
 
 /// What an export needs to know.
@@ -70,9 +77,19 @@ pub struct Export<'a> {
     pub jump_host: &'a str,
     pub jump_port: u16,
     pub key: Option<&'a str>,
-    pub container_ip: String,
-    pub bastion_key: String,
+    /// Where the bastion reaches the container's sshd.
+    pub container: SocketAddrV4,
+    /// This bastion's host key, or the host CA's key (`--host-ca`).
+    pub bastion_key: BastionKey,
     pub container_key: String,
+}
+
+/// How the user's ssh knows the bastion.
+pub enum BastionKey {
+    /// This bastion's own host key, pinned.
+    Pinned(String),
+    /// The key of the CA that signs every bastion's host certificate.
+    Ca(String),
 }
 
 impl ExportArgs {
@@ -98,16 +115,24 @@ impl ExportArgs {
         }
         let name = self.user.container();
         let instance = super::managed(env, &self.user)?;
-        let ip = instance.pinned_ipv4().ok_or_else(|| {
+        let container = instance.ssh_endpoint().ok_or_else(|| {
             Refused(format!(
                 "{name} has no pinned address (never finished creating?)"
             ))
         })?;
-        let bastion_path = env.paths.host_key();
-        let bastion_key = host_key_of(
-            &crate::config::read(&bastion_path)?,
-            &bastion_path.display().to_string(),
-        )?;
+        let bastion_key = match &self.host_ca {
+            Some(ca) => BastionKey::Ca(host_key_of(
+                &crate::config::read(ca)?,
+                &format!("--host-ca {}", ca.display()),
+            )?),
+            None => {
+                let path = env.paths.host_key();
+                BastionKey::Pinned(host_key_of(
+                    &crate::config::read(&path)?,
+                    &path.display().to_string(),
+                )?)
+            }
+        };
         let container_key = host_key_of(
             &env.incus
                 .read_file(&name, HOST_KEY)?
@@ -119,7 +144,7 @@ impl ExportArgs {
             jump_host: &self.jump_ip,
             jump_port: self.jump_port,
             key: self.key.as_deref(),
-            container_ip: ip.to_string(),
+            container,
             bastion_key,
             container_key,
         });
@@ -233,9 +258,37 @@ pub fn render(e: &Export) -> String {
             "    HostKeyAlias {alias}\n    HostKeyAlgorithms ssh-ed25519\n    StrictHostKeyChecking yes\n    UserKnownHostsFile none\n    KnownHostsCommand /bin/echo \"{alias} {key}\"\n"
         )
     };
+    // A certificate names the bastion as the user reaches it, so there is
+    // no alias: known_hosts matches the name (with its port, if not 22).
+    let jump_pin = match &e.bastion_key {
+        BastionKey::Pinned(key) => pinned(&format!("{user}-jump"), key),
+        BastionKey::Ca(ca) => {
+            let pattern = match e.jump_port {
+                22 => e.jump_host.to_string(),
+                port => format!("[{}]:{port}", e.jump_host),
+            };
+            format!(
+                "    HostKeyAlgorithms ssh-ed25519-cert-v01@openssh.com\n    StrictHostKeyChecking yes\n    UserKnownHostsFile none\n    KnownHostsCommand /bin/echo \"@cert-authority {pattern} {ca}\"\n"
+            )
+        }
+    };
+    let (trust, through) = match e.bastion_key {
+        BastionKey::Pinned(_) => (
+            "Host keys are pinned from the machines themselves",
+            "the bastion",
+        ),
+        BastionKey::Ca(_) => (
+            "The bastions' host certificates are checked against their CA, the\n# container's host key is pinned",
+            "any bastion at",
+        ),
+    };
+    let dev_port = match e.container.port() {
+        22 => String::new(),
+        port => format!("    Port {port}\n"),
+    };
     format!(
-        "{MARKER}{user}'s container, through the bastion {host}.
-# Host keys are pinned from the machines themselves; nothing is trusted on
+        "{MARKER}{user}'s container, through {through} {host}.
+# {trust}; nothing is trusted on
 # first use. Connect with: ssh {user}-dev
 Host {user}-jump
     HostName {host}
@@ -246,13 +299,12 @@ Host {user}-jump
 
 Host {user}-dev
     HostName {ip}
-    User {user}
+{dev_port}    User {user}
     ProxyJump {user}-jump
 {identity}{dev_pin}",
         host = e.jump_host,
         port = e.jump_port,
-        ip = e.container_ip,
-        jump_pin = pinned(&format!("{user}-jump"), &e.bastion_key),
+        ip = e.container.ip(),
         dev_pin = pinned(&format!("{user}-dev"), &e.container_key),
     )
 }
@@ -268,8 +320,8 @@ mod tests {
             jump_host: "203.0.113.5",
             jump_port: 2222,
             key: Some("~/.ssh/id_ed25519"),
-            container_ip: "10.197.83.7".into(),
-            bastion_key: "ssh-ed25519 AAAAbastion".into(),
+            container: "10.197.83.7:22".parse().unwrap(),
+            bastion_key: BastionKey::Pinned("ssh-ed25519 AAAAbastion".into()),
             container_key: "ssh-ed25519 AAAAcontainer".into(),
         });
         insta::assert_snapshot!(text, @r#"
@@ -302,6 +354,62 @@ mod tests {
             UserKnownHostsFile none
             KnownHostsCommand /bin/echo "alice-dev ssh-ed25519 AAAAcontainer"
         "#);
+    }
+
+    /// On a cluster: the bastions are trusted by their host CA under the
+    /// name the user reaches them by, and the container is its member's
+    /// published port, still pinned by its own key.
+    #[test]
+    fn renders_a_block_for_every_bastion_of_a_cluster() {
+        let text = render(&Export {
+            user: "alice",
+            jump_host: "lb.example.org",
+            jump_port: 22,
+            key: None,
+            container: "10.0.0.12:10007".parse().unwrap(),
+            bastion_key: BastionKey::Ca("ssh-ed25519 AAAAca".into()),
+            container_key: "ssh-ed25519 AAAAcontainer".into(),
+        });
+        insta::assert_snapshot!(text, @r#"
+        # containarium: alice's container, through any bastion at lb.example.org.
+        # The bastions' host certificates are checked against their CA, the
+        # container's host key is pinned; nothing is trusted on
+        # first use. Connect with: ssh alice-dev
+        Host alice-jump
+            HostName lb.example.org
+            Port 22
+            User alice
+            HostKeyAlgorithms ssh-ed25519-cert-v01@openssh.com
+            StrictHostKeyChecking yes
+            UserKnownHostsFile none
+            KnownHostsCommand /bin/echo "@cert-authority lb.example.org ssh-ed25519 AAAAca"
+            ForwardAgent no
+            RequestTTY no
+
+        Host alice-dev
+            HostName 10.0.0.12
+            Port 10007
+            User alice
+            ProxyJump alice-jump
+            HostKeyAlias alice-dev
+            HostKeyAlgorithms ssh-ed25519
+            StrictHostKeyChecking yes
+            UserKnownHostsFile none
+            KnownHostsCommand /bin/echo "alice-dev ssh-ed25519 AAAAcontainer"
+        "#);
+        let other_port = render(&Export {
+            jump_port: 2222,
+            ..Export {
+                user: "alice",
+                jump_host: "127.0.0.1",
+                jump_port: 22,
+                key: None,
+                container: "10.0.0.12:10007".parse().unwrap(),
+                bastion_key: BastionKey::Ca("ssh-ed25519 AAAAca".into()),
+                container_key: "ssh-ed25519 AAAAcontainer".into(),
+            }
+        });
+        assert!(other_port.contains("\"@cert-authority [127.0.0.1]:2222 ssh-ed25519 AAAAca\""));
     }
 
     const KEY: &str =

@@ -33,6 +33,117 @@ pub enum HostCommand {
     /// guard the tenant network with our ACL and write our fail2ban jail
     Init(InitArgs),
     Doctor(super::doctor::DoctorArgs),
+    Sign(SignArgs),
+}
+
+/// Sign this bastion's ed25519 host key with the bastions' host CA, and
+/// make sshd present the certificate (`host init`'s drop-in)
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The host CA's private key (keep it off the disk: a tmpfs file,
+    /// removed afterwards)
+    #[arg(long, value_name = "FILE")]
+    ca_key: std::path::PathBuf,
+
+    /// The names users reach this bastion by: its own, the other
+    /// bastions' shared name, the load balancer's (comma-separated)
+    #[arg(long, value_name = "NAME,...", value_parser = parse_principals)]
+    principals: String,
+
+    /// How long the certificate is valid, as ssh-keygen -V takes it
+    #[arg(long, value_name = "INTERVAL", default_value = "+52w",
+          value_parser = parse_validity)]
+    validity: String,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Host names or addresses, comma-separated: what a certificate's
+/// principals may be.
+fn parse_principals(text: &str) -> Result<String, String> {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:_".contains(c))
+    };
+    if text.split(',').all(valid) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not a comma-separated list of host names",
+            text.escape_debug().to_string()
+        ))
+    }
+}
+
+/// `+52w`, `-1d:+52w`, `20260101:20270101`: what ssh-keygen -V accepts,
+/// with nothing else in it.
+fn parse_validity(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && !text.starts_with("--")
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-:".contains(c));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not a validity interval such as +52w",
+            text.escape_debug().to_string()
+        ))
+    }
+}
+
+impl SignArgs {
+    fn run(self, env: &Env) -> Result<()> {
+        let lock = super::lock(env, "host sign")?;
+        let ca = self.ca_key.to_string_lossy().into_owned();
+        if !self.ca_key.is_file() {
+            bail!(Refused(format!("--ca-key {ca}: no such file")));
+        }
+        let key = env.paths.host_key();
+        if !key.is_file() {
+            bail!(Refused(format!(
+                "{} not found: sshd has no ed25519 host key (ssh-keygen -A makes one)",
+                key.display()
+            )));
+        }
+        let identity = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "bastion".into());
+        let sign = Cmd::new("ssh-keygen").args([
+            "-q",
+            "-s",
+            ca.as_str(),
+            "-h",
+            "-I",
+            identity.as_str(),
+            "-n",
+            self.principals.as_str(),
+            "-V",
+            self.validity.as_str(),
+            "--",
+            key.to_string_lossy().as_ref(),
+        ]);
+        if self.dry_run {
+            println!("sign the host key: {sign}");
+            println!("then `containarium host init`'s sshd steps, with HostCertificate");
+            return Ok(());
+        }
+        exec::run(&sign)?;
+        println!(
+            "signed {} for {}: {}",
+            key.display(),
+            self.principals,
+            env.paths.host_cert().display()
+        );
+        // The drop-in now names the certificate; sshd reloads to present it.
+        plan(&env.paths, false)?.apply_holding(lock, &mut Facts::default())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +185,7 @@ impl HostCommand {
                 plan.apply_holding(lock, &mut Facts::default())
             }
             HostCommand::Doctor(args) => args.run(env),
+            HostCommand::Sign(args) => args.run(env),
         }
     }
 }
@@ -85,8 +197,10 @@ pub fn network_plan(env: &Env) -> Result<Plan> {
     let incus = &env.incus;
     let defaults = crate::config::Defaults::load(&env.paths)?;
     let net = TenantNet::probe(incus, defaults.network.as_deref())?;
-    network::require_firewall(&incus.firewall()?)?;
-    let wanted = network::acl_rules(&net, &network::host_addresses(), &defaults.deny_egress);
+    let server = incus.server()?;
+    network::require_firewall(&server.firewall)?;
+    let guarded = network::guarded_addresses(incus, &server)?;
+    let wanted = network::acl_rules(&net, &guarded, &defaults.deny_egress);
     let mut plan = Plan::default();
     match network::current_acl(incus)? {
         None => plan.push(Step::new(
@@ -350,7 +464,7 @@ fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
         plan,
         "sshd drop-in",
         &dropin,
-        sshd::dropin(sshd::supports_per_source()),
+        sshd::dropin(sshd::supports_per_source(), paths.host_cert().exists()),
     )?;
     let hardening = paths.sshd_dropin_dir().join(sshd::HARDENING_NAME);
     if harden {

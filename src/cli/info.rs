@@ -30,6 +30,10 @@ struct Info {
     container: String,
     state: String,
     ipv4: Option<String>,
+    /// On a cluster: its member, and that member's status when not online.
+    location: Option<String>,
+    /// Where the jump account's tunnel goes (`ADDRESS:PORT`).
+    endpoint: Option<String>,
     disk_quota: Option<String>,
     disk_used: Option<u64>,
     memory_limit: Option<String>,
@@ -68,6 +72,11 @@ impl InfoArgs {
             // The pinned address: what the jump account may reach. What the
             // guest reports is the tenant's to choose.
             ipv4: instance.pinned_ipv4().map(|ip| ip.to_string()),
+            location: match instance.member() {
+                Some(member) => Some(super::list::location(member, &env.incus.members()?)),
+                None => None,
+            },
+            endpoint: instance.ssh_endpoint().map(|to| to.to_string()),
             disk_quota: instance.root_size().map(str::to_string),
             disk_used: instance.disk_used(),
             memory_limit: config("limits.memory"),
@@ -132,6 +141,12 @@ fn text(i: &Info) -> String {
         i.user,
         i.jump_account,
     );
+    if let Some(location) = &i.location {
+        out.push_str(&format!(
+            "location:     {location}\nendpoint:     {}\n",
+            dash(&i.endpoint)
+        ));
+    }
     for k in &i.keys {
         out.push_str(&format!(
             "key:          {} {} ({})\n",
@@ -184,6 +199,8 @@ mod tests {
             container: "alice-container".into(),
             state: "running".into(),
             ipv4: Some("10.197.83.7".into()),
+            location: None,
+            endpoint: Some("10.197.83.7:22".into()),
             disk_quota: Some("20GiB".into()),
             disk_used: Some(3 << 29),
             memory_limit: Some("2GiB".into()),

@@ -224,8 +224,8 @@ pub(super) fn apply_plan(
     sessions: Sessions,
 ) -> Result<Plan> {
     let name = instance.name.as_str();
-    let ip = instance
-        .pinned_ipv4()
+    let to = instance
+        .ssh_endpoint()
         .with_context(|| format!("{name} has no pinned address"))?;
     let Some(fields) = env.incus.passwd_entry(name, user.as_str())? else {
         anyhow::bail!("user {user} not found in {name}");
@@ -249,7 +249,7 @@ pub(super) fn apply_plan(
     let write = FileWrite {
         path: env.paths.key_file(user),
         mode: 0o644,
-        contents: accounts::jump_key_file(&ip.to_string(), wanted),
+        contents: accounts::jump_key_file(&to.to_string(), wanted),
     };
     if let Some(step) = Step::write_file(format!("write {user}'s jump keys"), write)? {
         plan.push(step);

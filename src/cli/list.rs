@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Env, print_json};
-use crate::incus::{Instance, key};
+use crate::incus::{Instance, Member, key};
 
 /// List the containers containarium manages
 #[derive(Debug, Args)]
@@ -17,15 +17,45 @@ pub struct ListArgs {
 
 impl ListArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let rows: Vec<Row> = env.incus.instances()?.iter().filter_map(Row::of).collect();
+        let mut rows: Vec<Row> = env.incus.instances()?.iter().filter_map(Row::of).collect();
+        // Only a cluster costs the extra call: which members are down.
+        let clustered = rows.iter().any(|r| r.location.is_some());
+        if clustered {
+            let members = env.incus.members()?;
+            for row in &mut rows {
+                if let Some(member) = &row.location {
+                    row.location = Some(location(member, &members));
+                }
+            }
+            for down in members.iter().filter(|m| !m.is_online()) {
+                crate::ui::note(&format!(
+                    "warning: cluster member {} is {}: its containers' state is not known{}",
+                    down.server_name,
+                    down.status.to_lowercase(),
+                    if down.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", down.message)
+                    }
+                ));
+            }
+        }
         if self.json {
             print_json(&serde_json::Value::Array(
                 rows.iter().map(Row::to_json).collect(),
             ));
         } else {
-            print!("{}", table(&rows));
+            print!("{}", table(&rows, clustered));
         }
         Ok(())
+    }
+}
+
+/// `member`, with its status when it is not online: `m3 (offline)`.
+pub fn location(member: &str, members: &[Member]) -> String {
+    match members.iter().find(|m| m.server_name == member) {
+        Some(m) if !m.is_online() => format!("{member} ({})", m.status.to_lowercase()),
+        _ => member.to_string(),
     }
 }
 
@@ -44,6 +74,8 @@ pub struct Row {
     pub expires: String,
     /// Its idle-stop (`reap` stops it after this long without SSH), or "-".
     pub idle: String,
+    /// On a cluster, its member (see [`location`]).
+    pub location: Option<String>,
 }
 
 impl Row {
@@ -77,6 +109,7 @@ impl Row {
                 .config_value(key::IDLE_STOP)
                 .unwrap_or("-")
                 .to_string(),
+            location: instance.member().map(str::to_string),
         })
     }
 
@@ -92,6 +125,7 @@ impl Row {
             "autostart": self.autostart,
             "expires": (self.expires != "-").then_some(&self.expires),
             "idle_stop": (self.idle != "-").then_some(&self.idle),
+            "location": self.location,
         })
     }
 }
@@ -105,7 +139,8 @@ pub fn state(instance: &Instance) -> String {
     }
 }
 
-fn table(rows: &[Row]) -> String {
+/// The table; on a cluster with a LOCATION column.
+fn table(rows: &[Row], clustered: bool) -> String {
     let header = [
         "NAME",
         "USER",
@@ -117,8 +152,9 @@ fn table(rows: &[Row]) -> String {
         "AUTOSTART",
         "EXPIRES",
         "IDLE",
+        "LOCATION",
     ];
-    let cells: Vec<[String; 10]> = rows
+    let cells: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             [
@@ -132,9 +168,11 @@ fn table(rows: &[Row]) -> String {
                 if r.autostart { "yes" } else { "no" }.to_string(),
                 r.expires.clone(),
                 r.idle.clone(),
+                r.location.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
+    let columns = if clustered { 11 } else { 10 };
     let mut widths = header.map(str::len);
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -149,9 +187,9 @@ fn table(rows: &[Row]) -> String {
             .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
-    let mut out = line(&header.map(String::from));
+    let mut out = line(&header.map(String::from)[..columns]);
     for row in &cells {
-        out.push_str(&line(row));
+        out.push_str(&line(&row[..columns]));
     }
     out
 }

@@ -18,6 +18,7 @@ mod host;
 mod info;
 mod keys;
 mod list;
+mod r#move;
 mod power;
 mod reap;
 mod resize;
@@ -58,6 +59,7 @@ enum Command {
     Delete(delete::DeleteArgs),
     Export(export::ExportArgs),
     Resize(resize::ResizeArgs),
+    Move(r#move::MoveArgs),
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Start a user's container
@@ -126,6 +128,7 @@ impl Cli {
             Command::Restore(args) => args.run(&env),
             Command::SyncAccounts(args) => args.run(&env),
             Command::Reap(args) => args.run(&env),
+            Command::Move(args) => args.run(&env),
             Command::Host(command) => command.run(&env),
             Command::Audit(args) => args.run(&env),
             Command::Security(command) => command.run(&env),

@@ -48,7 +48,7 @@ impl PowerArgs {
                     .releases_lock(),
                 );
                 if verb != "stop" {
-                    plan.push(super::create::sshd_ready_step(instance.pinned_ipv4()));
+                    plan.push(super::create::sshd_ready_step(instance.ssh_endpoint()));
                 }
             }
             None => plan.unchanged(format!("{name} is {}", instance.status.to_lowercase())),

@@ -275,8 +275,8 @@ impl ReapArgs {
 /// own network namespace.
 fn connections(env: &Env, instance: &Instance, ss: &str) -> usize {
     let through = instance
-        .pinned_ipv4()
-        .map_or(0, |ip| activity::bastion_connections(ss, ip));
+        .ssh_endpoint()
+        .map_or(0, |to| activity::bastion_connections(ss, to));
     let pid = instance.state.as_ref().map_or(0, |s| s.pid);
     let inside = if pid > 0 {
         // Unreadable (it stopped just now, say): taken as in use, so an

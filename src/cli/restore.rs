@@ -13,7 +13,7 @@
 //! backup's, unless it is taken or off the tenant subnet) are applied.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -25,7 +25,7 @@ use crate::accounts;
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::{self, Cmd};
-use crate::incus::{Incus, key};
+use crate::incus::{Incus, PROXY_DEVICE, key};
 use crate::keys::{self, PublicKey};
 use crate::names::{UserName, user_of_container};
 use crate::network::{self, TenantNet};
@@ -122,7 +122,8 @@ impl RestoreArgs {
         };
         let defaults = Defaults::load(&env.paths)?;
         let net = TenantNet::probe(incus, defaults.network.as_deref())?;
-        net.require_guarded(&incus.firewall()?)?;
+        let server = incus.server()?;
+        net.require_guarded(&server.firewall)?;
         // The old owner's keys are never handed to a new person.
         let keys = if self.as_user.is_some() {
             keys::read_key_files(&self.ssh_keys)?
@@ -145,12 +146,13 @@ impl RestoreArgs {
             .undo(Action::run(incus.delete_cmd(&name)))
             .undo_if_failed(),
         );
-        let (probe, instance, strip, tenant_net, limits) = (
+        let (probe, instance, strip, tenant_net, limits, clustered) = (
             incus.clone(),
             name.clone(),
             self.strip,
             net.clone(),
             defaults.clone(),
+            server.clustered,
         );
         plan.push(Step::new(
             "check the imported config and devices; choose its address",
@@ -162,13 +164,12 @@ impl RestoreArgs {
                     net.gateway.network()
                 ),
                 move |facts| {
-                    facts.ipv4 = Some(check_import(
-                        &probe,
-                        &instance,
-                        strip,
-                        &tenant_net,
-                        &limits,
-                    )?);
+                    let ip = check_import(&probe, &instance, strip, &tenant_net, &limits)?;
+                    facts.ipv4 = Some(ip);
+                    // On a cluster `publish_steps` learns it.
+                    if !clustered {
+                        facts.endpoint = Some(SocketAddrV4::new(ip, 22));
+                    }
                     Ok(())
                 },
             ),
@@ -178,6 +179,9 @@ impl RestoreArgs {
             "pin the address, filter the NIC, give it a fresh MAC",
             Action::run_with(move |facts| nic_cmd(&nic, &instance, &nic_net, facts)),
         ));
+        if server.clustered {
+            plan.append(super::create::publish_steps(incus, &name, &net));
+        }
         if user != owner {
             for (k, v) in [
                 (key::OWNER, user.to_string()),
@@ -266,6 +270,8 @@ pub(super) fn device_allowed(name: &str, device: &BTreeMap<String, String>) -> R
             "security.ipv4_filtering",
             "security.ipv6_filtering",
         ],
+        // Ours, from a cluster; always remade for where it lands.
+        (PROXY_DEVICE, Some("proxy")) => &["type", "listen", "connect", "nat"],
         _ => {
             return Err(format!(
                 "device {name} ({}) is not one containarium makes",
@@ -398,6 +404,11 @@ fn check_import(
         crate::ui::note(&format!("dropped from the backup: {}", problems.join("; ")));
     }
     apply_quotas(incus, name, &instance, defaults)?;
+    // Its member's address was the old cluster's: `publish_steps` makes
+    // it again, for this member, from the address chosen here.
+    if instance.devices.contains_key(PROXY_DEVICE) {
+        exec::run(&incus.cmd(["config", "device", "remove", name, PROXY_DEVICE]))?;
+    }
     if !instance.devices.contains_key("eth0") {
         exec::run(&incus.cmd(["config", "device", "override", name, "eth0"]))?;
     }

@@ -131,7 +131,7 @@ impl SnapshotCommand {
                 // Incus restarts a running container to restore it: done
                 // when it answers again, as `restart` is.
                 if restore && instance.is_running() {
-                    plan.push(super::create::sshd_ready_step(instance.pinned_ipv4()));
+                    plan.push(super::create::sshd_ready_step(instance.ssh_endpoint()));
                 }
             }
             SnapshotCommand::List(_) => unreachable!("handled above"),
@@ -191,7 +191,7 @@ fn after_restore(
             returned.join(", ")
         ));
     }
-    let Some(ip) = restored.pinned_ipv4() else {
+    let Some(to) = restored.ssh_endpoint() else {
         return Ok(());
     };
     // A snapshot from before the NIC filters brings the old NIC back:
@@ -214,7 +214,7 @@ fn after_restore(
         current.to_vec()
     };
     // The jump account too, should it be missing.
-    super::sync_accounts::jump_plan(env, user, ip, &keys)?.apply_under(lock, &mut Facts::default())
+    super::sync_accounts::jump_plan(env, user, to, &keys)?.apply_under(lock, &mut Facts::default())
 }
 
 fn fingerprints(keys: &[PublicKey]) -> Vec<String> {

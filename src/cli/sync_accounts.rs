@@ -6,7 +6,7 @@
 //! `user.containarium.*` keys) survived, the accounts did not. Containers
 //! need not be running. Idempotent; never touches an account it did not make.
 
-use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 
 use anyhow::Result;
 use clap::Args;
@@ -67,7 +67,7 @@ impl SyncAccountsArgs {
                     continue;
                 }
             };
-            let Some(ip) = instance.pinned_ipv4() else {
+            let Some(to) = instance.ssh_endpoint() else {
                 ui::note(&format!(
                     "warning: {} has no pinned address (never finished creating?); skipped",
                     instance.name
@@ -77,7 +77,7 @@ impl SyncAccountsArgs {
             // One user's bad key metadata must not hold back everyone
             // else's, nor this user's network filter.
             let mut plan = match instance.keys() {
-                Ok(keys) => jump_plan(env, &user, ip, &keys)?,
+                Ok(keys) => jump_plan(env, &user, to, &keys)?,
                 Err(err) => {
                     ui::note(&format!(
                         "warning: {err}; {user} skipped: jump account and key file left as they are"
@@ -92,6 +92,34 @@ impl SyncAccountsArgs {
                 ));
             }
             users.push((user, plan));
+        }
+        // On a cluster an account outlives its container when the user was
+        // deleted through another bastion: revoke it here too. Only a user
+        // no instance of any project claims, and only an account of ours.
+        let claimed: std::collections::BTreeSet<&str> =
+            all.iter().filter_map(|i| i.owner()).collect();
+        if let Some(gid) = accounts::group_gid()? {
+            let passwd = crate::files::read_optional(&env.paths.passwd())?.unwrap_or_default();
+            for name in accounts::members_of(&passwd, gid) {
+                let Ok(user) = name.parse::<UserName>() else {
+                    continue;
+                };
+                if claimed.contains(name.as_str()) {
+                    continue;
+                }
+                let mut plan = Plan::default();
+                let account = accounts::lookup(&name)?
+                    .filter(|a| a.gid == gid)
+                    .map(|a| a.uid);
+                let key_file = env.paths.key_file(&user);
+                super::delete::revocation_steps(
+                    &user,
+                    key_file.exists().then_some(key_file),
+                    account,
+                    &mut plan,
+                );
+                users.push((user, plan));
+            }
         }
         if self.dry_run {
             print!("{}", host.describe());
@@ -127,7 +155,7 @@ impl SyncAccountsArgs {
 pub(super) fn jump_plan(
     env: &Env,
     user: &UserName,
-    ip: Ipv4Addr,
+    to: SocketAddrV4,
     keys: &[PublicKey],
 ) -> Result<Plan> {
     let mut plan = Plan::default();
@@ -149,14 +177,30 @@ pub(super) fn jump_plan(
             return Ok(plan);
         }
     }
+    let path = env.paths.key_file(user);
+    let (_, had) =
+        accounts::parse_jump_key_file(&crate::files::read_optional(&path)?.unwrap_or_default());
     let write = FileWrite {
-        path: env.paths.key_file(user),
+        path,
         mode: 0o644,
-        contents: accounts::jump_key_file(&ip.to_string(), keys),
+        contents: accounts::jump_key_file(&to.to_string(), keys),
     };
     match Step::write_file(format!("write {user}'s jump keys"), write)? {
         Some(step) => plan.push(step),
         None => plan.unchanged(format!("{user}'s jump keys")),
+    }
+    // A key removed through another bastion of a cluster: its sessions
+    // here end as they would have there.
+    let kept: Vec<String> = keys.iter().map(PublicKey::fingerprint).collect();
+    if had.iter().any(|k| !kept.contains(&k.fingerprint()))
+        && let Some(account) = accounts::lookup(user.as_str())?
+        && accounts::is_ours(&account)?
+    {
+        plan.push(super::delete::end_sessions_step(
+            format!("end {user}'s live jump sessions (a key of theirs was removed)"),
+            user,
+            account.uid,
+        ));
     }
     Ok(plan)
 }

@@ -520,7 +520,7 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         "    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop\"\n",
         "--device eth0,ipv4.address=127.83.2.2 --device eth0,security.port_isolation=true --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true -- local:dev ctmtest-alice-container\n",
         "write the jump account's keys\n    write ",
-        "restrict,port-forwarding,permitopen=\"<ipv4>:22\" ssh-ed25519",
+        "restrict,port-forwarding,permitopen=\"<endpoint>\" ssh-ed25519",
         "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*'",
         "# incus exec ctmtest-alice-container -- timeout 900 sh -c 'i=0; until [ -e /run/cloud-init/result.json ]; do [ ! -e /run/cloud-init/disabled ] || exit 3; if [ ! -e /run/cloud-init/enabled ]; then i=$((i + 1)); [ $i -le 100 ] || exit 3; fi; sleep 0.1; done'; then read /var/lib/cloud/data/status.json for errors",
         "incus config set ctmtest-alice-container user.containarium.state=ready",
@@ -2342,7 +2342,7 @@ fn audit_joins_the_auth_log_with_incus_and_reports_only_jump_accounts() {
 #[test]
 fn host_init_adds_loglevel_verbose_to_an_older_dropin() {
     let s = Sandbox::new(62);
-    let current = containarium::sshd::dropin(true);
+    let current = containarium::sshd::dropin(true, false);
     let older = current.replace("    LogLevel VERBOSE\n", "");
     assert_ne!(older, current);
     std::fs::write(s.path(DROPIN), &older).unwrap();
