@@ -766,6 +766,18 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
             create(USER, "/dev/zero", &[]),
             "/dev/zero is larger than 64 KiB",
         ),
+        (
+            create(USER, &good, &["--target", "m1"]),
+            "--target needs an Incus cluster",
+        ),
+        (
+            create(USER, &good, &["--target", "m1;x"]),
+            "is not a cluster member or @group name",
+        ),
+        (
+            vec!["move".into(), USER.into(), "--target".into(), "m1".into()],
+            "does not exist",
+        ),
         (create(USER, &good, &["--disk", "abc"]), "invalid size"),
         (create(USER, &good, &["--disk", "0"]), "invalid size"),
         (create(USER, &good, &["--memory=-5GB"]), "invalid size"),
@@ -806,7 +818,12 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         let mutating = s
             .log()
             .into_iter()
-            .filter(|l| !l.starts_with("incus list") && !l.starts_with("incus image info"))
+            .filter(|l| {
+                // GETs only: a list, an image's info, `incus query` without -X.
+                !l.starts_with("incus list")
+                    && !l.starts_with("incus image info")
+                    && !(l.starts_with("incus query") && !l.contains(" -X"))
+            })
             .collect::<Vec<_>>();
         assert!(mutating.is_empty(), "{args:?} ran {mutating:?}");
     }
