@@ -38,7 +38,7 @@
 #   sudo scripts/bench.sh [--quick] [--only "SECTION..."] [ROUNDS]
 #
 # ROUNDS of P1 default to 25 and N to 200 (the release figures in
-# BENCHMARKS.md); --quick (CI) takes 9 rounds, N = 50 and P2N = 6.
+# BENCHMARKS.md); --quick (CI) takes 7 rounds, N = 30 and P2N = 6.
 # BENCH_DENSITY=N overrides N. --only (or BENCH_ONLY), a list of sections separated by
 # spaces or commas (p6 p1 m1 p2 p5 p3 s1 storm), runs only those, for
 # iterating: `--only p1` or `BENCH_ONLY="p3 s1" scripts/bench.sh --quick`
@@ -67,7 +67,7 @@ trap 'exit 130' INT TERM
 rounds=25 density=200 p2n=50 only=${BENCH_ONLY:-}
 while [ $# -gt 0 ]; do
 	case $1 in
-	--quick) rounds=9 density=50 p2n=6 ;;
+	--quick) rounds=7 density=30 p2n=6 ;;
 	--only) only=${2:?--only needs a list of sections}; shift ;;
 	--only=*) only=${1#--only=} ;;
 	[0-9]*) rounds=$1 ;;
