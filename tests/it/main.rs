@@ -61,6 +61,7 @@ const FAKES: [&str; 10] = [
 const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
 mod apply;
+mod cluster;
 
 struct Sandbox {
     dir: tempfile::TempDir,

@@ -16,7 +16,11 @@ bans in $FAKE_STATE/_fail2ban.json and prints what fail2ban 1.0.2 prints
 (tests/fixtures/fail2ban-*.txt); with $FAKE_F2B_DOWN set no server answers,
 with $FAKE_F2B_NO_JAIL set there is no sshd jail. Once a call containing
 $FAKE_INCUS_DOWN_AFTER has run, the daemon is gone: every later incus call
-fails as the real client does when nothing listens on its socket.
+fails as the real client does when nothing listens on its socket. With
+$FAKE_CLUSTER set ("m1=ADDR,m2=ADDR,...") the server is a cluster member:
+instances have a location (--target's, else the second member: the
+scheduler's pick), `move --target` moves them, and the members in
+$FAKE_CLUSTER_DOWN are offline.
 """
 import json
 import os
@@ -143,12 +147,30 @@ def network():
         "security.acls": os.environ.get("FAKE_ACLS", "containarium-tenants")}}
 
 
+def members():
+    down = os.environ.get("FAKE_CLUSTER_DOWN", "").split(",")
+    out = []
+    for spec in filter(None, os.environ.get("FAKE_CLUSTER", "").split(",")):
+        name, addr = spec.split("=")
+        out.append({"server_name": name, "url": f"https://{addr}:8443",
+                    "status": "Offline" if name in down else "Online",
+                    "message": "No heartbeat for 20s" if name in down else "Fully operational"})
+    return out
+
+
 verb = args[0]
 if verb == "query":
     what = args[1].split("?")[0]
     if what == "/1.0":
         print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables"),
-                                          "server_version": "6.0.4"}}))
+                                          "server_version": "6.0.4",
+                                          "server_clustered": bool(members())}}))
+    elif what.startswith("/1.0/cluster/members/"):
+        found = [m for m in members() if m["server_name"] == what.split("/")[-1]]
+        if not found:
+            sys.stderr.write("Error: Cluster member not found\n")
+            sys.exit(1)
+        print(json.dumps(found[0]))
     elif what == "/1.0/profiles/default":
         print(json.dumps({"devices": {"eth0": {"type": "nic", "name": "eth0", "network": "br0"},
                                       "root": {"type": "disk", "path": "/", "pool": "default"}}}))
@@ -183,6 +205,21 @@ elif verb == "network" and args[1] == "acl":
         json.dump(acl, f)
 elif verb == "network" and args[1] == "set":
     pass
+elif verb == "cluster" and args[1] == "list":
+    if not members():
+        sys.stderr.write("Error: This server is not clustered\n")
+        sys.exit(1)
+    print(json.dumps(members()))
+elif verb == "move":
+    inst = load(args[1])
+    inst["location"] = args[args.index("--target") + 1]
+    save(inst)
+elif verb == "config" and args[1] == "device" and args[2] == "add":
+    inst, dev = load(args[3]), args[4]
+    spec = {"type": args[5], **dict(kv.split("=", 1) for kv in args[6:])}
+    inst["devices"][dev] = spec
+    inst["expanded_devices"][dev] = dict(spec)
+    save(inst)
 elif verb == "list" and "--all-projects" in args:
     print(json.dumps([{"project": "default", **load(n)} for n in instances()]))
 elif verb == "list":
@@ -210,8 +247,13 @@ elif verb == "init":
         devices.setdefault(dev, {})[k] = v
     expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})},
                 "root": {"type": "disk", "path": "/", "pool": "default", **devices.get("root", {})}}
+    target = opts(args, "--target")
+    location = "none"
+    if members():
+        location = target[0] if target and not target[0].startswith("@") else members()[1]["server_name"]
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": config,
-          "devices": devices, "expanded_devices": expanded, "state": None, "last_used_at": ""})
+          "devices": devices, "expanded_devices": expanded, "state": None, "last_used_at": "",
+          "location": location})
 elif verb in ("start", "restart"):
     inst = load(args[1])
     inst["status"] = "Running"
@@ -343,6 +385,7 @@ elif verb == "config" and args[1] == "unset":
 elif verb == "config" and args[1] == "device" and args[2] == "remove":
     inst = load(args[3])
     inst["devices"].pop(args[4], None)
+    inst["expanded_devices"].pop(args[4], None)
     save(inst)
 elif verb == "config" and args[1] == "device" and args[2] == "unset":
     inst = load(args[3])
