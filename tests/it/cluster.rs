@@ -176,7 +176,7 @@ fn create_passes_its_target_to_incus() {
     let log = s.log();
     assert!(
         log.iter()
-            .any(|l| l.starts_with(&format!("incus init --target ctm3 "))),
+            .any(|l| l.starts_with("incus init --target ctm3 ")),
         "{log:#?}"
     );
     assert!(key_file(&s).contains(&format!("permitopen=\"{}:10002\" ", members[2].1)));
