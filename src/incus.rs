@@ -96,6 +96,10 @@ impl Incus {
                 .unwrap_or_default()
                 .to_string(),
             clustered: environment["server_clustered"].as_bool() == Some(true),
+            name: environment["server_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 
@@ -584,6 +588,8 @@ pub struct Server {
     pub firewall: String,
     /// Whether it is a member of an Incus cluster.
     pub clustered: bool,
+    /// Its name (on a cluster, the member's).
+    pub name: String,
 }
 
 /// One member of the cluster, as `incus cluster list` shows it.

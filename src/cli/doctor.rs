@@ -368,6 +368,7 @@ fn server_of(server_json: &str) -> crate::incus::Server {
     crate::incus::Server {
         firewall: env.firewall,
         clustered: env.server_clustered,
+        name: String::new(),
     }
 }
 

@@ -150,7 +150,14 @@ fn decide(
 
 impl ReapArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let instances = env.incus.instances()?;
+        let mut instances = env.incus.instances()?;
+        // On a cluster each member's timer reaps its own containers: their
+        // connections are read from this kernel's /proc, which only holds
+        // the containers running here.
+        if instances.iter().any(|i| i.member().is_some()) {
+            let here = env.incus.server()?.name;
+            instances.retain(|i| i.member() == Some(here.as_str()));
+        }
         let now = Time::now();
         // Read once for all containers, only when one has an idle-stop.
         let needs_activity = instances

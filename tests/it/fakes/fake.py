@@ -164,7 +164,8 @@ if verb == "query":
     if what == "/1.0":
         print(json.dumps({"environment": {"firewall": os.environ.get("FAKE_FIREWALL", "nftables"),
                                           "server_version": "6.0.4",
-                                          "server_clustered": bool(members())}}))
+                                          "server_clustered": bool(members()),
+                                          "server_name": members()[0]["server_name"] if members() else "none"}}))
     elif what.startswith("/1.0/cluster/members/"):
         found = [m for m in members() if m["server_name"] == what.split("/")[-1]]
         if not found:
