@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # containarium bastion startup: run at every boot by containarium-startup.service
 # (installed by cloud-init/bastion.yaml as /usr/local/lib/containarium/bastion-startup.sh).
+# Every bastion is a member of one Incus cluster; see docs/scale-out.md.
+#
+#   bastion-startup.sh                  the boot sequence below
+#   bastion-startup.sh publish-tokens   step 7 only (containarium-join-tokens.timer, every minute)
 #
 # What it does, each step only when needed, so a second boot changes nothing:
 #   1. wait for the data disk (stable /dev/disk/by-id/google-* name on GCE);
@@ -8,13 +12,41 @@
 #      pool -> import it; the disk is blank -> create the pool (compression=lz4);
 #      anything else on the disk -> refuse and fail, touching nothing;
 #   3. keep the Incus state directory (/var/lib/incus) on a dataset of that pool,
-#      so a recreated boot disk finds every container again;
-#   4. initialise Incus with a preseed (ZFS storage pool, bridge with a fixed
-#      subnet) only when it is not initialised yet;
-#   5. `containarium host init --harden` and `containarium sync-accounts`, both idempotent:
-#      the jump accounts come back after the boot disk was recreated.
+#      so a recreated boot disk (or a Spot restart) finds every container again;
+#   4. Incus cluster membership, decided from the data disk first:
+#      - $INCUS_DIR/cluster.crt exists: already a member (a restart, a recreated
+#        boot disk); nothing to join, only wait for Incus, which itself waits
+#        for the cluster database's quorum;
+#      - Incus initialised but not clustered: refuse (a member must join empty);
+#      - no join state published yet and this is the bootstrap member: create
+#        the cluster (preseed: core.https_address, ZFS storage pool, bridge with
+#        the fixed tenant subnet, cluster enabled);
+#      - otherwise: wait (bounded) for this member's join token in the join
+#        state (a Secret Manager secret only the bastions can read), then join.
+#        A name the cluster already has, on a blank disk (a replaced VM or
+#        disk), is never removed from the cluster here: it waits for an admin
+#        to restore the disk or run `incus cluster remove --force NAME`;
+#   5. host certificate: the trusted host CA keys and this bastion's principals
+#      come from the instance metadata; the CA's private key is fetched from
+#      Secret Manager into a private directory on tmpfs, only when the host key
+#      must be (re)signed (no certificate, another CA, other principals), and
+#      shredded right after `containarium host sign`;
+#   6. `containarium host init --harden` and `containarium sync-accounts`, both
+#      idempotent: the jump accounts come back after the boot disk was recreated;
+#   7. publish-tokens (on the database leader only): a join token for every
+#      expected member (instance metadata containarium-members) that is not in
+#      the cluster, refreshed before it expires, written to the join state
+#      with the members' names; nothing is written when nothing changed;
+#   8. enable the timers: sync-accounts and join tokens on every member, reap on
+#      the bootstrap member only.
 #
 # Everything is logged to the journal (logger -t containarium-startup) and stderr.
+# Exit status: 0 done; 1 failed, retried by systemd (Restart=on-failure: a
+# token not there yet, the cluster database without quorum, a network error);
+# 2 refused, not retried (data on the disk that is not ours, a bastion from
+# before the cluster, a CA key that is not the one the metadata names).
+# No secret is ever put on a command line: tokens and keys go through files
+# in a private directory and through stdin.
 #
 # Settings (environment; the systemd unit reads /etc/default/containarium-startup):
 #   DATA_DISK               block device; default /dev/disk/by-id/google-$DATA_DISK_NAME
@@ -31,7 +63,23 @@
 #   INCUS_STORAGE_POOL      Incus storage pool name (default default)
 #   INCUS_STORAGE_SOURCE    dataset given to Incus (default $ZPOOL_NAME/incus)
 #   INCUS_NETWORK           Incus bridge name (default incusbr0)
-#   INCUS_BRIDGE_ADDRESS    bridge address/prefix (default 10.100.0.1/20)
+#   INCUS_BRIDGE_ADDRESS    bridge address/prefix, the same on every member (default 10.100.0.1/20)
+#   INCUS_WAIT_SECONDS      how long to wait for Incus to be ready (default 600: a member
+#                           waits for the cluster database)
+#   CLUSTER_MEMBER_NAME     this member's name, the instance name (default: hostname)
+#   CLUSTER_ADDRESS         this member's internal address; Incus listens on ADDRESS:8443
+#   CLUSTER_BOOTSTRAP       name of the member that creates the cluster
+#   CLUSTER_JOIN_SECRET     projects/P/secrets/S holding the join state
+#   HOST_CA_KEY_SECRET      projects/P/secrets/S holding the host CA's private key
+#   JOIN_WAIT_SECONDS       how long one run waits for a join token (default 900)
+#   JOIN_POLL_SECONDS       how often it looks (default 15)
+#   TOKEN_REFRESH_SECONDS   a pending token expiring sooner than this is replaced (default 1800)
+#   SSH_HOST_KEY            the host key to certify (default /etc/ssh/ssh_host_ed25519_key)
+#   HOST_CA_PUB             the trusted host CA keys, for `containarium export --host-ca`
+#                           (default /etc/containarium/host-ca.pub)
+#   RUNTIME_DIR             tmpfs for the private work directory (default /run)
+#   STATE_DIR               what the token publisher last wrote (default /var/lib/containarium-startup)
+#   METADATA_URL, SECRETS_URL   the GCE metadata server and the Secret Manager API
 #   CONTAINARIUM            containarium binary (default: containarium on PATH)
 set -Eeuo pipefail
 
@@ -48,7 +96,26 @@ INCUS_STORAGE_POOL=${INCUS_STORAGE_POOL:-default}
 INCUS_STORAGE_SOURCE=${INCUS_STORAGE_SOURCE:-${ZPOOL_NAME}/incus}
 INCUS_NETWORK=${INCUS_NETWORK:-incusbr0}
 INCUS_BRIDGE_ADDRESS=${INCUS_BRIDGE_ADDRESS:-10.100.0.1/20}
+INCUS_WAIT_SECONDS=${INCUS_WAIT_SECONDS:-600}
+CLUSTER_MEMBER_NAME=${CLUSTER_MEMBER_NAME:-$(hostname -s)}
+CLUSTER_ADDRESS=${CLUSTER_ADDRESS:-}
+CLUSTER_BOOTSTRAP=${CLUSTER_BOOTSTRAP:-}
+CLUSTER_JOIN_SECRET=${CLUSTER_JOIN_SECRET:-}
+HOST_CA_KEY_SECRET=${HOST_CA_KEY_SECRET:-}
+JOIN_WAIT_SECONDS=${JOIN_WAIT_SECONDS:-900}
+JOIN_POLL_SECONDS=${JOIN_POLL_SECONDS:-15}
+TOKEN_REFRESH_SECONDS=${TOKEN_REFRESH_SECONDS:-1800}
+SSH_HOST_KEY=${SSH_HOST_KEY:-/etc/ssh/ssh_host_ed25519_key}
+HOST_CA_PUB=${HOST_CA_PUB:-/etc/containarium/host-ca.pub}
+RUNTIME_DIR=${RUNTIME_DIR:-/run}
+STATE_DIR=${STATE_DIR:-/var/lib/containarium-startup}
+METADATA_URL=${METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
+SECRETS_URL=${SECRETS_URL:-https://secretmanager.googleapis.com/v1}
 CONTAINARIUM=${CONTAINARIUM:-containarium}
+
+# Private work directory for tokens, the CA key and API responses (mktemp -d is 0700).
+WORK=""
+SIGNED=0
 
 log() {
     # log LEVEL MESSAGE...   (LEVEL: info, warning, err)
@@ -58,15 +125,34 @@ log() {
     logger -t "$TAG" -p "daemon.${level}" -- "$*" 2>/dev/null || true
 }
 
+# die: a failure systemd retries (the cause may go away: a token not yet there,
+# no quorum, the network).
 die() {
     log err "$*"
     exit 1
 }
 
+# refuse: a failure that retrying cannot fix (RestartPreventExitStatus=2).
+refuse() {
+    log err "$*"
+    exit 2
+}
+
 on_error() {
     log err "failed (exit $1) at line $2: $3"
 }
-trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+# exit 1 whatever the failed command returned, so that only refuse() means "do not retry"
+trap 'on_error $? $LINENO "$BASH_COMMAND"; exit 1' ERR
+
+cleanup() {
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ -e "$WORK/host-ca-key" ]; then
+            shred -u -- "$WORK/host-ca-key" || rm -f -- "$WORK/host-ca-key"
+        fi
+        rm -rf -- "$WORK"
+    fi
+}
+trap cleanup EXIT
 
 # run CMD...: log a command, then run it (used for every command that changes state).
 run() {
@@ -150,7 +236,7 @@ ensure_pool() {
                 log warning "plain import of $ZPOOL_NAME failed (last used by another host id?); forcing it, the disk is attached read-write to this VM only"
                 run zpool import -N -f -d "$dir" "$ZPOOL_NAME"
             else
-                die "could not import ZFS pool $ZPOOL_NAME from $DATA_DISK (set ZPOOL_FORCE_IMPORT=1 if it was last used by a previous boot disk of this VM)"
+                refuse "could not import ZFS pool $ZPOOL_NAME from $DATA_DISK (set ZPOOL_FORCE_IMPORT=1 if it was last used by a previous boot disk of this VM)"
             fi
             ;;
         blank)
@@ -162,7 +248,7 @@ ensure_pool() {
                 "$ZPOOL_NAME" "$DATA_DISK"
             ;;
         *)
-            die "refusing to touch $DATA_DISK: it holds other data (${state#foreign:}); attach a blank disk or one holding ZFS pool $ZPOOL_NAME"
+            refuse "refusing to touch $DATA_DISK: it holds other data (${state#foreign:}); attach a blank disk or one holding ZFS pool $ZPOOL_NAME"
             ;;
     esac
 }
@@ -176,9 +262,10 @@ start_incus() {
     run systemctl start incus.socket incus.service
 }
 
-# The Incus database and config live in $INCUS_DIR; keeping that on the data disk
-# means a recreated boot disk still knows every container (and so sync-accounts
-# can rebuild the jump accounts).
+# The Incus database, its cluster certificate and config live in $INCUS_DIR;
+# keeping that on the data disk means a recreated boot disk (or a restarted
+# Spot VM) is still the same cluster member, with every container, and needs
+# no new join token.
 ensure_incus_state() {
     local create=0 mounted
     if zfs list -H -o name "$INCUS_STATE_DATASET" >/dev/null 2>&1; then
@@ -204,9 +291,19 @@ ensure_incus_state() {
     start_incus
 }
 
-preseed() {
-    cat <<EOF
-config: {}
+incus_ready() {
+    # incus_ready WHY: wait for incusd (a member's incusd is ready only once the
+    # cluster database answers, which needs a majority of its database members).
+    incus admin waitready --timeout="$INCUS_WAIT_SECONDS" ||
+        die "Incus was not ready within ${INCUS_WAIT_SECONDS}s ($1); containarium-startup.service tries again in a minute"
+}
+
+# What every member shares (the pool, the bridge with the tenant subnet, the
+# default profile), defined once by the member that creates the cluster.
+bootstrap_preseed() {
+    cat <<EOF_PRESEED
+config:
+  core.https_address: ${CLUSTER_ADDRESS}:8443
 storage_pools:
 - name: ${INCUS_STORAGE_POOL}
   driver: zfs
@@ -230,21 +327,291 @@ profiles:
       name: eth0
       network: ${INCUS_NETWORK}
       type: nic
-EOF
+cluster:
+  server_name: ${CLUSTER_MEMBER_NAME}
+  enabled: true
+EOF_PRESEED
 }
 
-ensure_incus_initialised() {
-    incus admin waitready --timeout=120
-    if incus storage show "$INCUS_STORAGE_POOL" >/dev/null 2>&1; then
-        log info "Incus is already initialised (storage pool $INCUS_STORAGE_POOL exists)"
+# join_preseed TOKEN: a joining member brings only what is its own (its address,
+# its pool's dataset); the token names the cluster's addresses and the
+# fingerprint of the cluster certificate that Incus checks before it trusts it.
+join_preseed() {
+    cat <<EOF_PRESEED
+cluster:
+  enabled: true
+  server_name: ${CLUSTER_MEMBER_NAME}
+  server_address: ${CLUSTER_ADDRESS}:8443
+  cluster_token: $1
+  member_config:
+  - entity: storage-pool
+    name: ${INCUS_STORAGE_POOL}
+    key: source
+    value: ${INCUS_STORAGE_SOURCE}
+EOF_PRESEED
+}
+
+# instance_attr NAME: a custom metadata value of this instance. Terraform keeps
+# these current in place (members, host CA keys, principals), while the
+# user-data is read by cloud-init once.
+instance_attr() {
+    curl -fsS --retry 5 --max-time 10 -H 'Metadata-Flavor: Google' \
+        "$METADATA_URL/instance/attributes/$1"
+}
+
+# api_auth: the service account's Authorization header, in a file of the work
+# directory (never on a command line).
+api_auth() {
+    curl -fsS --retry 5 --max-time 10 -H 'Metadata-Flavor: Google' \
+        "$METADATA_URL/instance/service-accounts/default/token" |
+        python3 -c 'import json, sys; print("Authorization: Bearer " + json.load(sys.stdin)["access_token"])' \
+            >"$WORK/auth" ||
+        die "no access token from the metadata server"
+}
+
+# secret_get SECRET FILE: the payload of the secret's latest version into FILE.
+# Returns 3 when the secret has no version yet; every other failure dies, so a
+# network or permission error is never taken for "nothing published".
+secret_get() {
+    local code
+    api_auth
+    code=$(curl -sS --retry 5 --max-time 20 -H @"$WORK/auth" -o "$WORK/response" \
+        -w '%{http_code}' "$SECRETS_URL/$1/versions/latest:access") ||
+        die "reading secret $1 failed (network?)"
+    case "$code" in
+        200)
+            python3 -c 'import base64, json, sys; sys.stdout.buffer.write(base64.b64decode(json.load(open(sys.argv[1]))["payload"]["data"]))' \
+                "$WORK/response" >"$2" || die "reading secret $1: unexpected answer"
+            ;;
+        404) return 3 ;;
+        *) die "reading secret $1: HTTP $code: $(head -c 300 -- "$WORK/response" | tr '\n' ' ')" ;;
+    esac
+}
+
+# secret_put SECRET FILE: FILE as the secret's new version. The version before it
+# is destroyed, so no consumed or expired token is kept and versions do not pile up.
+secret_put() {
+    local code version
+    api_auth
+    python3 -c 'import base64, json, sys; print(json.dumps({"payload": {"data": base64.b64encode(open(sys.argv[1], "rb").read()).decode()}}))' \
+        "$2" >"$WORK/request" || die "encoding the new version of $1 failed"
+    log info "adding a version to secret $1"
+    code=$(curl -sS --max-time 20 -H @"$WORK/auth" -H 'Content-Type: application/json' \
+        --data-binary @"$WORK/request" -o "$WORK/response" -w '%{http_code}' \
+        "$SECRETS_URL/$1:addVersion") || die "writing secret $1 failed (network?)"
+    [ "$code" = 200 ] ||
+        die "writing secret $1: HTTP $code: $(head -c 300 -- "$WORK/response" | tr '\n' ' ')"
+    version=$(python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["name"].rsplit("/", 1)[1]))' \
+        "$WORK/response") || die "writing secret $1: unexpected answer"
+    if [ "$version" -gt 1 ]; then
+        code=$(curl -sS --max-time 20 -H @"$WORK/auth" -H 'Content-Type: application/json' \
+            --data-binary '{}' -o "$WORK/response" -w '%{http_code}' \
+            "$SECRETS_URL/$1/versions/$((version - 1)):destroy") || code=000
+        [ "$code" = 200 ] ||
+            log warning "could not destroy version $((version - 1)) of secret $1 (HTTP $code)"
+    fi
+}
+
+# token_expires TOKEN: when an Incus join token expires, in seconds since the
+# epoch (a token is base64 of JSON with expires_at); read from stdin.
+token_expires() {
+    printf '%s' "$1" | python3 -c '
+import base64, datetime, json, sys
+token = json.loads(base64.b64decode(sys.stdin.read()))
+print(int(datetime.datetime.fromisoformat(token["expires_at"]).timestamp()))'
+}
+
+replaced_message() {
+    local me=$CLUSTER_MEMBER_NAME
+    echo "the cluster already has a member $me, but this VM's data disk holds no Incus state (the VM or its data disk was replaced). To bring that member back with its containers, restore its data disk from a snapshot and restart this VM. To give up its containers and join afresh, run 'incus cluster remove --force $me' on any member: a fresh join token follows within a minute and this VM joins"
+}
+
+# Step 4: bootstrap, join or nothing, decided from this VM's own disk first, so
+# a member that restarts never needs the cluster or a token to know what it is.
+ensure_cluster_member() {
+    local rc=0
+    if [ -e "$INCUS_DIR/cluster.crt" ]; then
+        log info "already cluster member $CLUSTER_MEMBER_NAME (its Incus state is on the data disk)"
+        incus_ready "a member waits for the cluster database: a majority of the database members (incus admin cluster list-database) must be up; after a permanent loss see incus admin cluster recover-from-quorum-loss"
         return 0
     fi
-    log info "initialising Incus: storage pool $INCUS_STORAGE_POOL on $INCUS_STORAGE_SOURCE, bridge $INCUS_NETWORK $INCUS_BRIDGE_ADDRESS"
-    preseed | run incus admin init --preseed
+    incus_ready "not a cluster member yet"
+    if incus storage show "$INCUS_STORAGE_POOL" >/dev/null 2>&1; then
+        refuse "Incus on this data disk is initialised but is not a cluster member (a bastion from before the cluster deployment?): it cannot join, a member joins empty. Move its users to the cluster (containarium backup, then restore on a member) and give this VM a blank data disk"
+    fi
+    if [ -z "$CLUSTER_ADDRESS" ] || [ -z "$CLUSTER_BOOTSTRAP" ] || [ -z "$CLUSTER_JOIN_SECRET" ]; then
+        refuse "CLUSTER_ADDRESS, CLUSTER_BOOTSTRAP and CLUSTER_JOIN_SECRET must be set (/etc/default/containarium-startup)"
+    fi
+    secret_get "$CLUSTER_JOIN_SECRET" "$WORK/join-state" || rc=$?
+    if [ "$rc" = 3 ] && [ "$CLUSTER_MEMBER_NAME" = "$CLUSTER_BOOTSTRAP" ]; then
+        log info "no cluster yet: creating it as $CLUSTER_MEMBER_NAME on $CLUSTER_ADDRESS:8443 (storage pool $INCUS_STORAGE_POOL on $INCUS_STORAGE_SOURCE, bridge $INCUS_NETWORK $INCUS_BRIDGE_ADDRESS)"
+        bootstrap_preseed | run incus admin init --preseed
+        return 0
+    fi
+    # A published join state means the cluster exists, also for the bootstrap
+    # member: one whose disk is new joins like any other and never makes a second cluster.
+    join_cluster
+}
+
+join_cluster() {
+    local me=$CLUSTER_MEMBER_NAME deadline=$((SECONDS + JOIN_WAIT_SECONDS))
+    local rc reason last="" token expires
+    while :; do
+        rc=0
+        secret_get "$CLUSTER_JOIN_SECRET" "$WORK/join-state" || rc=$?
+        token=""
+        if [ "$rc" = 3 ]; then
+            reason="no join state published yet (the bootstrap member $CLUSTER_BOOTSTRAP publishes it within a minute of creating the cluster)"
+        else
+            token=$(awk -v m="$me" '$1 == "token" && $2 == m { print $3 }' "$WORK/join-state")
+            if [ -n "$token" ]; then
+                expires=$(token_expires "$token") || expires=0
+                if [ "$expires" -gt $(($(date +%s) + 60)) ]; then
+                    break
+                fi
+                reason="its join token has expired (the cluster's database leader publishes a fresh one within a minute)"
+            elif grep -qx "member $me" "$WORK/join-state"; then
+                reason=$(replaced_message)
+            else
+                reason="no join token for $me yet (the cluster's database leader publishes one within a minute for every name in the instance metadata containarium-members)"
+            fi
+        fi
+        if [ "$reason" != "$last" ]; then
+            log info "waiting to join the cluster: $reason"
+            last=$reason
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            die "no usable join token for $me after ${JOIN_WAIT_SECONDS}s: $reason. containarium-startup.service tries again in a minute"
+        fi
+        sleep "$JOIN_POLL_SECONDS"
+    done
+    log info "joining the cluster as $me on $CLUSTER_ADDRESS:8443"
+    join_preseed "$token" | run incus admin init --preseed
+}
+
+# Step 5. The first key of containarium-host-ca signs; all of them are trusted
+# (during a rotation both), which is what export's @cert-authority lines list.
+ensure_host_cert() {
+    local principals ca_fp
+    [ -n "$HOST_CA_KEY_SECRET" ] || refuse "HOST_CA_KEY_SECRET must be set (/etc/default/containarium-startup)"
+    # one key a line, ending with a newline (the metadata value may not)
+    { instance_attr containarium-host-ca && echo; } | sed '/^$/d' >"$WORK/host-ca.pub"
+    principals=$(instance_attr containarium-host-principals)
+    [[ $principals =~ ^[A-Za-z0-9.:-]+(,[A-Za-z0-9.:-]+)*$ ]] ||
+        die "instance metadata containarium-host-principals is not a comma-separated list of names and addresses"
+    ssh-keygen -l -f "$WORK/host-ca.pub" >/dev/null ||
+        die "instance metadata containarium-host-ca holds no OpenSSH public keys"
+    head -n 1 -- "$WORK/host-ca.pub" >"$WORK/signing-ca.pub"
+    ca_fp=$(ssh-keygen -l -f "$WORK/signing-ca.pub" | awk '{ print $2 }')
+    if ! cmp -s -- "$WORK/host-ca.pub" "$HOST_CA_PUB"; then
+        run install -D -m 0644 -- "$WORK/host-ca.pub" "$HOST_CA_PUB"
+    fi
+    if host_cert_current "$ca_fp" "$principals"; then
+        log info "host certificate is current (CA $ca_fp, principals $principals)"
+        return 0
+    fi
+    sign_host_key "$principals"
+}
+
+# host_cert_current CA_FINGERPRINT PRINCIPALS: the certificate is of this host
+# key, by this CA, for exactly these principals.
+host_cert_current() {
+    local cert=$SSH_HOST_KEY-cert.pub out host_fp have want
+    [ -e "$cert" ] || return 1
+    out=$(ssh-keygen -L -f "$cert" 2>/dev/null) || return 1
+    host_fp=$(ssh-keygen -l -f "$SSH_HOST_KEY.pub" | awk '{ print $2 }') || return 1
+    grep -qF "Public key: ED25519-CERT $host_fp" <<<"$out" || return 1
+    grep -qF "Signing CA: ED25519 $1 " <<<"$out" || return 1
+    have=$(sed -n '/^[[:space:]]*Principals:/,/^[[:space:]]*Critical Options:/p' <<<"$out" |
+        sed '1d;$d' | tr -d '[:blank:]' | LC_ALL=C sort | paste -sd, -)
+    want=$(tr ',' '\n' <<<"$2" | LC_ALL=C sort | paste -sd, -)
+    [ "$have" = "$want" ]
+}
+
+sign_host_key() {
+    local key=$WORK/host-ca-key rc=0
+    log info "signing the host key for $1"
+    (umask 077 && : >"$key")
+    secret_get "$HOST_CA_KEY_SECRET" "$key" || rc=$?
+    [ "$rc" = 0 ] || die "secret $HOST_CA_KEY_SECRET has no version yet (terraform apply writes it)"
+    if [ "$(ssh-keygen -y -f "$key" | awk '{ print $1, $2 }')" != "$(awk '{ print $1, $2 }' "$WORK/signing-ca.pub")" ]; then
+        die "the host CA key in $HOST_CA_KEY_SECRET is not the first key of the instance metadata containarium-host-ca (a terraform apply half done?)"
+    fi
+    run "$CONTAINARIUM" host sign --ca-key "$key" --principals "$1"
+    run shred -u -- "$key"
+    SIGNED=1
+}
+
+# Step 7, on the database leader only (exactly one member answers for the
+# cluster; Incus cancels a name's older token when another is issued, so two
+# publishers would undo each other).
+publish_tokens() {
+    local me=$CLUSTER_MEMBER_NAME leader name token expires now expected
+    local -a names
+    local -A pending=()
+    if [ ! -e "$INCUS_DIR/cluster.crt" ]; then
+        log info "not a cluster member yet: no join tokens to publish"
+        return 0
+    fi
+    mkdir -p -- "$STATE_DIR"
+    exec 9>"$STATE_DIR/publish-tokens.lock"
+    flock 9
+    incus query '/1.0/cluster/members?recursion=1' | python3 -c '
+import json, sys
+for m in json.load(sys.stdin):
+    print(m["server_name"], "leader" if "database-leader" in (m.get("roles") or []) else "-")' \
+        >"$WORK/members"
+    leader=$(awk '$2 == "leader" { print $1 }' "$WORK/members")
+    if [ "$leader" != "$me" ]; then
+        return 0
+    fi
+    expected=$(instance_attr containarium-members)
+    incus cluster list-tokens --format csv >"$WORK/tokens"
+    while IFS=, read -r name token _; do
+        if [ -n "$name" ]; then
+            pending[$name]=$token
+        fi
+    done <"$WORK/tokens"
+    now=$(date +%s)
+    awk '{ print "member " $1 }' "$WORK/members" >"$WORK/join-state.new"
+    IFS=, read -r -a names <<<"$expected"
+    for name in "${names[@]}"; do
+        if ! [[ $name =~ ^[a-z][a-z0-9-]{0,62}$ ]]; then
+            log warning "instance metadata containarium-members: skipping '$name', not a member name"
+            continue
+        fi
+        if awk -v m="$name" '$1 == m { found = 1 } END { exit !found }' "$WORK/members"; then
+            continue
+        fi
+        token=${pending[$name]:-}
+        expires=0
+        if [ -n "$token" ]; then
+            expires=$(token_expires "$token") || expires=0
+        fi
+        if [ "$expires" -le $((now + TOKEN_REFRESH_SECONDS)) ]; then
+            token=$(run incus cluster add "$name" --quiet)
+        fi
+        echo "token $name $token" >>"$WORK/join-state.new"
+    done
+    LC_ALL=C sort -o "$WORK/join-state.new" -- "$WORK/join-state.new"
+    if cmp -s -- "$WORK/join-state.new" "$STATE_DIR/join-state"; then
+        return 0
+    fi
+    secret_put "$CLUSTER_JOIN_SECRET" "$WORK/join-state.new"
+    install -m 0600 -- "$WORK/join-state.new" "$STATE_DIR/join-state"
+    log info "published the join state: $(awk '{ print $1, $2 }' "$WORK/join-state.new" | paste -sd, -)"
+}
+
+# ensure_timer UNIT: enabled and started, unless it already is.
+ensure_timer() {
+    if systemctl is-enabled --quiet "$1" && systemctl is-active --quiet "$1"; then
+        return 0
+    fi
+    run systemctl enable --now "$1"
 }
 
 main() {
-    log info "starting (data disk $DATA_DISK, pool $ZPOOL_NAME)"
+    log info "starting (data disk $DATA_DISK, pool $ZPOOL_NAME, member $CLUSTER_MEMBER_NAME)"
     command -v "$CONTAINARIUM" >/dev/null 2>&1 || die "containarium binary not found ($CONTAINARIUM)"
     wait_for_disk
     if [ ! -e /dev/zfs ]; then
@@ -252,10 +619,31 @@ main() {
     fi
     ensure_pool
     ensure_incus_state
-    ensure_incus_initialised
+    ensure_cluster_member
+    ensure_host_cert
     run "$CONTAINARIUM" host init --harden
+    if [ "$SIGNED" = 1 ]; then
+        # host init reloads sshd only when its drop-in changed; a new certificate
+        # at the same path needs the reload too
+        run systemctl try-reload-or-restart ssh.service
+    fi
     run "$CONTAINARIUM" sync-accounts
+    ensure_timer containarium-sync-accounts.timer
+    ensure_timer containarium-join-tokens.timer
+    if [ "$CLUSTER_MEMBER_NAME" = "$CLUSTER_BOOTSTRAP" ]; then
+        # reap's per-user locks are local to the member it runs on, so exactly
+        # one member reaps (docs/scale-out.md)
+        ensure_timer containarium-reap.timer
+    fi
     log info "done"
 }
 
-main "$@"
+WORK=$(mktemp -d -- "$RUNTIME_DIR/containarium-startup.XXXXXX")
+case "${1:-}" in
+    "") main ;;
+    publish-tokens) publish_tokens ;;
+    *)
+        echo "usage: $0 [publish-tokens]" >&2
+        exit 2
+        ;;
+esac

@@ -1,7 +1,9 @@
 # One persistent data disk per bastion. It is a resource of its own, attached
 # with attached_disk (which the provider always attaches with autoDelete=false;
 # the block has no auto_delete argument), so deleting or recreating the VM or its
-# boot disk never deletes it. It holds the ZFS pool: containers and Incus state.
+# boot disk never deletes it. It holds the ZFS pool: containers and Incus state,
+# including this member's cluster certificate and database, so a restarted or
+# recreated VM comes back as the same cluster member without a new token.
 resource "google_compute_disk" "data" {
   #checkov:skip=CKV_GCP_37:CSEK would put a raw key in Terraform state and must be supplied at every start; optional CMEK instead (var.disk_kms_key_self_link)
   for_each = local.bastions
@@ -59,6 +61,7 @@ resource "google_compute_instance" "bastion" {
 
   network_interface {
     subnetwork = google_compute_subnetwork.main.id
+    network_ip = google_compute_address.bastion_internal[each.key].address
 
     access_config {
       nat_ip = google_compute_address.bastion[each.key].address
@@ -95,15 +98,26 @@ resource "google_compute_instance" "bastion" {
       data_disk_name     = local.data_disk_device_name
       zpool_name         = local.zpool_name
       zpool_force_import = "1"
-      bridge_address     = each.value.bridge_address
+      bridge_address     = local.bridge_address
       fail2ban_ignoreip  = jsonencode(concat(local.health_check_ranges, var.fail2ban_ignore_cidrs))
-      deny_egress        = jsonencode(concat([var.subnet_cidr, var.container_network_cidr], var.deny_egress_cidrs))
+      deny_egress        = jsonencode(concat([var.subnet_cidr, var.tenant_subnet_cidr], var.deny_egress_cidrs))
+      member_name        = each.key
+      member_address     = each.value.internal_address
+      bootstrap_member   = local.bootstrap_member
+      join_secret        = google_secret_manager_secret.cluster_join.id
+      host_ca_key_secret = google_secret_manager_secret.host_ca_key.id
     })
-    ssh-keys                 = local.admin_ssh_keys_metadata
-    block-project-ssh-keys   = "true"
-    enable-oslogin           = var.os_login ? "TRUE" : "FALSE"
-    disable-legacy-endpoints = "true"
-    serial-port-enable       = "false"
+    # Read by the startup script at every boot, so changing them needs no new
+    # boot disk: the members the join tokens are issued for, the trusted host
+    # CA keys (the first signs) and this bastion's certificate principals.
+    containarium-members         = join(",", keys(local.bastions))
+    containarium-host-ca         = join("\n", local.host_ca_public_keys)
+    containarium-host-principals = join(",", local.host_principals[each.key])
+    ssh-keys                     = local.admin_ssh_keys_metadata
+    block-project-ssh-keys       = "true"
+    enable-oslogin               = var.os_login ? "TRUE" : "FALSE"
+    disable-legacy-endpoints     = "true"
+    serial-port-enable           = "false"
   }
 
   lifecycle {
@@ -116,5 +130,9 @@ resource "google_compute_instance" "bastion" {
   depends_on = [
     google_project_iam_member.bastion_log_writer,
     google_storage_bucket_iam_member.bastion_binary_reader,
+    google_secret_manager_secret_iam_member.bastion_join_reader,
+    google_secret_manager_secret_iam_member.bastion_join_writer,
+    google_secret_manager_secret_iam_member.bastion_host_ca_reader,
+    google_secret_manager_secret_version.host_ca_key,
   ]
 }

@@ -1,6 +1,11 @@
-# Optional regional external passthrough TCP load balancer on port 22. Client
-# addresses are preserved (firewall and fail2ban still see them), and client-IP
-# session affinity keeps a client on the same bastion.
+# Optional regional external passthrough TCP load balancer on port 22, the
+# address (or ssh_host_names) users' ssh configs name. Client addresses are
+# preserved (firewall and fail2ban still see them). No session affinity: every
+# bastion has every jump account (sync-accounts, from the cluster-wide state)
+# and presents a host certificate of the same CA, and one SSH session is one
+# TCP connection, which the balancer keeps on one backend for its life. So any
+# bastion will do for every new connection, and a class behind one NAT address
+# is spread over all of them instead of landing on one.
 resource "google_compute_address" "lb" {
   count = var.enable_load_balancer ? 1 : 0
 
@@ -51,7 +56,7 @@ resource "google_compute_region_backend_service" "ssh" {
   region                          = var.region
   load_balancing_scheme           = "EXTERNAL"
   protocol                        = "TCP"
-  session_affinity                = "CLIENT_IP"
+  session_affinity                = "NONE"
   connection_draining_timeout_sec = 300
   health_checks                   = [google_compute_region_health_check.ssh[0].id]
 

@@ -57,7 +57,64 @@ resource "google_compute_firewall" "health_checks" {
   }
 }
 
-# Stable public address per bastion: users' SSH configs point at it.
+# Cluster traffic: the Incus API and its database (one port) between members
+# only. The source and target are the bastions' service account, which only
+# an admin can give a VM; a network tag anyone who may edit an instance can set.
+resource "google_compute_firewall" "incus_cluster" {
+  name                    = "${var.name_prefix}-allow-incus-cluster"
+  network                 = google_compute_network.main.id
+  direction               = "INGRESS"
+  priority                = 1000
+  source_service_accounts = [google_service_account.bastion.email]
+  target_service_accounts = [google_service_account.bastion.email]
+
+  allow {
+    protocol = "tcp"
+    ports    = [tostring(local.incus_https_port)]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# A bastion's sshd forwards a jump session to the member that runs the
+# container: MEMBER_ADDRESS:PORT, an Incus proxy device (PORT = 10000 + the
+# container's offset in the tenant subnet). From the bastions only. Tenants'
+# traffic leaves a member masqueraded as the member, so this rule cannot tell
+# them apart: the tenant ACL and deny-egress (the bastion subnet) stop it.
+resource "google_compute_firewall" "tenant_proxies" {
+  name                    = "${var.name_prefix}-allow-tenant-proxies"
+  network                 = google_compute_network.main.id
+  direction               = "INGRESS"
+  priority                = 1000
+  source_service_accounts = [google_service_account.bastion.email]
+  target_service_accounts = [google_service_account.bastion.email]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["${local.proxy_port_first}-${local.proxy_port_last}"]
+  }
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}
+
+# Fixed internal address per bastion: its Incus cluster address and where its
+# proxy devices listen. A recreated VM gets the same one, so it is the same member.
+resource "google_compute_address" "bastion_internal" {
+  for_each = local.bastions
+
+  name         = "${each.key}-internal-ip"
+  region       = var.region
+  subnetwork   = google_compute_subnetwork.main.id
+  address_type = "INTERNAL"
+  address      = each.value.internal_address
+  labels       = local.labels
+}
+
+# Stable public address per bastion (the load balancer's is in lb.tf).
 resource "google_compute_address" "bastion" {
   for_each = local.bastions
 

@@ -171,18 +171,18 @@ variable "allowed_ssh_source_ranges" {
 }
 
 variable "bastion_count" {
-  description = "Number of independent bastions (horizontal scaling). Each has its own data disk, ZFS pool and Incus; users live on one of them."
+  description = "Number of bastions, all members of one Incus cluster (each with its own data disk and ZFS pool; any bastion serves any user). 1: a single host, no high availability. 2: no quorum for the cluster database, losing either member stops all changes. 3 or more survive the loss of one member. Adding members later is fine; removing one needs its containers moved and `incus cluster remove` first (terraform/gce/README.md)."
   type        = number
   default     = 1
 
   validation {
     condition     = var.bastion_count >= 1 && var.bastion_count <= 16 && floor(var.bastion_count) == var.bastion_count
-    error_message = "bastion_count must be a whole number from 1 to 16."
+    error_message = "bastion_count must be a whole number from 1 to 16 (beyond that, run several clusters: docs/scale-out.md)."
   }
 }
 
 variable "enable_load_balancer" {
-  description = "Put a regional TCP (passthrough) load balancer on port 22 in front of the bastions, with a health check and client-IP session affinity."
+  description = "Put a regional TCP (passthrough) load balancer on port 22 in front of the bastions, with a health check. Every bastion serves every user, so users' ssh configs name the balancer."
   type        = bool
   default     = false
 }
@@ -246,19 +246,19 @@ variable "subnet_cidr" {
   }
 }
 
-variable "container_network_cidr" {
-  description = "Range the container bridges are carved from: bastion i gets the i-th /20 inside it (10.96.0.0/12 -> 10.96.0.0/20, 10.96.16.0/20, ...), so container IPs are unique across bastions. Must not overlap subnet_cidr."
+variable "tenant_subnet_cidr" {
+  description = "The tenant subnet of the whole cluster: every member's Incus bridge has it (gateway .1, NAT as before) and containarium gives each container an address in it, unique cluster-wide. A container is reached through an Incus proxy device on its member at port 10000 + its offset in this subnet, so it is a /17 to /24 (at most 32768 containers; the default /20: 4093). Must not overlap subnet_cidr."
   type        = string
-  default     = "10.96.0.0/12"
+  default     = "10.96.0.0/20"
 
   validation {
-    condition     = can(regex("^[0-9.]+/([0-9]|1[0-6])$", var.container_network_cidr)) && can(cidrhost(var.container_network_cidr, 0))
-    error_message = "container_network_cidr must be a CIDR range of /16 or larger."
+    condition     = can(regex("^[0-9.]+/(1[7-9]|2[0-4])$", var.tenant_subnet_cidr)) && can(cidrhost(var.tenant_subnet_cidr, 0))
+    error_message = "tenant_subnet_cidr must be an IPv4 range from /17 to /24 (port 10000 + offset must stay below 65536)."
   }
 }
 
 variable "deny_egress_cidrs" {
-  description = "Further ranges tenant containers may never reach (internal services, peered VPCs). The bastion subnet and container_network_cidr are always denied: tenants cannot reach other bastions or their containers."
+  description = "Further ranges tenant containers may never reach (internal services, peered VPCs). The bastion subnet (so the other members, their Incus API and proxy ports) and tenant_subnet_cidr are always denied."
   type        = list(string)
   default     = []
 
@@ -276,6 +276,33 @@ variable "fail2ban_ignore_cidrs" {
   validation {
     condition     = alltrue([for c in var.fail2ban_ignore_cidrs : can(cidrhost(c, 0))])
     error_message = "Each fail2ban_ignore_cidrs entry must be a CIDR range such as 203.0.113.0/24."
+  }
+}
+
+variable "ssh_host_names" {
+  description = "DNS names users' ssh configs may use for the bastions (e.g. the load balancer's name, ssh.example.com). They go into every bastion's host certificate and into the @cert-authority line; the first one is the jump host the export hint uses."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.ssh_host_names : can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$", n))])
+    error_message = "Each ssh_host_names entry must be a lowercase DNS name such as ssh.example.com."
+  }
+}
+
+variable "host_ca_key_ids" {
+  description = "Names of the host CA keys Terraform generates (ed25519). The first signs the bastions' host keys; all are trusted in exports. Rotation: [\"ca-1\"] -> [\"ca-1\", \"ca-2\"] (re-export users) -> [\"ca-2\", \"ca-1\"] (bastions re-sign at their next start) -> [\"ca-2\"]; see docs/scale-out.md."
+  type        = list(string)
+  default     = ["ca-1"]
+
+  validation {
+    condition     = length(var.host_ca_key_ids) >= 1 && length(var.host_ca_key_ids) <= 2 && length(distinct(var.host_ca_key_ids)) == length(var.host_ca_key_ids)
+    error_message = "host_ca_key_ids must name one or two distinct keys."
+  }
+
+  validation {
+    condition     = alltrue([for id in var.host_ca_key_ids : can(regex("^[a-z0-9][a-z0-9-]{0,30}$", id))])
+    error_message = "Each host_ca_key_ids entry must be 1-31 lowercase letters, digits or hyphens."
   }
 }
 

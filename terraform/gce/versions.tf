@@ -6,6 +6,11 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 5.30, < 7.0"
     }
+    # the host CA key (tls_private_key, ED25519 needs 4.0)
+    tls = {
+      source  = "hashicorp/tls"
+      version = ">= 4.0, < 5.0"
+    }
   }
 }
 

@@ -1,12 +1,17 @@
-"""Decisions of scripts/bastion-startup.sh, run against fake zpool/zfs/incus/blkid.
+"""Decisions of scripts/bastion-startup.sh, run against fake zpool/zfs/incus/blkid/curl.
 
 The fakes (fakes/fake.py) log each argv and keep a small simulated world in a
-JSON file, so the tests can assert exactly which commands were issued, and run
-the script a second time to show that a second boot changes nothing.
+JSON file: the data disk, the cluster's shared database, the instance metadata
+and the Secret Manager secrets. So the tests can assert exactly which commands
+were issued, and run the script again to show what a second boot, another
+member or the token timer does. ssh-keygen, shred and python3 are the real ones.
 """
+import base64
+import datetime
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,28 +23,76 @@ from conftest import SCRIPTS
 SCRIPT = SCRIPTS / "bastion-startup.sh"
 FAKE = Path(__file__).parent / "fakes" / "fake.py"
 FAKED = ["zpool", "zfs", "incus", "blkid", "wipefs", "systemctl", "containarium",
-         "logger", "udevadm", "modprobe"]
+         "logger", "udevadm", "modprobe", "curl"]
+# The real tools the script hands data to, wrapped to log their argv
+# ($FAKE_LOG.argv), so a test can show no secret is ever on a command line.
+PASSED_THROUGH = ["python3", "ssh-keygen", "awk", "grep", "sed", "install", "shred", "cmp",
+                  "head", "sort", "tr", "paste", "cat", "mktemp", "flock"]
+# logger is called for every line the script logs: a plain sh stand-in is much
+# cheaper than starting Python, and it keeps its lines apart (fake.log.logger)
+LOGGER = '#!/bin/sh\nprintf "%s\\n" "$*" >>"$FAKE_LOG.logger"\n'
 POOL = "containarium"
 STATE_DS = "containarium/incus-state"
+MEMBERS = ["b-0", "b-1", "b-2"]
+JOIN_SECRET = "projects/p/secrets/c-cluster-join"
+CA_SECRET = "projects/p/secrets/c-host-ca-key"
+METADATA_URL = "http://metadata.test/computeMetadata/v1"
+SECRETS_URL = "https://secretmanager.test/v1"
+SA_TOKEN = "fake-sa-access-token"
 
 # Commands that change something; a second boot must issue none of them.
 MUTATING = [
     ("zpool", "create"), ("zpool", "import"), ("zfs", "create"), ("zfs", "mount"),
     ("zfs", "set"), ("zfs", "destroy"), ("incus", "admin", "init"),
-    ("systemctl", "stop"), ("systemctl", "start"), ("mv",),
+    ("incus", "cluster", "add"), ("incus", "cluster", "remove"),
+    ("systemctl", "stop"), ("systemctl", "start"), ("systemctl", "enable"),
+    ("systemctl", "try-reload-or-restart"), ("containarium", "host", "sign"),
+    ("mv",), ("install",), ("shred",),
 ]
 
 
+def keygen(path, comment):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True)
+    return path.read_text(), (path.parent / (path.name + ".pub")).read_text().strip()
+
+
+def fingerprint(pub_line):
+    proc = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=pub_line + "\n",
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.split()[1]
+
+
+def make_token(name, seconds):
+    """An Incus join token (base64 of JSON) expiring in SECONDS."""
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    doc = {"server_name": name, "fingerprint": "ab" * 32, "addresses": ["10.20.0.10:8443"],
+           "secret": os.urandom(16).hex(), "expires_at": expires.isoformat()}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def address(member):
+    return f"10.20.0.{10 + MEMBERS.index(member)}"
+
+
 class World:
-    def __init__(self, tmp_path, disk="blank", **state):
+    def __init__(self, tmp_path, disk="blank", member="b-0", **state):
         self.tmp = tmp_path
+        self.member = member
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
         for name in FAKED:
             # a wrapper rather than a symlink: the interpreter running the tests
             # starts much faster than a `python3` shim found on PATH
             wrapper = self.bin / name
-            wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "{FAKE}" {name} "$@"\n')
+            wrapper.write_text(LOGGER if name == "logger" else
+                               f'#!/bin/sh\nexec "{sys.executable}" -I -S "{FAKE}" {name} "$@"\n')
+            wrapper.chmod(0o755)
+        for name in PASSED_THROUGH:
+            real = shutil.which(name)
+            wrapper = self.bin / name
+            wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >>"$FAKE_LOG.argv"\n'
+                               f'exec "{real}" "$@"\n')
             wrapper.chmod(0o755)
         byid = tmp_path / "by-id"
         byid.mkdir()
@@ -48,6 +101,17 @@ class World:
         self.incus_dir = tmp_path / "var-lib-incus"
         self.state_file = tmp_path / "state.json"
         self.log_file = tmp_path / "calls.log"
+        self.runtime = tmp_path / "run"
+        self.runtime.mkdir()
+        self.state_dir = tmp_path / "state"
+        self.host_ca_pub = tmp_path / "etc" / "host-ca.pub"
+        keys = tmp_path / "keys"
+        keys.mkdir()
+        (tmp_path / "ssh").mkdir()
+        self.host_key = tmp_path / "ssh" / "ssh_host_ed25519_key"
+        keygen(self.host_key, "host")
+        # ca[id] = (private key text, public key line)
+        self.ca = {i: keygen(keys / i, i) for i in ("ca-1", "ca-2")}
         world = {
             "disk": disk,
             "imported": [],
@@ -55,16 +119,33 @@ class World:
             "datasets": {},
             "bootdisk_incus_initialised": False,
             "state_dataset": STATE_DS,
+            "metadata": {
+                "containarium-members": ",".join(MEMBERS),
+                "containarium-host-ca": self.ca["ca-1"][1] + "\n",
+                "containarium-host-principals": self.principals(),
+            },
+            "secrets": {CA_SECRET: [self.ca["ca-1"][0]]},
+            "units": [],
         }
         world.update(state)
         self.state_file.write_text(json.dumps(world))
+
+    def principals(self, *extra):
+        return ",".join([self.member, address(self.member), "34.0.0.1", "203.0.113.9", *extra])
 
     @property
     def state(self):
         return json.loads(self.state_file.read_text())
 
-    def run(self, **env_over):
+    def update(self, **changes):
+        st = self.state
+        st.update(changes)
+        self.state_file.write_text(json.dumps(st))
+
+    def run(self, *args, **env_over):
         self.log_file.write_text("")
+        Path(f"{self.log_file}.logger").write_text("")
+        Path(f"{self.log_file}.argv").write_text("")
         env = {
             "PATH": f"{self.bin}:{os.environ['PATH']}",
             "FAKE_STATE": str(self.state_file),
@@ -72,14 +153,30 @@ class World:
             "DATA_DISK": str(self.disk),
             "INCUS_DIR": str(self.incus_dir),
             "DISK_WAIT_SECONDS": "1",
+            "INCUS_WAIT_SECONDS": "5",
+            "CLUSTER_MEMBER_NAME": self.member,
+            "CLUSTER_ADDRESS": address(self.member),
+            "CLUSTER_BOOTSTRAP": "b-0",
+            "CLUSTER_JOIN_SECRET": JOIN_SECRET,
+            "HOST_CA_KEY_SECRET": CA_SECRET,
+            "JOIN_WAIT_SECONDS": "2",
+            "JOIN_POLL_SECONDS": "1",
+            "METADATA_URL": METADATA_URL,
+            "SECRETS_URL": SECRETS_URL,
+            "RUNTIME_DIR": str(self.runtime),
+            "STATE_DIR": str(self.state_dir),
+            "SSH_HOST_KEY": str(self.host_key),
+            "HOST_CA_PUB": str(self.host_ca_pub),
             "LANG": "C",
         }
         env.update(env_over)
         env = {k: v for k, v in env.items() if v is not None}
-        proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True,
+        proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True,
                               text=True, timeout=60)
         self.rc, self.stderr = proc.returncode, proc.stderr
         self.calls = [shlex.split(line) for line in self.log_file.read_text().splitlines()]
+        self.logged = Path(f"{self.log_file}.logger").read_text().splitlines()
+        self.argv = Path(f"{self.log_file}.argv").read_text()
         # `run` logs every state-changing command, including non-faked ones (mv)
         # (faked commands are already in self.calls)
         self.ran = [c for c in (shlex.split(line.split("running: ", 1)[1])
@@ -92,10 +189,51 @@ class World:
 
     def mutations(self):
         return [c for c in self.calls + self.ran
-                if any(tuple(c[:len(m)]) == m for m in MUTATING)]
+                if any(tuple(c[:len(m)]) == m for m in MUTATING)
+                or (c[0] == "curl" and any(":addVersion" in a or ":destroy" in a for a in c))]
+
+    def reads(self, secret):
+        """How often the script read SECRET in its last run (curl calls to it)."""
+        return len([c for c in self.calls if c[0] == "curl"
+                    and f"{SECRETS_URL}/{secret}/versions/latest:access" in c])
 
     def preseed(self):
         return (self.tmp / "state.json.preseed").read_text()
+
+    def publish(self, *lines):
+        """A join state as the cluster's database leader would have written it."""
+        st = self.state
+        st["secrets"].setdefault(JOIN_SECRET, []).append("".join(line + "\n" for line in lines))
+        self.state_file.write_text(json.dumps(st))
+
+    def join_state(self):
+        return self.state["secrets"][JOIN_SECRET][-1]
+
+    def cert(self):
+        return subprocess.run(["ssh-keygen", "-L", "-f", f"{self.host_key}-cert.pub"],
+                              capture_output=True, text=True, check=True).stdout
+
+
+def member_world(tmp_path, member="b-1", **state):
+    """A member on the boot disk it has booted from before (a Spot restart):
+    the pool is imported, the Incus state dataset mounted and a cluster member's."""
+    w = World(tmp_path, disk=f"pool:{POOL}", member=member, imported=[POOL],
+              datasets={STATE_DS: {"mounted": True, "incus_initialised": True,
+                                   "cluster_member": True}},
+              cluster={"members": {"b-0": ["database-leader", "database"],
+                                   "b-1": ["database"], "b-2": ["database"]}, "tokens": {}},
+              **state)
+    w.incus_dir.mkdir()
+    (w.incus_dir / "cluster.crt").write_text("")
+    return w
+
+
+def joining_world(tmp_path, member="b-1", token=None, **state):
+    """A new VM on a blank disk; the cluster exists with b-0 (and maybe a token for MEMBER)."""
+    tokens = {member: token} if token else {}
+    return World(tmp_path, disk="blank", member=member,
+                 cluster={"members": {"b-0": ["database-leader", "database"]}, "tokens": tokens},
+                 **state)
 
 
 def assert_never_forced_create(w):
@@ -123,10 +261,12 @@ def test_blank_disk_creates_pool_initialises_incus_and_accounts(tmp_path):
     assert "source: containarium/incus" in preseed
     assert "type: bridge" in preseed
     assert "ipv4.address: 10.100.0.1/20" in preseed
+    # today's network semantics: the tenant bridge NATs, no IPv6
+    assert 'ipv4.nat: "true"' in preseed and "ipv6.address: none" in preseed
     names = [" ".join(c) for c in w.calls]
     assert names.index("containarium host init --harden") < names.index("containarium sync-accounts")
     assert names.index("incus admin init --preseed") < names.index("containarium host init --harden")
-    assert w.issued("logger", "-t", "containarium-startup")
+    assert "-t containarium-startup -p daemon.info -- done" in w.logged
 
 
 def test_second_boot_changes_nothing(tmp_path):
@@ -153,9 +293,12 @@ def test_bridge_subnet_and_names_are_configurable(tmp_path):
 
 def recreated_boot_disk_world(tmp_path, **state):
     """Data disk holds our pool with the Incus state; the boot disk is new."""
-    w = World(tmp_path, disk=f"pool:{POOL}",
-              datasets={STATE_DS: {"mounted": False, "incus_initialised": True},
+    w = World(tmp_path, disk=f"pool:{POOL}", member="b-1",
+              datasets={STATE_DS: {"mounted": False, "incus_initialised": True,
+                                   "cluster_member": True},
                         "containarium/incus": {"mounted": False, "incus_initialised": False}},
+              cluster={"members": {"b-0": ["database-leader", "database"], "b-1": ["database"]},
+                       "tokens": {}},
               **state)
     w.incus_dir.mkdir()
     (w.incus_dir / "database").mkdir()
@@ -174,8 +317,10 @@ def test_disk_with_pool_is_imported_not_created(tmp_path):
     # the state dataset is mounted with Incus stopped, then Incus is started again
     seq = [" ".join(c[:2]) for c in w.calls if c[0] in ("systemctl", "zfs")]
     assert seq.index("systemctl stop") < seq.index("zfs mount") < seq.index("systemctl start")
-    # Incus finds its database on the data disk: no second initialisation
+    # Incus finds its database and cluster certificate on the data disk: the
+    # same member, no second initialisation and no join token needed
     assert not w.issued("incus", "admin", "init")
+    assert w.reads(JOIN_SECRET) == 0
     assert w.issued("containarium", "sync-accounts")
     assert w.run().mutations() == []
 
@@ -201,7 +346,7 @@ def test_pool_from_previous_boot_disk_needs_force_import_opt_in(tmp_path):
 def test_disk_with_foreign_data_is_never_touched(tmp_path, disk):
     w = World(tmp_path, disk=disk)
     w.run()
-    assert w.rc != 0
+    assert w.rc == 2, "refused: systemd must not retry (RestartPreventExitStatus=2)"
     assert "refusing to touch" in w.stderr
     assert w.mutations() == []
     assert not w.issued("containarium")
@@ -223,6 +368,7 @@ def test_probe_failure_counts_as_foreign(tmp_path):
 def test_imported_pool_but_incus_not_initialised(tmp_path):
     w = World(tmp_path, disk=f"pool:{POOL}", imported=[POOL],
               datasets={STATE_DS: {"mounted": True, "incus_initialised": False}})
+    w.incus_dir.mkdir()
     w.run()
     assert w.rc == 0, w.stderr
     assert not w.issued("zpool", "create") and not w.issued("zpool", "import")
@@ -232,13 +378,43 @@ def test_imported_pool_but_incus_not_initialised(tmp_path):
     assert w.run().mutations() == []
 
 
-def test_incus_already_initialised_is_left_alone(tmp_path):
-    w = World(tmp_path, disk=f"pool:{POOL}", imported=[POOL],
-              datasets={STATE_DS: {"mounted": True, "incus_initialised": True}})
+def test_a_restarted_member_does_not_rejoin(tmp_path):
+    """A Spot restart: the boot disk is kept, the pool comes back imported and
+    the Incus state is a member's. Nothing is joined and no token is read."""
+    w = member_world(tmp_path, units=["containarium-sync-accounts.timer",
+                                      "containarium-join-tokens.timer"])
     w.run()
     assert w.rc == 0, w.stderr
+    assert not w.issued("incus", "admin", "init")
+    assert w.reads(JOIN_SECRET) == 0
+    assert w.issued("incus", "admin", "waitready", "--timeout=5")
+    assert w.issued("containarium", "sync-accounts")
+    # the first run signs the host key; after that a restart changes nothing
+    assert w.issued("containarium", "host", "sign")
+    assert w.run().mutations() == []
+    assert w.reads(CA_SECRET) == 0
+
+
+def test_a_member_without_quorum_waits_for_incus_and_is_retried(tmp_path):
+    w = member_world(tmp_path, waitready_fails=True)
+    w.run()
+    assert w.rc == 1, "retried by systemd"
+    assert "recover-from-quorum-loss" in w.stderr and "majority" in w.stderr
     assert w.mutations() == []
-    assert w.issued("incus", "storage", "show", "default")
+    assert not w.issued("containarium")
+
+
+def test_standalone_incus_is_refused_never_joined(tmp_path):
+    """Incus initialised without a cluster (a bastion from before): a member
+    must join empty, so nothing is joined or bootstrapped, and it is not retried."""
+    w = World(tmp_path, disk=f"pool:{POOL}", imported=[POOL],
+              datasets={STATE_DS: {"mounted": True, "incus_initialised": True}})
+    w.incus_dir.mkdir()
+    w.run()
+    assert w.rc == 2
+    assert "not a cluster member" in w.stderr and "backup" in w.stderr
+    assert w.mutations() == []
+    assert w.reads(JOIN_SECRET) == 0
 
 
 def test_missing_disk_fails_without_touching_anything(tmp_path):
@@ -263,3 +439,308 @@ def test_script_never_forces_pool_creation():
     for line in text.splitlines():
         if "zpool create" in line and not line.lstrip().startswith("#"):
             assert " -f" not in line
+
+
+# --- the cluster: bootstrap, join, tokens -------------------------------------
+
+def test_the_bootstrap_member_creates_the_cluster_when_nothing_is_published(tmp_path):
+    w = World(tmp_path, disk="blank", member="b-0")
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.reads(JOIN_SECRET) == 1  # nothing published: no cluster exists yet
+    preseed = w.preseed()
+    assert "core.https_address: 10.20.0.10:8443" in preseed
+    assert "cluster:\n  server_name: b-0\n  enabled: true\n" in preseed
+    assert "cluster_token" not in preseed
+    assert w.state["cluster"]["members"] == {"b-0": ["database-leader", "database"]}
+    assert (w.incus_dir / "cluster.crt").exists()
+    # timers: sync-accounts and join tokens on every member, reap on this one only
+    assert w.issued("systemctl", "enable", "--now") == [
+        ["systemctl", "enable", "--now", u] for u in (
+            "containarium-sync-accounts.timer", "containarium-join-tokens.timer",
+            "containarium-reap.timer")]
+
+
+def test_the_leader_publishes_a_token_for_each_expected_member(tmp_path):
+    w = World(tmp_path, disk="blank", member="b-0")
+    assert w.run().rc == 0, w.stderr
+    w.run("publish-tokens")
+    assert w.rc == 0, w.stderr
+    assert w.issued("incus", "cluster", "add") == [
+        ["incus", "cluster", "add", "b-1", "--quiet"], ["incus", "cluster", "add", "b-2", "--quiet"]]
+    tokens = w.state["cluster"]["tokens"]
+    assert w.join_state() == f"member b-0\ntoken b-1 {tokens['b-1']}\ntoken b-2 {tokens['b-2']}\n"
+    # the next minute: the pending tokens are still good, nothing is written
+    w.run("publish-tokens")
+    assert w.rc == 0, w.stderr
+    assert w.mutations() == []
+    # scale-out: Terraform adds b-3 to the metadata; only b-3 gets a token
+    st = w.state
+    st["metadata"]["containarium-members"] = "b-0,b-1,b-2,b-3"
+    w.state_file.write_text(json.dumps(st))
+    w.run("publish-tokens")
+    assert w.issued("incus", "cluster", "add") == [["incus", "cluster", "add", "b-3", "--quiet"]]
+    assert w.state["cluster"]["tokens"]["b-1"] == tokens["b-1"]
+    assert "token b-3 " in w.join_state()
+    # one version is kept: the one before is destroyed
+    assert w.state["secrets"][JOIN_SECRET][:-1] == [None]
+
+
+def test_a_member_joins_with_its_token(tmp_path):
+    token = make_token("b-1", 3 * 3600)
+    w = joining_world(tmp_path, token=token)
+    w.publish("member b-0", f"token b-1 {token}", f"token b-2 {make_token('b-2', 3 * 3600)}")
+    w.run()
+    assert w.rc == 0, w.stderr
+    [init] = w.issued("incus", "admin", "init")
+    assert init == ["incus", "admin", "init", "--preseed"]
+    preseed = w.preseed()
+    assert f"cluster_token: {token}\n" in preseed
+    assert "server_name: b-1" in preseed and "server_address: 10.20.0.11:8443" in preseed
+    assert "key: source\n    value: containarium/incus" in preseed
+    # the pool, the bridge and the profile come from the cluster
+    assert "storage_pools:" not in preseed and "networks:" not in preseed
+    assert "b-1" in w.state["cluster"]["members"]
+    assert w.issued("containarium", "sync-accounts")
+    assert ["systemctl", "enable", "--now", "containarium-reap.timer"] not in w.calls
+    assert ["systemctl", "enable", "--now", "containarium-sync-accounts.timer"] in w.calls
+    # its next boot is a member's: no second join
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.mutations() == [] and w.reads(JOIN_SECRET) == 0
+
+
+def test_a_member_waits_a_bounded_time_for_its_token_then_fails_clearly(tmp_path):
+    w = joining_world(tmp_path)
+    w.run()
+    assert w.rc == 1, "retried by systemd"
+    assert "no usable join token for b-1 after 2s: no join state published yet" in w.stderr
+    assert "the bootstrap member b-0 publishes it" in w.stderr
+    assert w.reads(JOIN_SECRET) >= 2, "it polls"
+    assert w.stderr.count("waiting to join the cluster") == 1, "said once, not at every poll"
+    assert not w.issued("incus", "admin", "init")
+    assert not w.issued("containarium")
+    # a join state without this member's token: the same wait, another reason
+    w.publish("member b-0", f"token b-2 {make_token('b-2', 3 * 3600)}")
+    w.run()
+    assert w.rc == 1
+    assert "no join token for b-1 yet" in w.stderr
+    assert not w.issued("incus", "admin", "init")
+
+
+def test_a_member_joins_once_its_token_is_published_during_the_wait(tmp_path):
+    token = make_token("b-1", 3 * 3600)
+    w = joining_world(tmp_path, token=token,
+                      later_versions={JOIN_SECRET: [3, f"member b-0\ntoken b-1 {token}\n"]})
+    w.run(JOIN_WAIT_SECONDS="10")
+    assert w.rc == 0, w.stderr
+    assert "waiting to join the cluster: no join state published yet" in w.stderr
+    assert f"cluster_token: {token}" in w.preseed()
+
+
+def test_an_expired_token_is_not_used(tmp_path):
+    token = make_token("b-1", -60)
+    w = joining_world(tmp_path, token=token)
+    w.publish("member b-0", f"token b-1 {token}")
+    w.run()
+    assert w.rc == 1
+    assert "its join token has expired" in w.stderr
+    assert not w.issued("incus", "admin", "init")
+
+
+def test_a_replaced_member_is_never_removed_and_joins_after_the_admin_removed_it(tmp_path):
+    """b-1's VM (or data disk) was replaced: the cluster still lists b-1 (its
+    containers may come back with a snapshot of the old disk). The script
+    removes nothing; once an admin ran `incus cluster remove --force b-1`, the
+    leader publishes a fresh token and the VM joins."""
+    w = joining_world(tmp_path)
+    st = w.state
+    st["cluster"]["members"]["b-1"] = ["database"]
+    w.state_file.write_text(json.dumps(st))
+    w.publish("member b-0", "member b-1")
+    w.run()
+    assert w.rc == 1
+    assert "the cluster already has a member b-1" in w.stderr
+    assert "incus cluster remove --force b-1" in w.stderr and "snapshot" in w.stderr
+    assert not w.issued("incus", "admin", "init")
+    assert not w.issued("incus", "cluster")
+    # the admin removed b-1; the leader (b-0) issued a fresh token
+    token = make_token("b-1", 3 * 3600)
+    st = w.state
+    del st["cluster"]["members"]["b-1"]
+    st["cluster"]["tokens"]["b-1"] = token
+    w.state_file.write_text(json.dumps(st))
+    w.publish("member b-0", f"token b-1 {token}")
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert f"cluster_token: {token}" in w.preseed()
+
+
+def test_a_replaced_bootstrap_member_never_creates_a_second_cluster(tmp_path):
+    w = joining_world(tmp_path, member="b-0")
+    w.publish("member b-0", "member b-1", "member b-2")
+    w.run()
+    assert w.rc == 1
+    assert "the cluster already has a member b-0" in w.stderr
+    assert not w.issued("incus", "admin", "init")
+
+
+def test_a_secret_manager_error_is_never_taken_for_no_cluster(tmp_path):
+    """A 403 (IAM not propagated yet) must not make the bootstrap member create
+    a second cluster: only a 404 means nothing was published."""
+    w = World(tmp_path, disk="blank", member="b-0", secrets_denied=True)
+    w.run()
+    assert w.rc == 1
+    assert "HTTP 403" in w.stderr
+    assert not w.issued("incus", "admin", "init")
+
+
+def test_only_the_database_leader_publishes_tokens(tmp_path):
+    w = member_world(tmp_path, member="b-1")
+    st = w.state
+    del st["cluster"]["members"]["b-2"]
+    w.state_file.write_text(json.dumps(st))
+    w.run("publish-tokens")
+    assert w.rc == 0, w.stderr
+    assert w.issued("incus", "query", "/1.0/cluster/members?recursion=1")
+    assert w.mutations() == []
+    assert w.reads(JOIN_SECRET) == 0
+
+
+def test_the_leader_replaces_expiring_tokens_and_lists_joined_members(tmp_path):
+    old = make_token("b-2", 600)  # expires within TOKEN_REFRESH_SECONDS
+    w = member_world(tmp_path, member="b-0")
+    st = w.state
+    del st["cluster"]["members"]["b-2"]
+    st["cluster"]["tokens"]["b-2"] = old
+    w.state_file.write_text(json.dumps(st))
+    w.publish("member b-0", f"token b-1 {make_token('b-1', 3 * 3600)}", f"token b-2 {old}")
+    w.run("publish-tokens")
+    assert w.rc == 0, w.stderr
+    assert w.issued("incus", "cluster", "add") == [["incus", "cluster", "add", "b-2", "--quiet"]]
+    new = w.state["cluster"]["tokens"]["b-2"]
+    assert new != old
+    # b-1 joined meanwhile: listed as a member, its consumed token gone
+    assert w.join_state() == f"member b-0\nmember b-1\ntoken b-2 {new}\n"
+    assert w.state["secrets"][JOIN_SECRET][0] is None
+
+
+def test_publish_tokens_before_joining_does_nothing(tmp_path):
+    w = joining_world(tmp_path)
+    w.run("publish-tokens")
+    assert w.rc == 0, w.stderr
+    assert w.calls == []
+    assert w.logged == ["-t containarium-startup -p daemon.info -- "
+                        "not a cluster member yet: no join tokens to publish"]
+
+
+# --- the host certificate ------------------------------------------------------
+
+def test_the_host_key_is_signed_by_the_ca_and_the_ca_key_shredded(tmp_path):
+    w = World(tmp_path, disk="blank", member="b-0")
+    w.run()
+    assert w.rc == 0, w.stderr
+    [sign] = w.issued("containarium", "host", "sign")
+    assert sign[3] == "--ca-key" and sign[4].startswith(str(w.runtime) + "/")
+    assert sign[5:] == ["--principals", w.principals()]
+    cert = w.cert()
+    assert f"Signing CA: ED25519 {fingerprint(w.ca['ca-1'][1])} " in cert
+    assert "host certificate" in cert
+    for p in w.principals().split(","):
+        assert f"\n                {p}\n" in cert
+    # the CA key lived in a private directory on tmpfs, and was shredded
+    assert w.issued("shred", "-u", "--", sign[4])
+    assert list(w.runtime.iterdir()) == []
+    assert w.host_ca_pub.read_text() == w.ca["ca-1"][1] + "\n"
+    names = [" ".join(c[:3]) for c in w.calls]
+    assert names.index("containarium host sign") < names.index("containarium host init")
+    assert ["systemctl", "try-reload-or-restart", "ssh.service"] in w.calls
+    # the next boot: the certificate is current, the CA key is not even read
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.reads(CA_SECRET) == 0
+    assert w.mutations() == []
+
+
+def test_changed_principals_are_signed_again(tmp_path):
+    w = member_world(tmp_path, member="b-1")
+    assert w.run().rc == 0, w.stderr
+    st = w.state
+    st["metadata"]["containarium-host-principals"] = w.principals("ssh.example.com")
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.issued("containarium", "host", "sign")
+    assert "\n                ssh.example.com\n" in w.cert()
+
+
+def test_rotation_trusts_both_cas_and_signs_with_the_new_one(tmp_path):
+    w = member_world(tmp_path, member="b-1")
+    assert w.run().rc == 0, w.stderr
+    # step 1 of a rotation: the new CA is trusted, the old one still signs
+    st = w.state
+    st["metadata"]["containarium-host-ca"] = w.ca["ca-1"][1] + "\n" + w.ca["ca-2"][1] + "\n"
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert not w.issued("containarium", "host", "sign")
+    assert w.host_ca_pub.read_text().splitlines() == [w.ca["ca-1"][1], w.ca["ca-2"][1]]
+    # step 2: the new CA signs
+    st = w.state
+    st["metadata"]["containarium-host-ca"] = w.ca["ca-2"][1] + "\n" + w.ca["ca-1"][1] + "\n"
+    st["secrets"][CA_SECRET].append(w.ca["ca-2"][0])
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.issued("containarium", "host", "sign")
+    assert f"Signing CA: ED25519 {fingerprint(w.ca['ca-2'][1])} " in w.cert()
+    # step 3: the old CA is dropped from what export trusts
+    st = w.state
+    st["metadata"]["containarium-host-ca"] = w.ca["ca-2"][1] + "\n"
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert not w.issued("containarium", "host", "sign")
+    assert w.host_ca_pub.read_text() == w.ca["ca-2"][1] + "\n"
+
+
+def test_a_ca_key_that_is_not_the_signing_ca_is_never_used(tmp_path):
+    w = member_world(tmp_path, member="b-1")
+    st = w.state
+    st["secrets"][CA_SECRET] = [w.ca["ca-2"][0]]  # the metadata names ca-1
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 1
+    assert "is not the first key of the instance metadata containarium-host-ca" in w.stderr
+    assert not w.issued("containarium", "host", "sign")
+    assert list(w.runtime.iterdir()) == [], "the fetched key is removed on the way out"
+
+
+def test_no_secret_is_ever_on_a_command_line(tmp_path):
+    """Tokens, the CA key and the access token go through files and stdin only:
+    none is in the argv of any command the script runs (the fakes, and the real
+    tools it hands data to, wrapped), nor in its log."""
+    runs = []
+
+    def watched(world, *args):
+        world.run(*args)
+        assert world.rc == 0, world.stderr
+        runs.append("\n".join(" ".join(c) for c in world.calls + world.ran)
+                    + world.argv + world.stderr + "\n".join(world.logged))
+
+    w = World(tmp_path, disk="blank", member="b-0")
+    watched(w)  # bootstrap, and the host key signed with the CA key
+    watched(w, "publish-tokens")
+    token = w.state["cluster"]["tokens"]["b-1"]
+    (tmp_path / "b-1").mkdir()
+    j = joining_world(tmp_path / "b-1", token=token)
+    j.publish("member b-0", f"token b-1 {token}")
+    watched(j)
+    # they were watched: the CA key was checked, tokens and payloads decoded
+    assert "ssh-keygen -y -f" in runs[0] and "python3 -c" in runs[1] and "python3 -c" in runs[2]
+    ca_key_lines = [ln for ln in w.ca["ca-1"][0].splitlines() if "PRIVATE KEY" not in ln]
+    for seen in runs:
+        for secret in [token, SA_TOKEN, *ca_key_lines]:
+            assert secret not in seen
+    # positive control: the token did reach Incus, through the preseed on stdin
+    assert token in j.preseed()

@@ -60,8 +60,16 @@ def test_outputs_reference_existing_resources(gce):
 
 
 def test_required_outputs(gce):
-    assert {"bastion_ips", "load_balancer_ip", "containarium_export_hint"} <= set(gce.outputs)
-    assert "containarium export" in " ".join(strings(gce.outputs["containarium_export_hint"]))
+    assert {"bastion_ips", "load_balancer_ip", "containarium_export_hint", "host_ca_public_keys",
+            "ssh_known_hosts", "bastion_internal_ips"} <= set(gce.outputs)
+    hint = " ".join(strings(gce.outputs["containarium_export_hint"]))
+    assert "containarium export <user> --jump-host ${local.jump_host} --host-ca /etc/containarium/host-ca.pub" in hint
+    # users go through the balancer (or ssh_host_names): no "avoid the balancer"
+    everything = " ".join(strings(gce.outputs)).lower()
+    for stale in ("prefer that bastion", "avoid", "holds their container", "client-ip affinity"):
+        assert stale not in everything
+    jump = " ".join(strings(gce.locals["jump_host"]))
+    assert "var.ssh_host_names[0]" in jump and "google_compute_address.lb[0].address" in jump
 
 
 def test_variables_have_description_and_type(gce):
@@ -121,10 +129,85 @@ def test_instance_hardening(gce):
     md = vm["metadata"]
     assert md["disable-legacy-endpoints"] == "true"
     assert md["block-project-ssh-keys"] == "true"
-    scopes = " ".join(strings(gce.locals["bastion_scopes"]))
-    assert "cloud-platform" not in scopes
+    # Secret Manager takes only the cloud-platform scope: what the bastions may
+    # do is their service account's IAM (the next test)
+    assert gce.locals["bastion_scopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
     assert "${local.bastion_scopes}" == vm["service_account"][0]["scopes"]
+    assert vm["service_account"][0]["email"] == BASTION_SA_EMAIL
     assert vm["can_ip_forward"] is False
+
+
+BASTION_SA = "serviceAccount:${google_service_account.bastion.email}"
+BASTION_SA_EMAIL = "${google_service_account.bastion.email}"
+
+
+def test_the_bastions_service_account_holds_only_logs_metrics_and_its_own_resources(gce):
+    """With the cloud-platform scope, IAM is the whole limit: on the project
+    only log and metric writing; everything else granted on one resource."""
+    project = {n: r for n, r in gce.resources.items() if n.startswith("google_project_iam_member.")}
+    bastion_project_roles = {r["role"] for r in project.values() if r["member"] == BASTION_SA}
+    assert bastion_project_roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}
+    # no binding or policy resource that could replace a secret's members
+    for name in gce.resources:
+        assert not re.match(r"google_(project|secret_manager_secret)_iam_(binding|policy)\.", name), name
+
+
+def test_every_secret_is_readable_only_by_the_bastions(gce):
+    secrets = {n for n in gce.resources if n.startswith("google_secret_manager_secret.")}
+    assert secrets == {"google_secret_manager_secret.cluster_join",
+                       "google_secret_manager_secret.host_ca_key"}
+    grants = {}
+    for name, r in gce.resources.items():
+        if name.startswith("google_secret_manager_secret_iam_member."):
+            assert r["member"] == BASTION_SA, (name, r["member"])
+            grants.setdefault(r["secret_id"], set()).add(r["role"])
+    assert grants == {
+        # the join state: read, add a version and destroy the one before
+        "${google_secret_manager_secret.cluster_join.id}": {
+            "roles/secretmanager.secretAccessor", "roles/secretmanager.secretVersionManager"},
+        # the host CA key: read only
+        "${google_secret_manager_secret.host_ca_key.id}": {"roles/secretmanager.secretAccessor"},
+    }
+    vm = gce.resources["google_compute_instance.bastion"]
+    # no bastion boots before it may read them
+    for grant in ("bastion_join_reader", "bastion_join_writer", "bastion_host_ca_reader"):
+        assert f"${{google_secret_manager_secret_iam_member.{grant}}}" in vm["depends_on"]
+
+
+def test_the_host_ca_is_generated_and_only_its_signing_key_is_stored(gce):
+    ca = gce.resources["tls_private_key.host_ca"]
+    assert ca["algorithm"] == "ED25519"
+    assert ca["for_each"] == "${toset(var.host_ca_key_ids)}"
+    version = gce.resources["google_secret_manager_secret_version.host_ca_key"]
+    assert version["secret_data"] == "${tls_private_key.host_ca[var.host_ca_key_ids[0]].private_key_openssh}"
+    assert gce.variables["host_ca_key_ids"]["default"] == ["ca-1"]
+    assert "tls" in gce.files["versions.tf"]["terraform"][0]["required_providers"][0]
+    md = gce.resources["google_compute_instance.bastion"]["metadata"]
+    assert md["containarium-host-ca"] == '${join("\\n", local.host_ca_public_keys)}'
+    assert "@cert-authority" in " ".join(strings(gce.outputs["ssh_known_hosts"]))
+    assert gce.outputs["host_ca_public_keys"]["value"] == "${local.host_ca_public_keys}"
+
+
+def test_what_may_change_is_in_the_metadata_not_the_user_data(gce):
+    """cloud-init reads user-data once; the startup script reads these at every boot."""
+    md = gce.resources["google_compute_instance.bastion"]["metadata"]
+    assert md["containarium-members"] == '${join(",", keys(local.bastions))}'
+    assert md["containarium-host-principals"] == '${join(",", local.host_principals[each.key])}'
+    principals = " ".join(strings(gce.locals["host_principals"]))
+    for part in ("b.internal_address", "google_compute_address.bastion[name].address",
+                 "local.lb_addresses", "var.ssh_host_names"):
+        assert part in principals, part
+
+
+def test_members_have_fixed_internal_addresses(gce):
+    """A recreated VM must be the same cluster member at the same address."""
+    addr = gce.resources["google_compute_address.bastion_internal"]
+    assert addr["address_type"] == "INTERNAL"
+    assert addr["address"] == "${each.value.internal_address}"
+    assert "cidrhost(var.subnet_cidr, 10 + i)" in " ".join(strings(gce.locals["bastions"]))
+    nic = gce.resources["google_compute_instance.bastion"]["network_interface"][0]
+    assert nic["network_ip"] == "${google_compute_address.bastion_internal[each.key].address}"
+    assert gce.locals["bootstrap_member"] == '${format("%s-bastion-0", var.name_prefix)}'
 
 
 def test_spot_and_regular_scheduling(gce):
@@ -156,7 +239,8 @@ def test_horizontal_scaling_one_disk_per_bastion(gce):
 
 def test_load_balancer(gce):
     be = gce.resources["google_compute_region_backend_service.ssh"]
-    assert be["session_affinity"] == "CLIENT_IP"
+    # any bastion serves any user: no affinity needed (lb.tf says why)
+    assert be["session_affinity"] == "NONE"
     assert be["protocol"] == "TCP"
     assert be["health_checks"]
     fr = gce.resources["google_compute_forwarding_rule.ssh"]
@@ -173,6 +257,48 @@ def test_firewall(gce):
     assert hc["source_ranges"] == "${local.health_check_ranges}"
     for r in gce.locals["health_check_ranges"]:
         ipaddress.ip_network(r)
+
+
+def test_cluster_traffic_and_proxy_ports_are_open_between_bastions_only(gce):
+    rules = {n: r for n, r in gce.resources.items() if n.startswith("google_compute_firewall.")}
+    cluster = rules["google_compute_firewall.incus_cluster"]
+    proxies = rules["google_compute_firewall.tenant_proxies"]
+    assert cluster["allow"] == [{"protocol": "tcp", "ports": ["${tostring(local.incus_https_port)}"]}]
+    assert gce.locals["incus_https_port"] == 8443
+    assert proxies["allow"] == [{"protocol": "tcp",
+                                 "ports": ["${local.proxy_port_first}-${local.proxy_port_last}"]}]
+    for rule in (cluster, proxies):
+        assert rule["direction"] == "INGRESS"
+        # from and to the bastions' service account, nothing else
+        assert rule["source_service_accounts"] == [BASTION_SA_EMAIL]
+        assert rule["target_service_accounts"] == [BASTION_SA_EMAIL]
+        assert "source_ranges" not in rule and "source_tags" not in rule
+    # no rule from address ranges opens anything but SSH
+    for name, rule in rules.items():
+        if "source_ranges" in rule:
+            assert [a["ports"] for a in rule["allow"]] == [["22"]], name
+
+
+@pytest.mark.parametrize("cidr,ok", [("10.96.0.0/20", True), ("10.96.0.0/17", True),
+                                     ("10.96.0.0/24", True), ("10.96.0.0/16", False),
+                                     ("10.96.0.0/25", False), ("10.96.0.0", False)])
+def test_tenant_subnet_keeps_proxy_ports_below_65536(gce, cidr, ok):
+    [val, *_] = gce.variables["tenant_subnet_cidr"]["validation"]
+    pattern = hcl_unescape(re.search(r'regex\("((?:[^"\\]|\\.)*)"', val["condition"]).group(1))
+    assert bool(re.search(pattern, cidr)) == ok
+    if ok:
+        prefix = int(cidr.split("/")[1])
+        assert 10000 + 2 ** (32 - prefix) - 1 <= 65535
+    assert gce.locals["proxy_port_first"] == 10000
+    assert gce.locals["proxy_port_last"] == "${10000 + pow(2, 32 - local.tenant_prefix) - 1}"
+    assert gce.variables["tenant_subnet_cidr"]["default"] == "10.96.0.0/20"
+
+
+def test_member_count_says_what_1_2_and_3_mean(gce):
+    var = gce.variables["bastion_count"]
+    for words in ("1: a single host", "2: no quorum", "3 or more survive"):
+        assert words in var["description"]
+    assert "var.bastion_count >= 1" in var["validation"][0]["condition"]
 
 
 def test_snapshots(gce):

@@ -1,6 +1,8 @@
-# Three regular (non-Spot) bastions, one per zone of us-central1, behind a TCP
-# load balancer on port 22: about 75-150 users. Each bastion has its own data
-# disk and daily snapshots.
+# Three regular (non-Spot) bastions, one per zone of us-central1, as one Incus
+# cluster behind a TCP load balancer on port 22: about 75-150 users, any of
+# whom logs in through any bastion. Three members keep the cluster database
+# working when one is lost. Each bastion has its own data disk and daily
+# snapshots.
 
 project_id = "my-gcp-project"
 region     = "us-central1"

@@ -1,6 +1,9 @@
-# Five Spot bastions with 1 TB data disks behind a TCP load balancer: about
-# 125-250 users at the lowest cost. Preempted bastions are started again by
-# Cloud Scheduler; users on the other four are unaffected.
+# Five Spot bastions with 1 TB data disks, one Incus cluster behind a TCP load
+# balancer: about 125-250 users at the lowest cost. Preempted bastions are
+# started again by Cloud Scheduler and come back as the same members; users
+# whose containers are on the other four are unaffected. (Two of the three
+# database voters preempted at once stop changes until one is back; running
+# containers and sessions go on: docs/scale-out.md.)
 
 project_id = "my-gcp-project"
 region     = "us-central1"

@@ -1,4 +1,5 @@
-# One Spot bastion for a small team (about 25-50 users), the cheapest setup.
+# One Spot bastion for a small team (about 25-50 users), the cheapest setup: a
+# cluster of one member, no high availability.
 # Preemption stops the VM; the data disk stays and a Cloud Scheduler job starts
 # it again within minutes. Copy this file, then fill in your own values.
 

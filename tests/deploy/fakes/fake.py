@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stateful stand-in for zpool, zfs, incus, blkid, wipefs, systemctl, ...
+"""Stateful stand-in for zpool, zfs, incus, blkid, wipefs, systemctl, curl, ...
 
 Called by the tests' wrapper scripts as `fake.py NAME ARGS...`. Every call is
 appended to $FAKE_LOG (one shell-quoted argv per line); the simulated world
@@ -15,11 +15,30 @@ State keys:
   bootdisk_incus_initialised: Incus state on the boot disk (when the state
         dataset is not mounted)
   state_dataset: name of the dataset holding /var/lib/incus
+  datasets[...]["cluster_member"]: that Incus state is a cluster member's (so
+        mounting it brings $INCUS_DIR/cluster.crt, as the real dataset would)
+  cluster: the cluster's shared database as every member sees it:
+        {"members": {name: [roles]}, "tokens": {name: token}}, or absent
+  waitready_fails: incusd never gets ready (a member without quorum)
+  metadata: {attribute: value} of this instance (the GCE metadata server)
+  secrets: {"projects/P/secrets/S": [payload or null (destroyed), ...]}
+  later_versions: {secret: [after_reads, payload]}: the payload is added once
+        the secret was read that often (someone else publishes during a wait)
+  reads: {secret: number of reads}
+  units: systemd units enabled (and started)
 """
+import base64
+import datetime
 import json
 import os
+import secrets as random
 import shlex
+import subprocess
 import sys
+
+METADATA = "http://metadata.test/computeMetadata/v1"
+SECRETS = "https://secretmanager.test/v1"
+SA_TOKEN = "fake-sa-access-token"
 
 STATE = os.environ["FAKE_STATE"]
 LOG = os.environ["FAKE_LOG"]
@@ -92,10 +111,18 @@ def zfs(args, state):
         if pool not in state["imported"]:
             out(err=f"cannot create '{name}': no such pool '{pool}'", rc=1)
         ds[name] = {"mounted": True, "incus_initialised": False}
+        for a in args:
+            if a.startswith("mountpoint="):
+                os.makedirs(a.split("=", 1)[1], exist_ok=True)
         save(state)
         out()
     if cmd == "mount":
         ds[name]["mounted"] = True
+        if name == state["state_dataset"]:
+            # what the dataset holds appears at its mountpoint
+            os.makedirs(os.environ["INCUS_DIR"], exist_ok=True)
+            if ds[name].get("cluster_member"):
+                open(os.path.join(os.environ["INCUS_DIR"], "cluster.crt"), "w").close()
         save(state)
         out()
     out(err=f"fake zfs: unsupported {args}", rc=99)
@@ -108,8 +135,28 @@ def incus_initialised(state):
     return None, state["bootdisk_incus_initialised"]
 
 
+def make_token(name, ttl):
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ttl)
+    doc = {"server_name": name, "fingerprint": "ab" * 32, "addresses": ["10.20.0.10:8443"],
+           "secret": random.token_hex(32), "expires_at": expires.isoformat()}
+    return base64.b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode()
+
+
+def token_doc(token):
+    return json.loads(base64.b64decode(token))
+
+
+def preseed_value(text, key):
+    for line in text.splitlines():
+        if line.strip().startswith(key + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def incus(args, state):
     if args[:2] == ["admin", "waitready"]:
+        if state.get("waitready_fails"):
+            out(err="Error: Daemon still not running after 600s timeout", rc=1)
         out()
     if args[:2] == ["storage", "show"]:
         _, init = incus_initialised(state)
@@ -117,16 +164,159 @@ def incus(args, state):
             out("name: " + args[2])
         out(err="Error: Storage pool not found", rc=1)
     if args[:2] == ["admin", "init"] and "--preseed" in args:
+        preseed = sys.stdin.read()
         with open(os.environ["FAKE_STATE"] + ".preseed", "w") as f:
-            f.write(sys.stdin.read())
+            f.write(preseed)
         sd, _ = incus_initialised(state)
+        if "cluster:" in preseed:
+            name = preseed_value(preseed, "server_name")
+            token = preseed_value(preseed, "cluster_token")
+            cluster = state.get("cluster")
+            if token is None:
+                state["cluster"] = {"members": {name: ["database-leader", "database"]}, "tokens": {}}
+            else:
+                if not cluster or cluster["tokens"].get(name) != token:
+                    out(err="Error: Failed to join cluster: no such join token", rc=1)
+                expires = datetime.datetime.fromisoformat(token_doc(token)["expires_at"])
+                if expires < datetime.datetime.now(datetime.timezone.utc):
+                    out(err="Error: Failed to join cluster: join token has expired", rc=1)
+                del cluster["tokens"][name]
+                cluster["members"][name] = ["database"]
+            if sd is not None:
+                sd["cluster_member"] = True
+            open(os.path.join(os.environ["INCUS_DIR"], "cluster.crt"), "w").close()
         if sd is not None:
             sd["incus_initialised"] = True
         else:
             state["bootdisk_incus_initialised"] = True
         save(state)
         out()
+    cluster = state.get("cluster")
+    if args[:1] == ["query"] and args[1] == "/1.0/cluster/members?recursion=1":
+        if not cluster:
+            out(err="Error: Server isn't part of a cluster", rc=1)
+        out(json.dumps([{"server_name": n, "roles": r, "status": "Online"}
+                        for n, r in sorted(cluster["members"].items())]))
+    if args[:2] == ["cluster", "add"]:
+        name = args[2]
+        if name in cluster["members"]:
+            out(err=f"Error: The cluster already has a member with name: {name}", rc=1)
+        # like Incus: a new token for a name cancels that name's older one
+        cluster["tokens"][name] = make_token(name, state.get("token_ttl", 3 * 3600))
+        save(state)
+        out(cluster["tokens"][name] if "--quiet" in args else f"Member {name} join token:\n" + cluster["tokens"][name])
+    if args[:2] == ["cluster", "list-tokens"]:
+        out("".join(f"{n},{t},2099/01/01 00:00 UTC\n" for n, t in sorted(cluster["tokens"].items())))
     out(err=f"fake incus: unsupported {args}", rc=99)
+
+
+def curl(args, state):
+    """The GCE metadata server and the Secret Manager REST API, as the script calls them."""
+    headers, out_file, fmt, data, fail, url = [], None, None, None, False, None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-H", "-o", "-w", "--data-binary", "--retry", "--max-time"):
+            v = args[i + 1]
+            if a == "-H":
+                headers += open(v[1:]).read().splitlines() if v.startswith("@") else [v]
+            elif a == "-o":
+                out_file = v
+            elif a == "-w":
+                fmt = v
+            elif a == "--data-binary":
+                data = open(v[1:]).read() if v.startswith("@") else v
+            i += 2
+            continue
+        if a.startswith("-") and not a.startswith("--"):
+            fail = fail or "f" in a
+        elif a.startswith("http"):
+            url = a
+        else:
+            out(err=f"fake curl: unsupported argument {a}", rc=99)
+        i += 1
+    status, body = route(url, headers, data, state)
+    save(state)
+    if out_file:
+        with open(out_file, "w") as f:
+            f.write(body)
+    elif not (fail and status >= 400):
+        sys.stdout.write(body)
+    if fmt:
+        sys.stdout.write(fmt.replace("%{http_code}", str(status)))
+    if fail and status >= 400:
+        out(err=f"curl: (22) The requested URL returned error: {status}", rc=22)
+    out()
+
+
+def route(url, headers, data, state):
+    if url.startswith(METADATA + "/"):
+        if "Metadata-Flavor: Google" not in headers:
+            return 403, "Missing Metadata-Flavor:Google header."
+        path = url[len(METADATA):]
+        if path == "/instance/service-accounts/default/token":
+            return 200, json.dumps({"access_token": SA_TOKEN, "expires_in": 3599, "token_type": "Bearer"})
+        if path.startswith("/instance/attributes/"):
+            value = state.get("metadata", {}).get(path.rsplit("/", 1)[1])
+            return (404, "not found") if value is None else (200, value)
+        return 404, "not found"
+    if url.startswith(SECRETS + "/"):
+        if f"Authorization: Bearer {SA_TOKEN}" not in headers:
+            return 401, json.dumps({"error": {"code": 401, "status": "UNAUTHENTICATED"}})
+        if state.get("secrets_denied"):
+            return 403, json.dumps({"error": {"code": 403, "status": "PERMISSION_DENIED"}})
+        path = url[len(SECRETS) + 1:]
+        store = state.setdefault("secrets", {})
+        if path.endswith("/versions/latest:access") and data is None:
+            secret = path[: -len("/versions/latest:access")]
+            state.setdefault("reads", {})[secret] = state.get("reads", {}).get(secret, 0) + 1
+            later = state.get("later_versions", {}).get(secret)
+            if later and state["reads"][secret] >= later[0]:
+                store.setdefault(secret, []).append(later[1])
+                del state["later_versions"][secret]
+            versions = store.get(secret, [])
+            if not versions:
+                return 404, json.dumps({"error": {"code": 404, "status": "NOT_FOUND"}})
+            if versions[-1] is None:
+                return 400, json.dumps({"error": {"code": 400, "status": "FAILED_PRECONDITION"}})
+            payload = base64.b64encode(versions[-1].encode()).decode()
+            return 200, json.dumps({"name": f"{secret}/versions/{len(versions)}", "payload": {"data": payload}})
+        if path.endswith(":addVersion") and data is not None:
+            secret = path[: -len(":addVersion")]
+            payload = base64.b64decode(json.loads(data)["payload"]["data"]).decode()
+            store.setdefault(secret, []).append(payload)
+            return 200, json.dumps({"name": f"{secret}/versions/{len(store[secret])}", "state": "ENABLED"})
+        if path.endswith(":destroy") and data is not None:
+            secret, number = path[: -len(":destroy")].rsplit("/versions/", 1)
+            versions = store.get(secret, [])
+            if not 1 <= int(number) <= len(versions) or versions[int(number) - 1] is None:
+                return 400, json.dumps({"error": {"code": 400, "status": "FAILED_PRECONDITION"}})
+            versions[int(number) - 1] = None
+            return 200, json.dumps({"name": path[: -len(":destroy")], "state": "DESTROYED"})
+        return 404, json.dumps({"error": {"code": 404, "status": "NOT_FOUND"}})
+    return 599, f"fake curl: no route to {url}"
+
+
+def systemctl(args, state):
+    units = state.setdefault("units", [])
+    quiet = [a for a in args if a != "--quiet"]
+    if quiet[:1] in (["is-enabled"], ["is-active"]):
+        out(rc=0 if quiet[1] in units else 1)
+    if quiet[:2] == ["enable", "--now"]:
+        units.append(quiet[2])
+        save(state)
+    out()
+
+
+def containarium(args, state):
+    if args[:2] == ["host", "sign"]:
+        # what the real verb does: ssh-keygen -s -h on the host's ed25519 key
+        ca = args[args.index("--ca-key") + 1]
+        principals = args[args.index("--principals") + 1]
+        host_pub = os.environ["SSH_HOST_KEY"] + ".pub"
+        subprocess.run(["ssh-keygen", "-q", "-s", ca, "-I", "fake-host", "-h", "-n", principals,
+                        host_pub], check=True)
+    out()
 
 
 def blkid(args, state):
@@ -161,10 +351,11 @@ def main():
     with open(LOG, "a") as f:
         f.write(shlex.join([name] + args) + "\n")
     state = load()
-    handlers = {"zpool": zpool, "zfs": zfs, "incus": incus, "blkid": blkid, "wipefs": wipefs}
+    handlers = {"zpool": zpool, "zfs": zfs, "incus": incus, "blkid": blkid, "wipefs": wipefs,
+                "curl": curl, "systemctl": systemctl, "containarium": containarium}
     if name in handlers:
         handlers[name](args, state)
-    # systemctl, containarium, logger, udevadm, modprobe: log and succeed
+    # logger, udevadm, modprobe: log and succeed
     out()
 
 

@@ -1,0 +1,60 @@
+# The two secrets the bastions share, both readable only by the bastions'
+# service account (iam.tf):
+#
+# - the join state: written by the cluster's database leader (one line per
+#   member, one join token per expected member that is not in the cluster
+#   yet), read by a new member until it finds its token. Terraform creates
+#   the secret only; its versions are the bastions' (the leader destroys the
+#   version before the one it adds).
+# - the host CA's private key, which signs each bastion's host key at
+#   provisioning. It is in Terraform state too (like every tls_private_key):
+#   keep the state where only admins can read it. Why a bastion may hold it
+#   for a moment, and how to rotate it: docs/scale-out.md.
+
+resource "google_project_service" "secretmanager" {
+  service            = "secretmanager.googleapis.com"
+  disable_on_destroy = false
+}
+
+# Google-managed encryption at rest; who may read is IAM's business (iam.tf).
+resource "google_secret_manager_secret" "cluster_join" {
+  secret_id = "${var.name_prefix}-cluster-join"
+  labels    = local.labels
+
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+
+  depends_on = [google_project_service.secretmanager]
+}
+
+resource "tls_private_key" "host_ca" {
+  for_each  = toset(var.host_ca_key_ids)
+  algorithm = "ED25519"
+}
+
+resource "google_secret_manager_secret" "host_ca_key" {
+  secret_id = "${var.name_prefix}-host-ca-key"
+  labels    = local.labels
+
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+
+  depends_on = [google_project_service.secretmanager]
+}
+
+# The signing key only: the first of host_ca_key_ids. Changing it replaces this
+# version, and the old one is destroyed.
+resource "google_secret_manager_secret_version" "host_ca_key" {
+  secret      = google_secret_manager_secret.host_ca_key.id
+  secret_data = tls_private_key.host_ca[var.host_ca_key_ids[0]].private_key_openssh
+}
