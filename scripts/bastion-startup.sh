@@ -37,8 +37,8 @@
 #      expected member (instance metadata containarium-members) that is not in
 #      the cluster, refreshed before it expires, written to the join state
 #      with the members' names; nothing is written when nothing changed;
-#   8. enable the timers: sync-accounts and join tokens on every member, reap on
-#      the bootstrap member only.
+#   8. enable the timers on every member: sync-accounts, join tokens and reap
+#      (each member reaps the containers it runs).
 #
 # Everything is logged to the journal (logger -t containarium-startup) and stderr.
 # Exit status: 0 done; 1 failed, retried by systemd (Restart=on-failure: a
@@ -630,11 +630,9 @@ main() {
     run "$CONTAINARIUM" sync-accounts
     ensure_timer containarium-sync-accounts.timer
     ensure_timer containarium-join-tokens.timer
-    if [ "$CLUSTER_MEMBER_NAME" = "$CLUSTER_BOOTSTRAP" ]; then
-        # reap's per-user locks are local to the member it runs on, so exactly
-        # one member reaps (docs/scale-out.md)
-        ensure_timer containarium-reap.timer
-    fi
+    # Each member reaps the containers it runs, judged from its own kernel's
+    # connection tables: the members' sets never overlap (docs/scale-out.md).
+    ensure_timer containarium-reap.timer
     log info "done"
 }
 

@@ -51,9 +51,10 @@ pub struct SignArgs {
     principals: String,
 
     /// How long the certificate is valid, as ssh-keygen -V takes it
-    #[arg(long, value_name = "INTERVAL", default_value = "+52w",
-          value_parser = parse_validity)]
-    validity: String,
+    /// (`+52w`) [default: no expiry; provisioning signs again at boot and
+    /// when the CA or the names change]
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_validity)]
+    validity: Option<String>,
 
     /// Print the plan and change nothing
     #[arg(long)]
@@ -115,7 +116,7 @@ impl SignArgs {
         let identity = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "bastion".into());
-        let sign = Cmd::new("ssh-keygen").args([
+        let mut sign = Cmd::new("ssh-keygen").args([
             "-q",
             "-s",
             ca.as_str(),
@@ -124,11 +125,11 @@ impl SignArgs {
             identity.as_str(),
             "-n",
             self.principals.as_str(),
-            "-V",
-            self.validity.as_str(),
-            "--",
-            key.to_string_lossy().as_ref(),
         ]);
+        if let Some(validity) = &self.validity {
+            sign = sign.args(["-V", validity.as_str()]);
+        }
+        let sign = sign.args(["--", key.to_string_lossy().as_ref()]);
         if self.dry_run {
             println!("sign the host key: {sign}");
             println!("then `containarium host init`'s sshd steps, with HostCertificate");

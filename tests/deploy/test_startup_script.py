@@ -454,7 +454,7 @@ def test_the_bootstrap_member_creates_the_cluster_when_nothing_is_published(tmp_
     assert "cluster_token" not in preseed
     assert w.state["cluster"]["members"] == {"b-0": ["database-leader", "database"]}
     assert (w.incus_dir / "cluster.crt").exists()
-    # timers: sync-accounts and join tokens on every member, reap on this one only
+    # timers: sync-accounts, join tokens and reap, on every member
     assert w.issued("systemctl", "enable", "--now") == [
         ["systemctl", "enable", "--now", u] for u in (
             "containarium-sync-accounts.timer", "containarium-join-tokens.timer",
@@ -502,7 +502,7 @@ def test_a_member_joins_with_its_token(tmp_path):
     assert "storage_pools:" not in preseed and "networks:" not in preseed
     assert "b-1" in w.state["cluster"]["members"]
     assert w.issued("containarium", "sync-accounts")
-    assert ["systemctl", "enable", "--now", "containarium-reap.timer"] not in w.calls
+    assert ["systemctl", "enable", "--now", "containarium-reap.timer"] in w.calls
     assert ["systemctl", "enable", "--now", "containarium-sync-accounts.timer"] in w.calls
     # its next boot is a member's: no second join
     w.run()
