@@ -140,6 +140,18 @@ impl Incus {
         parse_instances(&out.stdout)
     }
 
+    /// Every instance of the project (of every project with `all`) without
+    /// its state: one read of the database, where `incus list` asks every
+    /// cluster member for its instances' state. For readers of config
+    /// alone (`sync-accounts`, each minute on every bastion).
+    pub fn instances_config(&self, all: bool) -> Result<Vec<Instance>> {
+        let cmd = match all {
+            true => Incus::default().query_cmd("/1.0/instances?recursion=1&all-projects=true"),
+            false => self.query_cmd("/1.0/instances?recursion=1"),
+        };
+        parse_instances(&self.probe(&cmd)?.stdout)
+    }
+
     pub fn instance(&self, name: &str) -> Result<Option<Instance>> {
         let out = self.probe(&self.list_cmd(Some(name)))?;
         Ok(parse_instances(&out.stdout)?

@@ -40,9 +40,9 @@ impl SyncAccountsArgs {
         let net = super::tenant_net(env)?;
         // Jump accounts are host-wide: a name that owns containers in two
         // projects has no one right answer, so it is left alone.
-        let all = network::all_instances(&env.incus)?;
+        let all = env.incus.instances_config(true)?;
         let mut users = Vec::new();
-        for instance in env.incus.instances()? {
+        for instance in env.incus.instances_config(false)? {
             let Some(owner) = instance.owner() else {
                 continue;
             };

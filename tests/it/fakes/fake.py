@@ -190,6 +190,12 @@ if verb == "query":
         print(json.dumps(acl))
     elif what.endswith("/snapshots"):
         print(json.dumps([]))
+    elif what == "/1.0/instances":
+        # recursion=1: no state, and the project's instances or everyone's.
+        everyone = [{"project": "default", **load(n)} for n in instances()]
+        if "all-projects=true" not in args[1]:
+            everyone = [i for i in everyone if i["project"] == "default"]
+        print(json.dumps([{k: v for k, v in i.items() if k != "state"} for i in everyone]))
     elif what.startswith("/1.0/instances/"):
         inst = load(what.split("/")[3])
         if inst is None:
