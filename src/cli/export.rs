@@ -361,7 +361,7 @@ mod tests {
     /// published port, still pinned by its own key.
     #[test]
     fn renders_a_block_for_every_bastion_of_a_cluster() {
-        let text = render(&Export {
+        let cluster = || Export {
             user: "alice",
             jump_host: "lb.example.org",
             jump_port: 22,
@@ -369,8 +369,8 @@ mod tests {
             container: "10.0.0.12:10007".parse().unwrap(),
             bastion_key: BastionKey::Ca("ssh-ed25519 AAAAca".into()),
             container_key: "ssh-ed25519 AAAAcontainer".into(),
-        });
-        insta::assert_snapshot!(text, @r#"
+        };
+        insta::assert_snapshot!(render(&cluster()), @r#"
         # containarium: alice's container, through any bastion at lb.example.org.
         # The bastions' host certificates are checked against their CA, the
         # container's host key is pinned; nothing is trusted on
@@ -397,17 +397,11 @@ mod tests {
             UserKnownHostsFile none
             KnownHostsCommand /bin/echo "alice-dev ssh-ed25519 AAAAcontainer"
         "#);
+        // known_hosts names a port other than 22 with the host.
         let other_port = render(&Export {
+            jump_host: "127.0.0.1",
             jump_port: 2222,
-            ..Export {
-                user: "alice",
-                jump_host: "127.0.0.1",
-                jump_port: 22,
-                key: None,
-                container: "10.0.0.12:10007".parse().unwrap(),
-                bastion_key: BastionKey::Ca("ssh-ed25519 AAAAca".into()),
-                container_key: "ssh-ed25519 AAAAcontainer".into(),
-            }
+            ..cluster()
         });
         assert!(other_port.contains("\"@cert-authority [127.0.0.1]:2222 ssh-ed25519 AAAAca\""));
     }
