@@ -88,8 +88,9 @@ pub struct Export<'a> {
 pub enum BastionKey {
     /// This bastion's own host key, pinned.
     Pinned(String),
-    /// The key of the CA that signs every bastion's host certificate.
-    Ca(String),
+    /// The keys of the CAs that sign the bastions' host certificates (two
+    /// while one replaces the other).
+    Ca(Vec<String>),
 }
 
 impl ExportArgs {
@@ -121,7 +122,7 @@ impl ExportArgs {
             ))
         })?;
         let bastion_key = match &self.host_ca {
-            Some(ca) => BastionKey::Ca(host_key_of(
+            Some(ca) => BastionKey::Ca(ca_keys_of(
                 &crate::config::read(ca)?,
                 &format!("--host-ca {}", ca.display()),
             )?),
@@ -163,6 +164,18 @@ fn host_key_of(text: &str, origin: &str) -> Result<String, Refused> {
         [key] if key.kind() == "ssh-ed25519" => Ok(key.bare()),
         _ => Err(Refused(format!(
             "{origin} is not one ed25519 public key; nothing exported"
+        ))),
+    }
+}
+
+/// The host CA file's keys (one, or two while a CA is replaced), each
+/// `ssh-ed25519 AAAA...`, parsed strictly and without comments.
+fn ca_keys_of(text: &str, origin: &str) -> Result<Vec<String>, Refused> {
+    let keys = keys::parse_file_text(text, origin)?;
+    match keys.iter().all(|k| k.kind() == "ssh-ed25519") && keys.len() <= 4 {
+        true => Ok(keys.iter().map(keys::PublicKey::bare).collect()),
+        false => Err(Refused(format!(
+            "{origin} is not one to four ed25519 public keys; nothing exported"
         ))),
     }
 }
@@ -262,13 +275,23 @@ pub fn render(e: &Export) -> String {
     // no alias: known_hosts matches the name (with its port, if not 22).
     let jump_pin = match &e.bastion_key {
         BastionKey::Pinned(key) => pinned(&format!("{user}-jump"), key),
-        BastionKey::Ca(ca) => {
+        BastionKey::Ca(cas) => {
             let pattern = match e.jump_port {
                 22 => e.jump_host.to_string(),
                 port => format!("[{}]:{port}", e.jump_host),
             };
+            let lines: Vec<String> = cas
+                .iter()
+                .map(|ca| format!("\"@cert-authority {pattern} {ca}\""))
+                .collect();
+            // One line per CA; ssh reads `%%` as `%`, and runs the command
+            // itself (no shell), so printf sees `%s\n`.
+            let command = match lines.as_slice() {
+                [one] => format!("/bin/echo {one}"),
+                _ => format!("/usr/bin/printf \"%%s\\n\" {}", lines.join(" ")),
+            };
             format!(
-                "    HostKeyAlgorithms ssh-ed25519-cert-v01@openssh.com\n    StrictHostKeyChecking yes\n    UserKnownHostsFile none\n    KnownHostsCommand /bin/echo \"@cert-authority {pattern} {ca}\"\n"
+                "    HostKeyAlgorithms ssh-ed25519-cert-v01@openssh.com\n    StrictHostKeyChecking yes\n    UserKnownHostsFile none\n    KnownHostsCommand {command}\n"
             )
         }
     };
@@ -367,7 +390,7 @@ mod tests {
             jump_port: 22,
             key: None,
             container: "10.0.0.12:10007".parse().unwrap(),
-            bastion_key: BastionKey::Ca("ssh-ed25519 AAAAca".into()),
+            bastion_key: BastionKey::Ca(vec!["ssh-ed25519 AAAAca".into()]),
             container_key: "ssh-ed25519 AAAAcontainer".into(),
         };
         insta::assert_snapshot!(render(&cluster()), @r#"
@@ -404,6 +427,17 @@ mod tests {
             ..cluster()
         });
         assert!(other_port.contains("\"@cert-authority [127.0.0.1]:2222 ssh-ed25519 AAAAca\""));
+        // While a CA replaces another: both, a line each.
+        let rotating = render(&Export {
+            bastion_key: BastionKey::Ca(vec![
+                "ssh-ed25519 AAAAnew".into(),
+                "ssh-ed25519 AAAAold".into(),
+            ]),
+            ..cluster()
+        });
+        assert!(rotating.contains(
+            "    KnownHostsCommand /usr/bin/printf \"%%s\\n\" \"@cert-authority lb.example.org ssh-ed25519 AAAAnew\" \"@cert-authority lb.example.org ssh-ed25519 AAAAold\"\n"
+        ), "{rotating}");
     }
 
     const KEY: &str =

@@ -172,6 +172,14 @@ EOF
 		--host-ca "$w/host-ca.pub" >"$w/e2e-cla.export"
 	cu__ctm 1 export e2e-cla --jump-ip 127.0.0.1 --jump-port "$lb" --key "$w/keys/e2e-cla" \
 		>"$w/e2e-cla.pinned"
+	# While a new CA replaces this one, exports list both: the new one first.
+	rm -f "$w/host-ca-new" "$w/host-ca-new.pub"
+	ssh-keygen -q -t ed25519 -N '' -C containarium-host-ca-new -f "$w/host-ca-new"
+	cat "$w/host-ca-new.pub" "$w/host-ca.pub" >"$w/host-cas.pub"
+	cu__ctm 1 export e2e-cla --jump-ip 127.0.0.1 --jump-port "$lb" --key "$w/keys/e2e-cla" \
+		--host-ca "$w/host-cas.pub" >"$w/e2e-cla.rotating"
+	cu__ctm 1 export e2e-cla --jump-ip 127.0.0.1 --jump-port "$lb" --key "$w/keys/e2e-cla" \
+		--host-ca "$w/host-ca-new.pub" >"$w/e2e-cla.other-ca"
 	through_lb() { [ "$(ssh -F "$1" -o BatchMode=yes e2e-cla-dev hostname </dev/null)" = e2e-cla-container ]; }
 	check "a load balancer in front of bastion 1" cu__lb_start "$lb" "$p1"
 	check "  the exported file (host CA) works through it" through_lb "$w/e2e-cla.export"
@@ -179,6 +187,8 @@ EOF
 	cu__lb_stop
 	check "the load balancer now sends to bastion 2" cu__lb_start "$lb" "$p2"
 	check "  the same exported file works, unchanged" through_lb "$w/e2e-cla.export"
+	check "  so does one listing two CAs (a rotation's overlap)" through_lb "$w/e2e-cla.rotating"
+	check "  one trusting only another CA does not" not through_lb "$w/e2e-cla.other-ca"
 	check "  the file pinned to bastion 1's own key does not" not through_lb "$w/e2e-cla.pinned"
 	cu__lb_stop
 
