@@ -61,6 +61,7 @@ const FAKES: [&str; 10] = [
 const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
 mod apply;
+mod conventions;
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -151,6 +152,7 @@ impl Sandbox {
             .env("FAKE_GATEWAY", &self.gateway)
             .env_remove("CONTAINARIUM_CONFIG")
             .env_remove("FAKE_FAIL")
+            .env_remove("FAKE_SLOW")
             .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
