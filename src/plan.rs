@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -292,10 +292,16 @@ impl Plan {
         let _guard = SignalGuard::install();
         let mut done: Vec<(String, Option<Action>)> = Vec::new();
         for step in self.steps {
+            // Arrived before this plan began (one of several a verb
+            // applies): nothing more is started.
+            if let Some(signal) = interrupted_by() {
+                rollback(&ctx, facts, done);
+                bail!("interrupted by {signal} before: {}", step.synopsis);
+            }
             let result =
                 ui::step(&step.synopsis, || step.action.apply(&ctx, facts)).and_then(|()| {
-                    if interrupted() {
-                        bail!("interrupted by a signal")
+                    if let Some(signal) = interrupted_by() {
+                        bail!("interrupted by {signal}")
                     }
                     Ok(())
                 });
@@ -351,15 +357,22 @@ fn already_gone(err: &anyhow::Error) -> bool {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal that arrived while a guard was alive (0: none), for the exit
+/// status: 128 + its number, as a shell reports a command it ended.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn note_interrupt(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+extern "C" fn note_interrupt(signal: nix::libc::c_int) {
+    INTERRUPTED.store(signal, Ordering::SeqCst);
 }
 
 /// Whether SIGINT, SIGTERM or SIGHUP arrived while a guard was alive.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    interrupted_by().is_some()
+}
+
+/// Which of them arrived (the last one).
+pub fn interrupted_by() -> Option<nix::sys::signal::Signal> {
+    nix::sys::signal::Signal::try_from(INTERRUPTED.load(Ordering::SeqCst)).ok()
 }
 
 type Dispositions = Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>;

@@ -220,10 +220,11 @@ impl ApplyArgs {
                 failures(&outcomes)
             );
         }
-        if self.detailed_exitcode && changes {
+        // Interrupted between users: main's exit status says so instead.
+        if self.detailed_exitcode && changes && !crate::plan::interrupted() {
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            std::process::exit(2);
+            std::process::exit(crate::error::CHANGES);
         }
         Ok(())
     }

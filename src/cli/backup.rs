@@ -31,6 +31,10 @@ pub struct BackupArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
+
+    /// Print the result as JSON: {"user", "container", "file", "digest_file"}
+    #[arg(long, conflicts_with = "dry_run")]
+    json: bool,
 }
 
 impl BackupArgs {
@@ -43,7 +47,16 @@ impl BackupArgs {
             return Ok(());
         }
         plan.apply(env.paths.lock_file(), &mut Facts::default())?;
-        println!("{}", file.display());
+        if self.json {
+            super::print_json(&serde_json::json!({
+                "user": self.user.as_str(),
+                "container": instance.name,
+                "file": file.to_string_lossy(),
+                "digest_file": digest_path(&file).to_string_lossy(),
+            }));
+        } else {
+            println!("{}", file.display());
+        }
         Ok(())
     }
 }

@@ -85,7 +85,7 @@ pub struct CreateArgs {
     dry_run: bool,
 
     /// Print the result as JSON
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     json: bool,
 }
 

@@ -240,8 +240,8 @@ mod tests {
                 "--no-docker",
                 "--no-autostart",
                 "--dry-run",
-                "--json",
             ],
+            vec!["create", "alice", "--ssh-key", "a.pub", "--json"],
             vec!["--project", "dev", "list", "--json"],
             vec!["info", "alice", "--json"],
             vec![
@@ -292,6 +292,9 @@ mod tests {
                 "--dry-run",
             ],
             vec!["sync-accounts", "--dry-run"],
+            vec!["sync-accounts", "--json"],
+            vec!["backup", "alice", "--output", "/srv/backups", "--json"],
+            vec!["restore", "/srv/backups/a.tar.gz", "--json"],
             vec![
                 "audit",
                 "alice",
@@ -325,6 +328,19 @@ mod tests {
             vec!["backup", "alice"],
             vec!["restore", "f", "--as", "Bob"],
             vec!["restore", "f", "--as", "bob"],
+            // --json is a result; a dry run prints commands to read.
+            vec![
+                "create",
+                "alice",
+                "--ssh-key",
+                "a.pub",
+                "--dry-run",
+                "--json",
+            ],
+            vec!["resize", "alice", "--cpu", "2", "--dry-run", "--json"],
+            vec!["sync-accounts", "--dry-run", "--json"],
+            vec!["backup", "alice", "--output", "d", "--dry-run", "--json"],
+            vec!["restore", "f", "--dry-run", "--json"],
         ];
         for args in bad {
             let argv = std::iter::once("containarium").chain(args.iter().copied());

@@ -197,7 +197,7 @@ impl ReapArgs {
             }
             decisions.push((user, instance.name.clone(), decision));
         }
-        let mut done = Vec::new();
+        let (mut done, mut failed) = (Vec::new(), Vec::new());
         for (user, name, decision) in &decisions {
             let outcome = if self.dry_run {
                 Ok(false)
@@ -210,6 +210,9 @@ impl ReapArgs {
                 Ok(false) => "skipped: another containarium run is working on it",
                 Err(_) => "failed",
             };
+            if outcome.is_err() {
+                failed.push(name.as_str());
+            }
             if !self.json && decision.deed != Deed::Keep {
                 let verb = match (decision.deed, self.dry_run, &outcome) {
                     (Deed::Stop, true, _) => "would stop",
@@ -238,6 +241,13 @@ impl ReapArgs {
             print_json(&serde_json::Value::Array(done));
         } else if !decisions.iter().any(|(_, _, d)| d.deed != Deed::Keep) {
             println!("nothing to stop or delete ({} kept)", decisions.len());
+        }
+        // The others were done; the timer's unit shows the failure.
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "reap could not stop or delete {}; see its report",
+                failed.join(", ")
+            );
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ pub struct ResizeArgs {
     dry_run: bool,
 
     /// Print before and after as JSON
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     json: bool,
 }
 

@@ -53,6 +53,10 @@ pub struct RestoreArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
+
+    /// Print the result as JSON: {"user", "container", "ipv4"}
+    #[arg(long, conflicts_with = "dry_run")]
+    json: bool,
 }
 
 impl RestoreArgs {
@@ -67,7 +71,15 @@ impl RestoreArgs {
         }
         let mut facts = Facts::default();
         plan.apply_holding(lock, &mut facts)?;
-        println!("restored {} at {}", user.container(), facts.ipv4_text());
+        if self.json {
+            super::print_json(&serde_json::json!({
+                "user": user.as_str(),
+                "container": user.container(),
+                "ipv4": facts.ipv4.map(|ip| ip.to_string()),
+            }));
+        } else {
+            println!("restored {} at {}", user.container(), facts.ipv4_text());
+        }
         Ok(())
     }
 

@@ -26,6 +26,10 @@ pub struct SyncAccountsArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
+
+    /// Print the summary as JSON: {"checked", "changes", "failed": [USER]}
+    #[arg(long, conflicts_with = "dry_run")]
+    json: bool,
 }
 
 impl SyncAccountsArgs {
@@ -142,7 +146,13 @@ impl SyncAccountsArgs {
                 }
             }
         }
-        println!("{checked} users checked, {changes} changes made");
+        if self.json {
+            super::print_json(
+                &serde_json::json!({"checked": checked, "changes": changes, "failed": failed}),
+            );
+        } else {
+            println!("{checked} users checked, {changes} changes made");
+        }
         if !failed.is_empty() {
             anyhow::bail!("could not sync {}; see above", failed.join(", "));
         }

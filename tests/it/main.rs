@@ -62,6 +62,7 @@ const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 
 mod apply;
 mod cluster;
+mod conventions;
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -152,6 +153,7 @@ impl Sandbox {
             .env("FAKE_GATEWAY", &self.gateway)
             .env_remove("CONTAINARIUM_CONFIG")
             .env_remove("FAKE_FAIL")
+            .env_remove("FAKE_SLOW")
             .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);

@@ -109,8 +109,8 @@ fn main_page(cli: &Command) -> Vec<u8> {
 
     let mut roff = Roff::default();
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in EXIT_STATUS {
-        roff.control("TP", []).text([bold(code.to_string())]);
+    for (code, meaning) in containarium::error::EXIT_STATUS {
+        roff.control("TP", []).text([bold(code)]);
         roff.text([roman(meaning)]);
     }
     roff.control("SH", ["ENVIRONMENT"]);
@@ -152,32 +152,8 @@ const DESCRIPTION: &str = "containarium gives every person on a team an unprivil
     with containarium host init; containarium-sync-accounts.timer, once enabled, \
     keeps the jump accounts in line with Incus.";
 
-/// The exit codes `containarium::error::exit_code` and `main` give; a test
-/// below holds this table to them.
-const EXIT_STATUS: [(i32, &str); 3] = [
-    (
-        0,
-        "Success. --dry-run printed its plan; host doctor found no check that \
-         FAILed (warnings do not count).",
-    ),
-    (
-        1,
-        "Failure: a command containarium ran failed, or something unexpected \
-         happened (printed with its whole context: the command, its exit code \
-         and stderr). Steps this run had done are undone first. host doctor: \
-         at least one check FAILed.",
-    ),
-    (
-        2,
-        "Refused: bad input (a bad argument or option, a malformed key file, a \
-         taken name) or a fact about the host that forbids the action (not \
-         root, Incus not answering, a file at one of our paths that is not \
-         ours). Printed as one line; nothing was changed.",
-    ),
-];
-
-/// What the binary reads from its environment (src/config.rs, src/exec.rs;
-/// clap for NO_COLOR).
+/// What the binary reads from its environment (src/config.rs, src/exec.rs,
+/// src/ui.rs).
 const ENVIRONMENT: [(&str, &str); 3] = [
     (
         "CONTAINARIUM_CONFIG",
@@ -187,8 +163,10 @@ const ENVIRONMENT: [(&str, &str); 3] = [
     ),
     (
         "NO_COLOR",
-        "When set to a non-empty value, help and usage messages are not \
-         coloured. Other output never is.",
+        "When set to a non-empty value, no output carries a terminal escape: \
+         help is not coloured and steps are shown as plain lines instead of a \
+         spinner, as when the output is not a terminal or TERM is unset or \
+         dumb. Nothing else is ever coloured.",
     ),
     (
         "INCUS_*",
@@ -327,6 +305,7 @@ mod tests {
 
     #[test]
     fn exit_status_documents_the_codes_the_binary_returns() {
+        let table = containarium::error::EXIT_STATUS;
         let exit = section(&page("containarium"), "EXIT STATUS");
         let codes: Vec<&str> = exit
             .lines()
@@ -334,18 +313,33 @@ mod tests {
             .skip(1)
             .step_by(3)
             .collect();
-        assert_eq!(codes, ["0", "1", "2"], "{exit}");
-        // The table says what error::exit_code does.
-        let refused: anyhow::Error = containarium::error::Refused("no".into()).into();
-        let wrapped = refused.context("creating alice");
-        assert_eq!(containarium::error::exit_code(&wrapped), 2);
-        assert!(EXIT_STATUS[2].1.starts_with("Refused"));
-        let failed = anyhow::anyhow!("incus init failed");
-        assert_eq!(containarium::error::exit_code(&failed), 1);
-        assert!(EXIT_STATUS[1].1.starts_with("Failure"));
-        // clap's usage errors are refusals too (src/main.rs exits 2).
+        let wanted: Vec<&str> = table.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, wanted, "{exit}");
+        assert_eq!(wanted, ["0", "1", "2", "128+N"]);
+        for (_, meaning) in table {
+            assert!(exit.contains(meaning), "{exit}");
+        }
+        // clap's usage errors are refusals too (src/main.rs exits 2);
+        // error::tests holds the table to exit_code() and signalled().
         let usage = Cli::try_parse_from(["containarium", "create", "Alice"]).unwrap_err();
-        assert_eq!(usage.exit_code(), 2);
+        assert_eq!(usage.exit_code(), containarium::error::REFUSED);
+    }
+
+    /// The README's exit status table is the same table, row by row.
+    #[test]
+    fn the_readme_shows_the_same_exit_status_table() {
+        let readme = include_str!("../../README.md");
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| *line != "| exit status | meaning |")
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        let wanted: Vec<String> = containarium::error::EXIT_STATUS
+            .iter()
+            .map(|(code, meaning)| format!("| {code} | {meaning} |"))
+            .collect();
+        assert_eq!(rows, wanted, "README.md's exit status table");
     }
 
     #[test]

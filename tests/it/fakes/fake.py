@@ -16,11 +16,12 @@ bans in $FAKE_STATE/_fail2ban.json and prints what fail2ban 1.0.2 prints
 (tests/fixtures/fail2ban-*.txt); with $FAKE_F2B_DOWN set no server answers,
 with $FAKE_F2B_NO_JAIL set there is no sshd jail. Once a call containing
 $FAKE_INCUS_DOWN_AFTER has run, the daemon is gone: every later incus call
-fails as the real client does when nothing listens on its socket. With
-$FAKE_CLUSTER set ("m1=ADDR,m2=ADDR,...") the server is a cluster member:
-instances have a location (--target's, else the second member: the
-scheduler's pick), `move --target` moves them, and the members in
-$FAKE_CLUSTER_DOWN are offline.
+fails as the real client does when nothing listens on its socket. A call
+whose line contains $FAKE_SLOW takes two seconds (a test signals the binary
+meanwhile). With $FAKE_CLUSTER set ("m1=ADDR,m2=ADDR,...") the server is a
+cluster member: instances have a location (--target's, else the second
+member: the scheduler's pick), `move --target` moves them, and the members
+in $FAKE_CLUSTER_DOWN are offline.
 """
 import json
 import os
@@ -50,6 +51,9 @@ if (prog == "incus" and stopping_after and os.path.exists(stopping_marker)
     sys.exit(1)
 if prog == "incus" and stopping_after and stopping_after in line:
     open(stopping_marker, "w").close()
+slow = os.environ.get("FAKE_SLOW")
+if slow and slow in line:
+    time.sleep(2)
 fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
