@@ -66,7 +66,7 @@ pub const EXIT_STATUS: [(&str, &str); 4] = [
     (
         "128+N",
         "Stopped by signal N: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, 129 for \
-         SIGHUP. While a plan's steps run, containarium stops between steps and \
+         SIGHUP. While the steps of a plan run, containarium stops between steps and \
          undoes the steps it had done first; at any other moment (reading, \
          probing, asking) the signal ends it at once, before anything changed.",
     ),
