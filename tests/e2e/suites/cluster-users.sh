@@ -84,7 +84,10 @@ EOF
 }
 
 cu__lb_stop() {
-	[ -z "${CU_LB_PID:-}" ] || { kill "$CU_LB_PID" 2>/dev/null; wait "$CU_LB_PID" 2>/dev/null; }
+	if [ -n "${CU_LB_PID:-}" ]; then
+		kill "$CU_LB_PID" 2>/dev/null || true
+		wait "$CU_LB_PID" 2>/dev/null || true # 143: it was killed
+	fi
 	CU_LB_PID=
 }
 
