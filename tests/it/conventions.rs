@@ -142,35 +142,6 @@ fn nothing_piped_carries_an_escape_and_a_terminal_only_without_no_color_or_dumb(
     assert!(shown.contains('\x1b'), "{shown:?}");
 }
 
-/// A minimal export of USER's container: what restore reads of a tarball.
-fn backup_file(s: &Sandbox) -> String {
-    let tree = s.path("export");
-    std::fs::create_dir_all(tree.join("backup/container")).unwrap();
-    std::fs::write(
-        tree.join("backup/index.yaml"),
-        format!("name: {USER}-container\nbackend: btrfs\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        tree.join("backup/container/backup.yaml"),
-        format!("container:\n  config:\n    user.containarium.keys: |\n      {KEY}\n    user.containarium.owner: {USER}\n"),
-    )
-    .unwrap();
-    let file = s.path("alice.tar.gz");
-    let tar = Command::new("tar")
-        .args([
-            "-czf",
-            file.to_str().unwrap(),
-            "-C",
-            tree.to_str().unwrap(),
-            "backup",
-        ])
-        .status()
-        .unwrap();
-    assert!(tar.success());
-    file.to_str().unwrap().to_string()
-}
-
 /// One JSON document on stdout, and nothing but it.
 fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)

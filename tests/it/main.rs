@@ -1627,10 +1627,8 @@ fn snapshots_and_power() {
     );
 }
 
-#[test]
-fn restore_brings_back_container_address_account_and_keys() {
-    let s = Sandbox::new(84);
-    // A minimal export: what restore reads from the tarball.
+/// A minimal export of USER's container: what restore reads of a tarball.
+fn backup_file(s: &Sandbox) -> String {
     let tree = s.path("export");
     std::fs::create_dir_all(tree.join("backup/container")).unwrap();
     std::fs::write(
@@ -1655,6 +1653,13 @@ fn restore_brings_back_container_address_account_and_keys() {
         .status()
         .unwrap();
     assert!(tar.success());
+    file.to_str().unwrap().to_string()
+}
+
+#[test]
+fn restore_brings_back_container_address_account_and_keys() {
+    let s = Sandbox::new(84);
+    let file = PathBuf::from(backup_file(&s));
 
     let out = s.run_with(&["restore", file.to_str().unwrap()], &[("FAKE_KEYS", KEY)]);
     assert!(out.status.success(), "{}", stderr(&out));
