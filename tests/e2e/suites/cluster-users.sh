@@ -101,7 +101,7 @@ cu__cleanup() {
 }
 
 test_cluster_users() {
-	local w=$CLUSTER_WORK p1=$CLUSTER_BASTION_PORT_1 p2=$CLUSTER_BASTION_PORT_2 b u to_a to_b lb
+	local w=$CLUSTER_WORK p1=$CLUSTER_BASTION_PORT_1 p2=$CLUSTER_BASTION_PORT_2 b u to_a to_b to_c lb
 	e2e_on_cleanup cu__cleanup
 	mkdir -p "$w/keys"
 	for u in e2e-cla e2e-clb e2e-clc; do
@@ -223,11 +223,32 @@ EOF
 	check "  e2e-clb reaches its container again" cu__retry 60 cu__reaches "$p1" e2e-clb
 
 	# --- revocation across bastions -------------------------------------------------
-	check "sync-accounts on bastion 2 (e2e-clc)" cu__ctm 2 sync-accounts
-	coproc CU_SESSION { cu__ssh "$p1" e2e-clc "$(cu__endpoint 1 e2e-clc)" 'echo open; sleep 600'; }
-	local line=""
+	# A key removed through bastion 2 ends the sessions it opened through bastion 1
+	# at bastion 1's next sync-accounts; a delete through bastion 2 removes the
+	# account there at once and from bastion 1 at its next run.
+	rm -f "$w/keys/e2e-clc2" "$w/keys/e2e-clc2.pub"
+	e2e_client e2e-clc2 "$w"
+	check "keys add a second key of e2e-clc through bastion 2" cu__ctm 2 keys add e2e-clc "$w/keys/e2e-clc2.pub"
+	check "sync-accounts on bastion 1 (e2e-clc's two keys)" cu__ctm 1 sync-accounts
+	to_c=$(cu__endpoint 1 e2e-clc)
+	second_key() {
+		[ "$(ssh -F "$w/ssh-e2e-clc2.conf" -J "e2e-clc@127.0.0.1:$p1" -p "${to_c##*:}" \
+			"e2e-clc@${to_c%:*}" hostname </dev/null)" = e2e-clc-container ]
+	}
+	coproc CU_SESSION { cu__ssh "$p1" e2e-clc "$to_c" 'echo open; sleep 600'; }
+	local line="" session=$CU_SESSION_PID
 	read -r -t 30 line <&"${CU_SESSION[0]}" || true
-	check "a live session of e2e-clc through bastion 1" test "$line" = open
+	check "a live session of e2e-clc through bastion 1, with its first key" test "$line" = open
+	check "keys remove that key through bastion 2" cu__ctm 2 keys remove e2e-clc e2e-clc@laptop
+	alive() { kill -0 "$session" 2>/dev/null; }
+	check "  the session through bastion 1 lives until bastion 1's sync-accounts (the window)" alive
+	check "sync-accounts on bastion 1" cu__ctm 1 sync-accounts
+	check "  it ended that session" cu__retry 10 not alive
+	check "  the removed key no longer gets through bastion 1" not cu__reaches "$p1" e2e-clc
+	check "  the other key still does (control)" second_key
+	kill "$session" 2>/dev/null || true
+	wait "$session" 2>/dev/null || true
+
 	check "delete e2e-clc through bastion 2" cu__ctm 2 delete e2e-clc --force
 	check "  revoked on bastion 2 at once" not cluster_bastion 2 getent passwd e2e-clc
 	check "  bastion 1 still has the account until its sync-accounts (the window)" \
@@ -235,9 +256,6 @@ EOF
 	check "sync-accounts on bastion 1" cu__ctm 1 sync-accounts
 	gone_from() { ! cluster_bastion "$1" getent passwd "$2" && ! cluster_bastion "$1" test -e "/etc/containarium/keys/$2"; }
 	check "  the account and key file are gone from bastion 1" gone_from 1 e2e-clc
-	session_ended() { ! kill -0 "$CU_SESSION_PID" 2>/dev/null; }
-	check "  the live session through bastion 1 was ended" cu__retry 10 session_ended
-	[ -z "${CU_SESSION_PID:-}" ] || kill "$CU_SESSION_PID" 2>/dev/null || true
 	kept() { cluster_bastion 1 getent passwd e2e-cla >/dev/null && cluster_bastion 1 getent passwd e2e-clb >/dev/null; }
 	check "  e2e-cla and e2e-clb keep their accounts on bastion 1" kept
 
