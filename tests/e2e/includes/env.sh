@@ -10,6 +10,7 @@
 #   e2e_start_incusd             # reuse a running incusd or start one
 #   e2e_setup_incus              # pool, bridge, project (fresh every run)
 #   e2e_image                    # build (cached) and import the image
+#                                # (e2e_image_tarballs: only the cached tarballs)
 #   e2e_start_syslog             # rsyslogd, so sshd logs to /var/log/auth.log
 #   e2e_start_bastion_sshd       # sshd on 127.0.0.1:$E2E_BASTION_PORT
 #
@@ -38,6 +39,7 @@
 #   E2E_RSYSLOGD_PID  rsyslogd started by us; "" when one was running already
 #   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached),
 #   E2E_IMAGE_WARM_MS (unpacking the image onto the pool)
+#   E2E_IMAGE_DIR     the cached tarballs (e2e_image_tarballs)
 #   E2E_BRIDGE_IP     10.197.83.1 (address part of E2E_BRIDGE_CIDR)
 #
 # The functions run with set +e internally (whatever the caller uses) and
@@ -200,12 +202,11 @@ e2e__unlock() {
 
 # ---------------------------------------------------------------------------
 # e2e_install_deps: install the host packages the suite needs. Does nothing
-# (no apt-get update) when all are installed already.
+# (no apt-get update, no lock) when all are installed already.
 # ---------------------------------------------------------------------------
 e2e_install_deps() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
-	e2e_lock || return 1
 	local want=(btrfs-progs debootstrap openssh-server openssh-client jq xz-utils pigz
 		busybox-static dnsmasq-base iproute2 iptables nftables uidmap procps
 		rsyslog fail2ban)
@@ -219,6 +220,7 @@ e2e_install_deps() {
 	if [ "${#missing[@]}" -eq 0 ] && [ "$need_incus" -eq 0 ]; then
 		return 0
 	fi
+	e2e_lock || return 1
 	e2e__init_state || return 1
 	log=$E2E_LOG_DIR/apt.log
 	e2e_log "installing: ${missing[*]}$([ "$need_incus" -eq 1 ] && echo ' incus')"
@@ -304,11 +306,18 @@ e2e_start_incusd() {
 	e2e_log "incusd running, pid $E2E_INCUSD_PID"
 }
 
-# PIDs of incusd daemons (not its fork*/callhook helper processes).
+# PIDs of incusd daemons (not its fork*/callhook helper processes), only the
+# host's own: a daemon with an INCUS_DIR of its own (a member of the cluster
+# lab, tests/e2e/includes/cluster.sh) is another server.
 e2e__incusd_daemons() {
-	local p args arg1
+	local p args arg1 dir
 	for p in $(pgrep -x incusd); do
 		e2e__pid_is "$p" incusd || continue # zombies (PID 1 may reap late)
+		dir=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^INCUS_DIR=//p')
+		case ${dir:-/var/lib/incus} in
+		/var/lib/incus | /var/lib/incus/) ;;
+		*) continue ;;
+		esac
 		args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
 		read -r _ arg1 _ <<<"$args"
 		case ${arg1:-} in
@@ -433,38 +442,60 @@ e2e_setup_incus() {
 # Image
 # ---------------------------------------------------------------------------
 
+# e2e_image_tarballs: set E2E_IMAGE_DIR to the cache directory holding the
+# tarballs (meta.tar.gz, rootfs.tar.gz, fingerprint) of the image the current
+# build-image.sh makes: $E2E_CACHE_DIR/image-<hash of build-image.sh>. Builds
+# them only when they are missing (or E2E_IMAGE_REBUILD=1), and only under the
+# e2e lock; a caller that did not hold the lock (the cluster lab, which only
+# reads the cache) gets it released again. Sets E2E_IMAGE_BUILD_MS (0: cached).
+e2e_image_tarballs() {
+	local -
+	set +e # failures are handled explicitly (callers may use set -e)
+	local key dir t0 held=${E2E_LOCK_FD:-} rc=0
+	key=$(sha256sum "$E2E_SCRIPTS_DIR/build-image.sh" | cut -c1-16) || return 1
+	dir=$E2E_CACHE_DIR/image-$key
+	E2E_IMAGE_DIR=$dir
+	E2E_IMAGE_BUILD_MS=0
+	if [ "${E2E_IMAGE_REBUILD:-0}" != 1 ] && e2e__image_cached "$dir"; then
+		return 0
+	fi
+	e2e_lock || return 1
+	# Another run may have built it while we waited for the lock.
+	if [ "${E2E_IMAGE_REBUILD:-0}" = 1 ] || ! e2e__image_cached "$dir"; then
+		e2e_log "building image (cache $dir)"
+		t0=$(e2e_now_ms)
+		if mkdir -p "$E2E_CACHE_DIR" && rm -rf "$dir.tmp" &&
+			"$E2E_SCRIPTS_DIR/build-image.sh" --quiet --output "$dir.tmp" \
+				--deb-cache "$E2E_CACHE_DIR/debs" >/dev/null; then
+			E2E_IMAGE_BUILD_MS=$(($(e2e_now_ms) - t0))
+			rm -rf "$dir" && mv "$dir.tmp" "$dir" || rc=1
+			# Drop tarballs of older build-image.sh versions.
+			find "$E2E_CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'image-*' ! -name "image-$key" \
+				-exec rm -rf {} + 2>/dev/null
+		else
+			rm -rf "$dir.tmp"
+			e2e_die "image build failed"
+			rc=1
+		fi
+	fi
+	[ -n "$held" ] || e2e__unlock
+	return "$rc"
+}
+
+e2e__image_cached() { [ -s "$1/fingerprint" ] && [ -s "$1/rootfs.tar.gz" ] && [ -s "$1/meta.tar.gz" ]; }
+
 # e2e_image: make sure alias $E2E_IMAGE names the image built by the current
-# build-image.sh. Tarballs are cached in $E2E_CACHE_DIR/image-<hash of
-# build-image.sh>; the build runs only when that cache is missing. Call it after
+# build-image.sh (tarballs cached by e2e_image_tarballs). Call it after
 # e2e_setup_incus: it then also unpacks the image onto the pool (e2e_warm_image).
 e2e_image() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
 	e2e_lock || return 1
-	local key dir fp cur images t0
+	local dir fp cur images t0
 	e2e__check_names || return 1
-	key=$(sha256sum "$E2E_SCRIPTS_DIR/build-image.sh" | cut -c1-16) || return 1
-	dir=$E2E_CACHE_DIR/image-$key
-	E2E_IMAGE_BUILD_MS=0
 	E2E_IMAGE_IMPORT_MS=0
-	if [ "${E2E_IMAGE_REBUILD:-0}" = 1 ] || [ ! -s "$dir/fingerprint" ] ||
-		[ ! -s "$dir/rootfs.tar.gz" ] || [ ! -s "$dir/meta.tar.gz" ]; then
-		e2e_log "building image (cache $dir)"
-		mkdir -p "$E2E_CACHE_DIR" || return 1
-		rm -rf "$dir.tmp"
-		t0=$(e2e_now_ms)
-		"$E2E_SCRIPTS_DIR/build-image.sh" --quiet --output "$dir.tmp" \
-			--deb-cache "$E2E_CACHE_DIR/debs" >/dev/null || {
-			rm -rf "$dir.tmp"
-			e2e_die "image build failed"
-			return 1
-		}
-		E2E_IMAGE_BUILD_MS=$(($(e2e_now_ms) - t0))
-		rm -rf "$dir" && mv "$dir.tmp" "$dir" || return 1
-		# Drop tarballs of older build-image.sh versions.
-		find "$E2E_CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'image-*' ! -name "image-$key" \
-			-exec rm -rf {} + 2>/dev/null
-	fi
+	e2e_image_tarballs || return 1
+	dir=$E2E_IMAGE_DIR
 	fp=$(cat "$dir/fingerprint")
 	images=$(incus image list --project default --format json) || return 1
 	cur=$(jq -r --arg a "$E2E_IMAGE" '.[] | select(any(.aliases[]?; .name == $a)) | .fingerprint' <<<"$images")

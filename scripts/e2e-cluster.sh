@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2034 # E2E_SUITE is read by fail (checks.sh)
+# Cluster end-to-end suites: containarium against a real three-member Incus
+# cluster on this one machine (tests/e2e/includes/cluster.sh: a member per
+# network namespace, on bridge ctmcl0 10.197.86.0/24, no NAT, no default route)
+# and SSH bastions beside its members, as root.
+#
+#   sudo scripts/e2e-cluster.sh            # every cluster suite
+#   sudo scripts/e2e-cluster.sh cluster    # only these suites
+#   sudo scripts/e2e-cluster.sh --list     # the suites
+#
+# Same shape as scripts/e2e.sh: it builds target/release/containarium (set
+# CONTAINARIUM_BIN to use another binary), installs what is missing, brings the
+# lab up (removing an earlier run's leftovers first) with bastion 1 beside
+# member 1 and bastion 2 beside member 2, runs tests/e2e/suites/<suite>.sh's
+# test_<suite>, prints one PASS/FAIL line per check, a line per suite and
+# "N passed, N failed", and removes the whole lab on exit, even on failure.
+# It has a lock of its own (/run/ctmcl.lock) and shares nothing with
+# scripts/e2e.sh but the read-only image cache, so both can run at once.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+all_suites=(cluster)
+
+# checks.sh writes its scratch file under E2E_STATE_DIR: the lab's, not the
+# main e2e's /run/ctme2e.
+export E2E_STATE_DIR=/run/ctmcl
+for include in env checks tenants cluster; do
+	# shellcheck source=/dev/null
+	. "tests/e2e/includes/$include.sh"
+done
+E2E_WORK=$CLUSTER_WORK
+for suite in "${all_suites[@]}"; do
+	# shellcheck source=/dev/null
+	[ ! -f "tests/e2e/suites/$suite.sh" ] || . "tests/e2e/suites/$suite.sh"
+done
+
+suites=()
+for arg in "$@"; do
+	case $arg in
+	--list) printf '%s\n' "${all_suites[@]}"; exit 0 ;;
+	-*) echo "unknown option: $arg" >&2; exit 2 ;;
+	*)
+		declare -F "test_${arg//-/_}" >/dev/null || { echo "no such suite: $arg (see --list)" >&2; exit 2; }
+		suites+=("$arg")
+		;;
+	esac
+done
+if [ "${#suites[@]}" -eq 0 ]; then
+	for suite in "${all_suites[@]}"; do
+		if declare -F "test_${suite//-/_}" >/dev/null; then suites+=("$suite"); fi
+	done
+fi
+
+started=$(e2e_now_ms)
+e2e_install_deps
+# The lock e2e_install_deps takes only to install is the main e2e's: let go of it.
+e2e__unlock
+BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
+if [ -z "${CONTAINARIUM_BIN:-}" ]; then
+	cargo build --release --locked --quiet
+fi
+
+trap cluster_lab_down EXIT
+trap 'exit 130' INT TERM
+
+cluster_lab_up
+cluster_bastion_up 1 1 "$(cluster_free_port 22101)"
+cluster_bastion_up 2 2 "$(cluster_free_port 22102)"
+e2e_log "lab and bastions ready $(($(e2e_now_ms) - started)) ms after the start"
+
+summary=()
+for suite in "${suites[@]}"; do
+	E2E_SUITE=$suite # read by fail (checks.sh)
+	before_pass=$E2E_PASSED before_fail=$E2E_FAILED t0=$(e2e_now_ms)
+	e2e_log "suite $suite"
+	"test_${suite//-/_}"
+	summary+=("$(printf '%-14s %3d passed, %d failed, %5.1f s' "$suite" \
+		$((E2E_PASSED - before_pass)) $((E2E_FAILED - before_fail)) \
+		"$(awk -v ms=$(($(e2e_now_ms) - t0)) 'BEGIN { print ms / 1000 }')")")
+done
+
+e2e_log "incusd resident memory: $(cluster_incusd_rss | paste -sd' ' | sed 's/ MiB /, /g')"
+printf 'suite %s\n' "${summary[@]}"
+for failure in "${E2E_FAILURES[@]}"; do printf 'failed: %s\n' "$failure"; done
+printf '%d passed, %d failed\n' "$E2E_PASSED" "$E2E_FAILED"
+[ "$E2E_FAILED" -eq 0 ]
