@@ -21,7 +21,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-all_suites=(cluster)
+all_suites=(cluster cluster-users)
 
 # checks.sh writes its scratch file under E2E_STATE_DIR: the lab's, not the
 # main e2e's /run/ctme2e.
