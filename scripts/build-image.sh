@@ -6,7 +6,8 @@
 #   scripts/build-image.sh [options]
 #
 #   --distro debian|ubuntu   distribution (default: debian)
-#   --suite NAME             release (default: bookworm for debian, noble for ubuntu)
+#   --suite NAME             release (default: bookworm for debian, noble for ubuntu;
+#                            tested: bookworm and trixie, Debian 12 and 13)
 #   --mirror URL             package mirror (default: deb.debian.org / archive.ubuntu.com)
 #   --security-mirror URL    security mirror ("none" to skip)
 #   --arch ARCH              Debian architecture (default: the host's)
@@ -16,10 +17,15 @@
 #   --compression gz|xz      tarball compression (default: gz, fast; xz is smaller)
 #   --no-docker              leave docker.io out
 #   --deb-cache DIR          keep downloaded .debs in DIR to speed up rebuilds
+#   --cache DIR              keep the two tarballs in DIR/image-KEY and build only
+#                            when they are not there: KEY names the distribution,
+#                            suite, architecture, variant, compression and this
+#                            script's own hash, so a changed script builds anew
+#                            (and removes the older build of the same image)
 #   -q, --quiet              only print errors and the result
 #   -h, --help
 #
-# At least one of --alias and --output is required. With --output the two
+# At least one of --alias, --output and --cache is required. With --output the two
 # tarballs can be carried to an air-gapped bastion and imported there with
 #   incus image import meta.tar.gz rootfs.tar.gz --alias NAME
 #
@@ -51,6 +57,7 @@ output=
 compression=gz
 docker=1
 deb_cache=
+cache=
 quiet=0
 
 while [ $# -gt 0 ]; do
@@ -66,6 +73,7 @@ while [ $# -gt 0 ]; do
 	--compression) compression=${2:?}; shift 2 ;;
 	--no-docker) docker=0; shift ;;
 	--deb-cache) deb_cache=${2:?}; shift 2 ;;
+	--cache) cache=${2:?}; shift 2 ;;
 	-q | --quiet) quiet=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -93,16 +101,12 @@ case $compression in
 gz | xz) ;;
 *) die "--compression must be gz or xz" ;;
 esac
-[ -n "$alias_name$output" ] || die "give --alias NAME and/or --output DIR (see --help)"
+[ -n "$alias_name$output$cache" ] || die "give --alias NAME, --output DIR or --cache DIR (see --help)"
 [ "$(id -u)" -eq 0 ] || die "must run as root"
-for c in debootstrap chroot tar mount umount; do
-	command -v "$c" >/dev/null || die "missing command: $c (apt-get install debootstrap)"
-done
 if [ -n "$alias_name" ]; then
 	command -v incus >/dev/null || die "--alias needs the incus client"
 	command -v jq >/dev/null || die "--alias needs jq"
 fi
-[ -r "$keyring" ] || die "missing keyring $keyring (apt-get install ${distro}-keyring)"
 arch=${arch:-$(dpkg --print-architecture)}
 case $arch in
 amd64) incus_arch=x86_64 ;;
@@ -121,6 +125,66 @@ run() {
 	fi
 	[ "$quiet" -eq 1 ] || [ -z "${VERBOSE:-}" ] || printf '%s\n' "$out" >&2
 }
+
+# deliver: write --output and import --alias from $meta_tar and $rootfs_tar
+# (fingerprint $fingerprint), built now or found in the cache.
+deliver() {
+	if [ -n "$output" ]; then
+		mkdir -p "$output"
+		rm -f "$output"/meta.tar.gz "$output"/meta.tar.xz "$output"/rootfs.tar.gz "$output"/rootfs.tar.xz
+		cp "$meta_tar" "$rootfs_tar" "$output/"
+		echo "$fingerprint" >"$output/fingerprint"
+		log "wrote $output/meta.tar.$compression $output/rootfs.tar.$compression"
+	fi
+
+	if [ -n "$alias_name" ]; then
+		pargs=()
+		[ -z "$project" ] || pargs=(--project "$project")
+		images=$(incus image list "${pargs[@]}" --format json)
+		old=$(jq -r --arg a "$alias_name" '.[] | select(any(.aliases[]?; .name == $a)) | .fingerprint' <<<"$images")
+		if [ "$old" = "$fingerprint" ]; then
+			log "image $alias_name is already $fingerprint"
+		else
+			if ! jq -e --arg f "$fingerprint" 'any(.[]; .fingerprint == $f)' <<<"$images" >/dev/null; then
+				run incus image import "${pargs[@]}" "$meta_tar" "$rootfs_tar"
+			fi
+			if [ -n "$old" ]; then
+				run incus image alias delete "${pargs[@]}" "$alias_name"
+				# Drop the replaced image unless another alias still names it.
+				if jq -e --arg f "$old" '.[] | select(.fingerprint == $f) | (.aliases | length) <= 1' <<<"$images" >/dev/null; then
+					run incus image delete "${pargs[@]}" "$old"
+				fi
+			fi
+			run incus image alias create "${pargs[@]}" "$alias_name" "$fingerprint"
+			log "imported as $alias_name"
+		fi
+	fi
+	log "done in $(($(date +%s) - start)) s, fingerprint $fingerprint"
+	echo "$fingerprint"
+}
+
+start=$(date +%s)
+
+# --- the cache ---------------------------------------------------------------------
+cache_dir=
+if [ -n "$cache" ]; then
+	key=$distro-$suite-$arch-$([ "$docker" -eq 1 ] && echo docker || echo nodocker)-$compression
+	cache_dir=$cache/image-$key-$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+	if [ -s "$cache_dir/fingerprint" ] && [ -s "$cache_dir/meta.tar.$compression" ] &&
+		[ -s "$cache_dir/rootfs.tar.$compression" ]; then
+		log "using the image cached in $cache_dir"
+		meta_tar=$cache_dir/meta.tar.$compression
+		rootfs_tar=$cache_dir/rootfs.tar.$compression
+		fingerprint=$(cat "$cache_dir/fingerprint")
+		deliver
+		exit 0
+	fi
+fi
+
+for c in debootstrap chroot tar mount umount; do
+	command -v "$c" >/dev/null || die "missing command: $c (apt-get install debootstrap)"
+done
+[ -r "$keyring" ] || die "missing keyring $keyring (apt-get install ${distro}-keyring)"
 
 work=$(mktemp -d /var/tmp/containarium-image.XXXXXX)
 rootfs=$work/rootfs
@@ -145,8 +209,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
-
-start=$(date +%s)
 
 # --- stage 1: debootstrap -----------------------------------------------------
 script_arg=()
@@ -394,36 +456,20 @@ tar -C "$rootfs" --numeric-owner --xattrs --xattrs-include='*' -cf - . |
 	"${zip[@]}" >"$work/rootfs.tar.$compression"
 fingerprint=$(cat "$work/meta.tar.$compression" "$work/rootfs.tar.$compression" | sha256sum | cut -d' ' -f1)
 
-if [ -n "$output" ]; then
-	mkdir -p "$output"
-	rm -f "$output"/meta.tar.gz "$output"/meta.tar.xz "$output"/rootfs.tar.gz "$output"/rootfs.tar.xz
-	cp "$work/meta.tar.$compression" "$work/rootfs.tar.$compression" "$output/"
-	echo "$fingerprint" >"$output/fingerprint"
-	log "wrote $output/meta.tar.$compression $output/rootfs.tar.$compression"
-fi
+meta_tar=$work/meta.tar.$compression
+rootfs_tar=$work/rootfs.tar.$compression
 
-if [ -n "$alias_name" ]; then
-	pargs=()
-	[ -z "$project" ] || pargs=(--project "$project")
-	images=$(incus image list "${pargs[@]}" --format json)
-	old=$(jq -r --arg a "$alias_name" '.[] | select(any(.aliases[]?; .name == $a)) | .fingerprint' <<<"$images")
-	if [ "$old" = "$fingerprint" ]; then
-		log "image $alias_name is already $fingerprint"
-	else
-		if ! jq -e --arg f "$fingerprint" 'any(.[]; .fingerprint == $f)' <<<"$images" >/dev/null; then
-			run incus image import "${pargs[@]}" "$work/meta.tar.$compression" "$work/rootfs.tar.$compression"
-		fi
-		if [ -n "$old" ]; then
-			run incus image alias delete "${pargs[@]}" "$alias_name"
-			# Drop the replaced image unless another alias still names it.
-			if jq -e --arg f "$old" '.[] | select(.fingerprint == $f) | (.aliases | length) <= 1' <<<"$images" >/dev/null; then
-				run incus image delete "${pargs[@]}" "$old"
-			fi
-		fi
-		run incus image alias create "${pargs[@]}" "$alias_name" "$fingerprint"
-		log "imported as $alias_name"
-	fi
+if [ -n "$cache_dir" ]; then
+	# Into place whole or not at all; then drop older builds of this image.
+	rm -rf "$cache_dir.tmp"
+	mkdir -p "$cache_dir.tmp"
+	cp "$meta_tar" "$rootfs_tar" "$cache_dir.tmp/"
+	echo "$fingerprint" >"$cache_dir.tmp/fingerprint"
+	rm -rf "$cache_dir"
+	mv "$cache_dir.tmp" "$cache_dir"
+	find "$cache" -mindepth 1 -maxdepth 1 -name "image-$key-*" ! -name "${cache_dir##*/}" -exec rm -rf {} +
+	log "cached in $cache_dir"
+	meta_tar=$cache_dir/meta.tar.$compression
+	rootfs_tar=$cache_dir/rootfs.tar.$compression
 fi
-
-log "done in $(($(date +%s) - start)) s, fingerprint $fingerprint"
-echo "$fingerprint"
+deliver

@@ -98,7 +98,7 @@ e2e_setup_incus
 note "incus setup (pool, bridge, project): $(($(e2e_now_ms) - T)) ms"
 T=$(e2e_now_ms)
 e2e_image
-note "image: build ${E2E_IMAGE_BUILD_MS} ms, import ${E2E_IMAGE_IMPORT_MS} ms (0 = cached), unpack onto pool ${E2E_IMAGE_WARM_MS} ms, total $(($(e2e_now_ms) - T)) ms, fp ${E2E_IMAGE_FINGERPRINT:0:12}"
+note "image: build (or cache) and import ${E2E_IMAGE_MS} ms, unpack onto pool ${E2E_IMAGE_WARM_MS} ms, total $(($(e2e_now_ms) - T)) ms, fp ${E2E_IMAGE_FINGERPRINT:0:12}"
 e2e_start_syslog
 e2e_start_bastion_sshd
 

@@ -205,8 +205,17 @@ pub enum Progress {
     },
 }
 
+/// Stage times below this (2001-09-09 as seconds since the epoch) are an
+/// uptime: cloud-init 24.1 and later (Debian 13's 25.1) stamp stages with
+/// /proc/uptime, the host's unless lxcfs virtualises it, where 22.4
+/// (Debian 12) used the epoch.
+const EPOCH_STAMPS_FROM: f64 = 1e9;
+
 /// Reads status.json, counting only stages that started at or after `since`
-/// (seconds since the epoch; the container shares the host's clock).
+/// (seconds since the epoch; the container shares the host's clock). Stages
+/// stamped with an uptime cannot be compared with it: they are this boot's,
+/// as the caller waited for this boot's /run/cloud-init/result.json (/run is
+/// empty at every boot) and cloud-init resets status.json when a boot starts.
 pub fn progress(status_json: &str, since: f64) -> Result<Progress> {
     let status: serde_json::Value =
         serde_json::from_str(status_json).map_err(|e| anyhow!("{STATUS_FILE}: {e}"))?;
@@ -215,9 +224,13 @@ pub fn progress(status_json: &str, since: f64) -> Result<Progress> {
         .and_then(|v| v.as_object())
         .ok_or_else(|| anyhow!("{STATUS_FILE} has no \"v1\" object"))?;
     let time = |stage: &serde_json::Value, key: &str| stage.get(key).and_then(|t| t.as_f64());
+    let uptime = v1
+        .values()
+        .filter_map(|stage| time(stage, "start"))
+        .any(|t| t < EPOCH_STAMPS_FROM);
     let stages: Vec<(&String, &serde_json::Value)> = v1
         .iter()
-        .filter(|(_, stage)| time(stage, "start").is_some_and(|t| t >= since))
+        .filter(|(_, stage)| time(stage, "start").is_some_and(|t| uptime || t >= since))
         .collect();
     if stages.is_empty() {
         return Ok(Progress::NotStarted);
@@ -485,6 +498,32 @@ mod tests {
             progress(DONE, BOOTED_AT).unwrap(),
             Progress::Done { warnings: vec![] }
         );
+    }
+
+    /// status.json from cloud-init 25.1.4 (Debian 13) after a clean boot,
+    /// stamped with the host's uptime (no lxcfs).
+    const DONE_25: &str = include_str!("../tests/fixtures/cloud-init-25-status.json");
+
+    #[test]
+    fn status_of_cloud_init_25_stamped_with_the_uptime_is_done() {
+        assert_eq!(
+            progress(DONE_25, BOOTED_AT).unwrap(),
+            Progress::Done { warnings: vec![] }
+        );
+        let failed = DONE_25.replacen(
+            r#""errors": [],
+   "finished": 36953.66"#,
+            r#""errors": ["('scripts_user', RuntimeError('Runparts: 1 failures'))"],
+   "finished": 36953.66"#,
+            1,
+        );
+        assert_ne!(failed, DONE_25);
+        assert!(matches!(
+            progress(&failed, BOOTED_AT).unwrap(),
+            Progress::Failed { .. }
+        ));
+        let running = DONE_25.replacen(r#""stage": null"#, r#""stage": "modules-final""#, 1);
+        assert_eq!(progress(&running, BOOTED_AT).unwrap(), Progress::Running);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 # cluster.sh: an Incus cluster of three members on this one machine, and SSH
 # bastions beside it, for the cluster suites (scripts/e2e-cluster.sh).
 # Modelled on lxc/incus test/includes/clustering.sh. Sourced after env.sh
-# (e2e_log, e2e_die, e2e_now_ms, e2e__pid_is, e2e_image_tarballs), as root.
+# (e2e_log, e2e_die, e2e_now_ms, e2e__pid_is), as root.
 #
 #   cluster_lab_up                 # bridge, 3 members, cluster, image; all ONLINE
 #   cluster_incus N ARGS...        # the incus client against member N
@@ -455,9 +455,12 @@ cluster_lab_up() {
 	done
 
 	t=$(e2e_now_ms)
-	e2e_image_tarballs || return 1
-	cluster_incus 1 image import "$E2E_IMAGE_DIR/meta.tar.gz" "$E2E_IMAGE_DIR/rootfs.tar.gz" \
-		--alias "$CLUSTER_IMAGE" >/dev/null || e2e_die "image import failed" || return 1
+	# The main e2e's image, from the same cache (built there when missing),
+	# imported into the lab through member 1.
+	INCUS_DIR=$CLUSTER_LIB_DIR/1 INCUS_CONF=$CLUSTER_CONF "$E2E_SCRIPTS_DIR/build-image.sh" \
+		--quiet --suite bookworm --cache "$E2E_CACHE_DIR/images" --deb-cache "$E2E_CACHE_DIR/debs" \
+		--alias "$CLUSTER_IMAGE" --project default >/dev/null ||
+		e2e_die "image $CLUSTER_IMAGE: build or import failed" || return 1
 	e2e_log "lab: image $CLUSTER_IMAGE imported: $(cluster__ms_since "$t") ms"
 
 	t=$(e2e_now_ms)

@@ -10,7 +10,6 @@
 #   e2e_start_incusd             # reuse a running incusd or start one
 #   e2e_setup_incus              # pool, bridge, project (fresh every run)
 #   e2e_image                    # build (cached) and import the image
-#                                # (e2e_image_tarballs: only the cached tarballs)
 #   e2e_start_syslog             # rsyslogd, so sshd logs to /var/log/auth.log
 #   e2e_start_bastion_sshd       # sshd on 127.0.0.1:$E2E_BASTION_PORT
 #
@@ -30,16 +29,16 @@
 #   E2E_CACHE_DIR=/var/cache/containarium-e2e (image tarballs, .deb cache,
 #     host-backup/: drop-in and /etc/containarium as they were before the run)
 #   E2E_GROUP=containarium (host group of jump accounts)
-#   E2E_DELETE_IMAGE=0 (1: e2e_cleanup also deletes the image alias and image)
+#   E2E_DELETE_IMAGE=0 (1: e2e_cleanup also deletes the image aliases and images)
 #   E2E_IMAGE_REBUILD=0 (1: e2e_image rebuilds even when the cache is fresh)
+#   E2E_IMAGE_TRIXIE=ctme2e-debian13 (alias of the Debian 13 image, the trixie suite's)
 #   E2E_LOCK_WAIT=1800 (seconds to wait for another run's lock, /run/ctme2e.lock)
 # Set by the functions:
 #   E2E_INCUSD_PID    incusd started (or adopted) by us; "" when reused
 #   E2E_SSHD_PID      bastion sshd started by us
 #   E2E_RSYSLOGD_PID  rsyslogd started by us; "" when one was running already
-#   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_BUILD_MS, E2E_IMAGE_IMPORT_MS (0 = cached),
+#   E2E_IMAGE_FINGERPRINT, E2E_IMAGE_MS (build or cache, and import),
 #   E2E_IMAGE_WARM_MS (unpacking the image onto the pool)
-#   E2E_IMAGE_DIR     the cached tarballs (e2e_image_tarballs)
 #   E2E_BRIDGE_IP     10.197.83.1 (address part of E2E_BRIDGE_CIDR)
 #
 # The functions run with set +e internally (whatever the caller uses) and
@@ -58,6 +57,7 @@ E2E_BRIDGE_CIDR=${E2E_BRIDGE_CIDR:-10.197.83.1/24}
 # shellcheck disable=SC2034 # used by the sourcing scripts
 E2E_BRIDGE_IP=${E2E_BRIDGE_CIDR%/*}
 E2E_IMAGE=${E2E_IMAGE:-ctme2e-debian12}
+E2E_IMAGE_TRIXIE=${E2E_IMAGE_TRIXIE:-ctme2e-debian13}
 # Published by e2e.sh for one check; e2e_cleanup deletes it.
 E2E_NOCLOUD_IMAGE=${E2E_NOCLOUD_IMAGE:-ctme2e-nocloud}
 E2E_BASTION_HOST=${E2E_BASTION_HOST:-127.0.0.1}
@@ -72,8 +72,7 @@ E2E_DELETE_IMAGE=${E2E_DELETE_IMAGE:-0}
 E2E_INCUSD_PID=${E2E_INCUSD_PID:-}
 E2E_SSHD_PID=${E2E_SSHD_PID:-}
 E2E_IMAGE_FINGERPRINT=${E2E_IMAGE_FINGERPRINT:-}
-E2E_IMAGE_BUILD_MS=${E2E_IMAGE_BUILD_MS:-0}
-E2E_IMAGE_IMPORT_MS=${E2E_IMAGE_IMPORT_MS:-0}
+E2E_IMAGE_MS=${E2E_IMAGE_MS:-0}
 E2E_IMAGE_WARM_MS=${E2E_IMAGE_WARM_MS:-0}
 
 E2E_SSHD_PIDFILE=/run/ctme2e-sshd.pid
@@ -103,7 +102,6 @@ E2E_HOST_SYSCTLS=(fs.inotify kernel.keys net.ipv4.neigh.default net.ipv6.neigh.d
 E2E_TEST_DROPINS='/etc/ssh/sshd_config.d/*-ctme2e-*.conf'
 E2E_ETC_DIR=/etc/containarium
 E2E_BACKUP_DIR=$E2E_CACHE_DIR/host-backup
-E2E_BACKPORTS_SOURCE=/etc/apt/sources.list.d/ctme2e-bookworm-backports.sources
 E2E_LOCK_FILE=/run/ctme2e.lock
 E2E_LOCK_WAIT=${E2E_LOCK_WAIT:-1800}
 E2E_LOCK_FD=${E2E_LOCK_FD:-}
@@ -201,53 +199,25 @@ e2e__unlock() {
 }
 
 # ---------------------------------------------------------------------------
-# e2e_install_deps: install the host packages the suite needs. Does nothing
-# (no apt-get update, no lock) when all are installed already.
+# e2e_install_deps: install the host packages the suite needs: what
+# scripts/install-deps.sh installs for any Containarium host (Incus from
+# bookworm-backports and the tools; the same code quickstart.sh runs) and the
+# suites' own tools. Does nothing (no apt-get update, no lock: the cluster lab
+# runs beside the main e2e) when all are installed.
 # ---------------------------------------------------------------------------
 e2e_install_deps() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
-	local want=(btrfs-progs debootstrap openssh-server openssh-client jq xz-utils pigz
-		busybox-static dnsmasq-base iproute2 iptables nftables uidmap procps
-		rsyslog fail2ban)
-	local missing=() p need_incus=0 log
-	for p in "${want[@]}"; do
-		dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed ||
-			missing+=("$p")
-	done
-	dpkg-query -W -f='${db:Status-Status}' incus 2>/dev/null | grep -qx installed ||
-		need_incus=1
-	if [ "${#missing[@]}" -eq 0 ] && [ "$need_incus" -eq 0 ]; then
+	local extra=(busybox-static rsyslog fail2ban)
+	if "$E2E_SCRIPTS_DIR/install-deps.sh" --dry-run "${extra[@]}" 2>/dev/null |
+		grep -qx 'packages: all installed, unchanged'; then
 		return 0
 	fi
 	e2e_lock || return 1
 	e2e__init_state || return 1
-	log=$E2E_LOG_DIR/apt.log
-	e2e_log "installing: ${missing[*]}$([ "$need_incus" -eq 1 ] && echo ' incus')"
-	if [ "$need_incus" -eq 1 ] &&
-		! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-		cat >"$E2E_BACKPORTS_SOURCE" <<'EOF'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main contrib
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	{
-		apt-get -q update &&
-			if [ "${#missing[@]}" -gt 0 ]; then
-				apt-get -q install -y --no-install-recommends "${missing[@]}"
-			fi &&
-			if [ "$need_incus" -eq 1 ]; then
-				apt-get -q install -y --no-install-recommends -t bookworm-backports incus
-			fi
-	} >>"$log" 2>&1 || {
-		tail -n 30 "$log" >&2
-		e2e_die "apt failed (log: $log)"
-		return 1
-	}
+	"$E2E_SCRIPTS_DIR/install-deps.sh" --log "$E2E_LOG_DIR/apt.log" \
+		"${extra[@]}" | grep -v 'unchanged$' >&2
+	[ "${PIPESTATUS[0]}" -eq 0 ] || e2e_die "installing the packages failed"
 }
 
 # ---------------------------------------------------------------------------
@@ -442,97 +412,59 @@ e2e_setup_incus() {
 # Image
 # ---------------------------------------------------------------------------
 
-# e2e_image_tarballs: set E2E_IMAGE_DIR to the cache directory holding the
-# tarballs (meta.tar.gz, rootfs.tar.gz, fingerprint) of the image the current
-# build-image.sh makes: $E2E_CACHE_DIR/image-<hash of build-image.sh>. Builds
-# them only when they are missing (or E2E_IMAGE_REBUILD=1), and only under the
-# e2e lock; a caller that did not hold the lock (the cluster lab, which only
-# reads the cache) gets it released again. Sets E2E_IMAGE_BUILD_MS (0: cached).
-e2e_image_tarballs() {
-	local -
-	set +e # failures are handled explicitly (callers may use set -e)
-	local key dir t0 held=${E2E_LOCK_FD:-} rc=0
-	key=$(sha256sum "$E2E_SCRIPTS_DIR/build-image.sh" | cut -c1-16) || return 1
-	dir=$E2E_CACHE_DIR/image-$key
-	E2E_IMAGE_DIR=$dir
-	E2E_IMAGE_BUILD_MS=0
-	if [ "${E2E_IMAGE_REBUILD:-0}" != 1 ] && e2e__image_cached "$dir"; then
-		return 0
-	fi
-	e2e_lock || return 1
-	# Another run may have built it while we waited for the lock.
-	if [ "${E2E_IMAGE_REBUILD:-0}" = 1 ] || ! e2e__image_cached "$dir"; then
-		e2e_log "building image (cache $dir)"
-		t0=$(e2e_now_ms)
-		if mkdir -p "$E2E_CACHE_DIR" && rm -rf "$dir.tmp" &&
-			"$E2E_SCRIPTS_DIR/build-image.sh" --quiet --output "$dir.tmp" \
-				--deb-cache "$E2E_CACHE_DIR/debs" >/dev/null; then
-			E2E_IMAGE_BUILD_MS=$(($(e2e_now_ms) - t0))
-			rm -rf "$dir" && mv "$dir.tmp" "$dir" || rc=1
-			# Drop tarballs of older build-image.sh versions.
-			find "$E2E_CACHE_DIR" -mindepth 1 -maxdepth 1 -name 'image-*' ! -name "image-$key" \
-				-exec rm -rf {} + 2>/dev/null
-		else
-			rm -rf "$dir.tmp"
-			e2e_die "image build failed"
-			rc=1
-		fi
-	fi
-	[ -n "$held" ] || e2e__unlock
-	return "$rc"
-}
-
-e2e__image_cached() { [ -s "$1/fingerprint" ] && [ -s "$1/rootfs.tar.gz" ] && [ -s "$1/meta.tar.gz" ]; }
-
-# e2e_image: make sure alias $E2E_IMAGE names the image built by the current
-# build-image.sh (tarballs cached by e2e_image_tarballs). Call it after
-# e2e_setup_incus: it then also unpacks the image onto the pool (e2e_warm_image).
+# e2e_image [SUITE [ALIAS]]: make sure alias ALIAS (default $E2E_IMAGE, in
+# project default) names the Debian SUITE (default bookworm) image that the
+# current build-image.sh builds. build-image.sh --cache keeps the tarballs in
+# $E2E_CACHE_DIR/images/image-debian-SUITE-...-<hash of build-image.sh> and
+# builds only when they are missing (E2E_IMAGE_REBUILD=1: always);
+# scripts/quickstart.sh caches its image the same way. Sets E2E_IMAGE_FINGERPRINT and E2E_IMAGE_MS
+# (build or cache, and import). Call it after e2e_setup_incus: it then also
+# unpacks the image onto the pool (e2e_warm_image).
 e2e_image() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
 	e2e_lock || return 1
-	local dir fp cur images t0
+	local suite=${1:-bookworm} alias=${2:-$E2E_IMAGE} debs=$E2E_CACHE_DIR/debs t0 fp
 	e2e__check_names || return 1
-	E2E_IMAGE_IMPORT_MS=0
-	e2e_image_tarballs || return 1
-	dir=$E2E_IMAGE_DIR
-	fp=$(cat "$dir/fingerprint")
-	images=$(incus image list --project default --format json) || return 1
-	cur=$(jq -r --arg a "$E2E_IMAGE" '.[] | select(any(.aliases[]?; .name == $a)) | .fingerprint' <<<"$images")
-	if [ "$cur" != "$fp" ]; then
-		e2e_log "importing image as $E2E_IMAGE"
-		t0=$(e2e_now_ms)
-		if ! jq -e --arg f "$fp" 'any(.[]; .fingerprint == $f)' <<<"$images" >/dev/null; then
-			incus image import --project default "$dir/meta.tar.gz" "$dir/rootfs.tar.gz" >/dev/null ||
-				e2e_die "image import failed" || return 1
-		fi
-		if [ -n "$cur" ]; then
-			incus image alias delete --project default "$E2E_IMAGE" || return 1
-			if jq -e --arg f "$cur" '.[] | select(.fingerprint == $f) | (.aliases | length) <= 1' \
-				<<<"$images" >/dev/null; then
-				incus image delete --project default "$cur" || return 1
-			fi
-		fi
-		incus image alias create --project default "$E2E_IMAGE" "$fp" >/dev/null || return 1
-		E2E_IMAGE_IMPORT_MS=$(($(e2e_now_ms) - t0))
+	case $alias in
+	ctme2e*) ;;
+	*) e2e_die "refusing an image alias without the ctme2e prefix: $alias" || return 1 ;;
+	esac
+	# Bookworm's .debs stay where they always were.
+	[ "$suite" = bookworm ] || debs+=-$suite
+	mkdir -p "$E2E_CACHE_DIR" || return 1
+	if [ "${E2E_IMAGE_REBUILD:-0}" = 1 ]; then
+		rm -rf "$E2E_CACHE_DIR/images/image-debian-$suite-"*
 	fi
+	# Tarballs of build-image.sh versions from before the key named the suite,
+	# once no run has made them for a week (a branch without the suite in its
+	# key may still be using them).
+	find "$E2E_CACHE_DIR" -mindepth 1 -maxdepth 1 -regextype posix-extended \
+		-regex '.*/image-[0-9a-f]{16}' -mtime +7 -exec rm -rf {} + 2>/dev/null
+	t0=$(e2e_now_ms)
+	fp=$("$E2E_SCRIPTS_DIR/build-image.sh" --suite "$suite" --cache "$E2E_CACHE_DIR/images" \
+		--deb-cache "$debs" --alias "$alias" --project default) || {
+		e2e_die "image $alias (debian $suite): build or import failed"
+		return 1
+	}
+	E2E_IMAGE_MS=$(($(e2e_now_ms) - t0))
 	E2E_IMAGE_FINGERPRINT=$fp
 	# Unpack the image onto the pool now, so that the first timed launch is a
 	# btrfs clone like every later one.
 	if e2e__exists project show "$E2E_PROJECT"; then
-		e2e_warm_image || return 1
+		e2e_warm_image "$alias" || return 1
 	fi
 }
 
-# e2e_warm_image: create (never start) and delete a throwaway instance so the
-# image volume exists on $E2E_POOL. Sets E2E_IMAGE_WARM_MS. Called by e2e_image
-# when the project exists already.
+# e2e_warm_image [ALIAS]: create (never start) and delete a throwaway instance
+# so the image volume exists on $E2E_POOL. Sets E2E_IMAGE_WARM_MS. Called by
+# e2e_image when the project exists already.
 e2e_warm_image() {
 	local -
 	set +e
 	local name=ctme2e-warm-$$ t0
 	t0=$(e2e_now_ms)
-	e2e_incus create "$E2E_IMAGE" "$name" >/dev/null || e2e_die "could not create $name" || return 1
+	e2e_incus create "${1:-$E2E_IMAGE}" "$name" >/dev/null || e2e_die "could not create $name" || return 1
 	e2e_incus delete --force "$name" >/dev/null
 	E2E_IMAGE_WARM_MS=$(($(e2e_now_ms) - t0))
 }
@@ -763,6 +695,7 @@ e2e_cleanup() {
 	fi
 	if [ "$E2E_DELETE_IMAGE" = 1 ] && e2e_incus_up; then
 		incus image delete --project default "$E2E_IMAGE" >/dev/null 2>&1
+		incus image delete --project default "$E2E_IMAGE_TRIXIE" >/dev/null 2>&1
 	fi
 	e2e_delete_accounts || e2e_log "warning: some e2e-* accounts could not be deleted"
 	e2e__restore_host_state || e2e_log "warning: host state not fully restored (see $E2E_BACKUP_DIR)"
