@@ -175,19 +175,21 @@ e2e__stop_pid() {
 # inherit the lock.
 # ---------------------------------------------------------------------------
 e2e_lock() {
-	local owner
+	local owner fd
 	[ -z "${E2E_LOCK_FD:-}" ] || return 0
-	exec {E2E_LOCK_FD}>>"$E2E_LOCK_FILE" || return 1
-	if ! flock -n "$E2E_LOCK_FD"; then
+	# $E2E_LOCK_FD is set only once the lock is held: a run killed while it
+	# waits must not clean up under the holder's feet.
+	exec {fd}>>"$E2E_LOCK_FILE" || return 1
+	if ! flock -n "$fd"; then
 		owner=$(cat "$E2E_LOCK_FILE" 2>/dev/null)
 		e2e_log "another e2e run (pid ${owner:-?}) is active; waiting up to ${E2E_LOCK_WAIT}s"
-		if ! flock -w "$E2E_LOCK_WAIT" "$E2E_LOCK_FD"; then
-			exec {E2E_LOCK_FD}>&-
-			E2E_LOCK_FD=
+		if ! flock -w "$E2E_LOCK_WAIT" "$fd"; then
+			exec {fd}>&-
 			e2e_die "another e2e run (pid ${owner:-?}) still holds $E2E_LOCK_FILE"
 			return 1
 		fi
 	fi
+	E2E_LOCK_FD=$fd
 	echo "$$" >"$E2E_LOCK_FILE"
 }
 
