@@ -64,7 +64,9 @@
 #   --jump-host HOST     [QS_JUMP_HOST] the bastion as seen from this machine
 #                        (default 127.0.0.1)
 #   --jump-port N        [QS_JUMP_PORT] its sshd port (default: sshd -T's)
-#   --sshd-pidfile FILE  [QS_SSHD_PIDFILE] the running sshd (default /run/sshd.pid)
+#   --sshd-pidfile FILE  [QS_SSHD_PIDFILE] the pid file of the sshd clients reach,
+#                        which must be running: quickstart starts only the
+#                        system's own (/run/sshd.pid)
 #   --dry-run            print every step and what it would do; change nothing
 #   -h, --help
 # CONTAINARIUM_CONFIG names another config.toml, as for containarium itself.
@@ -102,7 +104,7 @@ binary=
 prefix=/usr/local/bin
 jump_host=${QS_JUMP_HOST:-127.0.0.1}
 jump_port=${QS_JUMP_PORT:-}
-sshd_pidfile=${QS_SSHD_PIDFILE:-/run/sshd.pid}
+sshd_pidfile=${QS_SSHD_PIDFILE:-}
 dry_run=0
 args=()
 while [ $# -gt 0 ]; do
@@ -349,13 +351,16 @@ if [ -e "$config" ]; then
 	[ "$(stat -c %u "$config")" = 0 ] || refuse "$config is not owned by root"
 fi
 
-# The bastion's sshd: its port, as clients reach it.
-sshd_pid=$(cat "$sshd_pidfile" 2>/dev/null || true)
+# The bastion's sshd: its port, as clients reach it. Only the system's own is
+# ever started; one named by --sshd-pidfile is someone else's to run.
+sshd_pid=$(cat "${sshd_pidfile:-/run/sshd.pid}" 2>/dev/null || true)
 sshd_running=0
 if [ -n "$sshd_pid" ] && [ "$(cat "/proc/$sshd_pid/comm" 2>/dev/null)" = sshd ] &&
 	[ "$(stat -c %u "/proc/$sshd_pid")" = 0 ]; then
 	sshd_running=1
 fi
+[ "$sshd_running" = 1 ] || [ -z "$sshd_pidfile" ] ||
+	refuse "no sshd is running with the pid file $sshd_pidfile (--sshd-pidfile): start it, or leave the option out to use the system's sshd"
 if [ -z "$jump_port" ]; then
 	if [ -x /usr/sbin/sshd ]; then
 		jump_port=$(/usr/sbin/sshd -T 2>/dev/null | awk '$1 == "port" { print $2; exit }')

@@ -69,6 +69,12 @@ test_quickstart() {
 	local before after
 	e2e_on_cleanup e2e__quickstart_cleanup
 	e2e__quickstart_cleanup # what a crashed run left
+	# The bastion is the run's sshd: quickstart is told its pid file, and
+	# refuses when it is not running (it starts only the system's own).
+	if ! e2e__pid_is "$E2E_SSHD_PID" sshd; then
+		fail "the run's bastion sshd is running (pid ${E2E_SSHD_PID:-none})"
+		return 0
+	fi
 	mkdir -p "$qs"
 	check "a host account $admin, the admin who runs quickstart through sudo" \
 		useradd -m -s /bin/bash -c "$E2E_QS_GECOS" "$admin"
@@ -126,7 +132,12 @@ test_quickstart() {
 		incus network unset "$E2E_BRIDGE" security.acls
 	qs_refused "the admin's own host account is refused as USER" \
 		"host account $admin exists and was not made by containarium" "$admin"
-	check "nothing was made by either" nothing_made
+	nothing_made_nor_a_bridge() { nothing_made && ! incus network show "$E2E_QS_BRIDGE" >/dev/null 2>&1; }
+	check "nothing was made by either (nor a bridge)" nothing_made_nor_a_bridge
+	qs_refused "an sshd named by --sshd-pidfile that is not running is refused, never started" \
+		"no sshd is running with the pid file $qs/no-such.pid" "$u" --sshd-pidfile "$qs/no-such.pid"
+	no_sshd_on_22() { [ -z "$(ss -Hltn 'sport = :22')" ]; }
+	check "(no sshd was started: nothing listens on port 22)" no_sshd_on_22
 
 	# --- a dry run: every step, nothing done -----------------------------------
 	dry_run_says_it_all() {
@@ -140,7 +151,7 @@ test_quickstart() {
 			grep -q "^quickstart: .* changes would be made; nothing changed$" <<<"$out"
 	}
 	check "--dry-run prints every step, for the default user $admin-box (SUDO_USER's name)" dry_run_says_it_all
-	check "the dry run made nothing" nothing_made
+	check "the dry run made nothing" nothing_made_nor_a_bridge
 
 	# --- the first run ------------------------------------------------------------
 	first_run() { quickstart "$u" >"$qs/first.out" 2>"$qs/first.err"; }
@@ -177,8 +188,13 @@ test_quickstart() {
 			.config["ipv4.nat"] == "false" and .config["ipv6.address"] == "none" and .config["raw.dnsmasq"] == "no-resolv"'
 	}
 	check "the bridge has the explicit subnet, no NAT, no IPv6, no DNS forwarding" isolated_bridge
-	check "the image is the e2e cache's (no build)" \
-		test "$(incus query /1.0/images/aliases/$E2E_QS_IMAGE | jq -r .target)" = "$E2E_IMAGE_FINGERPRINT"
+	same_image() {
+		local ours theirs
+		ours=$(incus query "/1.0/images/aliases/$E2E_QS_IMAGE" | jq -r .target) &&
+			theirs=$(incus query "/1.0/images/aliases/$E2E_IMAGE" | jq -r .target) &&
+			[ -n "$ours" ] && [ "$ours" = "$theirs" ]
+	}
+	check "the image is the run's own $E2E_IMAGE, from the e2e cache (no build)" same_image
 	admins_key() {
 		[ "$(stat -c %U:%a "$home/.ssh/id_ed25519")" = "$admin:600" ] &&
 			[ "$(stat -c %U "$home/.ssh/id_ed25519.pub")" = "$admin" ] &&
