@@ -37,22 +37,7 @@ for suite in "${all_suites[@]}" "${named_suites[@]}"; do
 	[ ! -f "tests/e2e/suites/$suite.sh" ] || . "tests/e2e/suites/$suite.sh"
 done
 
-suites=()
-for arg in "$@"; do
-	case $arg in
-	--list) printf '%s\n' "${all_suites[@]}" "${named_suites[@]/%/ (by name only)}"; exit 0 ;;
-	-*) echo "unknown option: $arg" >&2; exit 2 ;;
-	*)
-		declare -F "test_${arg//-/_}" >/dev/null || { echo "no such suite: $arg (see --list)" >&2; exit 2; }
-		suites+=("$arg")
-		;;
-	esac
-done
-if [ "${#suites[@]}" -eq 0 ]; then
-	for suite in "${all_suites[@]}"; do
-		if declare -F "test_${suite//-/_}" >/dev/null; then suites+=("$suite"); fi
-	done
-fi
+e2e_pick_suites "$@"
 
 trap e2e_cleanup EXIT
 trap 'exit 130' INT TERM
@@ -74,18 +59,4 @@ check "host init is idempotent" bash -c "'$BIN' --project $E2E_PROJECT host init
 e2e_start_syslog
 e2e_start_bastion_sshd
 
-summary=()
-for suite in "${suites[@]}"; do
-	E2E_SUITE=$suite # read by fail (checks.sh)
-	before_pass=$E2E_PASSED before_fail=$E2E_FAILED t0=$(e2e_now_ms)
-	e2e_log "suite $suite"
-	"test_${suite//-/_}"
-	summary+=("$(printf '%-14s %3d passed, %d failed, %5.1f s' "$suite" \
-		$((E2E_PASSED - before_pass)) $((E2E_FAILED - before_fail)) \
-		"$(awk -v ms=$(($(e2e_now_ms) - t0)) 'BEGIN { print ms / 1000 }')")")
-done
-
-printf 'suite %s\n' "${summary[@]}"
-for failure in "${E2E_FAILURES[@]}"; do printf 'failed: %s\n' "$failure"; done
-printf '%d passed, %d failed\n' "$E2E_PASSED" "$E2E_FAILED"
-[ "$E2E_FAILED" -eq 0 ]
+e2e_run_suites

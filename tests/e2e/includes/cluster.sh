@@ -93,24 +93,7 @@ CLUSTER__FOREIGN_MOUNTS='^/(var/lib/incus|var/lib/incus-lxcfs|var/lib/lxcfs|run/
 
 # One lab at a time: an exclusive flock on $CLUSTER_LOCK_FILE, held until the
 # process exits or cluster_lab_down ends. Long-lived children do not inherit it.
-cluster_lock() {
-	local owner fd
-	[ -z "${CLUSTER_LOCK_FD:-}" ] || return 0
-	# $CLUSTER_LOCK_FD is set only once the lock is held: a run killed while it
-	# waits must not clean up under the holder's feet.
-	exec {fd}>>"$CLUSTER_LOCK_FILE" || return 1
-	if ! flock -n "$fd"; then
-		owner=$(cat "$CLUSTER_LOCK_FILE" 2>/dev/null)
-		e2e_log "another cluster lab (pid ${owner:-?}) is active; waiting up to ${CLUSTER_LOCK_WAIT}s"
-		if ! flock -w "$CLUSTER_LOCK_WAIT" "$fd"; then
-			exec {fd}>&-
-			e2e_die "another cluster lab (pid ${owner:-?}) still holds $CLUSTER_LOCK_FILE"
-			return 1
-		fi
-	fi
-	CLUSTER_LOCK_FD=$fd
-	echo "$$" >"$CLUSTER_LOCK_FILE"
-}
+cluster_lock() { e2e_flock CLUSTER_LOCK_FD "$CLUSTER_LOCK_FILE" "$CLUSTER_LOCK_WAIT" "another cluster lab"; }
 
 cluster__unlock() {
 	[ -n "${CLUSTER_LOCK_FD:-}" ] || return 0

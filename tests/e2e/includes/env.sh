@@ -174,23 +174,27 @@ e2e__stop_pid() {
 # e2e_cleanup touches nothing. Long-lived children (incusd, sshd) do not
 # inherit the lock.
 # ---------------------------------------------------------------------------
-e2e_lock() {
-	local owner fd
-	[ -z "${E2E_LOCK_FD:-}" ] || return 0
-	# $E2E_LOCK_FD is set only once the lock is held: a run killed while it
-	# waits must not clean up under the holder's feet.
-	exec {fd}>>"$E2E_LOCK_FILE" || return 1
+e2e_lock() { e2e_flock E2E_LOCK_FD "$E2E_LOCK_FILE" "$E2E_LOCK_WAIT" "another e2e run"; }
+
+# e2e_flock VAR FILE SECONDS WHAT: an exclusive flock on FILE (waiting at
+# most SECONDS for WHAT holds it), its fd in the variable named VAR, and our
+# PID in FILE. VAR is set only once the lock is held: a run killed while it
+# waits must not clean up under the holder's feet. Nothing when VAR is set.
+e2e_flock() {
+	local var=$1 file=$2 wait=$3 what=$4 owner fd
+	[ -z "${!var:-}" ] || return 0
+	exec {fd}>>"$file" || return 1
 	if ! flock -n "$fd"; then
-		owner=$(cat "$E2E_LOCK_FILE" 2>/dev/null)
-		e2e_log "another e2e run (pid ${owner:-?}) is active; waiting up to ${E2E_LOCK_WAIT}s"
-		if ! flock -w "$E2E_LOCK_WAIT" "$fd"; then
+		owner=$(cat "$file" 2>/dev/null)
+		e2e_log "$what (pid ${owner:-?}) is active; waiting up to ${wait}s"
+		if ! flock -w "$wait" "$fd"; then
 			exec {fd}>&-
-			e2e_die "another e2e run (pid ${owner:-?}) still holds $E2E_LOCK_FILE"
+			e2e_die "$what (pid ${owner:-?}) still holds $file"
 			return 1
 		fi
 	fi
-	E2E_LOCK_FD=$fd
-	echo "$$" >"$E2E_LOCK_FILE"
+	printf -v "$var" %s "$fd"
+	echo "$$" >"$file"
 }
 
 e2e__unlock() {
