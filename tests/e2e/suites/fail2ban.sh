@@ -63,7 +63,13 @@ test_fail2ban() {
 	# OpenSSH 9.8 and later log as sshd-session, which fail2ban 1.0 misses.
 	local session_line
 	session_line="$(date -u +%Y-%m-%dT%H:%M:%S.000000+00:00) vm sshd-session[4242]: Connection closed by authenticating user e2e-f2b 192.0.2.7 port 50002 [preauth]"
-	matches() { fail2ban-regex -c "$1" "$session_line" 'sshd[mode=aggressive]' | grep -qx "Lines: 1 lines, 0 ignored, $2 matched, $3 missed"; }
+	# (whole output first: grep -q would close the pipe, and fail2ban-regex
+	# fails with a broken pipe under pipefail)
+	matches() {
+		local out
+		out=$(fail2ban-regex -c "$1" "$session_line" 'sshd[mode=aggressive]') &&
+			grep -qx "Lines: 1 lines, 0 ignored, $2 matched, $3 missed" <<<"$out"
+	}
 	check "an sshd-session line counts as a failure (our filter.d/sshd.local)" matches /etc/fail2ban 1 0
 	rm -rf "$work/fail2ban-without-override"
 	cp -a /etc/fail2ban "$work/fail2ban-without-override"
