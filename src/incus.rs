@@ -103,12 +103,6 @@ impl Incus {
         })
     }
 
-    /// The firewall driver incusd uses (`nftables`, `xtables`), empty when
-    /// it has none.
-    pub fn firewall(&self) -> Result<String> {
-        Ok(self.server()?.firewall)
-    }
-
     /// The cluster's members with their state (`incus cluster list`).
     pub fn members(&self) -> Result<Vec<Member>> {
         let out = self.probe(&Cmd::new("incus").args(["cluster", "list", "--format", "json"]))?;
@@ -312,8 +306,14 @@ impl Incus {
     }
 
     /// Adds [`PROXY_DEVICE`]: `at` on the member, forwarded (NAT, no
-    /// userspace proxy) to `ip`:22 in the container.
-    pub fn proxy_add_cmd(&self, instance: &str, at: SocketAddrV4, ip: Ipv4Addr) -> Cmd {
+    /// userspace proxy) to `ip`:22 in the container. (Display: a dry run
+    /// passes placeholders.)
+    pub fn proxy_add_cmd(
+        &self,
+        instance: &str,
+        at: impl std::fmt::Display,
+        ip: impl std::fmt::Display,
+    ) -> Cmd {
         self.cmd([
             "config".to_string(),
             "device".into(),
@@ -325,6 +325,11 @@ impl Incus {
             format!("connect=tcp:{ip}:22"),
             "nat=true".into(),
         ])
+    }
+
+    /// Removes [`PROXY_DEVICE`].
+    pub fn proxy_remove_cmd(&self, instance: &str) -> Cmd {
+        self.cmd(["config", "device", "remove", instance, PROXY_DEVICE])
     }
 
     /// Points [`PROXY_DEVICE`] at another member's address.

@@ -359,29 +359,11 @@ pub(super) fn publish_steps(incus: &Incus, container: &str, net: &TenantNet) -> 
     plan.push(
         Step::new(
             format!("publish {container}'s sshd on its member"),
-            Action::Run(Box::new(move |facts| match (facts.endpoint, facts.ipv4) {
-                (Some(at), Some(ip)) => publisher.proxy_add_cmd(&name, at, ip),
-                // The dry run's line, with what is learned while applying.
-                _ => publisher.cmd([
-                    "config",
-                    "device",
-                    "add",
-                    name.as_str(),
-                    crate::incus::PROXY_DEVICE,
-                    "proxy",
-                    "listen=tcp:<endpoint>",
-                    "connect=tcp:<ipv4>:22",
-                    "nat=true",
-                ]),
+            Action::Run(Box::new(move |facts| {
+                publisher.proxy_add_cmd(&name, facts.endpoint_text(), facts.ipv4_text())
             })),
         )
-        .undo(Action::run(incus.cmd([
-            "config",
-            "device",
-            "remove",
-            container,
-            crate::incus::PROXY_DEVICE,
-        ]))),
+        .undo(Action::run(incus.proxy_remove_cmd(container))),
     );
     plan
 }

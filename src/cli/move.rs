@@ -113,28 +113,28 @@ fn plan(env: &Env, user: &UserName, target: &str) -> Result<Option<Plan>> {
         )
         .undo(Action::run(incus.cmd(["move", name, "--target", from]))),
     );
-    let publish = match instance.expanded_devices.get(PROXY_DEVICE) {
-        Some(_) => Step::new(
-            format!("publish {name}'s sshd on {target} at {new}"),
-            Action::run(incus.proxy_listen_cmd(name, new)),
+    let has_device = instance.expanded_devices.contains_key(PROXY_DEVICE);
+    let (publish, unpublish) = match (has_device, old) {
+        (true, Some(old)) => (
+            incus.proxy_listen_cmd(name, new),
+            incus.proxy_listen_cmd(name, old),
         ),
-        None => Step::new(
-            format!("publish {name}'s sshd on {target} at {new}"),
-            Action::run(incus.proxy_add_cmd(name, new, ip)),
+        (true, None) => (
+            incus.proxy_listen_cmd(name, new),
+            incus.proxy_remove_cmd(name),
+        ),
+        (false, _) => (
+            incus.proxy_add_cmd(name, new, ip),
+            incus.proxy_remove_cmd(name),
         ),
     };
-    plan.push(match old {
-        Some(old) if instance.expanded_devices.contains_key(PROXY_DEVICE) => {
-            publish.undo(Action::run(incus.proxy_listen_cmd(name, old)))
-        }
-        _ => publish.undo(Action::run(incus.cmd([
-            "config",
-            "device",
-            "remove",
-            name,
-            PROXY_DEVICE,
-        ]))),
-    });
+    plan.push(
+        Step::new(
+            format!("publish {name}'s sshd on {target} at {new}"),
+            Action::run(publish),
+        )
+        .undo(Action::run(unpublish)),
+    );
     let write = FileWrite {
         path: env.paths.key_file(user),
         mode: 0o644,

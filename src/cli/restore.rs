@@ -419,7 +419,7 @@ fn check_import(
     // Its member's address was the old cluster's: `publish_steps` makes
     // it again, for this member, from the address chosen here.
     if instance.devices.contains_key(PROXY_DEVICE) {
-        exec::run(&incus.cmd(["config", "device", "remove", name, PROXY_DEVICE]))?;
+        exec::run(&incus.proxy_remove_cmd(name))?;
     }
     if !instance.devices.contains_key("eth0") {
         exec::run(&incus.cmd(["config", "device", "override", name, "eth0"]))?;
