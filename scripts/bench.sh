@@ -145,12 +145,13 @@ bench_p1() {
 # --- M1 ------------------------------------------------------------------------
 usage_mib() { incus query "/1.0/instances/$1/state?project=$E2E_PROJECT" | jq -r '.memory.usage / 1048576 | floor'; }
 bench_m1() {
-	local docker_a m1
-	ctm create e2e-mem-a --ssh-key "$key.pub" >/dev/null 2>&1
-	ctm create e2e-mem-b --ssh-key "$key.pub" >/dev/null 2>&1
-	e2e_incus exec e2e-mem-b-container -- systemctl enable --now docker.service containerd.service >/dev/null 2>&1
+	local docker_a m1 u
+	for u in e2e-mem-a e2e-mem-b; do
+		ctm create "$u" --ssh-key "$key.pub" >"$work/create-mem.out" 2>&1 || { cat "$work/create-mem.out" >&2; return 1; }
+	done
+	e2e_exec_retry e2e-mem-b-container systemctl enable --now docker.service containerd.service >/dev/null 2>&1
 	sleep 20
-	docker_a=$(e2e_incus exec e2e-mem-a-container -- systemctl is-active docker.service || true)
+	docker_a=$(e2e_exec_retry e2e-mem-a-container systemctl is-active docker.service || true)
 	m1=$(e2e_rss_mib e2e-mem-a-container)
 	printf 'M1 idle memory, docker socket-activated (dockerd %s): %s MiB resident, %s MiB with page cache\n' \
 		"$docker_a" "$m1" "$(usage_mib e2e-mem-a-container)"
@@ -158,11 +159,12 @@ bench_m1() {
 	printf 'M1 idle memory, dockerd always running:            %s MiB resident, %s MiB with page cache (target for the first: <= 45 MiB)\n' \
 		"$(e2e_rss_mib e2e-mem-b-container)" "$(usage_mib e2e-mem-b-container)"
 	# Socket activation still works: the first docker command starts dockerd.
-	e2e_incus exec e2e-mem-a-container -- docker info --format '{{.ServerVersion}}' >/dev/null &&
+	e2e_exec_retry e2e-mem-a-container docker info --format '{{.ServerVersion}}' >/dev/null &&
 		printf 'M1 first docker info in the socket-activated container started dockerd: %s\n' \
-			"$(e2e_incus exec e2e-mem-a-container -- systemctl is-active docker.service)"
-	ctm delete e2e-mem-a --force >"$work/delete-mem.out" 2>&1 || { cat "$work/delete-mem.out" >&2; return 1; }
-	ctm delete e2e-mem-b --force >"$work/delete-mem.out" 2>&1 || { cat "$work/delete-mem.out" >&2; return 1; }
+			"$(e2e_exec_retry e2e-mem-a-container systemctl is-active docker.service)"
+	for u in e2e-mem-a e2e-mem-b; do
+		ctm delete "$u" --force >"$work/delete-mem.out" 2>&1 || { cat "$work/delete-mem.out" >&2; return 1; }
+	done
 }
 
 # --- P2 ------------------------------------------------------------------------

@@ -104,7 +104,7 @@ bench_p5() {
 	# makes one per Docker container), here in the last tenant.
 	# shellcheck disable=SC2016 # Python, not shell
 	printf 'P5 a new session keyring in e2e-s%03d-container (what runc needs per Docker container): %s\n' "$n" \
-		"$(e2e_incus exec "$(printf 'e2e-s%03d-container' "$n")" -- python3 -c 'import ctypes, os
+		"$(e2e_exec_retry "$(printf 'e2e-s%03d-container' "$n")" python3 -c 'import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 print("ok" if libc.syscall(250, 1, None) >= 0 else os.strerror(ctypes.get_errno()))' 2>&1)"
 	summary+=("P5 density: $ok of $n tenants reachable over ssh -J, created in $((DENSITY_MS / 1000)) s, $per MiB of host memory each (target $n of $n): $(verdict "$ok" "$n" '>=')")
