@@ -254,7 +254,7 @@ note "(d) incus list --format json state.network inet: $addrs"
 col=$(e2e_incus list "$A" --format csv -c 4)
 note "(d) incus list IPV4 column: $(tr '\n' ' ' <<<"$col")"
 check "(d) eth0 from state.network.eth0 is $IPA, docker0 is separate" \
-	jq -e --arg ip "$IPA" '(.eth0 == [$ip]) and (.docker0 | length == 1) and (.docker0[0] != $ip)' <<<"$addrs"
+	e2e_jq --arg ip "$IPA" '(.eth0 == [$ip]) and (.docker0 | length == 1) and (.docker0[0] != $ip)' <<<"$addrs"
 
 # ---------------------------------------------------------------- (a) live IP pin
 pid_before=$(incus query "/1.0/instances/$A/state?project=$E2E_PROJECT" | jq .pid)
@@ -291,7 +291,7 @@ if [ -n "$fixtures" ]; then
 	e2e_incus list --format json | jq . >"$fixtures/incus-list.json"
 	incus query "/1.0/networks/$E2E_BRIDGE" | jq . >"$fixtures/incus-network.json"
 	incus query "/1.0/instances/$A/state?project=$E2E_PROJECT" | jq . >"$fixtures/incus-instance-state.json"
-	check "fixtures written to $fixtures" jq -e 'length == 3' "$fixtures/incus-list.json"
+	check "fixtures written to $fixtures" e2e_jq 'length == 3' <"$fixtures/incus-list.json"
 fi
 
 # ---------------------------------------------------------------- (f) passwd lock

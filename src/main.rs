@@ -37,7 +37,12 @@ fn main() {
             std::process::exit(error::REFUSED);
         }
     };
-    let result = cli.run();
+    // Output a reader left (`| head`) is dropped; any other failure to
+    // write it fails the run.
+    let result = cli.run().and_then(|()| {
+        containarium::ui::stdout_result()
+            .map_err(|err| anyhow::anyhow!("writing standard output: {err}"))
+    });
     if let Err(err) = &result {
         if error::exit_code(err) == error::REFUSED {
             // The refusal itself, even when a step's context wraps it (a

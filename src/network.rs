@@ -330,6 +330,36 @@ pub fn allocate(net: &TenantNet, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr>
     })
 }
 
+/// A free address for `name` to move to after it found another instance on
+/// the address it chose (see `create::publish_steps`): one of the lowest
+/// free addresses, picked by a hash of `name` and `attempt`, so that two
+/// containers that both give way to each other part instead of meeting
+/// again on the next one.
+pub fn spread(
+    net: &TenantNet,
+    taken: &BTreeSet<Ipv4Addr>,
+    name: &str,
+    attempt: u32,
+) -> Result<Ipv4Addr> {
+    const SPREAD: usize = 16;
+    let free: Vec<Ipv4Addr> = net
+        .hosts()
+        .filter(|ip| !taken.contains(ip))
+        .take(SPREAD)
+        .collect();
+    if free.is_empty() {
+        return allocate(net, taken);
+    }
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let hash = name
+        .bytes()
+        .chain(attempt.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Ok(free[(hash % free.len() as u64) as usize])
+}
+
 /// Where a cluster publishes the sshd of the container at tenant address
 /// `ip`: [`PROXY_PORT_BASE`] plus the address's offset in the subnet.
 /// Addresses are unique across the cluster (the members share the tenant
@@ -562,6 +592,30 @@ mod tests {
         let one = allocate(&tiny, &BTreeSet::new()).unwrap();
         assert_eq!(one, Ipv4Addr::new(10, 9, 9, 2));
         let err = allocate(&tiny, &BTreeSet::from([one])).unwrap_err();
+        assert!(err.to_string().contains("no free address left"), "{err}");
+    }
+
+    #[test]
+    fn two_that_give_way_part_on_free_addresses() {
+        let net = net();
+        let taken: BTreeSet<Ipv4Addr> = net.hosts().take(5).collect();
+        let a = spread(&net, &taken, "e2e-ra1-container", 0).unwrap();
+        let b = spread(&net, &taken, "e2e-rb1-container", 0).unwrap();
+        for ip in [a, b] {
+            assert!(!taken.contains(&ip) && net.gateway.contains(ip), "{ip}");
+        }
+        assert_ne!(a, b, "the same pick for two names");
+        assert_eq!(a, spread(&net, &taken, "e2e-ra1-container", 0).unwrap());
+        // A later attempt picks again; over a few, more than one address.
+        let picks: BTreeSet<Ipv4Addr> = (0..8)
+            .map(|n| spread(&net, &taken, "e2e-ra1-container", n).unwrap())
+            .collect();
+        assert!(picks.len() > 1, "{picks:?}");
+        let tiny = TenantNet {
+            gateway: "10.9.9.1/30".parse().unwrap(),
+            ..net
+        };
+        let err = spread(&tiny, &BTreeSet::from([Ipv4Addr::new(10, 9, 9, 2)]), "x", 0).unwrap_err();
         assert!(err.to_string().contains("no free address left"), "{err}");
     }
 

@@ -69,6 +69,58 @@ pub fn step<T, E>(synopsis: &str, work: impl FnOnce() -> Result<T, E>) -> Result
     result
 }
 
+/// Writes to standard output, as `print!` would, without its panic. A
+/// reader that left (`| head`) is not an error: the rest of the output is
+/// dropped and the work goes on, since a run stopped half-way (by SIGPIPE
+/// or a panic) would not undo. Any other failure (a full disk under
+/// `> file`) is kept for [`stdout_result`].
+pub fn out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(err) = std::io::stdout().write_fmt(args) {
+        keep_stdout_error(err);
+    }
+}
+
+static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+
+fn keep_stdout_error(err: std::io::Error) {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        return;
+    }
+    let mut kept = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+    kept.get_or_insert(err);
+}
+
+/// At exit: flushes standard output and returns the first failure to write
+/// it that was not a reader leaving.
+pub fn stdout_result() -> std::io::Result<()> {
+    use std::io::Write;
+    if let Err(err) = std::io::stdout().flush() {
+        keep_stdout_error(err);
+    }
+    match STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `print!` through [`out`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::ui::out(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`out`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::ui::out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::ui::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// A line of progress that is not a timed step. Progress is best effort:
 /// a closed stderr (`… 2>&1 | grep -q`) must not kill a run half-way, as
 /// `eprintln!` would.

@@ -185,9 +185,9 @@ impl ApplyArgs {
         let changes = entries.iter().any(|e| e.verb != Verb::Unchanged);
         if !self.json {
             for entry in &entries {
-                println!("{}", entry.line());
+                crate::outln!("{}", entry.line());
             }
-            println!("{}", summary(&entries));
+            crate::outln!("{}", summary(&entries));
         }
         let outcomes = if self.dry_run || !changes {
             Vec::new()
@@ -212,7 +212,7 @@ impl ApplyArgs {
                 "result": outcomes.iter().map(Outcome::to_json).collect::<Vec<_>>(),
             }));
         } else if !outcomes.is_empty() {
-            println!("{}", result_line(&outcomes));
+            crate::outln!("{}", result_line(&outcomes));
         }
         if failed {
             bail!(

@@ -78,10 +78,10 @@ impl AuditArgs {
             .collect();
         if self.json {
             for row in &rows {
-                println!("{}", row.to_json());
+                crate::outln!("{}", row.to_json());
             }
         } else {
-            print!("{}", table(&rows));
+            crate::out!("{}", table(&rows));
         }
         Ok(())
     }

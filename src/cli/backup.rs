@@ -43,7 +43,7 @@ impl BackupArgs {
         let mut plan = Plan::default();
         let file = backup_steps(env, &instance.name, &self.output, &mut plan)?;
         if self.dry_run {
-            print!("{}", plan.describe());
+            crate::out!("{}", plan.describe());
             return Ok(());
         }
         plan.apply(env.paths.lock_file(), &mut Facts::default())?;
@@ -55,7 +55,7 @@ impl BackupArgs {
                 "digest_file": digest_path(&file).to_string_lossy(),
             }));
         } else {
-            println!("{}", file.display());
+            crate::outln!("{}", file.display());
         }
         Ok(())
     }

@@ -177,7 +177,7 @@ pub(super) fn create(env: &Env, spec: &Spec, dry_run: bool) -> Result<Option<Fac
     let (_user_lock, lock) = super::lock_user(env, &spec.user, &format!("create {}", spec.user))?;
     let (plan, mut facts) = plan(env, spec)?;
     if dry_run {
-        print!("{}", plan.describe());
+        crate::out!("{}", plan.describe());
         return Ok(None);
     }
     plan.apply_holding(lock, &mut facts)?;
@@ -329,12 +329,14 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Facts)> {
     ))
 }
 
-/// On a cluster: learn which member `container` landed on and publish its
-/// sshd there, on the port its address gives (`network::proxy_port`). The
-/// member is Incus's choice unless `--target`; the address is in `Facts`
-/// by then (`restore` learns it mid-plan).
+/// On a cluster: make sure no other instance holds `container`'s address,
+/// learn which member it landed on and publish its sshd there, on the port
+/// its address gives (`network::proxy_port`). The member is Incus's choice
+/// unless `--target`; the address is in `Facts` by then (`restore` learns it
+/// mid-plan).
 pub(super) fn publish_steps(incus: &Incus, container: &str, net: &TenantNet) -> Plan {
     let mut plan = Plan::default();
+    plan.push(claim_step(incus, container, net));
     let (finder, name, net) = (incus.clone(), container.to_string(), net.clone());
     plan.push(Step::new(
         format!("find {container}'s cluster member"),
@@ -366,6 +368,60 @@ pub(super) fn publish_steps(incus: &Incus, container: &str, net: &TenantNet) -> 
         .undo(Action::run(incus.proxy_remove_cmd(container))),
     );
     plan
+}
+
+/// How often [`claim_step`] moves to another address before it gives up.
+const CLAIM_ATTEMPTS: u32 = 8;
+
+/// Makes `container`'s address its own across the cluster. Each bastion
+/// chooses under its own lock, so two creates (or restores) through two
+/// bastions at once can choose the same address, and Incus takes both: each
+/// member has a bridge of its own. So once the address is written, whoever
+/// then finds another instance on it gives way: it moves to another free
+/// address (`network::spread`) and looks again. The first to write never
+/// sees the second; two that see each other both move, and part.
+fn claim_step(incus: &Incus, container: &str, net: &TenantNet) -> Step {
+    let (incus, name, net) = (incus.clone(), container.to_string(), net.clone());
+    let here = incus.project().unwrap_or("default").to_string();
+    Step::new(
+        format!("make sure no other instance took {container}'s address"),
+        Action::check(
+            format!(
+                "{}; another instance on it: move to a free one (`incus config device set \
+                 {container} eth0 ipv4.address=...`) and look again",
+                Incus::default().cmd(["list", "--all-projects", "--format", "json"])
+            ),
+            move |facts| {
+                for attempt in 0..CLAIM_ATTEMPTS {
+                    let ip = facts.ipv4.context("no address chosen for the container")?;
+                    let mut others = network::all_instances(&incus)?;
+                    others.retain(|i| !(i.name == name && i.project == here));
+                    let mut taken = network::taken(&net, &others);
+                    if !taken.contains(&ip) {
+                        return Ok(());
+                    }
+                    taken.insert(ip);
+                    let next = network::spread(&net, &taken, &name, attempt)?;
+                    crate::ui::note(&format!(
+                        "{ip} was chosen for another instance at the same moment \
+                         (through another bastion); {name} takes {next}"
+                    ));
+                    crate::exec::run(&incus.cmd([
+                        "config".to_string(),
+                        "device".into(),
+                        "set".into(),
+                        name.clone(),
+                        "eth0".into(),
+                        format!("ipv4.address={next}"),
+                    ]))?;
+                    facts.ipv4 = Some(next);
+                }
+                bail!(
+                    "{name} found another instance on every address it took ({CLAIM_ATTEMPTS} tries)"
+                )
+            },
+        ),
+    )
 }
 
 /// Whether provisioning of `instance` has not finished (see [`key::STATE`]).
@@ -575,14 +631,14 @@ fn report(spec: &Spec, facts: &Facts, took: Duration, json: bool) {
             "seconds": took.as_secs_f64(),
         }));
     } else {
-        println!("container:    {}", spec.container);
-        println!("ipv4:         {ip}");
+        crate::outln!("container:    {}", spec.container);
+        crate::outln!("ipv4:         {ip}");
         if facts.endpoint.is_some_and(|to| to.port() != 22) {
-            println!("published at: {}", facts.endpoint_text());
+            crate::outln!("published at: {}", facts.endpoint_text());
         }
-        println!("user:         {}", spec.user);
-        println!("jump account: {}", spec.user);
-        println!("ssh:          {ssh}");
+        crate::outln!("user:         {}", spec.user);
+        crate::outln!("jump account: {}", spec.user);
+        crate::outln!("ssh:          {ssh}");
     }
 }
 

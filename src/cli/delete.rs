@@ -46,7 +46,7 @@ impl DeleteArgs {
                 .steps
                 .is_empty()
             {
-                println!("nothing to delete for {}", self.user);
+                crate::outln!("nothing to delete for {}", self.user);
                 return Ok(());
             }
             confirm(&format!(
@@ -57,16 +57,16 @@ impl DeleteArgs {
         }
         if self.dry_run {
             let _locks = super::lock_user(env, &self.user, &format!("delete {}", self.user))?;
-            print!(
+            crate::out!(
                 "{}",
                 plan(env, &self.user, self.backup.as_deref())?.describe()
             );
             return Ok(());
         }
         if delete(env, &self.user, self.backup.as_deref())? {
-            println!("deleted {}", self.user);
+            crate::outln!("deleted {}", self.user);
         } else {
-            println!("nothing to delete for {}", self.user);
+            crate::outln!("nothing to delete for {}", self.user);
         }
         Ok(())
     }

@@ -60,7 +60,7 @@ impl DoctorArgs {
             }));
         } else {
             for check in &checks {
-                println!("{check}");
+                crate::outln!("{check}");
             }
         }
         if !failed.is_empty() {

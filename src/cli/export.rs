@@ -150,7 +150,7 @@ impl ExportArgs {
             container_key,
         });
         match self.output {
-            None => print!("{text}"),
+            None => crate::out!("{text}"),
             Some(path) => append(&path, &self.user, &text)?,
         }
         Ok(())

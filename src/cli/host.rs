@@ -131,12 +131,12 @@ impl SignArgs {
         }
         let sign = sign.args(["--", key.to_string_lossy().as_ref()]);
         if self.dry_run {
-            println!("sign the host key: {sign}");
-            println!("then `containarium host init`'s sshd steps, with HostCertificate");
+            crate::outln!("sign the host key: {sign}");
+            crate::outln!("then `containarium host init`'s sshd steps, with HostCertificate");
             return Ok(());
         }
         exec::run(&sign)?;
-        println!(
+        crate::outln!(
             "signed {} for {}: {}",
             key.display(),
             self.principals,
@@ -180,7 +180,7 @@ impl HostCommand {
                     ),
                 }
                 if args.dry_run {
-                    print!("{}", plan.describe());
+                    crate::out!("{}", plan.describe());
                     return Ok(());
                 }
                 plan.apply_holding(lock, &mut Facts::default())

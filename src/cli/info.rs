@@ -106,7 +106,7 @@ impl InfoArgs {
         if self.json {
             print_json(&serde_json::to_value(&info)?);
         } else {
-            print!("{}", text(&info));
+            crate::out!("{}", text(&info));
         }
         Ok(())
     }

@@ -85,7 +85,7 @@ impl KeysCommand {
                     }
                 }
                 if wanted.len() == before {
-                    println!("{} has all these keys already; nothing changed", args.user);
+                    crate::outln!("{} has all these keys already; nothing changed", args.user);
                     return Ok(());
                 }
                 change(
@@ -161,7 +161,7 @@ fn print_keys(keys: &[PublicKey], json: bool) {
         print_json(&rows.into());
     } else {
         for k in keys {
-            println!("{}  {}  {}", k.fingerprint(), k.kind(), k.comment());
+            crate::outln!("{}  {}  {}", k.fingerprint(), k.kind(), k.comment());
         }
     }
 }
@@ -188,7 +188,7 @@ fn change(
 ) -> Result<()> {
     let plan = plan(env, user, instance, &wanted, sessions)?;
     if dry_run {
-        print!("{}", plan.describe());
+        crate::out!("{}", plan.describe());
         return Ok(());
     }
     plan.apply_under(lock, &mut Facts::default())?;

@@ -45,7 +45,7 @@ impl ListArgs {
                 rows.iter().map(Row::to_json).collect(),
             ));
         } else {
-            print!("{}", table(&rows, clustered));
+            crate::out!("{}", table(&rows, clustered));
         }
         Ok(())
     }

@@ -207,7 +207,7 @@ fn refuse_claimed_elsewhere(
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json(value: &serde_json::Value) {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialise")
     );

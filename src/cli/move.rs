@@ -42,7 +42,7 @@ impl MoveArgs {
         let user = &self.user;
         let (_user_lock, lock) = super::lock_user(env, user, &format!("move {user}"))?;
         let Some(plan) = plan(env, user, &self.target)? else {
-            println!(
+            crate::outln!(
                 "{} is on {} already; nothing changed",
                 user.container(),
                 self.target
@@ -50,11 +50,11 @@ impl MoveArgs {
             return Ok(());
         };
         if self.dry_run {
-            print!("{}", plan.describe());
+            crate::out!("{}", plan.describe());
             return Ok(());
         }
         plan.apply_holding(lock, &mut Facts::default())?;
-        println!("moved {} to {}", user.container(), self.target);
+        crate::outln!("moved {} to {}", user.container(), self.target);
         Ok(())
     }
 }

@@ -54,7 +54,7 @@ impl PowerArgs {
             None => plan.unchanged(format!("{name} is {}", instance.status.to_lowercase())),
         }
         if self.dry_run {
-            print!("{}", plan.describe());
+            crate::out!("{}", plan.describe());
             return Ok(());
         }
         plan.apply_holding(lock, &mut Facts::default())

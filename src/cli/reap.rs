@@ -223,9 +223,9 @@ impl ReapArgs {
                     _ => "did not delete",
                 };
                 match &outcome {
-                    Err(err) => println!("{verb} {name}: {}; {err:#}", decision.why),
-                    Ok(false) if !self.dry_run => println!("{verb} {name}: {status}"),
-                    _ => println!("{verb} {name}: {}", decision.why),
+                    Err(err) => crate::outln!("{verb} {name}: {}; {err:#}", decision.why),
+                    Ok(false) if !self.dry_run => crate::outln!("{verb} {name}: {status}"),
+                    _ => crate::outln!("{verb} {name}: {}", decision.why),
                 }
             }
             done.push(serde_json::json!({
@@ -240,7 +240,7 @@ impl ReapArgs {
         if self.json {
             print_json(&serde_json::Value::Array(done));
         } else if !decisions.iter().any(|(_, _, d)| d.deed != Deed::Keep) {
-            println!("nothing to stop or delete ({} kept)", decisions.len());
+            crate::outln!("nothing to stop or delete ({} kept)", decisions.len());
         }
         // The others were done; the timer's unit shows the failure.
         if !failed.is_empty() {

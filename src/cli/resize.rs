@@ -37,7 +37,7 @@ impl ResizeArgs {
         let before = super::managed(env, &self.user)?;
         let plan = self.plan(env, &before)?;
         if self.dry_run {
-            print!("{}", plan.describe());
+            crate::out!("{}", plan.describe());
             return Ok(());
         }
         plan.apply_holding(lock, &mut Facts::default())?;
@@ -47,7 +47,7 @@ impl ResizeArgs {
             print_json(&serde_json::json!({ "user": self.user.as_str(), "before": b, "after": a }));
         } else {
             for what in ["disk", "cpu", "memory"] {
-                println!(
+                crate::outln!(
                     "{what:<7} {} -> {}",
                     b[what].as_str().unwrap_or("-"),
                     a[what].as_str().unwrap_or("-")

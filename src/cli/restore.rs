@@ -66,7 +66,7 @@ impl RestoreArgs {
             super::lock_user(env, &user, &format!("restore {}", self.file.display()))?;
         let plan = self.plan(env, owner, &user)?;
         if self.dry_run {
-            print!("{}", plan.describe());
+            crate::out!("{}", plan.describe());
             return Ok(());
         }
         let mut facts = Facts::default();
@@ -78,7 +78,7 @@ impl RestoreArgs {
                 "ipv4": facts.ipv4.map(|ip| ip.to_string()),
             }));
         } else {
-            println!("restored {} at {}", user.container(), facts.ipv4_text());
+            crate::outln!("restored {} at {}", user.container(), facts.ipv4_text());
         }
         Ok(())
     }

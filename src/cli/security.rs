@@ -53,9 +53,9 @@ impl SecurityCommand {
                 let ip = args.ip()?;
                 let count = fail2ban::parse_count(&fail2ban::query(&fail2ban::ban(ip))?)?;
                 if count == 0 {
-                    println!("{ip} is already banned");
+                    crate::outln!("{ip} is already banned");
                 } else {
-                    println!("banned {ip}");
+                    crate::outln!("banned {ip}");
                 }
                 Ok(())
             }
@@ -65,7 +65,7 @@ impl SecurityCommand {
                 if count == 0 {
                     crate::refuse!("{ip} is not banned in fail2ban's {} jail", fail2ban::JAIL);
                 }
-                println!("unbanned {ip}");
+                crate::outln!("unbanned {ip}");
                 Ok(())
             }
         }
@@ -119,7 +119,7 @@ impl StatusArgs {
             }));
             return Ok(());
         }
-        println!(
+        crate::outln!(
             "jail {}: {} failing now ({} in all), {} banned ({} in all)",
             fail2ban::JAIL,
             jail.currently_failed,
@@ -134,9 +134,9 @@ impl StatusArgs {
                 .max()
                 .unwrap_or(0)
                 .max("ADDRESS".len());
-            println!("{:<width$}  {:<19}  UNTIL", "ADDRESS", "SINCE");
+            crate::outln!("{:<width$}  {:<19}  UNTIL", "ADDRESS", "SINCE");
             for ban in &bans {
-                println!(
+                crate::outln!(
                     "{:<width$}  {:<19}  {}",
                     ban.address.to_string(),
                     ban.start,
@@ -145,21 +145,23 @@ impl StatusArgs {
             }
         }
         match failures {
-            None => println!(
+            None => crate::outln!(
                 "no auth log at {}: failed logins by account are not known",
                 settings.logpath
             ),
-            Some(failures) if failures.is_empty() => println!(
+            Some(failures) if failures.is_empty() => crate::outln!(
                 "no failed logins in the last {} ({})",
-                self.since, settings.logpath
+                self.since,
+                settings.logpath
             ),
             Some(failures) => {
-                println!(
+                crate::outln!(
                     "failed logins in the last {} ({}):",
-                    self.since, settings.logpath
+                    self.since,
+                    settings.logpath
                 );
                 for (account, count) in failures.iter().take(10) {
-                    println!("  {count:>6}  {}", super::audit::shown(account));
+                    crate::outln!("  {count:>6}  {}", super::audit::shown(account));
                 }
             }
         }

@@ -8,12 +8,15 @@
 //! `--keep-snapshot-keys` keeps the snapshot's keys (and warns that removed
 //! keys work again). Either way both ends of the tunnel agree afterwards.
 
-use anyhow::Result;
+use std::net::SocketAddrV4;
+
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
 use super::{Env, print_json};
 use crate::error::Refused;
+use crate::incus::{Incus, PROXY_DEVICE};
 use crate::keys::PublicKey;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
@@ -128,6 +131,14 @@ impl SnapshotCommand {
                     format!("{verb} snapshot {name} of {container}"),
                     Action::run(env.incus.cmd(["snapshot", verb, container, name.as_str()])),
                 ));
+                // A snapshot holds the published sshd as it was, on the
+                // member the container was on then (see `move`).
+                if restore
+                    && instance.expanded_devices.contains_key(PROXY_DEVICE)
+                    && let Some(at) = instance.ssh_endpoint()
+                {
+                    plan.push(republish_step(&env.incus, container, at));
+                }
                 // Incus restarts a running container to restore it: done
                 // when it answers again, as `restart` is.
                 if restore && instance.is_running() {
@@ -144,10 +155,12 @@ impl SnapshotCommand {
             _ => None,
         };
         if args.dry_run {
-            print!("{}", plan.describe());
+            crate::out!("{}", plan.describe());
             match keep {
-                Some((false, _)) => println!("then: re-apply the current keys"),
-                Some((true, _)) => println!("then: write the jump keys from the snapshot's keys"),
+                Some((false, _)) => crate::outln!("then: re-apply the current keys"),
+                Some((true, _)) => {
+                    crate::outln!("then: write the jump keys from the snapshot's keys")
+                }
                 None => {}
             }
             return Ok(());
@@ -159,6 +172,36 @@ impl SnapshotCommand {
         }
         Ok(())
     }
+}
+
+/// After a snapshot restore on a cluster: `name`'s sshd published at `at`
+/// again, where it is now (the device comes back as the snapshot had it).
+fn republish_step(incus: &Incus, name: &str, at: SocketAddrV4) -> Step {
+    let (incus, name) = (incus.clone(), name.to_string());
+    Step::new(
+        format!("publish {name}'s sshd at {at} again"),
+        Action::check(
+            format!(
+                "{} (or add it, should the snapshot have none)",
+                incus.proxy_listen_cmd(&name, at)
+            ),
+            move |_| {
+                let restored = incus
+                    .instance(&name)?
+                    .with_context(|| format!("{name} is gone"))?;
+                let cmd = if restored.expanded_devices.contains_key(PROXY_DEVICE) {
+                    incus.proxy_listen_cmd(&name, at)
+                } else {
+                    let ip = restored
+                        .pinned_ipv4()
+                        .with_context(|| format!("{name} has no pinned address"))?;
+                    incus.proxy_add_cmd(&name, at, ip)
+                };
+                crate::exec::run(&cmd)?;
+                Ok(())
+            },
+        ),
+    )
 }
 
 /// After a restore: warns about keys the snapshot brings back, then makes
@@ -234,7 +277,7 @@ fn list(env: &Env, args: &ListArgs) -> Result<()> {
         print_json(&rows.into());
     } else {
         for s in snaps {
-            println!("{}  {}", s.name, s.created_at);
+            crate::outln!("{}  {}", s.name, s.created_at);
         }
     }
     Ok(())

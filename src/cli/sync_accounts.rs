@@ -126,9 +126,9 @@ impl SyncAccountsArgs {
             }
         }
         if self.dry_run {
-            print!("{}", host.describe());
+            crate::out!("{}", host.describe());
             for (_, plan) in &users {
-                print!("{}", plan.describe());
+                crate::out!("{}", plan.describe());
             }
             return Ok(());
         }
@@ -151,7 +151,7 @@ impl SyncAccountsArgs {
                 &serde_json::json!({"checked": checked, "changes": changes, "failed": failed}),
             );
         } else {
-            println!("{checked} users checked, {changes} changes made");
+            crate::outln!("{checked} users checked, {changes} changes made");
         }
         if !failed.is_empty() {
             anyhow::bail!("could not sync {}; see above", failed.join(", "));

@@ -143,6 +143,58 @@ fn nothing_piped_carries_an_escape_and_a_terminal_only_without_no_color_or_dumb(
 }
 
 /// One JSON document on stdout, and nothing but it.
+/// Runs the binary with its stdout on a pipe nobody reads: the reader left
+/// before the first byte, as `| head -0` does, so every write fails.
+fn reader_gone(s: &Sandbox, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = command(s, args, &[]);
+    cmd.stdout(writer).stderr(Stdio::piped());
+    let out = cmd.output().unwrap();
+    drop(cmd);
+    out
+}
+
+#[test]
+fn a_reader_that_leaves_early_ends_no_verb_half_way() {
+    let s = Sandbox::with_hosts(204, 2);
+    let key = s.path("alice.pub");
+    let key = key.to_str().unwrap();
+    let create = ["create", USER, "--ssh-key", key, "--image", "local:dev"];
+    let out = reader_gone(&s, &create);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // The work was all done: the container is there, ready.
+    let list = s.run(&["list", "--json"]);
+    assert!(
+        stdout(&list).contains("\"state\": \"running\""),
+        "{}",
+        stdout(&list)
+    );
+    for args in [
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["info", USER],
+        vec!["keys", "list", USER],
+        vec![
+            "create",
+            "bob",
+            "--ssh-key",
+            key,
+            "--image",
+            "local:dev",
+            "--dry-run",
+        ],
+    ] {
+        // The control: each prints on stdout when someone reads it.
+        let read = s.run(&args);
+        assert!(!read.stdout.is_empty(), "{args:?} printed nothing");
+        let out = reader_gone(&s, &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), stderr(&read), "{args:?}");
+    }
+}
+
 fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\nstderr: {}", stdout(out), stderr(out)))

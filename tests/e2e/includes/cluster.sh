@@ -213,7 +213,7 @@ cluster_member_pid() {
 
 cluster__all_online() {
 	cluster_incus 1 query "/1.0/cluster/members?recursion=1" 2>/dev/null |
-		jq -e --argjson n "${#CLUSTER_MEMBERS[@]}" 'length == $n and all(.[]; .status == "Online")' >/dev/null
+		e2e_jq --argjson n "${#CLUSTER_MEMBERS[@]}" 'length == $n and all(.[]; .status == "Online")' >/dev/null
 }
 
 # cluster__start_incusd N: incusd of member N inside its namespaces, in the

@@ -138,6 +138,17 @@ e2e_now_ms() {
 # incus, confined to the test project.
 e2e_incus() { incus --project "$E2E_PROJECT" "$@"; }
 
+# e2e_jq JQ-ARGS...: `jq -e JQ-ARGS` on standard input, which must hold JSON.
+# jq 1.6's -e exits 0 on empty input, so a check of what a failed command
+# printed (nothing) would pass. Exported: checks run `bash -c` pipelines.
+e2e_jq() {
+	local json
+	json=$(cat)
+	[ -n "${json//[[:space:]]/}" ] || { echo "e2e_jq: no JSON on standard input" >&2; return 1; }
+	jq -e "$@" <<<"$json"
+}
+export -f e2e_jq
+
 e2e__init_state() {
 	mkdir -p "$E2E_STATE_DIR" "$E2E_LOG_DIR" && chmod 0700 "$E2E_STATE_DIR"
 }
@@ -359,7 +370,7 @@ e2e_delete_incus_objects() {
 	# Made by `containarium host init` on our bridge; e2e_setup_incus refuses
 	# to run where one existed before (a real bastion's).
 	if e2e__exists network acl show "$E2E_ACL" &&
-		incus query "/1.0/network-acls/$E2E_ACL" | jq -e '.used_by | length == 0' >/dev/null; then
+		incus query "/1.0/network-acls/$E2E_ACL" | e2e_jq '.used_by | length == 0' >/dev/null; then
 		incus network acl delete "$E2E_ACL" >/dev/null || rc=1
 	fi
 	for pool in "$E2E_POOL" "$E2E_POOL_TINY"; do
@@ -385,7 +396,7 @@ e2e_setup_incus() {
 	e2e__check_names || return 1
 	if e2e__exists network acl show "$E2E_ACL" &&
 		incus query "/1.0/network-acls/$E2E_ACL" |
-		jq -e --arg b "$E2E_BRIDGE" --arg b2 "$E2E_BRIDGE2" \
+		e2e_jq --arg b "$E2E_BRIDGE" --arg b2 "$E2E_BRIDGE2" \
 			'.used_by | map(select(. != "/1.0/networks/\($b)" and . != "/1.0/networks/\($b2)")) | length > 0' >/dev/null; then
 		e2e_die "network ACL $E2E_ACL guards networks that are not this suite's (a real bastion?); not touching it"
 		return 1

@@ -204,7 +204,7 @@ e2e_light_baseline() {
 	if e2e_incus launch "$E2E_IMAGE" "$name" -c cloud-init.user-data="$user_data" "$@" \
 		-d "eth0,ipv4.address=$ip" "${E2E_NIC_ARGS[@]}" >/dev/null && t1=$(e2e_now_ms) &&
 		e2e_exec_retry "$name" "${E2E_WAIT_ARGV[@]}" &&
-		e2e_incus file pull "$name$E2E_STATUS_FILE" - | jq -e --argjson since "$since" \
+		e2e_incus file pull "$name$E2E_STATUS_FILE" - | e2e_jq --argjson since "$since" \
 			'[.v1[] | objects | select((.start // 0) >= $since)] | length > 0 and all(.errors | length == 0)' >/dev/null; then
 		t2=$(e2e_now_ms)
 		e2e__first_ssh "$priv" "$user@$ip" "${opts[@]}" || ok=0

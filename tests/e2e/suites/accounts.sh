@@ -64,7 +64,7 @@ test_accounts() {
 		fail "10 parallel creates: only $ok succeeded"
 		tail -n 5 "$work"/p*.out
 	fi
-	check "the 10 addresses are unique" bash -c "'$BIN' --project $E2E_PROJECT list --json | jq -e '[.[] | select(.user | startswith(\"e2e-p\")) | .ipv4] | (length == 10) and (unique | length == 10)'"
+	check "the 10 addresses are unique" bash -c "'$BIN' --project $E2E_PROJECT list --json | e2e_jq '[.[] | select(.user | startswith(\"e2e-p\")) | .ipv4] | (length == 10) and (unique | length == 10)'"
 	check "pwck -r finds nothing new" bash -c "diff <(printf '%s\n' \"\$1\") <(pwck -r 2>&1 || true)" _ "$pwck_before"
 	check "one of them is reachable through its jump account" jump e2e-p07 "$(ip_of e2e-p07)" true
 	for i in $(seq -w 1 10); do ctm delete "e2e-p$i" --force >/dev/null 2>&1 || fail "delete e2e-p$i"; done

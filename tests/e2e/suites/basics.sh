@@ -58,8 +58,8 @@ test_basics() {
 
 	# --- list, info, export ---------------------------------------------------------
 	check "list shows both, with their addresses" bash -c "'$BIN' --project $E2E_PROJECT list | grep -q '^e2e-alice-container  *e2e-alice  *running  *$alice_ip ' && '$BIN' --project $E2E_PROJECT list | grep -q '^e2e-bob-container .*$bob_ip '"
-	check "list --json is JSON with autostart" bash -c "'$BIN' --project $E2E_PROJECT list --json | jq -e '.[] | select(.user == \"e2e-alice\") | .autostart == true and .disk == \"3GiB\"'"
-	check "info shows quota, usage and key" bash -c "'$BIN' --project $E2E_PROJECT info e2e-alice --json | jq -e '.disk_quota == \"3GiB\" and .memory_used > 0 and .jump_account == \"present\" and (.keys | length) == 1 and .uptime_seconds >= 0'"
+	check "list --json is JSON with autostart" bash -c "'$BIN' --project $E2E_PROJECT list --json | e2e_jq '.[] | select(.user == \"e2e-alice\") | .autostart == true and .disk == \"3GiB\"'"
+	check "info shows quota, usage and key" bash -c "'$BIN' --project $E2E_PROJECT info e2e-alice --json | e2e_jq '.disk_quota == \"3GiB\" and .memory_used > 0 and .jump_account == \"present\" and (.keys | length) == 1 and .uptime_seconds >= 0'"
 	export_file=$work/exported.conf
 	check "export alice" ctm export e2e-alice --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/e2e-alice" --output "$export_file"
 	check "export bob to the same file" ctm export e2e-bob --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/e2e-bob" --output "$export_file"

@@ -95,7 +95,7 @@ cu__cleanup() {
 	local b u
 	cu__lb_stop
 	cluster_member_start 3 >/dev/null 2>&1 || true
-	for u in e2e-cla e2e-clb e2e-clc; do
+	for u in e2e-cla e2e-clb e2e-clc e2e-clr1 e2e-clr2; do
 		for b in 1 2; do cu__ctm "$b" delete "$u" --force >/dev/null 2>&1 || true; done
 	done
 }
@@ -104,7 +104,7 @@ test_cluster_users() {
 	local w=$CLUSTER_WORK p1=$CLUSTER_BASTION_PORT_1 p2=$CLUSTER_BASTION_PORT_2 b u to_a to_b to_c lb
 	e2e_on_cleanup cu__cleanup
 	mkdir -p "$w/keys"
-	for u in e2e-cla e2e-clb e2e-clc; do
+	for u in e2e-cla e2e-clb e2e-clc e2e-clr1 e2e-clr2; do
 		rm -f "$w/keys/$u" "$w/keys/$u.pub"
 		e2e_client "$u" "$w"
 	done
@@ -196,6 +196,7 @@ EOF
 	cu__lb_stop
 
 	# --- move -------------------------------------------------------------------------
+	check "snapshot e2e-cla on ctmcl2, before the move" cu__ctm 1 snapshot create e2e-cla before-move
 	cluster_timed check "move e2e-cla to ctmcl1 through bastion 1" cu__ctm 1 move e2e-cla --target ctmcl1
 	check "  list shows it on ctmcl1" located 1 e2e-cla ctmcl1
 	check "  its endpoint is ctmcl1's address, same port" \
@@ -208,6 +209,38 @@ EOF
 	check "move to the member it is on changes nothing" move_again
 	refused "move to a member that does not exist is refused in one line" "no cluster member" \
 		cu__ctm 1 move e2e-cla --target ctmcl9
+	# The snapshot holds the sshd published on ctmcl2, where it was taken.
+	cluster_timed check "restore the snapshot from before the move" cu__ctm 1 snapshot restore e2e-cla before-move
+	check "  e2e-cla is still on ctmcl1, its endpoint ctmcl1's" \
+		test "$(cu__ctm 1 list --json | jq -r '.[] | select(.user == "e2e-cla") | .location')/$(cu__endpoint 1 e2e-cla)" = \
+		"ctmcl1/$CLUSTER_ADDR_1:${to_a##*:}"
+	check "  e2e-cla reaches it through bastion 1" cu__reaches "$p1" e2e-cla
+
+	# --- two bastions choose at the same moment -------------------------------------
+	# Each bastion chooses an address under its own lock, so these two both choose
+	# the lowest free one; whoever finds the other on it moves (create's claim step).
+	local pa pb rc_a=0 rc_b=0 ip_r1 ip_r2
+	cu__ctm 1 create e2e-clr1 --ssh-key "$w/keys/e2e-clr1.pub" --no-docker --target ctmcl1 >"$w/clr1.out" 2>&1 &
+	pa=$!
+	cu__ctm 2 create e2e-clr2 --ssh-key "$w/keys/e2e-clr2.pub" --no-docker --target ctmcl3 >"$w/clr2.out" 2>&1 &
+	pb=$!
+	wait "$pa" || rc_a=$?
+	wait "$pb" || rc_b=$?
+	check "create e2e-clr1 through bastion 1 and e2e-clr2 through bastion 2 at once: both succeed" \
+		test "$rc_a/$rc_b" = 0/0
+	e2e_log "gave way: $(grep -h 'at the same moment' "$w/clr1.out" "$w/clr2.out" | paste -sd';' || echo none)"
+	ip_r1=$(cu__ctm 1 info e2e-clr1 --json | jq -r .ipv4)
+	ip_r2=$(cu__ctm 1 info e2e-clr2 --json | jq -r .ipv4)
+	check "  they have different addresses ($ip_r1, $ip_r2)" test "$ip_r1" != "$ip_r2"
+	unique_addresses() {
+		[ -z "$(cu__ctm 1 list --json | jq -r '.[].ipv4' | sort | uniq -d)" ]
+	}
+	check "  no two containers share an address" unique_addresses
+	check "  e2e-clr1 reaches its container through bastion 1" cu__reaches "$p1" e2e-clr1
+	check "  e2e-clr2 reaches its container through bastion 2" cu__reaches "$p2" e2e-clr2
+	for u in e2e-clr1 e2e-clr2; do
+		for b in 1 2; do cu__ctm "$b" delete "$u" --force >/dev/null 2>&1 || true; done
+	done
 
 	# --- a member down ------------------------------------------------------------------
 	check "stop ctmcl3's incusd (e2e-clb's member)" cluster_member_stop 3

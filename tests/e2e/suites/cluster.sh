@@ -14,7 +14,7 @@ test_cluster() {
 	# --- the cluster -------------------------------------------------------------
 	members_online() {
 		cluster_incus 1 query "/1.0/cluster/members?recursion=1" |
-			jq -e 'map(select(.status == "Online") | .server_name) | sort == ["ctmcl1", "ctmcl2", "ctmcl3"]'
+			e2e_jq 'map(select(.status == "Online") | .server_name) | sort == ["ctmcl1", "ctmcl2", "ctmcl3"]'
 	}
 	cluster_timed check "ctmcl1, ctmcl2 and ctmcl3 are ONLINE" members_online
 	each_member_is_itself() {

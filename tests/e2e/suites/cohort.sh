@@ -116,7 +116,7 @@ test_cohort() {
 	check "reap stops the expired container" test "$(cohort__status e2e-h4)" = Stopped
 	check "  and says why" grep -q "^stopped e2e-h4-container: expired at " <<<"$out"
 	check "  the expired container is kept during its grace period" bash -c \
-		"'$BIN' --project $E2E_PROJECT reap --delete-after 1h --json | jq -e '.[] | select(.user == \"e2e-h4\") | .action == \"keep\"'"
+		"'$BIN' --project $E2E_PROJECT reap --delete-after 1h --json | e2e_jq '.[] | select(.user == \"e2e-h4\") | .action == \"keep\"'"
 	local end
 	end=$(date -d "$(e2e_incus config get e2e-h4-container user.containarium.expires)" +%s) || end=0
 	while [ "$(date +%s)" -lt $((end + 41)) ]; do sleep 1; done

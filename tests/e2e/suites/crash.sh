@@ -134,7 +134,7 @@ crash__all_running() {
 	local list
 	list=$(ctm list --json)
 	for u in "$@"; do
-		jq -e --arg u "$u" '.[] | select(.user == $u and .state == "running")' <<<"$list" >/dev/null ||
+		e2e_jq --arg u "$u" '.[] | select(.user == $u and .state == "running")' <<<"$list" >/dev/null ||
 			{ echo "$u is not running"; return 1; }
 	done
 	[ "$(jq -r '.[].ipv4' <<<"$list" | sort | uniq -d)" = "" ] || { echo "addresses shared"; return 1; }

@@ -61,12 +61,12 @@ doctor__passes() {
 	doctor__run || rc=$?
 	for name in "${E2E_DOCTOR_CHECKS[@]}"; do
 		[ -n "$name" ] || continue
-		jq -e --arg n "$name" '[.checks[] | select(.name == $n and .status != "fail")] | length == 1' \
-			"$E2E_WORK/doctor.json" >/dev/null || { echo "check $name missing or failed"; return 1; }
+		e2e_jq --arg n "$name" '[.checks[] | select(.name == $n and .status != "fail")] | length == 1' \
+			<"$E2E_WORK/doctor.json" >/dev/null || { echo "check $name missing or failed"; return 1; }
 	done
-	jq -e --argjson ignore "$E2E_DOCTOR_IGNORE" \
+	e2e_jq --argjson ignore "$E2E_DOCTOR_IGNORE" \
 		'[.checks[] | select(.status == "fail") | .name] - $ignore | length == 0' \
-		"$E2E_WORK/doctor.json" >/dev/null || return 1
+		<"$E2E_WORK/doctor.json" >/dev/null || return 1
 	[ "$E2E_DOCTOR_IGNORE" != '[]' ] || [ "$rc" -eq 0 ] || { echo "doctor exited $rc"; return 1; }
 }
 
@@ -80,9 +80,9 @@ doctor__fails() {
 	fi
 	grep -F "FAIL $name: " "$E2E_WORK/doctor.txt" | grep -qF "fix: " || { echo "no FAIL line for $name"; return 1; }
 	grep -F "FAIL $name: " "$E2E_WORK/doctor.txt" | grep -qF -- "$fix" || { echo "no fix $fix"; return 1; }
-	jq -e --arg n "$name" --arg f "$fix" \
+	e2e_jq --arg n "$name" --arg f "$fix" \
 		'.ok == false and ([.checks[] | select(.name == $n and .status == "fail" and (.fix | contains($f)))] | length == 1)' \
-		"$E2E_WORK/doctor.json" >/dev/null
+		<"$E2E_WORK/doctor.json" >/dev/null
 }
 
 # doctor__fix NAME: runs the fix doctor printed for NAME.
@@ -158,7 +158,7 @@ test_doctor() {
 	check "a removed drop-in fails sshd-dropin with host init" \
 		doctor__fails sshd-dropin "containarium host init"
 	check "and sshd -T shows the policy gone" \
-		jq -e '.checks[] | select(.name == "sshd-policy" and .status == "fail")' "$work/doctor.json"
+		e2e_jq '.checks[] | select(.name == "sshd-policy" and .status == "fail")' <"$work/doctor.json"
 	check "the printed fix works" doctor__fix sshd-dropin
 	rm -f "$work/dropin.aside"
 	check "the bastion sshd takes the drop-in again" e2e_reload_bastion_sshd

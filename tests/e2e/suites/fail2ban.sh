@@ -21,7 +21,7 @@ fail2ban__cleanup() {
 
 # fail2ban__banned IP: `security status --json` lists IP as banned.
 fail2ban__banned() {
-	ctm security status --json | jq -e --arg ip "$1" 'any(.banned[]; .address == $ip and .start != "" and .end != "")'
+	ctm security status --json | e2e_jq --arg ip "$1" 'any(.banned[]; .address == $ip and .start != "" and .end != "")'
 }
 
 # fail2ban__wait_banned IP: within 20 s (the polling backend reads each second).
@@ -117,10 +117,10 @@ test_fail2ban() {
 	check "fail2ban counted the 3 failures" \
 		bash -c "[ \$('$BIN' --project $E2E_PROJECT security status --json | jq .total_failed) -ge $((before + 3)) ]"
 	check "security status names e2e-f2b among the failing accounts" \
-		bash -c "'$BIN' --project $E2E_PROJECT security status --json | jq -e 'any(.failures[]; .account == \"e2e-f2b\" and .failures >= 3)'"
+		bash -c "'$BIN' --project $E2E_PROJECT security status --json | e2e_jq 'any(.failures[]; .account == \"e2e-f2b\" and .failures >= 3)'"
 	out=$(ctm security unban 127.0.0.1)
 	check "security unban 127.0.0.1 lifts the ban" \
-		bash -c "[ '$out' = 'unbanned 127.0.0.1' ] && ! '$BIN' --project $E2E_PROJECT security status --json | jq -e 'any(.banned[]; .address == \"127.0.0.1\")'"
+		bash -c "[ '$out' = 'unbanned 127.0.0.1' ] && ! '$BIN' --project $E2E_PROJECT security status --json | e2e_jq 'any(.banned[]; .address == \"127.0.0.1\")'"
 	one_line_error "a second unban is a one-line error" "127.0.0.1 is not banned" ctm security unban 127.0.0.1
 	check "... with exit code 2" bash -c "'$BIN' --project $E2E_PROJECT security unban 127.0.0.1 2>/dev/null; [ \$? -eq 2 ]"
 	one_line_error "unban of something that is not an address is a one-line error" "is not an IP address" \

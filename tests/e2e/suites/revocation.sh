@@ -129,7 +129,7 @@ test_revocation() {
 	refused "key A no longer opens the jump account" "Permission denied" \
 		ssh -F "$work/ssh-e2e-rk.conf" -p "$port" -W "$ip:22" "e2e-rk@$bastion"
 	check "key B still opens ssh -J into the container" hostname_is e2e-rk-container key_b_jump
-	check "keys list shows key B only" bash -c "'$BIN' --project $E2E_PROJECT keys list e2e-rk --json | jq -e 'length == 1 and .[0].comment == \"e2e-rk-b@laptop\"'"
+	check "keys list shows key B only" bash -c "'$BIN' --project $E2E_PROJECT keys list e2e-rk --json | e2e_jq 'length == 1 and .[0].comment == \"e2e-rk-b@laptop\"'"
 	revocation__stop_clients
 
 	check "delete e2e-rk" ctm delete e2e-rk --force

@@ -52,7 +52,7 @@ test_tenant_data() {
 	check "nothing was written under /etc in the container" bash -c "! incus --project $E2E_PROJECT exec $t-container -- test -e /etc/.ssh"
 	check "the metadata still holds one key" bash -c "[ \"\$('$BIN' --project $E2E_PROJECT keys list $t | wc -l)\" = 1 ]"
 	check "the jump key file is unchanged" bash -c "[ \"\$(sha256sum /etc/containarium/keys/$t)\" = '$jump_sum' ]"
-	check "info still works, with the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t --json | jq -e '.ipv4 == \"$t_ip\"'"
+	check "info still works, with the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t --json | e2e_jq '.ipv4 == \"$t_ip\"'"
 	# The control: the real home again, and the same keys add works.
 	check "the tenant's home is /home/$t again" set_home "/home/$t"
 	check "keys add with a normal home works" ctm keys add "$t" "$work/keys/$t-2.pub"
@@ -107,7 +107,7 @@ test_tenant_data() {
 	# --- the address the guest reports -------------------------------------------------
 	# As root in the container: eth0 claims another address on the bridge.
 	check "the tenant moves eth0 to 10.197.83.250" in_container "$t" sh -c 'ip addr flush dev eth0 && ip addr add 10.197.83.250/24 dev eth0'
-	reports() { e2e_incus list "$t-container" --format json | jq -e '.[0].state.network.eth0.addresses[] | select(.family == "inet") | .address == "10.197.83.250"' >/dev/null; }
+	reports() { e2e_incus list "$t-container" --format json | e2e_jq '.[0].state.network.eth0.addresses[] | select(.family == "inet") | .address == "10.197.83.250"' >/dev/null; }
 	check "Incus now reports 10.197.83.250" reports
 	check "list shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT list | grep -q '^$t-container .* $t_ip ' && ! '$BIN' --project $E2E_PROJECT list | grep -q 10.197.83.250"
 	check "info shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t | grep -qx 'ipv4: *$t_ip'"

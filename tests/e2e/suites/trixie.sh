@@ -81,7 +81,7 @@ test_trixie() {
 	doctor_passes_the_container() {
 		local report
 		report=$(ctm host doctor --json) || [ -n "$report" ] || return 1
-		jq -e '[.checks[] | select(.name | IN("privilege", "quotas", "nic-isolation", "jump-accounts", "key-files")) | .status] |
+		e2e_jq '[.checks[] | select(.name | IN("privilege", "quotas", "nic-isolation", "jump-accounts", "key-files")) | .status] |
 			length == 5 and all(. == "ok")' <<<"$report"
 	}
 	check "host doctor finds nothing wrong with the Debian 13 container" doctor_passes_the_container
