@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016 # jq programs for e2e_jq, single-quoted
 # cluster.sh: an Incus cluster of three members on this one machine, and SSH
 # bastions beside it, for the cluster suites (scripts/e2e-cluster.sh).
 # Modelled on lxc/incus test/includes/clustering.sh. Sourced after env.sh

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016 # jq programs for e2e_jq, single-quoted
 # env.sh: the host environment of containarium's end-to-end tests: packages,
 # incusd, the pool, bridge and project, the image, the bastion sshd, and the
 # cleanup of all of it. Sourced by scripts/e2e.sh, scripts/bench.sh and

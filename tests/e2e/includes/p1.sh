@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016 # jq programs for e2e_jq, single-quoted
 # p1.sh: P1, containarium create-to-SSH-ready against two bare Incus paths in
 # the same run: the manual one (launch + `cloud-init status --wait` + first
 # ssh, what an admin does by hand) and the overhead one (launch with the

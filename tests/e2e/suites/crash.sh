@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016 # jq programs for e2e_jq, single-quoted
 # shellcheck disable=SC2317 # helpers defined inside a test are called through check
 # crash: a bastion preempted mid-operation. containarium is killed with
 # SIGKILL at each step of create, delete, restore and keys add (timed on the

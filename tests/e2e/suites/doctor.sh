@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016 # jq programs for e2e_jq, single-quoted
 # shellcheck disable=SC2317 # helpers defined inside a test are called through check
 # doctor: `host doctor` on the real bastion. It passes on a healthy host;
 # then each fault, injected behind the tool's back and undone before the

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2016 # jq programs for e2e_jq, single-quoted
 # shellcheck disable=SC2317 # helpers defined inside a test are called through check
 # quickstart: the README's first command, scripts/quickstart.sh, for real on
 # this (used) machine, with names of its own: pool ctme2e-qs, bridge
