@@ -382,7 +382,6 @@ const CLAIM_ATTEMPTS: u32 = 8;
 /// sees the second; two that see each other both move, and part.
 fn claim_step(incus: &Incus, container: &str, net: &TenantNet) -> Step {
     let (incus, name, net) = (incus.clone(), container.to_string(), net.clone());
-    let here = incus.project().unwrap_or("default").to_string();
     Step::new(
         format!("make sure no other instance took {container}'s address"),
         Action::check(
@@ -392,10 +391,21 @@ fn claim_step(incus: &Incus, container: &str, net: &TenantNet) -> Step {
                 Incus::default().cmd(["list", "--all-projects", "--format", "json"])
             ),
             move |facts| {
+                // Ours is known by its UUID: the project `incus` works in
+                // need not be one we were told.
+                let me = incus
+                    .instance(&name)?
+                    .with_context(|| format!("{name} is gone"))?;
+                let uuid = me.config_value("volatile.uuid").map(str::to_string);
+                let here = incus.project().unwrap_or("default");
+                let is_me = |i: &crate::incus::Instance| match &uuid {
+                    Some(uuid) => i.config_value("volatile.uuid") == Some(uuid.as_str()),
+                    None => i.name == name && i.project == here,
+                };
                 for attempt in 0..CLAIM_ATTEMPTS {
                     let ip = facts.ipv4.context("no address chosen for the container")?;
                     let mut others = network::all_instances(&incus)?;
-                    others.retain(|i| !(i.name == name && i.project == here));
+                    others.retain(|i| !is_me(i));
                     let mut taken = network::taken(&net, &others);
                     if !taken.contains(&ip) {
                         return Ok(());

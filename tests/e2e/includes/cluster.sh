@@ -96,12 +96,7 @@ CLUSTER__FOREIGN_MOUNTS='^/(var/lib/incus|var/lib/incus-lxcfs|var/lib/lxcfs|run/
 # process exits or cluster_lab_down ends. Long-lived children do not inherit it.
 cluster_lock() { e2e_flock CLUSTER_LOCK_FD "$CLUSTER_LOCK_FILE" "$CLUSTER_LOCK_WAIT" "another cluster lab"; }
 
-cluster__unlock() {
-	[ -n "${CLUSTER_LOCK_FD:-}" ] || return 0
-	: >"$CLUSTER_LOCK_FILE"
-	exec {CLUSTER_LOCK_FD}>&-
-	CLUSTER_LOCK_FD=
-}
+cluster__unlock() { e2e_funlock CLUSTER_LOCK_FD "$CLUSTER_LOCK_FILE"; }
 
 # cluster__spawn LOG CMD...: CMD in the background, in a session of its own,
 # without our lock files open (a long-lived child holding one would block the

@@ -209,12 +209,16 @@ e2e_flock() {
 	echo "$$" >"$file"
 }
 
-e2e__unlock() {
-	[ -n "${E2E_LOCK_FD:-}" ] || return 0
-	: >"$E2E_LOCK_FILE"
-	exec {E2E_LOCK_FD}>&-
-	E2E_LOCK_FD=
+# e2e_funlock VAR FILE: lets go of e2e_flock's lock (nothing when VAR is empty).
+e2e_funlock() {
+	local var=$1 file=$2 fd
+	fd=${!var:-}
+	[ -n "$fd" ] || return 0
+	: >"$file"
+	exec {fd}>&-
+	printf -v "$var" '%s' ''
 }
+e2e__unlock() { e2e_funlock E2E_LOCK_FD "$E2E_LOCK_FILE"; }
 
 # ---------------------------------------------------------------------------
 # e2e_install_deps: install the host packages the suite needs: what
