@@ -5,8 +5,16 @@
 #
 #   bastion-startup.sh                  the boot sequence below
 #   bastion-startup.sh publish-tokens   step 7 only (containarium-join-tokens.timer, every minute)
+#   bastion-startup.sh lb-hold          step 0 only (containarium-lb-hold.service, at every boot)
 #
 # What it does, each step only when needed, so a second boot changes nothing:
+#   0. (lb-hold, before the network and sshd are up) with a load balancer
+#      (LB_ADDRESS): hold this bastion out of it. The balancer passes packets
+#      through with the destination unchanged, its address, which the guest
+#      agent makes local; its TCP health check on port 22 goes there too. An
+#      nftables table of our own (inet containarium_lb) answers a connection to
+#      LB_ADDRESS:22 with a TCP reset, so the health check fails and no user is
+#      sent here, while the bastion's own addresses still reach sshd (admins);
 #   1. wait for the data disk (stable /dev/disk/by-id/google-* name on GCE);
 #   2. ZFS pool on that disk: already imported -> nothing; the disk holds our
 #      pool -> import it; the disk is blank -> create the pool (compression=lz4);
@@ -33,6 +41,8 @@
 #      shredded right after `containarium host sign`;
 #   6. `containarium host init --harden` and `containarium sync-accounts`, both
 #      idempotent: the jump accounts come back after the boot disk was recreated;
+#      only once both succeeded is the hold of step 0 released (the table
+#      deleted): the balancer sends users here once every jump account is here;
 #   7. publish-tokens (on the database leader only): a join token for every
 #      expected member (instance metadata containarium-members) that is not in
 #      the cluster, refreshed before it expires, written to the join state
@@ -80,6 +90,8 @@
 #   RUNTIME_DIR             tmpfs for the private work directory (default /run)
 #   STATE_DIR               what the token publisher last wrote (default /var/lib/containarium-startup)
 #   METADATA_URL, SECRETS_URL   the GCE metadata server and the Secret Manager API
+#   LB_ADDRESS              the SSH load balancer's address (IPv4); empty (the default):
+#                           no balancer, nothing is held or released
 #   CONTAINARIUM            containarium binary (default: containarium on PATH)
 set -Eeuo pipefail
 
@@ -111,7 +123,11 @@ RUNTIME_DIR=${RUNTIME_DIR:-/run}
 STATE_DIR=${STATE_DIR:-/var/lib/containarium-startup}
 METADATA_URL=${METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
 SECRETS_URL=${SECRETS_URL:-https://secretmanager.googleapis.com/v1}
+LB_ADDRESS=${LB_ADDRESS:-}
 CONTAINARIUM=${CONTAINARIUM:-containarium}
+
+# The nftables table holding this bastion out of the load balancer (step 0).
+readonly LB_TABLE=containarium_lb
 
 # Private work directory for tokens, the CA key and API responses (mktemp -d is 0700).
 WORK=""
@@ -610,6 +626,41 @@ ensure_timer() {
     run systemctl enable --now "$1"
 }
 
+# Step 0: the ruleset of the hold. `nft -f` applies a file as one transaction;
+# declaring then flushing the table first makes a second hold replace the first.
+lb_hold_ruleset() {
+    cat <<EOF_NFT
+table inet ${LB_TABLE}
+flush table inet ${LB_TABLE}
+table inet ${LB_TABLE} {
+    chain input {
+        type filter hook input priority -10; policy accept;
+        ip daddr ${LB_ADDRESS} tcp dport 22 reject with tcp reset
+    }
+}
+EOF_NFT
+}
+
+lb_hold() {
+    if [ -z "$LB_ADDRESS" ]; then
+        log info "no load balancer (LB_ADDRESS is empty): nothing to hold"
+        return 0
+    fi
+    [[ $LB_ADDRESS =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ ]] ||
+        refuse "LB_ADDRESS '$LB_ADDRESS' is not an IPv4 address (/etc/default/containarium-startup)"
+    lb_hold_ruleset | run nft -f -
+    log info "holding this bastion out of the load balancer: $LB_ADDRESS:22 is refused until containarium-startup finds it ready"
+}
+
+# The end of step 6: ready (a member, host init done, the jump accounts synced).
+lb_release() {
+    if [ -z "$LB_ADDRESS" ] || ! nft list table inet "$LB_TABLE" >/dev/null 2>&1; then
+        return 0
+    fi
+    run nft delete table inet "$LB_TABLE"
+    log info "ready: released the load balancer hold ($LB_ADDRESS:22 reaches sshd)"
+}
+
 main() {
     log info "starting (data disk $DATA_DISK, pool $ZPOOL_NAME, member $CLUSTER_MEMBER_NAME)"
     command -v "$CONTAINARIUM" >/dev/null 2>&1 || die "containarium binary not found ($CONTAINARIUM)"
@@ -628,6 +679,8 @@ main() {
         run systemctl try-reload-or-restart ssh.service
     fi
     run "$CONTAINARIUM" sync-accounts
+    # only here: every failure above exits, and the hold stays
+    lb_release
     ensure_timer containarium-sync-accounts.timer
     ensure_timer containarium-join-tokens.timer
     # Each member reaps the containers it runs, judged from its own kernel's
@@ -640,8 +693,9 @@ WORK=$(mktemp -d -- "$RUNTIME_DIR/containarium-startup.XXXXXX")
 case "${1:-}" in
     "") main ;;
     publish-tokens) publish_tokens ;;
+    lb-hold) lb_hold ;;
     *)
-        echo "usage: $0 [publish-tokens]" >&2
+        echo "usage: $0 [publish-tokens|lb-hold]" >&2
         exit 2
         ;;
 esac

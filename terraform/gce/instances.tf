@@ -106,6 +106,7 @@ resource "google_compute_instance" "bastion" {
       bootstrap_member   = local.bootstrap_member
       join_secret        = google_secret_manager_secret.cluster_join.id
       host_ca_key_secret = google_secret_manager_secret.host_ca_key.id
+      lb_address         = join("", local.lb_addresses) # empty without the balancer (lb.tf)
     })
     # Read by the startup script at every boot, so changing them needs no new
     # boot disk: the members the join tokens are issued for, the trusted host

@@ -6,6 +6,18 @@
 # TCP connection, which the balancer keeps on one backend for its life. So any
 # bastion will do for every new connection, and a class behind one NAT address
 # is spread over all of them instead of landing on one.
+#
+# Health: the check is a plain TCP connect to port 22, and GCE sends its
+# probes, like users' packets, to each bastion with the destination unchanged:
+# the balancer's address, which the guest agent makes a local address of the
+# VM. So a bastion decides itself whether it passes. Until it is ready (a
+# cluster member, `host init` done, a first `sync-accounts` succeeded) it
+# answers LB_ADDRESS:22 with a TCP reset (containarium-lb-hold.service, at
+# every boot before the network and sshd; the startup script releases it):
+# the check fails, no user is sent there, and admins still reach it on its own
+# addresses. Three failed probes (30 s) take a bastion out, two good ones
+# (20 s) put it back; with every bastion unhealthy GCE spreads connections
+# over all of them.
 resource "google_compute_address" "lb" {
   count = var.enable_load_balancer ? 1 : 0
 

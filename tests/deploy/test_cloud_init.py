@@ -28,6 +28,7 @@ TEST_VALUES = {
     "bootstrap_member": "containarium-bastion-0",
     "join_secret": "projects/my-gcp-project/secrets/containarium-cluster-join",
     "host_ca_key_secret": "projects/my-gcp-project/secrets/containarium-host-ca-key",
+    "lb_address": "203.0.113.80",
 }
 
 INTERP = re.compile(r"(?<!\$)\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
@@ -223,8 +224,36 @@ def test_startup_unit_runs_at_every_boot(files):
                  "CLUSTER_ADDRESS=10.20.0.11",
                  "CLUSTER_BOOTSTRAP=containarium-bastion-0",
                  "CLUSTER_JOIN_SECRET=projects/my-gcp-project/secrets/containarium-cluster-join",
-                 "HOST_CA_KEY_SECRET=projects/my-gcp-project/secrets/containarium-host-ca-key"):
+                 "HOST_CA_KEY_SECRET=projects/my-gcp-project/secrets/containarium-host-ca-key",
+                "LB_ADDRESS=203.0.113.80"):
         assert line in env, line
+
+
+def test_the_lb_hold_runs_at_every_boot_before_the_network_and_sshd(files):
+    """Held from before the guest agent makes the balancer's address local and
+    before sshd listens; released by the startup script (test_startup_script.py)."""
+    unit = files["/etc/systemd/system/containarium-lb-hold.service"].splitlines()
+    for line in ("DefaultDependencies=no", "Wants=network-pre.target",
+                 "Before=network-pre.target ssh.socket ssh.service google-guest-agent.service "
+                 "containarium-startup.service",
+                 "After=local-fs.target nftables.service",
+                 "Type=oneshot", "RemainAfterExit=yes",
+                 "EnvironmentFile=-/etc/default/containarium-startup",
+                 "ExecStart=/usr/local/lib/containarium/bastion-startup.sh lb-hold",
+                 "WantedBy=sysinit.target"):
+        assert line in unit, line
+    # the first boot: enabled and started before anything is installed, and
+    # once more after nftables is (a no-op when it already runs)
+    first = files["/usr/local/lib/containarium/first-boot.sh"]
+    order = [first.index(s) for s in (
+        "systemctl enable containarium-lb-hold.service",
+        "    systemctl start containarium-lb-hold.service",
+        '"$lib/install-packages.sh"',
+        "\nsystemctl start containarium-lb-hold.service",
+        "sshd -t", "systemctl enable containarium-startup.service")]
+    assert order == sorted(order)
+    pk = files["/usr/local/lib/containarium/install-packages.sh"]
+    assert pk.count(" nftables ") == 2 and "fail2ban-server nft;" in pk
 
 
 def test_join_tokens_timer_runs_the_publisher_every_minute(files):

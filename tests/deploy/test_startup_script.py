@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS
+from conftest import SCRIPTS, require_tool
 
 SCRIPT = SCRIPTS / "bastion-startup.sh"
 FAKE = Path(__file__).parent / "fakes" / "fake.py"
 FAKED = ["zpool", "zfs", "incus", "blkid", "wipefs", "systemctl", "containarium",
-         "logger", "udevadm", "modprobe", "curl"]
+         "logger", "udevadm", "modprobe", "curl", "nft"]
 # The real tools the script hands data to, wrapped to log their argv
 # ($FAKE_LOG.argv), so a test can show no secret is ever on a command line.
 PASSED_THROUGH = ["python3", "ssh-keygen", "awk", "grep", "sed", "install", "shred", "cmp",
@@ -47,7 +47,7 @@ MUTATING = [
     ("incus", "cluster", "add"), ("incus", "cluster", "remove"),
     ("systemctl", "stop"), ("systemctl", "start"), ("systemctl", "enable"),
     ("systemctl", "try-reload-or-restart"), ("containarium", "host", "sign"),
-    ("mv",), ("install",), ("shred",),
+    ("mv",), ("install",), ("shred",), ("nft", "-f"), ("nft", "delete"),
 ]
 
 
@@ -76,19 +76,20 @@ def address(member):
 
 
 class World:
-    def __init__(self, tmp_path, disk="blank", member="b-0", **state):
+    def __init__(self, tmp_path, disk="blank", member="b-0", real=(), **state):
+        """real: commands of FAKED to run for real instead (passed through)."""
         self.tmp = tmp_path
         self.member = member
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        for name in FAKED:
+        for name in [n for n in FAKED if n not in real]:
             # a wrapper rather than a symlink: the interpreter running the tests
             # starts much faster than a `python3` shim found on PATH
             wrapper = self.bin / name
             wrapper.write_text(LOGGER if name == "logger" else
                                f'#!/bin/sh\nexec "{sys.executable}" -I -S "{FAKE}" {name} "$@"\n')
             wrapper.chmod(0o755)
-        for name in PASSED_THROUGH:
+        for name in [*PASSED_THROUGH, *real]:
             real = shutil.which(name)
             wrapper = self.bin / name
             wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >>"$FAKE_LOG.argv"\n'
@@ -142,7 +143,8 @@ class World:
         st.update(changes)
         self.state_file.write_text(json.dumps(st))
 
-    def run(self, *args, **env_over):
+    def run(self, *args, prefix=(), **env_over):
+        """Run the script (in PREFIX, e.g. `ip netns exec NS`) with the test's settings."""
         self.log_file.write_text("")
         Path(f"{self.log_file}.logger").write_text("")
         Path(f"{self.log_file}.argv").write_text("")
@@ -171,7 +173,7 @@ class World:
         }
         env.update(env_over)
         env = {k: v for k, v in env.items() if v is not None}
-        proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True,
+        proc = subprocess.run([*prefix, "bash", str(SCRIPT), *args], env=env, capture_output=True,
                               text=True, timeout=60)
         self.rc, self.stderr = proc.returncode, proc.stderr
         self.calls = [shlex.split(line) for line in self.log_file.read_text().splitlines()]
@@ -744,3 +746,164 @@ def test_no_secret_is_ever_on_a_command_line(tmp_path):
             assert secret not in seen
     # positive control: the token did reach Incus, through the preseed on stdin
     assert token in j.preseed()
+
+
+# --- the load balancer hold --------------------------------------------------
+
+LB = "203.0.113.80"
+HOLD = "inet containarium_lb"
+HOLD_RULE = f"ip daddr {LB} tcp dport 22 reject with tcp reset"
+
+
+@pytest.mark.parametrize("failing", ["no join token", "host init", "sync-accounts"])
+def test_the_hold_is_released_only_once_the_bastion_is_ready(tmp_path, failing):
+    """Held at boot (containarium-lb-hold.service runs `lb-hold`); while the
+    bastion has not joined, or host init or the first sync-accounts fails, the
+    hold stays; it is released right after sync-accounts succeeded, once."""
+    if failing == "no join token":
+        w = joining_world(tmp_path)
+    else:
+        w = member_world(tmp_path, containarium_fails=[failing])
+    w.run("lb-hold", LB_ADDRESS=LB)
+    assert w.rc == 0, w.stderr
+    assert w.issued("nft", "-f", "-")
+    assert HOLD_RULE in w.state["nft"][HOLD]
+    w.run(LB_ADDRESS=LB)
+    assert w.rc == 1
+    assert HOLD in w.state["nft"], "still held"
+    assert not w.issued("nft", "delete")
+    assert "released the load balancer hold" not in w.stderr
+    # the cause goes away (a token is published, containarium works again)
+    if failing == "no join token":
+        token = make_token("b-1", 3 * 3600)
+        st = w.state
+        st["cluster"]["tokens"]["b-1"] = token
+        w.state_file.write_text(json.dumps(st))
+        w.publish("member b-0", f"token b-1 {token}")
+    else:
+        w.update(containarium_fails=[])
+    w.run(LB_ADDRESS=LB)
+    assert w.rc == 0, w.stderr
+    assert HOLD not in w.state["nft"], "released"
+    names = [" ".join(c[:3]) for c in w.calls]
+    assert names.index("containarium host init") < names.index("containarium sync-accounts") \
+        < names.index("nft delete table")
+    assert "-t containarium-startup -p daemon.info -- " \
+        f"ready: released the load balancer hold ({LB}:22 reaches sshd)" in w.logged
+    # the service runs again (a restart): nothing to release, nothing held again
+    w.run(LB_ADDRESS=LB)
+    assert w.rc == 0, w.stderr
+    assert not w.issued("nft", "delete") and not w.issued("nft", "-f")
+
+
+def test_without_a_load_balancer_nothing_is_held(tmp_path):
+    w = World(tmp_path, disk="blank")
+    w.run("lb-hold", LB_ADDRESS="")
+    assert w.rc == 0, w.stderr
+    assert not w.issued("nft")
+    assert "no load balancer (LB_ADDRESS is empty): nothing to hold" in w.stderr
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert not w.issued("nft")
+    assert w.state.get("nft", {}) == {}
+
+
+@pytest.mark.parametrize("bad", ["203.0.113.80; flush ruleset", "2001:db8::1", "lb.example.com"])
+def test_a_load_balancer_address_that_is_not_one_is_refused(tmp_path, bad):
+    w = World(tmp_path)
+    w.run("lb-hold", LB_ADDRESS=bad)
+    assert w.rc == 2
+    assert "is not an IPv4 address" in w.stderr
+    assert not w.issued("nft")
+    # control: a good one is held
+    assert w.run("lb-hold", LB_ADDRESS=LB).rc == 0, w.stderr
+    assert w.issued("nft", "-f", "-")
+
+
+# A real network namespace with real nftables: LB_IP stands for the balancer's
+# address (the guest agent makes it local on GCE), OWN_IP for the VM's own.
+LB_IP, OWN_IP = "10.197.89.10", "10.197.89.11"
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 22))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"SSH-2.0-ctmlb-test\\r\\n")
+    c.close()
+"""
+CONNECT = """
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], 22), timeout=3)
+    print("open" if c.recv(64).startswith(b"SSH-2.0-ctmlb-test") else "other")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+@pytest.fixture
+def netns():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test makes a network namespace")
+    require_tool("nft")
+    require_tool("ip")
+    name = f"ctmlb-{os.getpid()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)  # a killed run's, same pid
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"ip netns add failed: {made.stderr.strip()}")
+    nsx = ["ip", "netns", "exec", name]
+    listener = None
+    try:
+        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{LB_IP}/32", "dev", "lo"],
+                    ["ip", "addr", "add", f"{OWN_IP}/32", "dev", "lo"]):
+            subprocess.run(nsx + cmd, check=True)
+        listener = subprocess.Popen(nsx + [sys.executable, "-c", LISTENER],
+                                    stdout=subprocess.PIPE, text=True)
+        assert listener.stdout.readline().strip() == "ready"
+        yield nsx
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait()
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def connect(nsx, addr):
+    return subprocess.run(nsx + [sys.executable, "-c", CONNECT, addr], capture_output=True,
+                          text=True, check=True, timeout=20).stdout.strip()
+
+
+def test_the_real_hold_refuses_the_balancer_address_until_ready(tmp_path, netns):
+    """The script's own hold (`lb-hold`, real nft) in a namespace of the test's:
+    a connection to the balancer's address is reset while held, also after a
+    failed sync-accounts; the VM's own address still reaches sshd (admins); the
+    release after a successful run lets the balancer's connections in."""
+    assert connect(netns, LB_IP) == "open" and connect(netns, OWN_IP) == "open", "control"
+    w = member_world(tmp_path, real=("nft",), containarium_fails=["sync-accounts"])
+    for _ in range(2):  # a second hold replaces the first
+        w.run("lb-hold", prefix=netns, LB_ADDRESS=LB_IP)
+        assert w.rc == 0, w.stderr
+    table = subprocess.run(netns + ["nft", "list", "table", "inet", "containarium_lb"],
+                           capture_output=True, text=True, check=True).stdout
+    assert table.count("reject with tcp reset") == 1, table
+    assert connect(netns, LB_IP) == "refused"
+    assert connect(netns, OWN_IP) == "open"
+    w.run(prefix=netns, LB_ADDRESS=LB_IP)
+    assert w.rc == 1
+    assert connect(netns, LB_IP) == "refused", "not ready: still held"
+    assert connect(netns, OWN_IP) == "open"
+    w.update(containarium_fails=[])
+    w.run(prefix=netns, LB_ADDRESS=LB_IP)
+    assert w.rc == 0, w.stderr
+    assert connect(netns, LB_IP) == "open", "released"
+    assert connect(netns, OWN_IP) == "open"
+    tables = subprocess.run(netns + ["nft", "list", "tables"], capture_output=True, text=True,
+                            check=True).stdout
+    assert "containarium_lb" not in tables

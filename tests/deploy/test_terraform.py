@@ -249,6 +249,23 @@ def test_load_balancer(gce):
     assert hc["tcp_health_check"][0]["port"] == 22
 
 
+def test_the_lb_address_reaches_the_startup_config_only_with_the_balancer(gce):
+    """The bastion holds LB_ADDRESS:22 until it is ready (scripts/bastion-startup.sh):
+    its startup config gets the balancer's address, and an empty one without it."""
+    call = gce.resources["google_compute_instance.bastion"]["metadata"]["user-data"]
+    assert 'lb_address = join("", local.lb_addresses)' in call
+    assert gce.locals["lb_addresses"] == \
+        "${var.enable_load_balancer ? [google_compute_address.lb[0].address] : []}"
+    # the address the forwarding rule (users and health checks) goes to
+    assert gce.resources["google_compute_address.lb"]["count"] == "${var.enable_load_balancer ? 1 : 0}"
+    fr = gce.resources["google_compute_forwarding_rule.ssh"]
+    assert fr["ip_address"] == "${google_compute_address.lb[0].address}"
+    assert fr["count"] == "${var.enable_load_balancer ? 1 : 0}"
+    # what the health check means is said where it is defined
+    lb = (GCE_DIR / "lb.tf").read_text()
+    assert "containarium-lb-hold.service" in lb and "TCP reset" in lb
+
+
 def test_firewall(gce):
     ssh = gce.resources["google_compute_firewall.ssh"]
     assert ssh["source_ranges"] == "${var.allowed_ssh_source_ranges}"

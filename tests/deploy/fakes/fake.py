@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stateful stand-in for zpool, zfs, incus, blkid, wipefs, systemctl, curl, ...
+"""Stateful stand-in for zpool, zfs, incus, blkid, wipefs, systemctl, curl, nft, ...
 
 Called by the tests' wrapper scripts as `fake.py NAME ARGS...`. Every call is
 appended to $FAKE_LOG (one shell-quoted argv per line); the simulated world
@@ -26,6 +26,9 @@ State keys:
         the secret was read that often (someone else publishes during a wait)
   reads: {secret: number of reads}
   units: systemd units enabled (and started)
+  containarium_fails: containarium verbs that fail ("host init", "sync-accounts")
+  nft: {"FAMILY NAME": ruleset text} the nftables tables there are (`nft -f -`
+        adds the tables its ruleset declares)
 """
 import base64
 import datetime
@@ -309,6 +312,9 @@ def systemctl(args, state):
 
 
 def containarium(args, state):
+    verb = " ".join(args[:2]) if args[:1] == ["host"] else " ".join(args[:1])
+    if verb in state.get("containarium_fails", []):
+        out(err=f"Error: fake containarium {verb} failed", rc=1)
     if args[:2] == ["host", "sign"]:
         # what the real verb does: ssh-keygen -s -h on the host's ed25519 key
         ca = args[args.index("--ca-key") + 1]
@@ -317,6 +323,28 @@ def containarium(args, state):
         subprocess.run(["ssh-keygen", "-q", "-s", ca, "-I", "fake-host", "-h", "-n", principals,
                         host_pub], check=True)
     out()
+
+
+def nft(args, state):
+    tables = state.setdefault("nft", {})
+    if args == ["-f", "-"]:
+        ruleset = sys.stdin.read()
+        for line in ruleset.splitlines():
+            words = line.split()
+            if words[:1] == ["table"] and len(words) >= 3:
+                tables[f"{words[1]} {words[2]}"] = ruleset
+        save(state)
+        out()
+    if args[:2] in (["list", "table"], ["delete", "table"]) and len(args) == 4:
+        name = f"{args[2]} {args[3]}"
+        if name not in tables:
+            out(err=f"Error: No such file or directory; did you mean table '{args[3]}'?", rc=1)
+        if args[0] == "list":
+            out(tables[name])
+        del tables[name]
+        save(state)
+        out()
+    out(err=f"fake nft: unsupported {args}", rc=99)
 
 
 def blkid(args, state):
@@ -352,7 +380,7 @@ def main():
         f.write(shlex.join([name] + args) + "\n")
     state = load()
     handlers = {"zpool": zpool, "zfs": zfs, "incus": incus, "blkid": blkid, "wipefs": wipefs,
-                "curl": curl, "systemctl": systemctl, "containarium": containarium}
+                "curl": curl, "systemctl": systemctl, "containarium": containarium, "nft": nft}
     if name in handlers:
         handlers[name](args, state)
     # logger, udevadm, modprobe: log and succeed
