@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deployment checks: the single entry point CI calls (bash scripts/check-deploy.sh).
 #
-#   1. installs the checkers when missing: shellcheck and cloud-init from Debian
+#   1. installs the checkers when missing: shellcheck, cloud-init, nftables and
+#      iproute2 from Debian
 #      (apt-get update only when something is missing), and two Python venvs
 #      cached under $CONTAINARIUM_CI_CACHE/deploy-venv, keyed by the pinned
 #      requirements files (tests/deploy/requirements*.txt) and the Python version;
@@ -9,7 +10,8 @@
 #   3. checkov -d terraform/ (deliberate skips are inline and in terraform/README.md);
 #   4. pytest tests/deploy: Terraform structure (python-hcl2), cloud-init schema
 #      (cloud-init schema --config-file on the rendered template), the startup
-#      script's decisions with fake zpool/zfs/incus/blkid, install.sh, and
+#      script's decisions with fake zpool/zfs/incus/blkid, its load balancer
+#      hold with real nftables in a network namespace of the test's, install.sh, and
 #      ssh-audit on an sshd started on loopback with the sshd configuration the
 #      bastion cloud-init writes (no failure allowed; the unhardened control
 #      must fail).
@@ -55,6 +57,9 @@ install_debian_tools() {
     command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
     # sshd for the ssh-audit check of the bastion's sshd configuration
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    # the startup script's load balancer hold, applied in a test network namespace
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     pick_python >/dev/null || missing+=(python3-venv)
     if [ ${#missing[@]} -eq 0 ]; then
         return 0
