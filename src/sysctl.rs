@@ -22,7 +22,7 @@ use std::path::Path;
 use crate::sshd::MARKER;
 
 /// Each limit, its minimum, and why.
-pub const LIMITS: [(&str, u64, &str); 7] = [
+pub const LIMITS: [(&str, u64, &str); 8] = [
     (
         "fs.inotify.max_user_instances",
         1_048_576,
@@ -47,6 +47,11 @@ pub const LIMITS: [(&str, u64, &str); 7] = [
         "kernel.keys.maxbytes",
         20_000_000,
         "bytes of keys per UID, shared the same way",
+    ),
+    (
+        "kernel.pid_max",
+        4_194_304,
+        "every process and thread of every container is a host PID; 32768, the kernel's default where systemd does not raise it, wraps within minutes on a busy host",
     ),
     (
         "net.ipv4.neigh.default.gc_thresh3",

@@ -597,7 +597,23 @@ fn verify(
     if have != want {
         bail!("{path} in {name} holds keys {have:?}, expected {want:?}");
     }
-    banner.join().expect("the banner check does not panic")
+    banner
+        .join()
+        .expect("the banner check does not panic")
+        .map_err(|err| why_no_banner(incus, name, err))
+}
+
+/// sshd not answering is often the container's or Incus's doing (a daemon
+/// that stopped meanwhile): asks Incus, so the error says which.
+fn why_no_banner(incus: &Incus, name: &str, err: anyhow::Error) -> anyhow::Error {
+    match incus.instance(name) {
+        Err(asked) => asked.context(format!("{err:#}; and asking Incus about {name}")),
+        Ok(None) => err.context(format!("{name} is gone")),
+        Ok(Some(instance)) if !instance.is_running() => {
+            err.context(format!("{name} is {}", instance.status.to_lowercase()))
+        }
+        Ok(Some(_)) => err,
+    }
 }
 
 /// Connects until sshd sends its `SSH-2.0-...` identification line.
