@@ -730,16 +730,10 @@ cluster_lab_down() {
 	local -
 	set +e +u
 	local t0
-	if [ -z "${CLUSTER_LOCK_FD:-}" ]; then
-		exec {CLUSTER_LOCK_FD}>>"$CLUSTER_LOCK_FILE" || return "$rc"
-		if ! flock -n "$CLUSTER_LOCK_FD"; then
-			exec {CLUSTER_LOCK_FD}>&-
-			CLUSTER_LOCK_FD=
-			e2e_log "another cluster lab holds $CLUSTER_LOCK_FILE; not cleaning up"
-			return "$rc"
-		fi
-		echo "$$" >"$CLUSTER_LOCK_FILE"
-	fi
+	e2e_try_flock CLUSTER_LOCK_FD "$CLUSTER_LOCK_FILE" || {
+		[ $? -eq 2 ] || e2e_log "another cluster lab holds $CLUSTER_LOCK_FILE; not cleaning up"
+		return "$rc"
+	}
 	t0=$(e2e_now_ms)
 	cluster__down
 	e2e_log "lab: down in $(cluster__ms_since "$t0") ms"

@@ -209,6 +209,21 @@ e2e_flock() {
 	echo "$$" >"$file"
 }
 
+# e2e_try_flock VAR FILE: e2e_flock without waiting. Exit 1 when another
+# holds FILE, 2 when FILE cannot be opened; VAR stays empty then. Nothing
+# when VAR is set.
+e2e_try_flock() {
+	local var=$1 file=$2 fd
+	[ -z "${!var:-}" ] || return 0
+	exec {fd}>>"$file" || return 2
+	if ! flock -n "$fd"; then
+		exec {fd}>&-
+		return 1
+	fi
+	printf -v "$var" %s "$fd"
+	echo "$$" >"$file"
+}
+
 # e2e_funlock VAR FILE: lets go of e2e_flock's lock (nothing when VAR is empty).
 e2e_funlock() {
 	local var=$1 file=$2 fd
@@ -695,17 +710,11 @@ e2e_cleanup() {
 	local rc=$?
 	local -
 	set +e +u
-	if [ -z "${E2E_LOCK_FD:-}" ]; then
-		# Never clean up under another run's feet.
-		exec {E2E_LOCK_FD}>>"$E2E_LOCK_FILE" || return "$rc"
-		if ! flock -n "$E2E_LOCK_FD"; then
-			exec {E2E_LOCK_FD}>&-
-			E2E_LOCK_FD=
-			e2e_log "another e2e run holds $E2E_LOCK_FILE; not cleaning up"
-			return "$rc"
-		fi
-		echo "$$" >"$E2E_LOCK_FILE"
-	fi
+	# Never clean up under another run's feet.
+	e2e_try_flock E2E_LOCK_FD "$E2E_LOCK_FILE" || {
+		[ $? -eq 2 ] || e2e_log "another e2e run holds $E2E_LOCK_FILE; not cleaning up"
+		return "$rc"
+	}
 	e2e_log "cleaning up"
 	local hook
 	for hook in "${E2E_CLEANUP_HOOKS[@]}"; do "$hook"; done
