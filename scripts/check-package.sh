@@ -180,7 +180,8 @@ man_shows_the_page() {
     local page
     page=$(in_root env MANWIDTH=80 man -P cat containarium 2>&1) || return 1
     grep -q '^EXIT STATUS' <<<"$page" && grep -q '^FILES' <<<"$page" &&
-        in_root env MANWIDTH=80 man -P cat containarium-create 2>/dev/null | grep -q -- '--ssh-key'
+        page=$(in_root env MANWIDTH=80 man -P cat containarium-create 2>/dev/null) &&
+        grep -q -- '--ssh-key' <<<"$page"
 }
 
 # bash-completion's loader finds our file by the command's name, as it does
@@ -216,13 +217,15 @@ units_installed_not_enabled() {
         [ -f "$root/usr/lib/systemd/system/$unit" ] || return 1
     done
     # Nothing links to them: no maintainer script enabled them.
-    ! find "$root/etc/systemd" -name 'containarium*' | grep -q .
+    [ -z "$(find "$root/etc/systemd" -name 'containarium*')" ]
 }
 
 conffile_is_commented() {
+    local conffiles
     # shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
-    in_root dpkg-query -W -f '${Conffiles}\n' containarium | grep -q ' /etc/containarium/config.toml ' &&
-        ! grep -v '^#' "$root/etc/containarium/config.toml" | grep -q '[^[:space:]]'
+    conffiles=$(in_root dpkg-query -W -f '${Conffiles}\n' containarium) &&
+        grep -q ' /etc/containarium/config.toml ' <<<"$conffiles" &&
+        ! grep -v '^#' "$root/etc/containarium/config.toml" | grep '[^[:space:]]' >/dev/null
 }
 
 sshd_untouched() {

@@ -55,7 +55,7 @@ check "host init" ctm host init
 # 14th container's systemd-networkd failed (found by bench.sh's 50 users).
 check "host init raised the kernel limits for many containers, in /etc/sysctl.d/60-containarium.conf" \
 	bash -c "[ \"\$(sysctl -n fs.inotify.max_user_instances)\" -ge 1048576 ] && grep -qx 'fs.inotify.max_user_instances = [0-9]*' /etc/sysctl.d/60-containarium.conf"
-check "host init is idempotent" bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^sshd drop-in .*: unchanged$' && '$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^network ACL containarium-tenants: unchanged$'"
+check "host init is idempotent" bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | e2e_grep -q '^sshd drop-in .*: unchanged$' && '$BIN' --project $E2E_PROJECT host init 2>&1 | e2e_grep -q '^network ACL containarium-tenants: unchanged$'"
 e2e_start_syslog
 e2e_start_bastion_sshd
 

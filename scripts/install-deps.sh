@@ -46,7 +46,7 @@ BACKPORTS_SOURCE=/etc/apt/sources.list.d/containarium-backports.sources
 
 missing=()
 for p in "${want[@]}"; do
-	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
 	echo "packages: all installed, unchanged"

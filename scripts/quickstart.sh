@@ -334,7 +334,7 @@ outside() {
 }
 block='' settings=''
 while read -r key want; do
-	found=$(outside | awk -v k="$key" '$1 == k { print substr($0, length(k) + 2); exit }')
+	found=$(outside | awk -v k="$key" '$1 == k && !seen { print substr($0, length(k) + 2); seen = 1 }')
 	if [ -z "$found" ]; then
 		block+="$key = \"$want\""$'\n'
 		settings+="${settings:+, }$key = \"$want\""
@@ -362,8 +362,10 @@ fi
 [ "$sshd_running" = 1 ] || [ -z "$sshd_pidfile" ] ||
 	refuse "no sshd is running with the pid file $sshd_pidfile (--sshd-pidfile): start it, or leave the option out to use the system's sshd"
 if [ -z "$jump_port" ]; then
-	if [ -x /usr/sbin/sshd ]; then
-		jump_port=$(/usr/sbin/sshd -T 2>/dev/null | awk '$1 == "port" { print $2; exit }')
+	# sshd -T says more than one pipe write (4404 bytes on a stock Debian 12):
+	# read all of it before looking, or sshd dies of SIGPIPE (exit 141).
+	if [ -x /usr/sbin/sshd ] && effective=$(/usr/sbin/sshd -T 2>/dev/null); then
+		jump_port=$(awk '$1 == "port" && !seen { print $2; seen = 1 }' <<<"$effective")
 	fi
 	jump_port=${jump_port:-22}
 fi
@@ -502,7 +504,7 @@ else
 	/usr/sbin/sshd
 	done_ sshd "started /usr/sbin/sshd by hand (no systemd: it does not start again at boot)"
 fi
-if [ "$dry_run" = 0 ] && ! ss -Hltn "sport = :$jump_port" | grep -q .; then
+if [ "$dry_run" = 0 ] && [ -z "$(ss -Hltn "sport = :$jump_port")" ]; then
 	die "nothing listens on port $jump_port: is sshd's port another one? give --jump-port"
 fi
 

@@ -481,7 +481,7 @@ exec sleep infinity'
 cluster_free_port() {
 	local p
 	for ((p = $1; p < $1 + 100; p++)); do
-		if ! ss -Hltn "sport = :$p" | grep -q .; then
+		if ! ss -Hltn "sport = :$p" | e2e_grep -q .; then
 			echo "$p"
 			return 0
 		fi
@@ -503,7 +503,7 @@ cluster_bastion_up() {
 	cluster__member_ok "$m" || return 1
 	case $port in '' | *[!0-9]*) e2e_die "bad port: $port" || return 1 ;; esac
 	[ ! -e "$CLUSTER_STATE_DIR/b$b.holder" ] || e2e_die "bastion $b is up already" || return 1
-	if ss -Hltn "sport = :$port" | grep -q .; then
+	if ss -Hltn "sport = :$port" | e2e_grep -q .; then
 		e2e_die "port $port is in use"
 		return 1
 	fi
@@ -548,7 +548,7 @@ cluster_bastion_up() {
 		-o PidFile=/run/sshd.pid -E "$CLUSTER_LOG_DIR/b$b-sshd.log"
 	for ((i = 0; i < 100; i++)); do
 		sshd=$(cat "$run/sshd.pid" 2>/dev/null)
-		e2e__pid_is "$sshd" sshd && ss -Hltn "sport = :$port" | grep -q . && break
+		e2e__pid_is "$sshd" sshd && ss -Hltn "sport = :$port" | e2e_grep -q . && break
 		sleep 0.05
 	done
 	if ! e2e__pid_is "$sshd" sshd; then
@@ -708,7 +708,7 @@ cluster__down() {
 		[ ! -e "/run/netns/ctmcl$n" ] || ip netns delete "ctmcl$n" || rc=1
 	done
 	cluster__delete_link "$CLUSTER_BRIDGE" || rc=1
-	if ip -4 route show table main type unreachable | grep -q "^unreachable $CLUSTER_TENANT_SUBNET"; then
+	if ip -4 route show table main type unreachable | e2e_grep -q "^unreachable $CLUSTER_TENANT_SUBNET"; then
 		ip route delete unreachable "$CLUSTER_TENANT_SUBNET" || rc=1
 	fi
 	# Nothing of ours is mounted in this namespace; should something be, it

@@ -17,7 +17,7 @@
 # running.
 e2e_rss_mib() {
 	local dir
-	dir=$(find /sys/fs/cgroup/memory /sys/fs/cgroup -maxdepth 1 -type d -name "lxc.payload.${E2E_PROJECT}_$1" 2>/dev/null | head -n1)
+	dir=$(find /sys/fs/cgroup/memory /sys/fs/cgroup -maxdepth 1 -type d -name "lxc.payload.${E2E_PROJECT}_$1" 2>/dev/null | sed -n 1p)
 	awk '$1 == "total_rss" || $1 == "anon" { printf "%.1f", $2 / 1048576; exit }' "$dir/memory.stat"
 }
 

@@ -150,6 +150,18 @@ e2e_jq() {
 }
 export -f e2e_jq
 
+# e2e_grep GREP-ARGS...: grep on standard input, read whole first. grep -q
+# stops at the first match, and the writer's next write then kills it with
+# SIGPIPE: under pipefail the pipeline fails although grep found the line
+# (tests/it/pipes.rs keeps every pipeline of ours from doing that).
+# Exported: checks run `bash -c` pipelines.
+e2e_grep() {
+	local input
+	input=$(cat)
+	if [ -n "$input" ]; then grep "$@" <<<"$input"; else grep "$@" </dev/null; fi
+}
+export -f e2e_grep
+
 e2e__init_state() {
 	mkdir -p "$E2E_STATE_DIR" "$E2E_LOG_DIR" && chmod 0700 "$E2E_STATE_DIR"
 }
@@ -246,8 +258,7 @@ e2e_install_deps() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
 	local extra=(busybox-static rsyslog fail2ban)
-	if "$E2E_SCRIPTS_DIR/install-deps.sh" --dry-run "${extra[@]}" 2>/dev/null |
-		grep -qx 'packages: all installed, unchanged'; then
+	if [ "$("$E2E_SCRIPTS_DIR/install-deps.sh" --dry-run "${extra[@]}" 2>/dev/null)" = 'packages: all installed, unchanged' ]; then
 		return 0
 	fi
 	e2e_lock || return 1
@@ -649,7 +660,7 @@ e2e_start_bastion_sshd() {
 		e2e__stop_pid "$old" sshd
 	fi
 	rm -f "$E2E_SSHD_PIDFILE"
-	if ss -Hltn "sport = :$E2E_BASTION_PORT" | grep -q .; then
+	if ss -Hltn "sport = :$E2E_BASTION_PORT" | e2e_grep -q .; then
 		e2e_die "port $E2E_BASTION_PORT is in use by something else"
 		return 1
 	fi
@@ -666,7 +677,7 @@ e2e_start_bastion_sshd() {
 	}
 	for ((i = 0; i < 50; i++)); do
 		E2E_SSHD_PID=$(cat "$E2E_SSHD_PIDFILE" 2>/dev/null)
-		[ -n "$E2E_SSHD_PID" ] && ss -Hltn "sport = :$E2E_BASTION_PORT" | grep -q . && break
+		[ -n "$E2E_SSHD_PID" ] && ss -Hltn "sport = :$E2E_BASTION_PORT" | e2e_grep -q . && break
 		sleep 0.1
 	done
 	e2e__pid_is "$E2E_SSHD_PID" sshd || {
@@ -686,7 +697,7 @@ e2e_reload_bastion_sshd() {
 	kill -HUP "$E2E_SSHD_PID"
 	for ((i = 0; i < 50; i++)); do
 		sleep 0.1
-		ss -Hltn "sport = :$E2E_BASTION_PORT" | grep -q . && return 0
+		ss -Hltn "sport = :$E2E_BASTION_PORT" | e2e_grep -q . && return 0
 	done
 	e2e_die "bastion sshd not listening after reload"
 }

@@ -57,9 +57,9 @@ while True:
 	E2E_LISTENER_PIDS+=("$!")
 	for ((i = 0; i < 50; i++)); do
 		if [ -n "$ns" ]; then
-			ip netns exec "$ns" ss -Hltn "sport = :$port" | grep -q . && return 0
+			ip netns exec "$ns" ss -Hltn "sport = :$port" | e2e_grep -q . && return 0
 		else
-			ss -Hltn "sport = :$port" | grep -q . && return 0
+			ss -Hltn "sport = :$port" | e2e_grep -q . && return 0
 		fi
 		sleep 0.1
 	done

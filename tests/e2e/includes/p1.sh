@@ -18,7 +18,7 @@ e2e_instance_ipv4() {
 	for ((i = 0; i < timeout * 5; i++)); do
 		ip=$(incus query "/1.0/instances/$name/state?project=$E2E_PROJECT" 2>/dev/null |
 			jq -r '.network.eth0.addresses[]? | select(.family == "inet" and .scope == "global") | .address' |
-			head -n1)
+			sed -n 1p)
 		if [ -n "$ip" ]; then
 			echo "$ip"
 			return 0
@@ -176,7 +176,7 @@ e2e_free_top_ip() {
 		(.state.network[]?.addresses[]? | select(.family == "inet") | .address)')
 	for ((i = 254; i > 200; i--)); do
 		grep -qxF "$prefix.$i" <<<"$held" && continue
-		ip neigh show dev "$E2E_BRIDGE" to "$prefix.$i" | grep -q . && continue
+		ip neigh show dev "$E2E_BRIDGE" to "$prefix.$i" | e2e_grep -q . && continue
 		echo "$prefix.$i"
 		return 0
 	done

@@ -78,7 +78,7 @@ test_audit() {
 		bash -c "'$BIN' --project $E2E_PROJECT audit $a --json --since '$since' | jq -e -s 'length == 6 and all(.user == \"$a\")'"
 	check "audit $b shows b's session (control)" \
 		bash -c "'$BIN' --project $E2E_PROJECT audit $b --json --since '$since' | jq -e -s 'length == 1 and .[0].kind == \"session\" and .[0].fingerprint == \"$fp_b\" and .[0].to == \"$b_ip:22\"'"
-	check "the table names a's session" bash -c "'$BIN' --project $E2E_PROJECT audit $a --since '$since' | grep -q '^session .*$a .*127.0.0.1:$client_port .*$a_ip:22'"
+	check "the table names a's session" bash -c "'$BIN' --project $E2E_PROJECT audit $a --since '$since' | e2e_grep -q '^session .*$a .*127.0.0.1:$client_port .*$a_ip:22'"
 	check "--until before the sessions shows none of them" \
 		bash -c "out=\$('$BIN' --project $E2E_PROJECT audit $a --json --since '$since' --until '$since') && [ -z \"\$out\" ]"
 	# A session still open is said to be.

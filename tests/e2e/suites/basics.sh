@@ -21,16 +21,16 @@ test_basics() {
 	check "bob runs a command in his container" hostname_is e2e-bob-container jump e2e-bob "$bob_ip"
 	check "alice has passwordless sudo" jump e2e-alice "$alice_ip" sudo -n true
 	check "addresses are distinct and on our bridge" bash -c "[ '$alice_ip' != '$bob_ip' ] && [[ '$alice_ip' == 10.197.83.* ]] && [[ '$bob_ip' == 10.197.83.* ]]"
-	check "the address is pinned" bash -c "incus --project $E2E_PROJECT config device get e2e-alice-container eth0 ipv4.address | grep -qx '$alice_ip'"
+	check "the address is pinned" bash -c "incus --project $E2E_PROJECT config device get e2e-alice-container eth0 ipv4.address | e2e_grep -qx '$alice_ip'"
 	check "the container is unprivileged" bash -c "[ -z \"\$(incus --project $E2E_PROJECT config get e2e-alice-container security.privileged)\" ]"
-	check "metadata lives in Incus" bash -c "incus --project $E2E_PROJECT config get e2e-alice-container user.containarium.state | grep -qx ready"
-	check "the jump account is proxy-only" bash -c "getent passwd e2e-alice | grep -q ':/usr/sbin/nologin$' && [ \"\$(id -gn e2e-alice)\" = containarium ]"
+	check "metadata lives in Incus" bash -c "incus --project $E2E_PROJECT config get e2e-alice-container user.containarium.state | e2e_grep -qx ready"
+	check "the jump account is proxy-only" bash -c "getent passwd e2e-alice | e2e_grep -q ':/usr/sbin/nologin$' && [ \"\$(id -gn e2e-alice)\" = containarium ]"
 	check "jump accounts take no subordinate ID ranges" bash -c "! grep -q '^e2e-alice:' /etc/subuid /etc/subgid"
 
 	# --- Docker, socket-activated, as the user through the jump -------------------
 	docker_idle=$(in_container e2e-alice systemctl is-active docker.service || true)
 	check "dockerd is not running while Docker is unused ($docker_idle)" test "$docker_idle" = inactive
-	check "alice is in the docker group" bash -c "ssh -F '$work/ssh-e2e-alice.conf' -J e2e-alice@$bastion:$port e2e-alice@$alice_ip id -nG | grep -qw docker"
+	check "alice is in the docker group" bash -c "ssh -F '$work/ssh-e2e-alice.conf' -J e2e-alice@$bastion:$port e2e-alice@$alice_ip id -nG | e2e_grep -qw docker"
 	# No registry is reachable: import a busybox rootfs made on the host.
 	mkdir -p "$work/busybox/bin"
 	cp /bin/busybox "$work/busybox/bin/busybox"
@@ -57,7 +57,7 @@ test_basics() {
 		ssh -F "$work/ssh-e2e-alice.conf" -p "$port" -o ExitOnForwardFailure=yes -N -R "127.0.0.1:40222:127.0.0.1:22" "e2e-alice@$bastion"
 
 	# --- list, info, export ---------------------------------------------------------
-	check "list shows both, with their addresses" bash -c "'$BIN' --project $E2E_PROJECT list | grep -q '^e2e-alice-container  *e2e-alice  *running  *$alice_ip ' && '$BIN' --project $E2E_PROJECT list | grep -q '^e2e-bob-container .*$bob_ip '"
+	check "list shows both, with their addresses" bash -c "'$BIN' --project $E2E_PROJECT list | e2e_grep -q '^e2e-alice-container  *e2e-alice  *running  *$alice_ip ' && '$BIN' --project $E2E_PROJECT list | e2e_grep -q '^e2e-bob-container .*$bob_ip '"
 	check "list --json is JSON with autostart" bash -c "'$BIN' --project $E2E_PROJECT list --json | e2e_jq '.[] | select(.user == \"e2e-alice\") | .autostart == true and .disk == \"3GiB\"'"
 	check "info shows quota, usage and key" bash -c "'$BIN' --project $E2E_PROJECT info e2e-alice --json | e2e_jq '.disk_quota == \"3GiB\" and .memory_used > 0 and .jump_account == \"present\" and (.keys | length) == 1 and .uptime_seconds >= 0'"
 	export_file=$work/exported.conf

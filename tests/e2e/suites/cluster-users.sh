@@ -77,7 +77,7 @@ EOF
 	CU_LB_PID=$!
 	local i
 	for ((i = 0; i < 50; i++)); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
+		ss -Hltn "sport = :$1" | e2e_grep -q . && return 0
 		sleep 0.1
 	done
 	return 1
@@ -158,10 +158,10 @@ EOF
 	check "  nor a member's Incus API" not from_tenant "$CLUSTER_ADDR_1" 8443
 	acl_rejects_members() {
 		cluster_incus 1 network acl show containarium-tenants |
-			grep -q "destination: $CLUSTER_ADDR_1,$CLUSTER_ADDR_2,$CLUSTER_ADDR_3\$"
+			e2e_grep -q "destination: $CLUSTER_ADDR_1,$CLUSTER_ADDR_2,$CLUSTER_ADDR_3\$"
 	}
 	check "  the tenant ACL rejects every member's address (the same from either bastion)" acl_rejects_members
-	acl_unchanged() { cu__ctm 2 host init 2>&1 | grep -q '^network ACL containarium-tenants: unchanged$'; }
+	acl_unchanged() { cu__ctm 2 host init 2>&1 | e2e_grep -q '^network ACL containarium-tenants: unchanged$'; }
 	check "  host init on bastion 2 leaves that ACL unchanged" acl_unchanged
 
 	# --- one SSH identity for the bastions -----------------------------------------
@@ -205,7 +205,7 @@ EOF
 	synced_reaches() { cu__ctm "$1" sync-accounts >/dev/null && cu__reaches "$2" "$3"; }
 	check "  and through bastion 2 after its sync-accounts" synced_reaches 2 "$p2" e2e-cla
 	check "  nothing answers at the old endpoint any more" not cluster_wait_banner "${to_a%:*}" "${to_a##*:}" 2
-	move_again() { cu__ctm 1 move e2e-cla --target ctmcl1 | grep -q 'already; nothing changed'; }
+	move_again() { cu__ctm 1 move e2e-cla --target ctmcl1 | e2e_grep -q 'already; nothing changed'; }
 	check "move to the member it is on changes nothing" move_again
 	refused "move to a member that does not exist is refused in one line" "no cluster member" \
 		cu__ctm 1 move e2e-cla --target ctmcl9
@@ -246,7 +246,7 @@ EOF
 	check "stop ctmcl3's incusd (e2e-clb's member)" cluster_member_stop 3
 	offline() { [ "$(cluster_member_status 3 1)" = Offline ]; }
 	check "  ctmcl1 sees ctmcl3 offline" cu__retry 60 offline
-	says_down() { cu__ctm 1 list 2>&1 >/dev/null | grep -q 'cluster member ctmcl3 is offline'; }
+	says_down() { cu__ctm 1 list 2>&1 >/dev/null | e2e_grep -q 'cluster member ctmcl3 is offline'; }
 	check "  list on bastion 1 says which member is down" says_down
 	check "  and still lists e2e-cla on ctmcl1" located 1 e2e-cla ctmcl1
 	cluster_timed check "  create e2e-clc on ctmcl2 works meanwhile" \

@@ -28,14 +28,14 @@ test_cluster() {
 		local n
 		for n in 1 2 3; do
 			[ -z "$(cluster_member_exec "$n" ip -4 route show default)" ] || return 1
-			cluster_member_exec "$n" ip -4 addr show dev eth0 | grep -q "inet 10.197.86.1$n/24" || return 1
+			cluster_member_exec "$n" ip -4 addr show dev eth0 | e2e_grep -q "inet 10.197.86.1$n/24" || return 1
 		done
 	}
 	check "members have their 10.197.86.1N address and no default route" no_default_route
 	# A stray packet for a tenant address must not leave by the host's default
 	# route: `ip route get` sends nothing.
 	check "from the host, 10.197.87.0/24 is unreachable (the lab's route)" \
-		bash -c "ip -4 route show type unreachable | grep -qx 'unreachable $CLUSTER_TENANT_SUBNET *' && ! ip -4 route get $ip"
+		bash -c "ip -4 route show type unreachable | e2e_grep -qx 'unreachable $CLUSTER_TENANT_SUBNET *' && ! ip -4 route get $ip"
 
 	# --- a container on ctmcl2, reached through ctmcl2's address -------------------
 	t0=$(e2e_now_ms)
@@ -90,7 +90,7 @@ test_cluster() {
 		local pid
 		pid=$(cluster_bastion 1 cat /run/sshd.pid) &&
 			[ "$pid" = "$(cat "$CLUSTER_STATE_DIR/b1/run/sshd.pid")" ] &&
-			ss -Hltnp "sport = :$p1" | grep -q "pid=$pid," &&
+			ss -Hltnp "sport = :$p1" | e2e_grep -q "pid=$pid," &&
 			cluster_bastion 1 touch /run/containarium.lock &&
 			[ -e "$CLUSTER_STATE_DIR/b1/run/containarium.lock" ] && [ ! -e "$CLUSTER_STATE_DIR/b2/run/containarium.lock" ]
 	}

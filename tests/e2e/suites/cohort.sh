@@ -71,7 +71,7 @@ test_cohort() {
 	reach_all() { for u in "$@"; do cohort__reaches "$u" || { echo "$u unreachable"; return 1; }; done; }
 	check "  all 6 are running and reachable with ssh -J" reach_all e2e-h1 e2e-h2 e2e-h3 e2e-h4 e2e-h5 e2e-h6
 	check "  list shows their EXPIRES and IDLE" bash -c \
-		"'$BIN' --project $E2E_PROJECT list | grep -q 'EXPIRES  *IDLE' && '$BIN' --project $E2E_PROJECT list | grep '^e2e-h5-container ' | grep -q ' 1m\$'"
+		"'$BIN' --project $E2E_PROJECT list | e2e_grep -q 'EXPIRES  *IDLE' && '$BIN' --project $E2E_PROJECT list | grep '^e2e-h5-container ' | e2e_grep -q ' 1m\$'"
 	out=$(ctm apply "$file" --detailed-exitcode 2>&1) || out="exit $?: $out"
 	check "the same file again: No changes. (exit 0 with --detailed-exitcode)" \
 		bash -c "[ \"\$(tail -n1 <<<'$out')\" = 'No changes.' ]"
@@ -111,7 +111,7 @@ test_cohort() {
 	check "reap stops the idle container" test "$(cohort__status e2e-h5)" = Stopped
 	check "  and says why" grep -q "^stopped e2e-h5-container: no SSH connection since .* (idle-stop 1m)" <<<"$out"
 	check "  the one with a live ssh -J session keeps running" test "$(cohort__status e2e-h6)" = Running
-	check "  and its last activity is recorded" bash -c "'$BIN' --project $E2E_PROJECT info e2e-h6 | grep -q '^last active:  20'"
+	check "  and its last activity is recorded" bash -c "'$BIN' --project $E2E_PROJECT info e2e-h6 | e2e_grep -q '^last active:  20'"
 	check "  one without idle-stop or expiry keeps running" test "$(cohort__status e2e-h1)" = Running
 	check "reap stops the expired container" test "$(cohort__status e2e-h4)" = Stopped
 	check "  and says why" grep -q "^stopped e2e-h4-container: expired at " <<<"$out"
@@ -121,7 +121,7 @@ test_cohort() {
 	end=$(date -d "$(e2e_incus config get e2e-h4-container user.containarium.expires)" +%s) || end=0
 	while [ "$(date +%s)" -lt $((end + 41)) ]; do sleep 1; done
 	check "after its grace period, reap deletes it" bash -c \
-		"'$BIN' --project $E2E_PROJECT reap --delete-after 40s | grep -q '^deleted e2e-h4-container: expired at '"
+		"'$BIN' --project $E2E_PROJECT reap --delete-after 40s | e2e_grep -q '^deleted e2e-h4-container: expired at '"
 	check "  nothing of it is left" bash -c \
 		"! incus --project $E2E_PROJECT info e2e-h4-container >/dev/null 2>&1 && ! getent passwd e2e-h4 && [ ! -e $E2E_ETC_DIR/keys/e2e-h4 ]"
 	cohort__stop_clients

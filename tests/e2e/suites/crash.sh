@@ -68,7 +68,7 @@ crash__state_is() {
 	local user=$1 state
 	shift
 	state=$(ctm list --json | jq -r --arg u "$user" '.[] | select(.user == $u) | .state')
-	printf '%s\n' "$@" | grep -qx -- "$state" || { echo "$user is \"$state\", not $*"; return 1; }
+	printf '%s\n' "$@" | e2e_grep -qx -- "$state" || { echo "$user is \"$state\", not $*"; return 1; }
 }
 
 # crash__create_again USER: create USER again; a create killed while it was
@@ -102,7 +102,7 @@ crash__restore_again() {
 	fi
 	echo "$out"
 	[ "$(grep -c '^error' <<<"$out")" = 1 ] &&
-		tail -n1 <<<"$out" | grep -q "^error: .*containarium delete $user"
+		tail -n1 <<<"$out" | e2e_grep -q "^error: .*containarium delete $user"
 }
 
 crash__create() { ctm create "$1" --ssh-key "$E2E_WORK/keys/e2e-crash.pub" --no-docker; }

@@ -79,8 +79,8 @@ doctor__fails() {
 		echo "doctor exited 0"
 		return 1
 	fi
-	grep -F "FAIL $name: " "$E2E_WORK/doctor.txt" | grep -qF "fix: " || { echo "no FAIL line for $name"; return 1; }
-	grep -F "FAIL $name: " "$E2E_WORK/doctor.txt" | grep -qF -- "$fix" || { echo "no fix $fix"; return 1; }
+	grep -F "FAIL $name: " "$E2E_WORK/doctor.txt" | e2e_grep -qF "fix: " || { echo "no FAIL line for $name"; return 1; }
+	grep -F "FAIL $name: " "$E2E_WORK/doctor.txt" | e2e_grep -qF -- "$fix" || { echo "no fix $fix"; return 1; }
 	e2e_jq --arg n "$name" --arg f "$fix" \
 		'.ok == false and ([.checks[] | select(.name == $n and .status == "fail" and (.fix | contains($f)))] | length == 1)' \
 		<"$E2E_WORK/doctor.json" >/dev/null

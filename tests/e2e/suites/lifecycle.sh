@@ -30,7 +30,7 @@ test_lifecycle() {
 
 	check "snapshot create" ctm snapshot create "$u" before
 	check "write a file after the snapshot" jump "$u" "$ip" sh -c "echo after >/home/$u/marker"
-	check "snapshot list" bash -c "'$BIN' --project $E2E_PROJECT snapshot list $u | grep -q '^before '"
+	check "snapshot list" bash -c "'$BIN' --project $E2E_PROJECT snapshot list $u | e2e_grep -q '^before '"
 	check "snapshot restore" ctm snapshot restore "$u" before
 	check "the container is back to the snapshot" bash -c "! ssh -F '$work/ssh-$u.conf' -J $u@$bastion:$port $u@$ip test -e /home/$u/marker"
 	check "snapshot delete" ctm snapshot delete "$u" before
@@ -49,7 +49,7 @@ test_lifecycle() {
 	refused "without its account the user cannot get in" "Permission denied" jump "$u" "$ip" true
 	check "sync-accounts rebuilds from Incus metadata" ctm sync-accounts
 	check "the user gets in again" jump "$u" "$ip" true
-	check "sync-accounts again changes nothing" bash -c "'$BIN' --project $E2E_PROJECT sync-accounts | grep -q ', 0 changes made$'"
+	check "sync-accounts again changes nothing" bash -c "'$BIN' --project $E2E_PROJECT sync-accounts | e2e_grep -q ', 0 changes made$'"
 
 	# Host restart: incusd (and with it the containers) stops and comes back.
 	if [ -n "$E2E_INCUSD_PID" ]; then

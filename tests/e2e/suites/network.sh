@@ -39,7 +39,7 @@ test_network() {
 	b_ip=$(ip_of "$b")
 	check "the NIC carries the filters" bash -c "for k in security.port_isolation security.mac_filtering security.ipv4_filtering; do [ \"\$(incus --project $E2E_PROJECT config device get $a-container eth0 \$k)\" = true ] || exit 1; done"
 	check "Incus applied the ACL to the bridge (read from nftables)" bash -c \
-		"nft list ruleset | grep -q 'ip daddr 169.254.0.0/16 reject' && nft list ruleset | grep -q 'ip daddr 10.197.83.0/24 reject'"
+		"nft list ruleset | e2e_grep -q 'ip daddr 169.254.0.0/16 reject' && nft list ruleset | e2e_grep -q 'ip daddr 10.197.83.0/24 reject'"
 
 	# Neighbours: a service and sshd in B.
 	in_container "$b" sh -c 'setsid python3 -c "
@@ -82,7 +82,7 @@ while True:
 
 	# DHCP and the jump still work after a restart.
 	check "restart A" ctm restart "$a"
-	has_address() { in_container "$1" ip -4 -o addr show dev eth0 | grep -q " $2/"; }
+	has_address() { in_container "$1" ip -4 -o addr show dev eth0 | e2e_grep -q " $2/"; }
 	check "A has its address again after the restart (DHCP works)" has_address "$a" "$a_ip"
 	check "A is reachable through its jump" jump "$a" "$a_ip" true
 
@@ -100,7 +100,7 @@ while True:
 	incus --project "$E2E_PROJECT" config device unset "$a-container" eth0 security.ipv4_filtering
 	incus --project "$E2E_PROJECT" config device unset "$a-container" eth0 security.port_isolation
 	check "sync-accounts filters an older tenant's NIC, as a change" bash -c \
-		"'$BIN' --project $E2E_PROJECT sync-accounts 2>&1 | grep -q \"filter $a-container's eth0... done\""
+		"'$BIN' --project $E2E_PROJECT sync-accounts 2>&1 | e2e_grep -q \"filter $a-container's eth0... done\""
 	check "its NIC carries the filters again" bash -c "for k in security.port_isolation security.ipv4_filtering; do [ \"\$(incus --project $E2E_PROJECT config device get $a-container eth0 \$k)\" = true ] || exit 1; done"
 
 	check "delete $a" ctm delete "$a" --force
@@ -108,4 +108,4 @@ while True:
 }
 
 # e2e_banner IP: an SSH banner on IP:22 within 3 s.
-e2e_banner() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/22 && head -c 4 <&3" 2>/dev/null | grep -q SSH-; }
+e2e_banner() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/22 && head -c 4 <&3" 2>/dev/null | e2e_grep -q SSH-; }

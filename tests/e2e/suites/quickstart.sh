@@ -47,7 +47,7 @@ e2e__quickstart_cleanup() {
 		done
 		incus storage delete "$E2E_QS_POOL" >/dev/null
 	fi
-	if incus image alias list --project default --format csv | grep -q "^$E2E_QS_IMAGE,"; then
+	if incus image alias list --project default --format csv | e2e_grep -q "^$E2E_QS_IMAGE,"; then
 		incus image alias delete --project default "$E2E_QS_IMAGE"
 	fi
 	if getent passwd "$E2E_QS_USER" >/dev/null && [ "$(id -gn "$E2E_QS_USER")" = "$E2E_GROUP" ]; then
@@ -100,7 +100,7 @@ test_quickstart() {
 		local name=$1 pattern=$2 rc=0
 		shift 2
 		quickstart "$@" >"$qs/refused.out" 2>&1 || rc=$?
-		if [ "$rc" -eq 2 ] && tail -n 1 "$qs/refused.out" | grep -q "^quickstart: error: .*$pattern" &&
+		if [ "$rc" -eq 2 ] && tail -n 1 "$qs/refused.out" | e2e_grep -q "^quickstart: error: .*$pattern" &&
 			[ "$(grep -c 'error' "$qs/refused.out")" -eq 1 ]; then
 			pass "$name"
 		else
@@ -262,7 +262,7 @@ EOF
 	left() {
 		! incus project show "$E2E_QS_PROJECT" >/dev/null 2>&1 && ! incus network show "$E2E_QS_BRIDGE" >/dev/null 2>&1 &&
 			! incus storage show "$E2E_QS_POOL" >/dev/null 2>&1 &&
-			! incus image alias list --project default --format csv | grep -q "^$E2E_QS_IMAGE," &&
+			! incus image alias list --project default --format csv | e2e_grep -q "^$E2E_QS_IMAGE," &&
 			! getent passwd "$u" >/dev/null && ! getent passwd "$admin" >/dev/null && [ ! -e "$qs" ]
 	}
 	check "everything quickstart made is gone" left

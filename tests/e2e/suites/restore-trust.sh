@@ -45,7 +45,7 @@ PY
 		"! incus --project $E2E_PROJECT info $u-container >/dev/null 2>&1 && ! getent passwd $u && [ ! -e /etc/containarium/keys/$u ]"
 	check "with --strip it comes back without them" ctm restore "$evil" --strip
 	check "the stripped container is unprivileged and has no host disk" bash -c \
-		"incus --project $E2E_PROJECT info $u-container >/dev/null && [ -z \"\$(incus --project $E2E_PROJECT config get $u-container security.privileged)\" ] && ! incus --project $E2E_PROJECT config device show $u-container | grep -q '^host:'"
+		"incus --project $E2E_PROJECT info $u-container >/dev/null && [ -z \"\$(incus --project $E2E_PROJECT config get $u-container security.privileged)\" ] && ! incus --project $E2E_PROJECT config device show $u-container | e2e_grep -q '^host:'"
 	check "its NIC is filtered and its MAC is new" bash -c \
 		"[ \"\$(incus --project $E2E_PROJECT config device get $u-container eth0 security.ipv4_filtering)\" = true ] && [ \"\$(incus --project $E2E_PROJECT config get $u-container volatile.eth0.hwaddr)\" != '$old_mac' ]"
 	check "delete the stripped one" ctm delete "$u" --force

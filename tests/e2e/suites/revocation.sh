@@ -34,7 +34,7 @@ revocation__tunnel() {
 		-L "127.0.0.1:$lport:$ip:22" "$user@$E2E_BASTION_HOST" </dev/null >>"$E2E_LOG_DIR/tunnel.log" 2>&1 &
 	E2E_REVOCATION_PIDS+=("$!")
 	for ((i = 0; i < 100; i++)); do
-		ss -Hltn "sport = :$lport" | grep -q . && return 0
+		ss -Hltn "sport = :$lport" | e2e_grep -q . && return 0
 		sleep 0.1
 	done
 	return 1
@@ -101,12 +101,12 @@ test_revocation() {
 	check "delete --force succeeds with them open and says it ended them (at least the 2)" deleted
 	check "the tunnel and the ssh -J session end within 5 s" revocation__clients_end_within 5
 	check "no process of e2e-rd is left and the tunnel port is closed" \
-		bash -c "! pgrep -U '$uid' && ! ss -Hltn 'sport = :$lport' | grep -q ."
+		bash -c "! pgrep -U '$uid' && ! ss -Hltn 'sport = :$lport' | e2e_grep -q ."
 	check "e2e-rd's account, key file and container are gone" \
 		bash -c "! getent passwd e2e-rd && [ ! -e /etc/containarium/keys/e2e-rd ] && ! incus --project $E2E_PROJECT info e2e-rd-container >/dev/null 2>&1"
 	refused "e2e-rd's key no longer opens anything on the bastion" "Permission denied\|Connection closed" \
 		ssh -F "$work/ssh-e2e-rd.conf" -p "$port" -W "$ip:22" "e2e-rd@$bastion"
-	check "a rerun of delete succeeds (nothing left)" bash -c "'$BIN' --project $E2E_PROJECT delete e2e-rd --force | grep -qx 'nothing to delete for e2e-rd'"
+	check "a rerun of delete succeeds (nothing left)" bash -c "'$BIN' --project $E2E_PROJECT delete e2e-rd --force | e2e_grep -qx 'nothing to delete for e2e-rd'"
 	revocation__stop_clients
 
 	# --- keys remove ends the sessions, the other key keeps working --------------

@@ -65,7 +65,7 @@ test_sshd_policy() {
 
 	# --- the drop-in sorts first; the old name is migrated -------------------------
 	check "the drop-in is $dropins/00-containarium.conf, first of the *.conf" \
-		bash -c "[ \"\$(cd $dropins && ls -1 -- *.conf | LC_ALL=C sort | head -n 1)\" = 00-containarium.conf ]"
+		bash -c "[ \"\$(cd $dropins && ls -1 -- *.conf | LC_ALL=C sort | sed -n 1p)\" = 00-containarium.conf ]"
 	cp -a "$dropins/00-containarium.conf" "$dropins/containarium.conf"
 	check "host init removes our drop-in under its old name" \
 		bash -c "'$BIN' --project $E2E_PROJECT host init && [ ! -e $dropins/containarium.conf ] && [ -e $dropins/00-containarium.conf ]"
@@ -110,7 +110,7 @@ test_sshd_policy() {
 		jump_account_gets_ours
 	check "(control) sshd -T: the normal account gets the command and internal-sftp" normal_account_gets_theirs
 	check "host init accepts it and its sshd -T check passes (our block is read first)" \
-		bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | grep -q '^check sshd.s effective policy for jump accounts... done'"
+		bash -c "'$BIN' --project $E2E_PROJECT host init 2>&1 | e2e_grep -q '^check sshd.s effective policy for jump accounts... done'"
 
 	# --- a Match block read before ours ------------------------------------------------
 	mv "$dropins/01-ctme2e-hostile.conf" "$dropins/0-ctme2e-hostile.conf"
@@ -139,12 +139,12 @@ test_sshd_policy() {
 	check "(control) ssh-audit fails the bastion's OpenSSH defaults on six algorithms" sshd_policy__audit \
 		"ecdh-sha2-nistp256 ecdh-sha2-nistp384 ecdh-sha2-nistp521 ecdsa-sha2-nistp256 hmac-sha1 hmac-sha1-etm@openssh.com"
 	check "host init --harden writes $E2E_HARDENING and reloads sshd" \
-		bash -c "'$BIN' --project $E2E_PROJECT host init --harden 2>&1 | grep -q '^install the sshd hardening drop-in... done' && [ -e $E2E_HARDENING ]"
+		bash -c "'$BIN' --project $E2E_PROJECT host init --harden 2>&1 | e2e_grep -q '^install the sshd hardening drop-in... done' && [ -e $E2E_HARDENING ]"
 	check "the bastion sshd takes it" e2e_reload_bastion_sshd
 	check "ssh-audit finds no failure on the hardened bastion" sshd_policy__audit ""
 	check "(control) ssh -J through the hardened bastion still works" hostname_is e2e-sp-container jump e2e-sp "$ip"
 	check "host init without --harden keeps it" \
-		bash -c "'$BIN' --project $E2E_PROJECT host init --dry-run 2>&1 | grep -q '^unchanged: sshd hardening drop-in' && [ -e $E2E_HARDENING ]"
+		bash -c "'$BIN' --project $E2E_PROJECT host init --dry-run 2>&1 | e2e_grep -q '^unchanged: sshd hardening drop-in' && [ -e $E2E_HARDENING ]"
 
 	check "the hostile configuration and the control account are removed" sshd_policy__cleanup
 	check "delete e2e-sp" ctm delete e2e-sp --force

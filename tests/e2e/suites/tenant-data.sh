@@ -109,9 +109,9 @@ test_tenant_data() {
 	check "the tenant moves eth0 to 10.197.83.250" in_container "$t" sh -c 'ip addr flush dev eth0 && ip addr add 10.197.83.250/24 dev eth0'
 	reports() { e2e_incus list "$t-container" --format json | e2e_jq '.[0].state.network.eth0.addresses[] | select(.family == "inet") | .address == "10.197.83.250"' >/dev/null; }
 	check "Incus now reports 10.197.83.250" reports
-	check "list shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT list | grep -q '^$t-container .* $t_ip ' && ! '$BIN' --project $E2E_PROJECT list | grep -q 10.197.83.250"
-	check "info shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t | grep -qx 'ipv4: *$t_ip'"
-	check "export uses the pinned address" bash -c "'$BIN' --project $E2E_PROJECT export $t --jump-ip $bastion | grep -qx '    HostName $t_ip'"
+	check "list shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT list | e2e_grep -q '^$t-container .* $t_ip ' && ! '$BIN' --project $E2E_PROJECT list | e2e_grep -q 10.197.83.250"
+	check "info shows the pinned address" bash -c "'$BIN' --project $E2E_PROJECT info $t | e2e_grep -qx 'ipv4: *$t_ip'"
+	check "export uses the pinned address" bash -c "'$BIN' --project $E2E_PROJECT export $t --jump-ip $bastion | e2e_grep -qx '    HostName $t_ip'"
 	check "keys remove writes the pinned address into the jump key file" bash -c "'$BIN' --project $E2E_PROJECT keys remove $t $t-2@laptop >/dev/null && grep -q 'permitopen=\"$t_ip:22\"' /etc/containarium/keys/$t && ! grep -q 10.197.83.250 /etc/containarium/keys/$t"
 	check "restart gives eth0 its address back" ctm restart "$t"
 	check "the tenant is reachable again" jump "$t" "$t_ip" true

@@ -52,7 +52,7 @@ test_trixie() {
 	in_container "$u" systemctl --failed --no-legend | sed 's/^/    failed| /'
 	check "ssh -J into the Debian 13 container" hostname_is "$u-container" jump "$u" "$ip"
 	check "$u has passwordless sudo there" jump "$u" "$ip" sudo -n true
-	check "the container's sshd is OpenSSH 10 (its banner)" bash -c "timeout 5 bash -c 'exec 3<>/dev/tcp/$ip/22; head -n 1 <&3' | grep -q '^SSH-2.0-OpenSSH_10\\.'"
+	check "the container's sshd is OpenSSH 10 (its banner)" bash -c "timeout 5 bash -c 'exec 3<>/dev/tcp/$ip/22; head -n 1 <&3' | e2e_grep -q '^SSH-2.0-OpenSSH_10\\.'"
 
 	# export pins the container's own host key; the file connects as it is.
 	check "export $u" ctm export "$u" --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/$u" --output "$export_file"
