@@ -9,8 +9,9 @@
 #   sudo scripts/e2e-cluster.sh cluster    # only these suites
 #   sudo scripts/e2e-cluster.sh --list     # the suites
 #
-# Same shape as scripts/e2e.sh: it builds target/release/containarium (set
-# CONTAINARIUM_BIN to use another binary), installs what is missing, brings the
+# Same shape as scripts/e2e.sh: it builds the release binary as the
+# checkout's owner (scripts/build.sh; set CONTAINARIUM_BIN to use another
+# binary), installs what is missing, brings the
 # lab up (removing an earlier run's leftovers first) with bastion 1 beside
 # member 1 and bastion 2 beside member 2, runs tests/e2e/suites/<suite>.sh's
 # test_<suite>, prints one PASS/FAIL line per check, a line per suite and
@@ -42,10 +43,9 @@ started=$(e2e_now_ms)
 e2e_install_deps
 # The lock e2e_install_deps takes only to install is the main e2e's: let go of it.
 e2e__unlock
-BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
-if [ -z "${CONTAINARIUM_BIN:-}" ]; then
-	cargo build --release --locked --quiet
-fi
+BIN=${CONTAINARIUM_BIN:-}
+# As the checkout's owner, with their cargo (sudo's PATH has no ~/.cargo/bin).
+[ -n "$BIN" ] || BIN=$(scripts/build.sh)
 
 trap cluster_lab_down EXIT
 trap 'exit 130' INT TERM

@@ -17,8 +17,9 @@
 # one PASS/FAIL line per check, a line per suite and a closing
 # "N passed, N failed". It works only in the Incus project "ctme2e" on a
 # bridge it creates (10.197.83.0/24, no NAT) and removes all of it on exit,
-# even on failure. It builds target/release/containarium first (set
-# CONTAINARIUM_BIN to use another binary).
+# even on failure. It builds the release binary first, as the checkout's
+# owner with their cargo (scripts/build.sh; set CONTAINARIUM_BIN to use another
+# binary).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -197,8 +197,9 @@ private_key=${pubkey%.pub}
 [ "$generate_key" = 1 ] || [ -f "$private_key" ] || private_key=
 
 # Where the binary comes from: a package, a binary, or cargo in this checkout,
-# run as the checkout's owner (their rustup, their target directory).
-cargo='' builder=''
+# run as the checkout's owner (their rustup, their target directory:
+# scripts/build.sh).
+builder='' build_line=''
 if [ -n "$deb" ] && [ -n "$binary" ]; then refuse "give --deb or --binary, not both"; fi
 if [ -n "$deb" ]; then
 	[ -f "$deb" ] || refuse "no package $deb"
@@ -209,11 +210,8 @@ elif [ -n "$binary" ]; then
 else
 	[ -f "$repo/Cargo.toml" ] || refuse "no checkout at $repo to build: give --deb FILE or --binary FILE"
 	builder=$(stat -c %U "$repo")
-	builder_home=$(getent passwd "$builder" | cut -d: -f6)
-	for c in "$builder_home/.cargo/bin/cargo" "$(command -v cargo || true)"; do
-		if [ -n "$c" ] && [ -x "$c" ]; then cargo=$c && break; fi
-	done
-	[ -n "$cargo" ] || refuse "no cargo for $builder to build containarium: install Rust (https://rustup.rs), or give --deb FILE or --binary FILE"
+	build_line=$("$repo/scripts/build.sh" --print 2>&1) ||
+		refuse "${build_line#build.sh: error: }, or give --deb FILE or --binary FILE"
 fi
 config=${CONTAINARIUM_CONFIG:-/etc/containarium/config.toml}
 
@@ -428,15 +426,12 @@ if [ -n "$deb" ]; then
 	bin=/usr/bin/containarium
 else
 	if [ -z "$binary" ]; then
-		binary=${CARGO_TARGET_DIR:-$repo/target}/release/containarium
-		build=(env "PATH=$(dirname "$cargo"):/usr/local/bin:/usr/bin:/bin" cargo build --release --locked --quiet)
-		[ -z "${CARGO_TARGET_DIR:-}" ] || build=(env "CARGO_TARGET_DIR=$CARGO_TARGET_DIR" "${build[@]}")
-		[ "$builder" = root ] || build=(runuser -u "$builder" -- "${build[@]}")
 		if [ "$dry_run" = 1 ]; then
-			say "binary: would build it in $repo: ${build[*]}"
+			binary=${CARGO_TARGET_DIR:-$repo/target}/release/containarium
+			say "binary: would build it in $repo: $build_line"
 		else
 			say "binary: building it in $repo as $builder (cargo build --release --locked)"
-			(cd "$repo" && "${build[@]}") || die "cargo build failed"
+			binary=$("$repo/scripts/build.sh") || die "cargo build failed"
 		fi
 	fi
 	install+=(--binary "$binary" --prefix "$prefix")
@@ -504,8 +499,15 @@ else
 	/usr/sbin/sshd
 	done_ sshd "started /usr/sbin/sshd by hand (no systemd: it does not start again at boot)"
 fi
-if [ "$dry_run" = 0 ] && [ -z "$(ss -Hltn "sport = :$jump_port")" ]; then
-	die "nothing listens on port $jump_port: is sshd's port another one? give --jump-port"
+# (host init's reload makes sshd re-execute itself: its listener is gone for
+# a moment, so this waits up to 5 s for one.)
+listening() { [ -n "$(ss -Hltn "sport = :$jump_port")" ]; }
+if [ "$dry_run" = 0 ] && ! listening; then
+	for _ in $(seq 50); do
+		sleep 0.1
+		! listening || break
+	done
+	listening || die "nothing listens on port $jump_port: is sshd's port another one? give --jump-port"
 fi
 
 # The key: the owner's, made by them, in their home.

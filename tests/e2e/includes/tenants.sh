@@ -7,18 +7,17 @@
 # containarium itself, for the suites that drive it (e2e.sh, bench.sh)
 # ---------------------------------------------------------------------------
 
-# e2e_containarium DIR: builds the release binary (unless CONTAINARIUM_BIN
-# names one) and sets BIN; writes DIR/config.toml pointing at the test image
+# e2e_containarium DIR: builds the release binary as the checkout's owner
+# (scripts/build.sh; unless CONTAINARIUM_BIN names one) and sets BIN; writes DIR/config.toml pointing at the test image
 # with small quotas and exports CONTAINARIUM_CONFIG; sets E2E_SAME_CONFIG to
 # the `incus launch` options containarium uses for such a container with
 # Docker, so bare baselines run with the same config.
 e2e_containarium() {
-	local dir=$1 repo
-	repo=$(cd "$E2E_SCRIPTS_DIR/.." && pwd)
+	local dir=$1
 	# shellcheck disable=SC2034 # used by the sourcing scripts
-	BIN=${CONTAINARIUM_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/containarium}
-	if [ -z "${CONTAINARIUM_BIN:-}" ]; then
-		(cd "$repo" && cargo build --release --locked --quiet) || return 1
+	BIN=${CONTAINARIUM_BIN:-}
+	if [ -z "$BIN" ]; then
+		BIN=$("$E2E_SCRIPTS_DIR/build.sh") || return 1
 	fi
 	rm -rf "$dir"
 	mkdir -p "$dir/keys"

@@ -58,7 +58,11 @@ e2e__quickstart_cleanup() {
 		userdel -r "$E2E_QS_ADMIN" 2>/dev/null
 	fi
 	rm -rf "$E2E_WORK/qs"
-	# The tenant ACL back on the main bridge, with its rules (host init).
+	e2e__quickstart_acl_back
+}
+
+# The tenant ACL back on the main bridge, with its rules (host init).
+e2e__quickstart_acl_back() {
 	if incus network show "$E2E_BRIDGE" >/dev/null 2>&1; then
 		ctm host init >"$E2E_LOG_DIR/quickstart-host-init.log" 2>&1 ||
 			e2e_log "warning: host init did not restore the tenant ACL (see $E2E_LOG_DIR/quickstart-host-init.log)"
@@ -137,7 +141,7 @@ test_quickstart() {
 	check "nothing was made by either (nor a bridge)" nothing_made_nor_a_bridge
 	qs_refused "an sshd named by --sshd-pidfile that is not running is refused, never started" \
 		"no sshd is running with the pid file $qs/no-such.pid" "$u" --sshd-pidfile "$qs/no-such.pid"
-	no_sshd_on_22() { [ -z "$(ss -Hltn 'sport = :22')" ]; }
+	no_sshd_on_22() { ! ss -Hltnp 'sport = :22' | e2e_grep -q '"sshd"'; }
 	check "(no sshd was started: nothing listens on port 22)" no_sshd_on_22
 
 	# --- a dry run: every step, nothing done -----------------------------------
@@ -272,4 +276,282 @@ EOF
 				'(.used_by | any(startswith($b))) and (.egress | any(.destination == $net))'
 	}
 	check "the main bridge carries the tenant ACL again, with its own subnet's rules" acl_back
+
+	e2e__quickstart_readme
+	check "the main bridge carries the tenant ACL again, with its own subnet's rules" acl_back
+}
+
+# --- The README's command, exactly as printed: `sudo scripts/quickstart.sh` ----
+# A newcomer account, e2e-qsr, runs it through real sudo with no argument, so
+# every default is the one a person gets: pool containarium, bridge ctmbr0 on
+# 10.100.0.1/24 (no NAT), project default, image containarium-debian12, user
+# e2e-qsr-box, the key generated in ~e2e-qsr, the system's sshd found by
+# /run/sshd.pid and its port by `sshd -T`. The system is a machine of the
+# suite's own: a mount namespace, held by a sleeping process, with a private
+# /etc (the host's, less its host keys, jump accounts and what containarium
+# and the e2e put there; sudoers lets e2e-qsr run anything and keeps
+# CARGO_TARGET_DIR, so quickstart's cargo build is the runner's own, a no-op),
+# /run (its sshd.pid and containarium's locks, with the host's /run/ctme2e at
+# the same path), /usr/local/bin (where the binary goes) and
+# /var/cache/containarium/images (the e2e's image cache: nothing is built).
+# Its sshd is /usr/sbin/sshd started with no option; its sshd_config says
+# Port P, ListenAddress 127.0.0.1 (a free loopback port, not 22). Incus, the
+# network and the kernel are the host's. The first run makes the pool,
+# bridge, image and user; E2E_QSR_RUNS (default 20) runs in all, each followed
+# by a login through the line it printed. Names a real install would use (the
+# pool, bridge, image alias) are touched only when $E2E_QSR_RECORD says this
+# suite made them; otherwise the part is skipped.
+E2E_QSR_ADMIN=e2e-qsr
+E2E_QSR_USER=e2e-qsr-box
+E2E_QSR_GECOS="containarium e2e newcomer"
+E2E_QSR_POOL=containarium
+E2E_QSR_BRIDGE=ctmbr0
+E2E_QSR_SUBNET=10.100.0.0/24
+E2E_QSR_IMAGE=containarium-debian12
+E2E_QSR_CACHE=/var/cache/containarium
+E2E_QSR_DIR=$E2E_STATE_DIR/qsr
+E2E_QSR_RECORD=$E2E_CACHE_DIR/quickstart-readme.made
+E2E_QSR_RUNS=${E2E_QSR_RUNS:-20}
+
+# The machine's mount namespace: copies of the host's mounts under /run and
+# Incus's are detached first (a copy keeps a network namespace or a pool
+# busy), then the private trees go on. $1: the machine's tree, $2: the
+# host's /run/ctme2e, $3: the e2e's image cache.
+# shellcheck disable=SC2016 # expanded by the holder's sh
+E2E__QSR_HOLDER_SH='set -e
+awk '\''$5 ~ "^/run/|^/var/lib/incus/" { print $5 }'\'' /proc/self/mountinfo | sort -r |
+	while read -r m; do umount -l "$m" 2>/dev/null || true; done
+mount --bind "$1/etc" /etc
+mount --bind "$1/usr-local-bin" /usr/local/bin
+mount --bind "$3" /var/cache/containarium/images
+mount --bind "$2" "$1/run/ctme2e"
+mount --rbind "$1/run" /run
+exec sleep infinity'
+
+# The holder's PID, when it is alive and the one recorded.
+e2e__qsr_holder() {
+	local pid
+	pid=$(cat "$E2E_QSR_DIR/holder.pid" 2>/dev/null) && e2e__pid_is "$pid" sleep &&
+		[ "$(readlink "/proc/$pid/ns/mnt")" = "$(cat "$E2E_QSR_DIR/holder.mnt" 2>/dev/null)" ] && echo "$pid"
+}
+
+# e2e__qsr CMD...: CMD on the newcomer's machine (working directory: the
+# checkout), without our lock open.
+e2e__qsr() {
+	local pid
+	pid=$(e2e__qsr_holder) || { echo "the newcomer's machine is not up" >&2; return 1; }
+	nsenter -t "$pid" -m -- sh -c 'cd "$1" && shift && exec "$@"' _ "$E2E_REPO" "$@" {E2E_LOCK_FD}>&-
+}
+
+# Whether this suite made NAME (a line "KIND NAME" in the record).
+e2e__qsr_ours() { [ -f "$E2E_QSR_RECORD" ] && grep -qxF -- "$1" "$E2E_QSR_RECORD"; }
+
+e2e__quickstart_readme_cleanup() {
+	local -
+	set +e
+	local pid mnt p n
+	# Every process of the machine, by PID: the holder, its sshd, sessions.
+	if mnt=$(cat "$E2E_QSR_DIR/holder.mnt" 2>/dev/null) && [ -n "$mnt" ]; then
+		for p in /proc/[0-9]*; do
+			[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mnt" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+		done
+	fi
+	pid=$(cat "$E2E_QSR_DIR/holder.pid" 2>/dev/null)
+	e2e__pid_is "$pid" sleep && kill -KILL "$pid"
+	if e2e_incus_up; then
+		if incus info --project default "$E2E_QSR_USER-container" >/dev/null 2>&1 &&
+			[ "$(incus config get --project default "$E2E_QSR_USER-container" user.containarium.owner)" = "$E2E_QSR_USER" ]; then
+			incus delete --project default --force "$E2E_QSR_USER-container" >/dev/null
+		fi
+		if e2e__qsr_ours "network $E2E_QSR_BRIDGE" && incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1; then
+			incus network delete "$E2E_QSR_BRIDGE" >/dev/null
+		fi
+		if e2e__qsr_ours "alias $E2E_QSR_IMAGE" && incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1; then
+			incus image alias delete --project default "$E2E_QSR_IMAGE" >/dev/null
+		fi
+		if e2e__qsr_ours "pool $E2E_QSR_POOL" && incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1; then
+			for n in $(incus storage volume list "$E2E_QSR_POOL" --all-projects --format json |
+				jq -r '.[] | select(.type == "image") | "\(.project)/\(.name)"'); do
+				incus storage volume delete --project "${n%%/*}" "$E2E_QSR_POOL" "image/${n#*/}" >/dev/null
+			done
+			incus storage delete "$E2E_QSR_POOL" >/dev/null
+		fi
+	fi
+	e2e__qsr_ours "home /home/$E2E_QSR_ADMIN" && rm -rf "/home/${E2E_QSR_ADMIN:?}"
+	e2e__qsr_ours "dir $E2E_QSR_CACHE/images" && rmdir "$E2E_QSR_CACHE/images" 2>/dev/null
+	e2e__qsr_ours "dir $E2E_QSR_CACHE" && rmdir "$E2E_QSR_CACHE" 2>/dev/null
+	rm -rf "$E2E_QSR_DIR"
+	e2e__quickstart_acl_back
+	if ! incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 && ! incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 &&
+		[ ! -e "/home/$E2E_QSR_ADMIN" ] && [ ! -e "$E2E_QSR_CACHE" ]; then
+		rm -f "$E2E_QSR_RECORD"
+	fi
+}
+
+# What of the README's defaults is here and not this suite's: a real install.
+e2e__qsr_foreign() {
+	local route
+	if incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 && ! e2e__qsr_ours "pool $E2E_QSR_POOL"; then
+		echo "storage pool $E2E_QSR_POOL"
+	fi
+	if incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 && ! e2e__qsr_ours "network $E2E_QSR_BRIDGE"; then
+		echo "network $E2E_QSR_BRIDGE"
+	elif ! incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 && route=$(ip -4 route show "$E2E_QSR_SUBNET") && [ -n "$route" ]; then
+		echo "a route to $E2E_QSR_SUBNET ($route)"
+	fi
+	if incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1 && ! e2e__qsr_ours "alias $E2E_QSR_IMAGE"; then
+		echo "image alias $E2E_QSR_IMAGE"
+	fi
+	if [ -e "/home/$E2E_QSR_ADMIN" ] && ! e2e__qsr_ours "home /home/$E2E_QSR_ADMIN"; then
+		echo "/home/$E2E_QSR_ADMIN"
+	fi
+}
+
+# The newcomer's machine, up: the record first (what the runs will make), then
+# the private trees, the namespace, the account and the sshd.
+e2e__qsr_machine_up() {
+	local -
+	set +e
+	local etc=$E2E_QSR_DIR/etc run=$E2E_QSR_DIR/run gid u pid i port
+	{
+		incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 || echo "pool $E2E_QSR_POOL"
+		incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 || echo "network $E2E_QSR_BRIDGE"
+		incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1 || echo "alias $E2E_QSR_IMAGE"
+		[ -e "/home/$E2E_QSR_ADMIN" ] || echo "home /home/$E2E_QSR_ADMIN"
+		[ -e "$E2E_QSR_CACHE" ] || echo "dir $E2E_QSR_CACHE"
+		[ -e "$E2E_QSR_CACHE/images" ] || echo "dir $E2E_QSR_CACHE/images"
+		[ ! -f "$E2E_QSR_RECORD" ] || cat "$E2E_QSR_RECORD"
+	} | sort -u >"$E2E_QSR_RECORD.new" && mv "$E2E_QSR_RECORD.new" "$E2E_QSR_RECORD" || return 1
+	mkdir -p "$E2E_QSR_CACHE/images" "$E2E_QSR_DIR/usr-local-bin" "$run/sshd" "$run/ctme2e" || return 1
+	chmod 0755 "$run" "$run/sshd" || return 1
+	cp -a /etc "$etc" || return 1
+	rm -f "$etc"/ssh/ssh_host_* "$etc"/passwd.lock "$etc"/shadow.lock "$etc"/group.lock \
+		"$etc"/gshadow.lock "$etc"/subuid.lock "$etc"/subgid.lock "$etc"/.pwd.lock \
+		"$E2E_QSR_DIR$E2E_FAIL2BAN_TEST_CONF" "$etc"/sudoers.d/ctme2e-* || return 1
+	for f in "${E2E_HOST_FILES[@]}"; do rm -f "$E2E_QSR_DIR$f"; done
+	# shellcheck disable=SC2086 # the glob is the point
+	rm -f $E2E_QSR_DIR$E2E_TEST_DROPINS
+	rm -rf "$E2E_QSR_DIR$E2E_ETC_DIR" "$etc/systemd/system/containarium"*
+	# Accounts it makes get ids of their own: no process of the host shares them.
+	sed -i -E 's/^(UID_MIN|GID_MIN)([[:space:]]+).*/\1\271000/; s/^(UID_MAX|GID_MAX)([[:space:]]+).*/\1\271999/' \
+		"$etc/login.defs" || return 1
+	port=$(for ((i = 22100; i < 22200; i++)); do [ -n "$(ss -Hltn "sport = :$i")" ] || { echo "$i"; break; }; done)
+	[ -n "$port" ] || { e2e_log "no free port in 22100..22199"; return 1; }
+	printf '# The newcomer machine'\''s sshd (tests/e2e/suites/quickstart.sh)\nPort %s\nListenAddress 127.0.0.1\n' "$port" \
+		>"$etc/ssh/sshd_config.d/50-ctme2e-newcomer.conf" || return 1
+	printf '%s ALL=(ALL) NOPASSWD: ALL\nDefaults:%s env_keep += "CARGO_TARGET_DIR"\n' "$E2E_QSR_ADMIN" "$E2E_QSR_ADMIN" \
+		>"$etc/sudoers.d/ctme2e-newcomer" && chmod 0440 "$etc/sudoers.d/ctme2e-newcomer" || return 1
+
+	( exec setsid unshare -m --propagation private -- sh -c "$E2E__QSR_HOLDER_SH" newcomer \
+		"$E2E_QSR_DIR" "$E2E_STATE_DIR" "$E2E_CACHE_DIR/images" ) </dev/null >>"$E2E_LOG_DIR/newcomer-holder.log" 2>&1 {E2E_LOCK_FD}>&- &
+	pid=$!
+	disown "$pid"
+	echo "$pid" >"$E2E_QSR_DIR/holder.pid"
+	for ((i = 0; i < 100; i++)); do
+		e2e__pid_is "$pid" sleep && break
+		sleep 0.05
+	done
+	e2e__pid_is "$pid" sleep || { tail -n 5 "$E2E_LOG_DIR/newcomer-holder.log" >&2; return 1; }
+	readlink "/proc/$pid/ns/mnt" >"$E2E_QSR_DIR/holder.mnt"
+
+	# The host's jump accounts (the main e2e's) are not this machine's.
+	gid=$(e2e__qsr getent group "$E2E_GROUP" | cut -d: -f3)
+	if [ -n "$gid" ]; then
+		for u in $(e2e__qsr getent passwd | awk -F: -v g="$gid" '$4 == g { print $1 }'); do
+			e2e__qsr userdel "$u" || return 1
+		done
+		e2e__qsr groupdel "$E2E_GROUP" || return 1
+	fi
+	rm -rf "/home/${E2E_QSR_ADMIN:?}"
+	e2e__qsr useradd -m -s /bin/bash -c "$E2E_QSR_GECOS" "$E2E_QSR_ADMIN" || return 1
+	e2e__qsr ssh-keygen -A >/dev/null || return 1
+	e2e__qsr /usr/sbin/sshd || return 1
+	for ((i = 0; i < 50; i++)); do
+		E2E_QSR_SSHD=$(cat "$run/sshd.pid" 2>/dev/null)
+		e2e__pid_is "$E2E_QSR_SSHD" sshd && [ -n "$(ss -Hltn "sport = :$port")" ] && break
+		sleep 0.1
+	done
+	e2e__pid_is "$E2E_QSR_SSHD" sshd || { e2e_log "the newcomer's sshd did not start"; return 1; }
+	E2E_QSR_PORT=$port
+	e2e_log "newcomer machine: namespace $pid, sshd $E2E_QSR_SSHD on 127.0.0.1:$port"
+}
+
+e2e__quickstart_readme() {
+	local foreign home=/home/$E2E_QSR_ADMIN out run ok=0 line first_line='' ms times=()
+	e2e_on_cleanup e2e__quickstart_readme_cleanup
+	e2e__quickstart_readme_cleanup # what a crashed run left
+	foreign=$(e2e__qsr_foreign)
+	if [ -n "$foreign" ]; then
+		skip "the README's command as printed: this host has $(paste -sd, <<<"$foreign") of its own (a real install?): not touched"
+		return 0
+	fi
+	# The tenant ACL is one per host (see above): off the main bridge meanwhile.
+	check "(the suite takes the tenant ACL off the main bridge; the cleanup puts it back)" \
+		incus network unset "$E2E_BRIDGE" security.acls
+	if ! e2e__qsr_machine_up >"$E2E_STATE_DIR/check.out" 2>&1; then
+		fail "the newcomer's machine: a namespace with its own /etc, /run and sshd"
+		sed 's/^/    | /' "$E2E_STATE_DIR/check.out" | tail -n 20
+		return 0
+	fi
+	pass "the newcomer's machine: its own /etc, /run, /usr/local/bin and sshd (on 127.0.0.1:$E2E_QSR_PORT, not 22)"
+	sshd_t_is_long() { [ "$(e2e__qsr /usr/sbin/sshd -T | wc -c)" -gt 4096 ]; }
+	check "(its sshd -T says more than one pipe write, as a stock Debian 12's: the case that failed)" sshd_t_is_long
+
+	# A newcomer answers "yes" to host key prompts; their ssh config says so.
+	e2e__qsr runuser -u "$E2E_QSR_ADMIN" -- sh -c 'mkdir -p -m 0700 ~/.ssh &&
+		printf "Host *\n    StrictHostKeyChecking accept-new\n    BatchMode yes\n    ConnectTimeout 15\n    LogLevel ERROR\n" >~/.ssh/config'
+	for ((run = 1; run <= E2E_QSR_RUNS; run++)); do
+		local t0 rc=0
+		t0=$(e2e_now_ms)
+		# The README's line, as the newcomer types it in the checkout.
+		e2e__qsr runuser -u "$E2E_QSR_ADMIN" -- sudo scripts/quickstart.sh \
+			>"$E2E_QSR_DIR/run$run.out" 2>"$E2E_QSR_DIR/run$run.err" || rc=$?
+		ms=$(($(e2e_now_ms) - t0))
+		times+=("$ms")
+		line=$(grep -m1 '^ssh -J ' "$E2E_QSR_DIR/run$run.out" || true)
+		[ -n "$first_line" ] || first_line=$line
+		# shellcheck disable=SC2086 # the printed line, split as a shell would
+		if [ "$rc" -eq 0 ] && [ -n "$line" ] && [ "$line" = "$first_line" ] &&
+			hostname_is "$E2E_QSR_USER-container" e2e__qsr runuser -u "$E2E_QSR_ADMIN" -- ${line}; then
+			ok=$((ok + 1))
+		else
+			echo "    | run $run: exit $rc, printed: ${line:-no ssh -J line}"
+			sed 's/^/    | /' "$E2E_QSR_DIR/run$run.err" | tail -n 8
+		fi
+		if [ "$run" -eq 1 ]; then
+			out=$(cat "$E2E_QSR_DIR/run1.err")
+			sed 's/^/    | /' "$E2E_QSR_DIR/run1.err"
+			check "the first run made the pool, bridge, image and user with the README's names" \
+				grep -q "^quickstart: pool $E2E_QSR_POOL: created" <<<"$out"
+			check "  the bridge $E2E_QSR_BRIDGE on 10.100.0.1/24 without NAT" \
+				grep -q "^quickstart: bridge $E2E_QSR_BRIDGE: created (10.100.0.1/24, no NAT)" <<<"$out"
+			check "  the image $E2E_QSR_IMAGE, from the cache (no build)" \
+				grep -q "^quickstart: image $E2E_QSR_IMAGE: imported" <<<"$out"
+			check "  the key, generated for $E2E_QSR_ADMIN (SUDO_USER)" \
+				grep -q "^quickstart: key $home/.ssh/id_ed25519.pub: generated" <<<"$out"
+			check "  the user $E2E_QSR_USER (SUDO_USER's name with -box)" \
+				grep -q "^quickstart: user $E2E_QSR_USER: created" <<<"$out"
+			check "  the system's sshd found by /run/sshd.pid, its port by sshd -T" \
+				grep -q "^quickstart: sshd: running (pid $E2E_QSR_SSHD, port $E2E_QSR_PORT), unchanged" <<<"$out"
+			printed_line() { [[ $first_line =~ ^"ssh -J $E2E_QSR_USER@127.0.0.1:$E2E_QSR_PORT $E2E_QSR_USER@10.100.0."[0-9]+$ ]]; }
+			check "  it printed the ssh -J line: $first_line" printed_line
+			sed -n '/^# containarium: /,$p' "$E2E_QSR_DIR/run$run.out" |
+				e2e__qsr runuser -u "$E2E_QSR_ADMIN" -- tee "$home/exported.conf" >/dev/null
+			check "  the config it printed logs $E2E_QSR_ADMIN in as it is (host keys pinned)" \
+				hostname_is "$E2E_QSR_USER-container" e2e__qsr runuser -u "$E2E_QSR_ADMIN" -- \
+				ssh -F "$home/exported.conf" -o BatchMode=yes "$E2E_QSR_USER-dev"
+		fi
+	done
+	check "the README's command as printed succeeded $ok of $E2E_QSR_RUNS times, each logging in through the line it printed" \
+		test "$ok" -eq "$E2E_QSR_RUNS"
+	check "  the last run changed nothing, and said so" grep -qx 'quickstart: nothing changed' "$E2E_QSR_DIR/run$E2E_QSR_RUNS.err"
+	e2e_log "quickstart as the README prints it: first run ${times[0]} ms, then $(printf '%s ' "${times[@]:1}")ms"
+	e2e__quickstart_readme_cleanup
+	left() {
+		! incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 && ! incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 &&
+			! incus info --project default "$E2E_QSR_USER-container" >/dev/null 2>&1 &&
+			! incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1 &&
+			[ ! -e "$home" ] && [ ! -e "$E2E_QSR_DIR" ] && [ ! -e "$E2E_QSR_RECORD" ]
+	}
+	check "everything the README's runs made is gone" left
 }
