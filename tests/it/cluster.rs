@@ -16,7 +16,7 @@ fn cluster(n: u8) -> (Sandbox, Vec<(&'static str, String)>) {
         .map(|(name, host)| (name, format!("127.84.{n}.{host}")))
         .collect();
     for (_, addr) in &members {
-        let listener = TcpListener::bind(format!("{addr}:10002")).unwrap();
+        let listener = listen_shared(addr, 10002);
         std::thread::spawn(move || {
             for mut conn in listener.incoming().flatten() {
                 let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");

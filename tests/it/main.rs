@@ -23,9 +23,9 @@ const KEY: &str =
 const BASTION_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEm8Jef0Wo08t+aS1AH+78OLVxVoSMWkQzx5OPy7soRr";
 const USER: &str = "ctmtest-alice";
-/// A listener on IP:22 that another run of these tests (another checkout on
+/// A listener on IP:PORT that another run of these tests (another checkout on
 /// the same machine) may hold at the same time: both answer alike.
-fn listen_shared(ip: &str) -> TcpListener {
+pub(crate) fn listen_shared(ip: &str, port: u16) -> TcpListener {
     use nix::sys::socket::{
         AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
         sockopt,
@@ -40,7 +40,7 @@ fn listen_shared(ip: &str) -> TcpListener {
     .unwrap();
     setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
     setsockopt(&fd, sockopt::ReusePort, &true).unwrap();
-    let addr: std::net::SocketAddrV4 = format!("{ip}:22").parse().unwrap();
+    let addr: std::net::SocketAddrV4 = format!("{ip}:{port}").parse().unwrap();
     bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).unwrap();
     listen(&fd, Backlog::new(64).unwrap()).unwrap();
     TcpListener::from(fd)
@@ -103,7 +103,7 @@ impl Sandbox {
         .unwrap();
         std::fs::write(dir.path().join("alice.pub"), format!("{KEY}\n")).unwrap();
         for host in 2..2 + hosts.min(5) {
-            let listener = listen_shared(&format!("127.83.{n}.{host}"));
+            let listener = listen_shared(&format!("127.83.{n}.{host}"), 22);
             std::thread::spawn(move || {
                 for mut conn in listener.incoming().flatten() {
                     let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2 fake\r\n");
