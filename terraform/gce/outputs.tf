@@ -52,7 +52,7 @@ output "containarium_export_hint" {
   description = "What to run next: give each team member their SSH config."
   value = join("\n", [
     "Next steps (as an admin from admin_ssh_keys), on any bastion:",
-    "  ssh ${local.admin_user}@${google_compute_address.bastion[local.bootstrap_member].address} sudo containarium export <user> --jump-host ${local.jump_host} --host-ca /etc/containarium/host-ca.pub",
+    "  ssh ${local.admin_user}@${google_compute_address.bastion[local.bootstrap_member].address} sudo containarium export <user> --jump-ip ${local.jump_host} --host-ca /etc/containarium/host-ca.pub",
     "  prints <user>'s SSH config: ProxyJump via ${local.jump_host}, which reaches their container from every bastion, and @cert-authority for the bastions' host CA.",
   ])
 }

@@ -63,7 +63,7 @@ def test_required_outputs(gce):
     assert {"bastion_ips", "load_balancer_ip", "containarium_export_hint", "host_ca_public_keys",
             "ssh_known_hosts", "bastion_internal_ips"} <= set(gce.outputs)
     hint = " ".join(strings(gce.outputs["containarium_export_hint"]))
-    assert "containarium export <user> --jump-host ${local.jump_host} --host-ca /etc/containarium/host-ca.pub" in hint
+    assert "containarium export <user> --jump-ip ${local.jump_host} --host-ca /etc/containarium/host-ca.pub" in hint
     # users go through the balancer (or ssh_host_names): no "avoid the balancer"
     everything = " ".join(strings(gce.outputs)).lower()
     for stale in ("prefer that bastion", "avoid", "holds their container", "client-ip affinity"):

@@ -63,6 +63,7 @@ const DROPIN: &str = "root/etc/ssh/sshd_config.d/00-containarium.conf";
 mod apply;
 mod cluster;
 mod conventions;
+mod docs;
 mod pipes;
 
 struct Sandbox {
