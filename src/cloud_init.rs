@@ -365,7 +365,7 @@ fn timed_out() -> String {
 fn warn_of(warnings: &str) {
     ui::note(&format!(
         "warning: cloud-init finished with warnings:\n{}",
-        indent(warnings)
+        indent(&crate::error::printable(warnings))
     ));
 }
 
@@ -381,13 +381,14 @@ fn failure(incus: &Incus, name: &str, why: &str) -> anyhow::Error {
     anyhow!(
         "cloud-init in {name} {why}; the end of {}:\n{}",
         OUTPUT_LOG,
-        indent(tail.trim())
+        indent(&crate::error::printable(tail.trim()))
     )
 }
 
 /// What a tool said, on one line: stdout and stderr joined.
 fn one_line_of(stdout: &str, stderr: &str) -> String {
-    crate::error::one_line(&format!("{} {}", stdout.trim(), stderr.trim()).replace('\n', " "))
+    let text = format!("{} {}", stdout.trim(), stderr.trim()).replace('\n', " ");
+    crate::error::one_line(&crate::error::printable(&text))
 }
 
 fn indent(text: &str) -> String {

@@ -86,6 +86,21 @@ pub fn signalled(signal: nix::sys::signal::Signal) -> i32 {
     SIGNALLED + signal as i32
 }
 
+/// `text` with every control character but the newline escaped (`\u{1b}`):
+/// what a guest wrote (its cloud-init log, a command's stderr) reaches the
+/// admin's terminal as text, never as escape sequences.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Folds a multi-line message (clap's) into one line: everything before the
 /// first blank line, whitespace collapsed.
 pub fn one_line(message: &str) -> String {
@@ -97,6 +112,15 @@ pub fn one_line(message: &str) -> String {
 mod tests {
     use super::*;
     use nix::sys::signal::Signal;
+
+    #[test]
+    fn what_a_guest_wrote_prints_as_text() {
+        assert_eq!(
+            printable("ok\n\u{1b}]0;owned\u{7}\u{1b}[2J\rdone\ttab"),
+            "ok\n\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rdone\\ttab"
+        );
+        assert_eq!(printable("plain, ünïcode\n"), "plain, ünïcode\n");
+    }
 
     /// The table names the codes the functions return, in order.
     #[test]

@@ -152,7 +152,7 @@ impl fmt::Display for CmdError {
         }
         let tail = self.stderr.trim();
         if !tail.is_empty() {
-            write!(f, ": {tail}")?;
+            write!(f, ": {}", crate::error::printable(tail))?;
         }
         Ok(())
     }
@@ -162,11 +162,75 @@ impl std::error::Error for CmdError {}
 
 /// Runs `cmd`, returning its output whatever its exit status.
 pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
+    let output = expression(cmd)
+        .stdout_capture()
+        .run()
+        .map_err(|err| spawn_error(cmd, &err))?;
+    Ok(Output {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Runs `cmd` and fails unless it exits 0 having printed at most `limit`
+/// bytes: past that the child is killed and the run fails. For what a guest
+/// wrote (a tenant's /etc/passwd could be gigabytes): it costs us `limit`.
+pub fn run_bounded(cmd: &Cmd, limit: usize) -> Result<Output, CmdError> {
+    use std::io::Read;
+    let reader = expression(cmd)
+        .reader()
+        .map_err(|err| spawn_error(cmd, &err))?;
+    let mut stdout = Vec::new();
+    (&reader)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut stdout)
+        .map_err(|err| spawn_error(cmd, &err))?;
+    if stdout.len() > limit {
+        let _ = reader.kill();
+        return Err(CmdError {
+            command: abbreviate(&cmd.to_string()),
+            program: cmd.program.clone(),
+            code: None,
+            signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
+            not_found: false,
+            stderr: format!("it printed more than {limit} bytes; stopped there"),
+        });
+    }
+    let done = reader
+        .try_wait()
+        .map_err(|err| spawn_error(cmd, &err))?
+        .expect("a child whose output ended was waited for");
+    let output = Output {
+        status: done.status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
+    };
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(failure(cmd, &output))
+    }
+}
+
+fn spawn_error(cmd: &Cmd, err: &io::Error) -> CmdError {
+    CmdError {
+        command: abbreviate(&cmd.to_string()),
+        program: cmd.program.clone(),
+        code: None,
+        signal: None,
+        not_found: err.kind() == io::ErrorKind::NotFound,
+        stderr: err.to_string(),
+    }
+}
+
+/// `cmd` as a duct expression, stdout not yet decided: stderr captured, the
+/// status not checked, stdin given or null, INCUS_* and LANGUAGE dropped.
+fn expression(cmd: &Cmd) -> duct::Expression {
     if VERBOSITY.load(Ordering::Relaxed) > 0 {
         crate::ui::note(&format!("+ {}", abbreviate(&cmd.to_string())));
     }
     let mut expr = duct::cmd(&cmd.program, &cmd.args)
-        .stdout_capture()
         .stderr_capture()
         .unchecked();
     expr = match &cmd.stdin {
@@ -189,20 +253,7 @@ pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
     }
     // LANGUAGE would win over LC_ALL for gettext's messages in any locale
     // but C; drop it as well.
-    expr = expr.env("LC_ALL", "C").env_remove("LANGUAGE");
-    let output = expr.run().map_err(|err| CmdError {
-        command: abbreviate(&cmd.to_string()),
-        program: cmd.program.clone(),
-        code: None,
-        signal: None,
-        not_found: err.kind() == io::ErrorKind::NotFound,
-        stderr: err.to_string(),
-    })?;
-    Ok(Output {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+    expr.env("LC_ALL", "C").env_remove("LANGUAGE")
 }
 
 /// Runs `cmd` and fails unless it exits 0.
@@ -255,6 +306,23 @@ fn tail(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_run_stops_the_child_past_its_limit() {
+        let started = std::time::Instant::now();
+        let err = run_bounded(&Cmd::new("yes"), 1000).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("killed by signal 9: it printed more than 1000 bytes; stopped there"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Control: what fits is read whole, and a failure is still one.
+        let out = run_bounded(&Cmd::new("printf").arg("%01000d"), 1000).unwrap();
+        assert_eq!(out.stdout.len(), 1000);
+        let err = run_bounded(&Cmd::new("false"), 1000).unwrap_err();
+        assert!(err.to_string().contains("exit code 1"), "{err}");
+    }
 
     #[test]
     fn display_is_copy_pastable() {

@@ -44,6 +44,11 @@ pub mod key {
 /// reaches every container. Its `listen` is the jump key's `permitopen`.
 pub const PROXY_DEVICE: &str = "ssh";
 
+/// The most we read of a file a guest wrote (/etc/passwd, authorized_keys, a
+/// host key, cloud-init's status and log): far above any real one, far below
+/// what would hurt the bastion.
+pub const GUEST_FILE_LIMIT: usize = 4 << 20;
+
 #[derive(Debug, Clone, Default)]
 pub struct Incus {
     project: Option<String>,
@@ -238,10 +243,11 @@ impl Incus {
 
     /// Reads a file in the instance through Incus's file API: unlike a quick
     /// `incus exec`, whose output can be lost on a busy host, it returns the
-    /// file or an error. `None` when the file does not exist.
+    /// file or an error. `None` when the file does not exist. The guest
+    /// wrote it: past [`GUEST_FILE_LIMIT`] bytes the read fails.
     pub fn read_file(&self, instance: &str, path: &str) -> Result<Option<String>> {
         let cmd = self.cmd(["file", "pull", &file_ref(instance, path)?, "-"]);
-        match exec::run(&cmd) {
+        match exec::run_bounded(&cmd, GUEST_FILE_LIMIT) {
             Ok(out) => Ok(Some(out.stdout)),
             // "file does not exist": what Incus 6.0 says for a stopped container.
             Err(err)

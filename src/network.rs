@@ -290,22 +290,26 @@ pub fn nic_fix_cmd(incus: &Incus, instance: &Instance, net: &TenantNet) -> Optio
     )
 }
 
-/// Every IPv4 address in use on `net` by any instance of any project:
-/// pinned ones, and what running instances hold.
+/// Every IPv4 address in use on `net` by any instance of any project: each
+/// pinned address, and for an instance without one what its NIC on `net`
+/// holds. Never what a container of ours reports: a tenant is root in it and
+/// can put every address of the subnet on a dummy interface, which would
+/// leave nobody an address to be given (and keep a cluster's claim moving).
 pub fn taken(net: &TenantNet, all: &[Instance]) -> BTreeSet<Ipv4Addr> {
     let mut taken = BTreeSet::new();
     for instance in all {
-        for device in instance.expanded_devices.values() {
-            if device.get("network").map(String::as_str) == Some(net.name.as_str())
-                && let Some(ip) = device.get("ipv4.address").and_then(|a| a.parse().ok())
-            {
-                taken.insert(ip);
+        for (nic, device) in &instance.expanded_devices {
+            if device.get("network").map(String::as_str) != Some(net.name.as_str()) {
+                continue;
             }
-        }
-        if let Some(nics) = instance.state.as_ref().and_then(|s| s.network.as_ref()) {
-            for nic in nics.values() {
+            if let Some(ip) = device.get("ipv4.address").and_then(|a| a.parse().ok()) {
+                taken.insert(ip);
+            } else if instance.owner().is_none()
+                && let Some(state) = instance.state.as_ref().and_then(|s| s.network.as_ref())
+                && let Some(held) = state.get(device.get("name").unwrap_or(nic))
+            {
                 taken.extend(
-                    nic.addresses
+                    held.addresses
                         .iter()
                         .filter(|a| a.family == "inet")
                         .filter_map(|a| a.address.parse::<Ipv4Addr>().ok())
@@ -574,6 +578,52 @@ mod tests {
         let err = net().require_guarded("").unwrap_err();
         assert!(err.to_string().contains("no firewall driver"), "{err}");
         net().require_guarded("nftables").unwrap();
+    }
+
+    #[test]
+    fn what_a_tenant_reports_takes_no_address() {
+        // alice (ours) put the whole subnet on a dummy interface; "web" (not
+        // ours, no pinned address) holds .7 on its eth0 and .8 on another.
+        let nic = |pin: &str| {
+            format!(
+                r#"{{"eth0":{{"type":"nic","network":"ctme2ebr0"{pin}}},"root":{{"type":"disk","path":"/"}}}}"#
+            )
+        };
+        let held = |ips: &[&str]| {
+            let list: Vec<String> = ips
+                .iter()
+                .map(|ip| {
+                    format!(
+                        r#"{{"family":"inet","address":"{ip}","netmask":"24","scope":"global"}}"#
+                    )
+                })
+                .collect();
+            format!(r#"{{"addresses":[{}]}}"#, list.join(","))
+        };
+        let squat: Vec<String> = (2..=254).map(|i| format!("10.197.83.{i}")).collect();
+        let squat: Vec<&str> = squat.iter().map(String::as_str).collect();
+        let json = format!(
+            r#"[{{"name":"alice-container","status":"Running","config":{{"user.containarium.owner":"alice"}},
+                 "expanded_devices":{},"state":{{"network":{{"eth0":{},"dummy0":{}}}}}}},
+                {{"name":"web","status":"Running","config":{{}},
+                 "expanded_devices":{},"state":{{"network":{{"eth0":{},"dummy0":{}}}}}}}]"#,
+            nic(r#","ipv4.address":"10.197.83.5""#),
+            held(&["10.197.83.5"]),
+            held(&squat),
+            nic(""),
+            held(&["10.197.83.7"]),
+            held(&["10.197.83.8"]),
+        );
+        let all = crate::incus::parse_instances(&json).unwrap();
+        let taken = taken(&net(), &all);
+        assert_eq!(
+            taken,
+            BTreeSet::from([Ipv4Addr::new(10, 197, 83, 5), Ipv4Addr::new(10, 197, 83, 7)])
+        );
+        assert_eq!(
+            allocate(&net(), &taken).unwrap(),
+            Ipv4Addr::new(10, 197, 83, 2)
+        );
     }
 
     #[test]

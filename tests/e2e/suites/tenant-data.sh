@@ -116,6 +116,36 @@ test_tenant_data() {
 	check "restart gives eth0 its address back" ctm restart "$t"
 	check "the tenant is reachable again" jump "$t" "$t_ip" true
 
+	# --- every address of the subnet, claimed from inside -------------------------------
+	# As root in the container: its loopback holds every address of the
+	# bridge's subnet (no dummy module in a container). Incus reports them
+	# all; only pinned addresses count.
+	# shellcheck disable=SC2016 # expanded by the container's sh
+	check "the tenant puts every address of 10.197.83.0/24 on its loopback" \
+		in_container "$t" sh -c 'for i in $(seq 2 254); do ip addr add "10.197.83.$i/32" dev lo || exit 1; done'
+	reports_all() {
+		local n
+		n=$(incus query "/1.0/instances/$t-container/state?project=$E2E_PROJECT" |
+			jq '[.network.lo.addresses[] | select(.family == "inet" and (.address | startswith("10.197.83.")))] | length')
+		[ "$n" = 253 ] || { echo "Incus reports $n such addresses on lo"; return 1; }
+	}
+	check "  (control) Incus reports all 253 of them" reports_all
+	e2e_client e2e-tdsq "$work"
+	check "create still finds a free address for another user" ctm create e2e-tdsq --ssh-key "$work/keys/e2e-tdsq.pub" --no-docker
+	check "  and that user is reachable" jump e2e-tdsq "$(ip_of e2e-tdsq)" true
+	check "delete e2e-tdsq" ctm delete e2e-tdsq --force
+	check "the tenant drops them" in_container "$t" ip addr flush dev lo to 10.197.83.0/24
+
+	# --- a file too large to read ---------------------------------------------------------
+	# As root in the container: /etc/passwd grows past 4 MiB (a comment line).
+	check "the tenant grows its /etc/passwd to 5 MiB" in_container "$t" sh -c \
+		'cp /etc/passwd /root/passwd.ctme2e && { printf "#"; head -c 5242880 /dev/zero | tr "\\0" x; echo; } >>/etc/passwd'
+	one_line_error "keys add refuses to read more than 4 MiB of it" "printed more than 4194304 bytes" \
+		ctm keys add "$t" "$work/keys/$t-2.pub"
+	check "the tenant puts its /etc/passwd back" in_container "$t" cp /root/passwd.ctme2e /etc/passwd
+	check "  (control) keys add reads it and adds the key" ctm keys add "$t" "$work/keys/$t-2.pub"
+	check "  and removes it again" ctm keys remove "$t" "$t-2@laptop"
+
 	# --- key files that are not keys ---------------------------------------------------
 	rc=0
 	ctm create e2e-tdx --ssh-key /etc/shadow >"$scratch/shadow.out" 2>&1 || rc=$?
