@@ -5,9 +5,15 @@
 //! We never delete the lock file or touch another program's lock. The
 //! holder writes its PID and verb into the file, so a waiting run can say
 //! who it waits for; waiting is bounded.
+//!
+//! A lock file is root's alone (0600, in a 0700 directory when we make the
+//! directory): `flock` needs only a descriptor, so a file any local user can
+//! open read-only is one any local user can hold, stalling every verb,
+//! revocation included.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,15 +49,26 @@ pub fn acquire(path: &Path, what: &str) -> Result<Lock> {
 
 pub fn acquire_within(path: &Path, what: &str, wait: Duration) -> Result<Lock> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("opening lock file {}", path.display()))?;
+    // One an older version made 0644.
+    if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
+        file.set_permissions(Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} root's alone", path.display()))?;
+    }
     let start = Instant::now();
     let mut said = false;
     loop {
@@ -89,6 +106,18 @@ pub fn acquire_within(path: &Path, what: &str, wait: Duration) -> Result<Lock> {
     })
 }
 
+/// Makes `dir`, a directory of ours that an older version made 0755, root's
+/// alone (0700). Its files stay where they are.
+pub fn make_private(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() && meta.permissions().mode() & 0o777 != 0o700 => {
+            std::fs::set_permissions(dir, Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} root's alone", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What the holder wrote into the lock file.
 fn holder(file: &mut File) -> String {
     let mut text = String::new();
@@ -102,6 +131,29 @@ fn holder(file: &mut File) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_files_are_roots_alone_in_a_private_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/containarium/users/alice.lock");
+        drop(acquire(&path, "create alice").unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("run/containarium")), 0o700);
+        // What an older version left: a 0644 file in a 0755 directory.
+        let users = path.parent().unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(users, Permissions::from_mode(0o755)).unwrap();
+        make_private(users).unwrap();
+        drop(acquire(&path, "create alice").unwrap());
+        assert_eq!((mode(&path), mode(users)), (0o600, 0o700));
+        // A link at the lock's path is never followed.
+        let link = dir.path().join("run/link.lock");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        assert!(acquire(&link, "create bob").is_err());
+        assert!(!dir.path().join("elsewhere").exists());
+    }
 
     #[test]
     fn second_holder_waits_a_bounded_time_and_names_the_first() {

@@ -90,8 +90,14 @@ pub fn policy() -> Vec<(&'static str, String)> {
 /// would see a third of them refused. 100 may be in authentication at once
 /// before random early drop starts, and at most 300 (an unauthenticated
 /// sshd costs a few MB). One address, which may be a whole class behind
-/// one NAT, may hold up to 100 of them: a flood from a single source then
-/// never pushes the others into the drop range alone; fail2ban bans it.
+/// one NAT, may hold up to 100 of them. That is the whole of the
+/// drop-free range, so one address alone can reach it: with its 100 in
+/// authentication, every other address's new connection is refused with
+/// probability 30% and up (MaxStartups' start:rate), all of them once 300
+/// are open, which that address cannot reach alone (100 < 300). Its flood
+/// slows the others rather than locking them out, until fail2ban bans it.
+/// A per-source cap below 100 would make one address harmless, and refuse
+/// a class of more than that many logging in at once behind one NAT.
 pub const GLOBAL: [(&str, &str); 2] = [
     ("MaxStartups", "100:30:300"),
     ("PerSourceMaxStartups", "100"),

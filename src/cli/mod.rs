@@ -169,7 +169,12 @@ fn lock_user(
     user: &crate::names::UserName,
     what: &str,
 ) -> Result<(crate::lock::Lock, crate::lock::Lock)> {
-    let mine = crate::lock::acquire(&env.paths.user_lock_file(user), what)?;
+    let path = env.paths.user_lock_file(user);
+    if let Some(users) = path.parent() {
+        crate::lock::make_private(users)?;
+        users.parent().map(crate::lock::make_private).transpose()?;
+    }
+    let mine = crate::lock::acquire(&path, what)?;
     Ok((mine, lock(env, what)?))
 }
 

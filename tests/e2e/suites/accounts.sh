@@ -67,5 +67,20 @@ test_accounts() {
 	check "the 10 addresses are unique" bash -c "'$BIN' --project $E2E_PROJECT list --json | e2e_jq '[.[] | select(.user | startswith(\"e2e-p\")) | .ipv4] | (length == 10) and (unique | length == 10)'"
 	check "pwck -r finds nothing new" bash -c "diff <(printf '%s\n' \"\$1\") <(pwck -r 2>&1 || true)" _ "$pwck_before"
 	check "one of them is reachable through its jump account" jump e2e-p07 "$(ip_of e2e-p07)" true
+
+	# --- our locks are root's alone ---------------------------------------------------
+	# flock needs only a descriptor: a local user who can open a lock file can
+	# hold it, and every verb waits, revocation included.
+	take() { timeout 5 runuser -u nobody -- flock -n -s "$1" true; }
+	check "a local user cannot take our lock" not take /run/containarium.lock
+	check "  nor a user's lock" not take /run/containarium/users/e2e-p07.lock
+	check "  (control) root can take both: they are there" \
+		bash -c "flock -n -s /run/containarium.lock true && flock -n -s /run/containarium/users/e2e-p07.lock true"
+	private_locks() {
+		local modes
+		modes=$(stat -c %a /run/containarium.lock /run/containarium/users/e2e-p07.lock /run/containarium/users /run/containarium)
+		[ "$(paste -sd' ' <<<"$modes")" = "600 600 700 700" ] || { echo "modes: $modes"; return 1; }
+	}
+	check "  the lock files are 0600, their directories 0700" private_locks
 	for i in $(seq -w 1 10); do ctm delete "e2e-p$i" --force >/dev/null 2>&1 || fail "delete e2e-p$i"; done
 }
