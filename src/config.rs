@@ -128,7 +128,7 @@ impl Paths {
         Paths::new(test_root().unwrap_or_else(|| "/".into()))
     }
 
-    fn at(&self, path: &str) -> PathBuf {
+    pub fn at(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
 

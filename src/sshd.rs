@@ -9,7 +9,7 @@
 //! block, and `check_policy` asks `sshd -T` what is really in effect.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -241,6 +241,117 @@ fn glob(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// `text` with every `Include` replaced by the text of the files it names,
+/// as sshd reads them: a relative path is under /etc/ssh, a `*` or `?` in
+/// the file name matches in byte order, nesting stops at sshd's own depth
+/// (16), and a file that cannot be read adds nothing. The Include of
+/// sshd_config.d itself is kept as it is: [`earlier_match`] needs to know
+/// where it stands. `at` maps a host path (a test's scratch root).
+pub fn resolve_includes(text: &str, at: &dyn Fn(&str) -> PathBuf) -> String {
+    fn resolve(text: &str, at: &dyn Fn(&str) -> PathBuf, depth: usize, out: &mut String) {
+        for line in text.lines() {
+            if !keyword(line).eq_ignore_ascii_case("include") || is_dropin_include(line) {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            for pattern in line.split_whitespace().skip(1) {
+                let path = if pattern.starts_with('/') {
+                    pattern.to_string()
+                } else {
+                    format!("/etc/ssh/{pattern}")
+                };
+                for file in matching(&path, at) {
+                    if depth < 16
+                        && let Ok(included) = std::fs::read_to_string(&file)
+                    {
+                        resolve(&included, at, depth + 1, out);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    resolve(text, at, 0, &mut out);
+    out
+}
+
+/// The files `path` names, its file name a pattern (`*`, `?`), in byte order.
+fn matching(path: &str, at: &dyn Fn(&str) -> PathBuf) -> Vec<PathBuf> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    if !name.contains(['*', '?']) {
+        return vec![at(path)];
+    }
+    let Ok(entries) = std::fs::read_dir(at(if dir.is_empty() { "/" } else { dir })) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| glob(&name.replace('?', "*"), n))
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// An address for each `Match Address` pattern of `text` (a resolved
+/// configuration), for `sshd -T` to be asked about: a CIDR's first host, a
+/// pattern's `*` as 1, a plain address as it is; negations too.
+pub fn match_addresses(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if !keyword(line).eq_ignore_ascii_case("match") {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        for pair in words.chunks(2) {
+            let [criterion, patterns] = pair else {
+                continue;
+            };
+            if !criterion.eq_ignore_ascii_case("address") {
+                continue;
+            }
+            for pattern in patterns.split(',') {
+                if let Some(addr) = sample_of(pattern.trim_start_matches('!'))
+                    && !out.contains(&addr)
+                {
+                    out.push(addr);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn sample_of(pattern: &str) -> Option<String> {
+    if let Some((net, _)) = pattern.split_once('/') {
+        let net: std::net::IpAddr = net.parse().ok()?;
+        return Some(match net {
+            std::net::IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) + 1).to_string(),
+            std::net::IpAddr::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6) + 1).to_string(),
+        });
+    }
+    let mut octets: Vec<String> = pattern
+        .split('.')
+        .map(|o| {
+            if o.contains(['*', '?']) {
+                "1".into()
+            } else {
+                o.into()
+            }
+        })
+        .collect();
+    while octets.len() < 4 && pattern.contains('*') {
+        octets.push("1".into());
+    }
+    let addr = octets.join(".");
+    addr.parse::<std::net::IpAddr>().ok().map(|a| a.to_string())
+}
+
 /// Whether sshd_config reads sshd_config.d at all.
 pub fn includes_dropins(sshd_config: &str) -> bool {
     sshd_config.lines().any(is_dropin_include)
@@ -338,10 +449,15 @@ pub fn policy_mismatches(effective: &HashMap<String, String>) -> Vec<String> {
 }
 
 /// Proves with `sshd -T` that sshd would apply every setting of our Match
-/// block to `user`, a jump account, from each of [`SAMPLE_ADDRS`]; fails in
-/// one line naming the first address and the settings that differ.
-pub fn check_policy(sshd_config: &Path, user: &str) -> Result<()> {
-    for addr in SAMPLE_ADDRS {
+/// block to `user`, a jump account, from each of [`SAMPLE_ADDRS`] and of
+/// `more` (one per `Match Address` of the configuration); fails in one line
+/// naming the first address and the settings that differ.
+pub fn check_policy(sshd_config: &Path, user: &str, more: &[String]) -> Result<()> {
+    for addr in SAMPLE_ADDRS
+        .iter()
+        .copied()
+        .chain(more.iter().map(String::as_str))
+    {
         let output = exec::run(&effective_cmd(sshd_config, user, addr))?;
         let wrong = policy_mismatches(&parse_effective(&output.stdout));
         if !wrong.is_empty() {
@@ -466,6 +582,55 @@ fn parse_real_uid(status: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use crate::fixture;
+
+    #[test]
+    fn a_match_block_reached_through_an_include_is_found() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(at("/etc/ssh/sshd_config.d")).unwrap();
+        let sftp = "Match Address 192.168.0.0/16,!10.1.*\n    ForceCommand internal-sftp\n";
+        std::fs::write(at("/etc/ssh/extra.conf"), sftp).unwrap();
+        std::fs::write(at("/etc/ssh/nested.conf"), "Include extra.conf\n").unwrap();
+        let main = "Include /etc/ssh/nested.conf\nInclude /etc/ssh/sshd_config.d/*.conf\nPort 22\n";
+        let resolved = resolve_includes(main, &at);
+        assert!(
+            resolved.contains("ForceCommand internal-sftp"),
+            "{resolved}"
+        );
+        assert!(
+            resolved.contains("Include /etc/ssh/sshd_config.d/*.conf"),
+            "{resolved}"
+        );
+        assert!(
+            earlier_match(&resolved, &[])
+                .unwrap()
+                .contains("above its Include")
+        );
+        // Control: the same text unresolved, as the check read it before.
+        assert_eq!(earlier_match(main, &[]), None);
+
+        // A drop-in sorting before ours that only includes the Match.
+        let dropin = resolve_includes("Include /etc/ssh/extra.co?f\n", &at);
+        let others = [("00-aaa.conf".to_string(), dropin)];
+        let plain = "Include /etc/ssh/sshd_config.d/*.conf\n";
+        assert!(
+            earlier_match(plain, &others)
+                .unwrap()
+                .contains("00-aaa.conf")
+        );
+        assert_eq!(
+            match_addresses(&resolved),
+            ["192.168.0.1".to_string(), "10.1.1.1".to_string()]
+        );
+        assert_eq!(
+            match_addresses("Match User bob Address 203.0.113.7,2001:db8::/32\n"),
+            ["203.0.113.7".to_string(), "2001:db8::1".to_string()]
+        );
+        // An Include that names nothing adds nothing; a loop stops.
+        std::fs::write(at("/etc/ssh/loop.conf"), "Include loop.conf\nMatch All\n").unwrap();
+        let looped = resolve_includes("Include /etc/ssh/none*.conf\nInclude loop.conf\n", &at);
+        assert_eq!(looped.matches("Match All").count(), 16);
+    }
 
     #[test]
     fn recognises_debian_include() {

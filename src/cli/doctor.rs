@@ -208,9 +208,16 @@ fn probe_all(env: &Env) -> Vec<Check> {
     let main_config = files::read_optional(&config_path).ok().flatten();
     let dropin = files::read_optional(&paths.sshd_dropin()).ok().flatten();
     let others = super::host::other_dropins(paths).unwrap_or_default();
-    let earlier = main_config
+    let resolved = main_config
+        .as_deref()
+        .map(|main| sshd::resolve_includes(main, &|p| paths.at(p)));
+    let earlier = resolved
         .as_deref()
         .and_then(|main| sshd::earlier_match(main, &others));
+    // One address of each `Match Address` anywhere, for sshd -T below.
+    let mut whole = resolved.clone().unwrap_or_default();
+    others.iter().for_each(|(_, text)| whole.push_str(text));
+    let more = sshd::match_addresses(&whole);
     let wanted = sshd::dropin(sshd::supports_per_source(), paths.host_cert().exists());
     checks.push(dropin_check(
         &config_path,
@@ -231,9 +238,11 @@ fn probe_all(env: &Env) -> Vec<Check> {
     let answers: Vec<(&str, Result<String, String>)> = match &user {
         Some(user) => sshd::SAMPLE_ADDRS
             .iter()
+            .copied()
+            .chain(more.iter().map(String::as_str))
             .map(|addr| {
                 let out = exec::run(&sshd::effective_cmd(&config_path, user, addr));
-                (*addr, out.map(|o| o.stdout).map_err(|e| e.to_string()))
+                (addr, out.map(|o| o.stdout).map_err(|e| e.to_string()))
             })
             .collect(),
         None => Vec::new(),

@@ -454,6 +454,7 @@ fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
         .into());
     }
     let dropin = paths.sshd_dropin();
+    let main_config = sshd::resolve_includes(&main_config, &|p| paths.at(p));
     if let Some(reason) = sshd::earlier_match(&main_config, &other_dropins(paths)?) {
         bail!(Refused(format!(
             "{reason}: it would override containarium's policy for jump accounts; \
@@ -605,7 +606,7 @@ pub fn sysctl_plan(paths: &Paths) -> Result<Plan> {
 }
 
 /// The other `*.conf` files of sshd_config.d (what sshd's Include reads),
-/// name and text.
+/// name and text, each with what it includes in its place.
 pub(super) fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
     let dir = paths.sshd_dropin_dir();
     let entries = match std::fs::read_dir(&dir) {
@@ -618,10 +619,25 @@ pub(super) fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".conf") && !name.starts_with('.') && name != sshd::DROPIN_NAME {
-            others.push((name, config::read(&entry.path())?));
+            let text = config::read(&entry.path())?;
+            others.push((name, sshd::resolve_includes(&text, &|p| paths.at(p))));
         }
     }
     Ok(others)
+}
+
+/// An address for each `Match Address` of sshd's whole configuration
+/// (sshd_config, what it includes, the drop-ins), for `sshd -T`.
+fn match_addresses(paths: &Paths) -> Vec<String> {
+    let main = files::read_optional(&paths.sshd_config())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut text = sshd::resolve_includes(&main, &|p| paths.at(p));
+    for (_, dropin) in other_dropins(paths).unwrap_or_default() {
+        text.push_str(&dropin);
+    }
+    sshd::match_addresses(&text)
 }
 
 /// A jump account to ask sshd about: the first key file's, if its account
@@ -646,10 +662,18 @@ pub fn existing_jump_account(paths: &Paths) -> Result<Option<UserName>> {
 }
 
 /// Proves with `sshd -T` that sshd applies our whole Match block to the
-/// jump account `user`; fails (and the plan undoes itself) when not.
+/// jump account `user`, from sample addresses and from one of each `Match
+/// Address` of the configuration; fails (and the plan undoes itself) when
+/// not.
 pub fn policy_step(paths: &Paths, user: &UserName) -> Step {
     let config = paths.sshd_config();
-    let others = sshd::SAMPLE_ADDRS[1..].join(", ");
+    let more = match_addresses(paths);
+    let others = sshd::SAMPLE_ADDRS[1..]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(more.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(", ");
     let description = format!(
         "{} (and from {others}) shows every setting of our Match block",
         sshd::effective_cmd(&config, user.as_str(), sshd::SAMPLE_ADDRS[0])
@@ -658,7 +682,7 @@ pub fn policy_step(paths: &Paths, user: &UserName) -> Step {
     Step::new(
         "check sshd's effective policy for jump accounts",
         Action::check(description, move |_| {
-            sshd::check_policy(&config, user.as_str())
+            sshd::check_policy(&config, user.as_str(), &more)
         }),
     )
 }

@@ -126,14 +126,28 @@ test_sshd_policy() {
 	check "the bastion sshd is back to our policy" e2e_reload_bastion_sshd
 	refused "(control) without it, sftp is refused again" "prohibited\|closed\|failed\|not available" sftp_pwd e2e-sp e2e-sp
 
-	# --- what only sshd -T can see: a Match block included from an earlier file ----------
-	printf 'Match Address 10.0.0.0/8\n    ForceCommand internal-sftp\n' >"$dir/hostile-match.conf"
+	# --- a Match block reached through an Include read before ours -------------------
+	# (Match Address 192.168.0.0/16: none of the addresses sshd -T was asked
+	# about before, so it escaped both checks.)
+	printf 'Match Address 192.168.0.0/16\n    ForceCommand internal-sftp\n' >"$dir/hostile-match.conf"
 	printf 'Include %s/hostile-match.conf\n' "$dir" >"$dropins/0-ctme2e-include.conf"
-	refused "host init's sshd -T check fails in one line for a connection from 10.0.0.1" \
-		"^error: check sshd's effective policy for jump accounts failed: sshd would not apply containarium's policy to jump account e2e-[a-z0-9-]* from 10.0.0.1: forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"" \
+	one_line_error "host init refuses a Match block an earlier drop-in includes" \
+		"sshd_config.d/0-ctme2e-include.conf sorts before 00-containarium.conf and has a Match block" ctm host init
+	rm -f "$dropins/0-ctme2e-include.conf"
+
+	# --- what only sshd -T can see: an Include our reading does not follow ------------
+	# A `*` in the included directory: sshd's glob(3) follows it, our reading
+	# of Includes (file-name patterns only) does not; sshd -T, asked about an
+	# address of every Match Address, sees it.
+	mkdir -p "$dir/hostile-d1"
+	mv "$dir/hostile-match.conf" "$dir/hostile-d1/m.conf"
+	printf 'Include %s/hostile-d*/m.conf\n' "$dir" >"$dropins/0-ctme2e-include.conf"
+	refused "host init's sshd -T check fails in one line for a connection from 192.168.0.1" \
+		"^error: check sshd's effective policy for jump accounts failed: sshd would not apply containarium's policy to jump account e2e-[a-z0-9-]* from 192.168.0.1: forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"" \
 		ctm host init
 	rm -f "$dropins/0-ctme2e-include.conf"
-	check "(control) without it, host init passes" ctm host init
+	rm -rf "$dir/hostile-d1"
+	check "(control) without them, host init passes" ctm host init
 
 	# --- host init --harden: the live bastion passes a real auditor ---------------------
 	check "(control) ssh-audit fails the bastion's OpenSSH defaults on six algorithms" sshd_policy__audit \
