@@ -400,8 +400,7 @@ pub fn guarded_addresses(incus: &Incus, server: &crate::incus::Server) -> Result
 
 /// Every instance of every project, for [`taken`].
 pub fn all_instances(incus: &Incus) -> Result<Vec<Instance>> {
-    let out = incus.probe(&Incus::default().cmd(["list", "--all-projects", "--format", "json"]))?;
-    crate::incus::parse_instances(&out.stdout)
+    incus.listed(&Incus::default().cmd(["list", "--all-projects", "--format", "json"]))
 }
 
 /// One rule of an Incus network ACL, as its API spells it.
