@@ -64,17 +64,14 @@ impl Template {
             )));
         }
         let path = dir.join(format!("{name}.toml"));
+        // A template is what runs as root in every new container: it and
+        // its directory are root's alone, as config.toml is.
+        crate::config::check_roots_dir(dir, "template directory")?;
         // Only an absent file falls back to the built-in template: an
         // override that is there but unreadable is the admin's to fix.
-        let (text, origin) = match std::fs::read_to_string(&path) {
-            Ok(text) => (text, path.display().to_string()),
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Refused(format!(
-                    "cannot read template {}: {err}",
-                    path.display()
-                )));
-            }
-            Err(_) => match BUILT_IN.iter().find(|(n, _)| *n == name) {
+        let (text, origin) = match crate::config::read_roots(&path, "template")? {
+            Some(text) => (text, path.display().to_string()),
+            None => match BUILT_IN.iter().find(|(n, _)| *n == name) {
                 Some((_, text)) => (text.to_string(), format!("built-in template {name}")),
                 None => {
                     return Err(Refused(format!(
@@ -482,11 +479,52 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         let err = Template::load(dir.path(), "default").unwrap_err().0;
-        assert!(err.starts_with("cannot read template "), "{err}");
+        assert!(err.contains("is not a regular file"), "{err}");
         std::fs::remove_dir(&path).unwrap();
         std::fs::write(&path, "shell = [\n").unwrap();
         let err = Template::load(dir.path(), "default").unwrap_err().0;
         assert!(err.starts_with(&path.display().to_string()), "{err}");
+    }
+
+    /// Templates run as root in every new container: like config.toml, an
+    /// override and its directory must be root's alone, and a FIFO is
+    /// refused at once instead of read.
+    #[test]
+    fn templates_and_their_directory_must_be_root_s_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("course.toml");
+        std::fs::write(&path, "description = \"course\"\nshell = \"/bin/sh\"\n").unwrap();
+        let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        mode(&path, 0o644).unwrap();
+        mode(dir.path(), 0o755).unwrap();
+        // The control: root's alone, it is read.
+        assert_eq!(
+            Template::load(dir.path(), "course").unwrap().description,
+            "course"
+        );
+        mode(&path, 0o664).unwrap();
+        let err = Template::load(dir.path(), "course").unwrap_err().0;
+        assert!(err.contains("is writable by group or others"), "{err}");
+        mode(&path, 0o644).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let err = Template::load(dir.path(), "course").unwrap_err().0;
+        assert!(err.contains("is not owned by root"), "{err}");
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        mode(dir.path(), 0o777).unwrap();
+        let err = Template::load(dir.path(), "default").unwrap_err().0;
+        assert!(
+            err.starts_with("template directory ")
+                && err.contains("is writable by group or others"),
+            "{err}"
+        );
+        mode(dir.path(), 0o755).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let start = std::time::Instant::now();
+        let err = Template::load(dir.path(), "course").unwrap_err().0;
+        assert!(err.contains("is not a regular file"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     /// status.json from cloud-init 22.4.2 (Debian 12) after a clean boot.

@@ -208,6 +208,16 @@ impl Cohort {
     }
 }
 
+/// Whether `path` names something under the directory it is joined to: not
+/// empty, not absolute, no `..` component.
+fn inside(path: &str) -> bool {
+    use std::path::Component;
+    !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// A member from its entry, the file's defaults and config.toml's, or every
 /// problem with the entry.
 fn resolve(
@@ -236,8 +246,19 @@ fn resolve(
             Err(err) => errors.push(err.0),
         }
     }
-    let files: Vec<PathBuf> = entry.key_files.iter().map(|f| base.join(f)).collect();
-    if !files.is_empty() {
+    // Inside the file's directory only: a helper's file cannot make root
+    // read a file it chose elsewhere on the bastion.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for file in &entry.key_files {
+        match inside(file) {
+            true => files.push(base.join(file)),
+            false => errors.push(format!(
+                "key-files: {file:?} is not a relative path inside the file's directory \
+                 (no leading '/', no '..')"
+            )),
+        }
+    }
+    if !files.is_empty() && errors.is_empty() {
         match keys::read_key_files(&files) {
             Ok(found) => keys.extend(found),
             Err(err) => errors.push(err.0),
@@ -388,6 +409,32 @@ mod tests {
         assert!(err.0.contains(".toml:1: set \"Course 2026\""), "{}", err.0);
         let err = parse("set = \"s\"\n[defaults]\nkeys = []\nname = \"x\"\n").unwrap_err();
         assert!(err.0.contains(":2: defaults: name, keys"), "{}", err.0);
+    }
+
+    #[test]
+    fn key_files_are_relative_paths_inside_the_file_s_directory() {
+        let file = |key_file: &str| {
+            format!("set = \"s\"\n[[user]]\nname = \"bob\"\nkey-files = [\"{key_file}\"]\n")
+        };
+        for good in ["alice.pub", "./alice.pub"] {
+            assert_eq!(
+                parse(&file(good)).unwrap().members[0].keys.len(),
+                1,
+                "{good}"
+            );
+        }
+        for bad in ["/etc/shadow", "../alice.pub", "keys/../../alice.pub", ""] {
+            let err = parse(&file(bad)).unwrap_err().0;
+            assert_eq!(
+                err,
+                format!(
+                    "{}:2: user \"bob\": key-files: {bad:?} is not a relative path inside the \
+                     file's directory (no leading '/', no '..'); nothing changed",
+                    err.split(":2:").next().unwrap()
+                )
+            );
+        }
+        assert!(inside("a/b.pub") && !inside("a/../../b.pub"));
     }
 
     #[test]

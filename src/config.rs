@@ -271,32 +271,82 @@ fn test_root() -> Option<OsString> {
 }
 
 /// The config file's text, `None` if it does not exist. It decides which
-/// image, network and storage every container gets, so it must be a regular
-/// file owned by root and not writable by group or others (checked on the
-/// opened file, after any symlink).
+/// image, network and storage every container gets, so it must be root's
+/// alone (see [`read_roots`]).
 fn read_config(path: &Path) -> Result<Option<String>> {
-    let file = match std::fs::File::open(path) {
+    Ok(read_roots(path, "config file")?)
+}
+
+/// The text of a file that decides what root does (config.toml, a cloud-init
+/// template), `None` if it does not exist: it must be a regular file owned
+/// by root and not writable by group or others, checked on the opened file,
+/// after any symlink. Opened without blocking, so a FIFO is refused at once.
+pub fn read_roots(path: &Path, what: &str) -> Result<Option<String>, Refused> {
+    let shown = path.display();
+    let file = match open_nonblocking(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        Err(err) => return Err(Refused(format!("cannot read {what} {shown}: {err}"))),
     };
-    let meta = file.metadata()?;
-    let why = if !meta.is_file() {
-        "is not a regular file"
-    } else if meta.uid() != 0 {
+    let meta = file
+        .metadata()
+        .map_err(|err| Refused(format!("cannot read {what} {shown}: {err}")))?;
+    if !meta.is_file() {
+        return Err(Refused(format!(
+            "{what} {shown} is not a regular file: it must be root's alone"
+        )));
+    }
+    roots_alone(&meta, what, path)?;
+    std::io::read_to_string(file)
+        .map(Some)
+        .map_err(|err| Refused(format!("cannot read {what} {shown}: {err}")))
+}
+
+/// A directory of files that decide what root does (the templates): when
+/// it exists, root's alone like [`read_roots`]' files, so nobody else can
+/// put or swap a file in it.
+pub fn check_roots_dir(path: &Path, what: &str) -> Result<(), Refused> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => {
+            return Err(Refused(format!(
+                "cannot read {what} {}: {err}",
+                path.display()
+            )));
+        }
+    };
+    if !meta.is_dir() {
+        return Err(Refused(format!(
+            "{what} {} is not a directory",
+            path.display()
+        )));
+    }
+    roots_alone(&meta, what, path)
+}
+
+fn roots_alone(meta: &std::fs::Metadata, what: &str, path: &Path) -> Result<(), Refused> {
+    let why = if meta.uid() != 0 {
         "is not owned by root"
     } else if meta.mode() & 0o022 != 0 {
         "is writable by group or others"
     } else {
-        return std::io::read_to_string(file)
-            .map(Some)
-            .with_context(|| format!("reading {}", path.display()));
+        return Ok(());
     };
     Err(Refused(format!(
-        "config file {} {why}: it must be root's alone (chown root; chmod go-w)",
+        "{what} {} {why}: it must be root's alone (chown root; chmod go-w)",
         path.display()
-    ))
-    .into())
+    )))
+}
+
+/// Opens `path` for reading without waiting for a writer: a FIFO opens at
+/// once (and is then refused as not a regular file), never blocks us.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// Reads a file we need, with the activity in the error.

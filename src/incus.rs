@@ -32,10 +32,23 @@ pub mod key {
     /// When the container ends (RFC 3339, UTC): `reap` stops it then, and
     /// deletes it a grace period later.
     pub const EXPIRES: &str = "user.containarium.expires";
+    /// When `expires` was last set (RFC 3339, UTC), by `create` or `apply`:
+    /// `reap`'s grace period runs from the later of the two, so an expiry
+    /// set in the past never deletes at once.
+    pub const EXPIRES_SET: &str = "user.containarium.expires-set";
     /// How long without an SSH connection before `reap` stops it (`2h`).
     pub const IDLE_STOP: &str = "user.containarium.idle-stop";
     /// The last time `reap` saw an SSH connection to it (RFC 3339, UTC).
     pub const LAST_ACTIVE: &str = "user.containarium.last-active";
+}
+
+/// Whether listings warn of an instance whose recorded owner is not its
+/// name's user: off for `host doctor`, which fails it as a check instead.
+static OWNER_WARNINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Listings stop warning of misattributed instances (see [`Instance::foreign_owner`]).
+pub fn silence_owner_warnings() {
+    OWNER_WARNINGS.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// On a cluster, the `proxy` device that publishes a container's sshd on
@@ -135,8 +148,35 @@ impl Incus {
 
     /// Every instance in the project, with state, from one call.
     pub fn instances(&self) -> Result<Vec<Instance>> {
-        let out = self.probe(&self.list_cmd(None))?;
-        parse_instances(&out.stdout)
+        self.listed(&self.list_cmd(None))
+    }
+
+    /// The instances `cmd` (a list or query) prints. Every listing goes
+    /// through here, so every verb warns of an instance whose recorded
+    /// owner disagrees with its name, once per run, as it skips it.
+    pub fn listed(&self, cmd: &Cmd) -> Result<Vec<Instance>> {
+        let all = parse_instances(&self.probe(cmd)?.stdout)?;
+        if !OWNER_WARNINGS.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(all);
+        }
+        static WARNED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        for instance in &all {
+            let Some(recorded) = instance.foreign_owner() else {
+                continue;
+            };
+            let id = (instance.project.clone(), instance.name.clone());
+            if !warned.contains(&id) {
+                crate::ui::note(&format!(
+                    "warning: {} records owner \"{}\", which is not the user its name says; \
+                     skipped (see `containarium host doctor`)",
+                    instance.name,
+                    recorded.escape_debug()
+                ));
+                warned.push(id);
+            }
+        }
+        Ok(all)
     }
 
     /// Every instance of the project (of every project with `all`) without
@@ -148,12 +188,12 @@ impl Incus {
             true => Incus::default().query_cmd("/1.0/instances?recursion=1&all-projects=true"),
             false => self.query_cmd("/1.0/instances?recursion=1"),
         };
-        parse_instances(&self.probe(&cmd)?.stdout)
+        self.listed(&cmd)
     }
 
     pub fn instance(&self, name: &str) -> Result<Option<Instance>> {
-        let out = self.probe(&self.list_cmd(Some(name)))?;
-        Ok(parse_instances(&out.stdout)?
+        Ok(self
+            .listed(&self.list_cmd(Some(name)))?
             .into_iter()
             .find(|i| i.name == name))
     }
@@ -515,8 +555,40 @@ pub struct MemoryState {
 }
 
 impl Instance {
-    /// The user this container belongs to, when Containarium made it.
+    /// The user this container belongs to, when Containarium made it: the
+    /// user its name says (`USER-container`), and only when the owner
+    /// recorded in its config agrees. The name is the identity: a recorded
+    /// owner is metadata a restore or an admin's `incus config set` can
+    /// change, so one that names anybody else makes the instance nobody's
+    /// (see [`Instance::foreign_owner`]), never the other user's.
     pub fn owner(&self) -> Option<&str> {
+        let user = self.name.strip_suffix("-container")?;
+        let valid = user.parse::<crate::names::UserName>().is_ok();
+        (valid && self.recorded_owner()? == user).then_some(user)
+    }
+
+    /// [`Instance::owner`], as a user name.
+    pub fn user(&self) -> Option<crate::names::UserName> {
+        self.owner()?.parse().ok()
+    }
+
+    /// The owner recorded in its config when that is not the user its name
+    /// says: every verb skips such an instance, `host doctor` fails it.
+    pub fn foreign_owner(&self) -> Option<&str> {
+        self.recorded_owner().filter(|_| self.owner().is_none())
+    }
+
+    /// The user whose container this is by name, when it carries our owner
+    /// key at all (agreeing or not): that user's account is never an
+    /// orphan to revoke while the instance is in doubt.
+    pub fn named_user(&self) -> Option<&str> {
+        self.recorded_owner()?;
+        self.name.strip_suffix("-container")
+    }
+
+    /// The owner key as recorded, whatever the name says (a restored file
+    /// may have written it): whether an instance is one of ours at all.
+    pub fn recorded_owner(&self) -> Option<&str> {
         self.config.get(key::OWNER).map(String::as_str)
     }
 
@@ -696,7 +768,7 @@ mod tests {
             .iter()
             .find(|i| i.name == "ctme2e-alice-container")
             .unwrap();
-        assert_eq!(alice.owner(), Some("alice"));
+        assert_eq!(alice.owner(), Some("ctme2e-alice"));
         assert_eq!(
             alice.ipv4(),
             Some("10.197.83.48".parse().unwrap()),

@@ -254,6 +254,7 @@ pub fn read_key_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PublicKey>, Refu
         let origin = path.display().to_string();
         let bytes = read_small(path)
             .map_err(|err| Refused(format!("cannot read key file {origin}: {err}")))?
+            .map_err(|why| Refused(format!("{origin} {why}: not a public key file")))?
             .ok_or_else(|| {
                 Refused(format!(
                     "{origin} is larger than {} KiB: not a public key file",
@@ -275,15 +276,21 @@ pub fn read_key_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PublicKey>, Refu
 }
 
 /// Reads at most [`MAX_KEY_FILE`] bytes of `path`; `None` when it holds more.
-/// Reads through `take`, so a device or a FIFO that never ends cannot hold us.
-fn read_small(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > MAX_KEY_FILE {
-        return Ok(None);
+/// Only a regular file: opened without blocking and checked before any
+/// read, so a FIFO (which would wait for a writer) or a device is refused
+/// at once, and read through `take`, so a file that grows cannot hold us.
+fn read_small(path: &Path) -> std::io::Result<Result<Option<Vec<u8>>, &'static str>> {
+    let file = crate::config::open_nonblocking(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(Err("is not a regular file"));
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Ok(Ok(None));
     }
     let mut bytes = Vec::new();
     file.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= MAX_KEY_FILE).then_some(bytes))
+    Ok(Ok((bytes.len() as u64 <= MAX_KEY_FILE).then_some(bytes)))
 }
 
 #[cfg(test)]
@@ -427,9 +434,21 @@ mod tests {
         std::fs::write(&big, format!("{ED25519}\n").repeat(1000)).unwrap();
         let err = read_key_files(&[&big]).unwrap_err().0;
         assert!(err.contains("larger than 64 KiB"), "{err}");
+        // Devices and FIFOs are refused at once, never read (a FIFO would
+        // wait for a writer).
+        let fifo = dir.path().join("fifo.pub");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let start = std::time::Instant::now();
         let err = read_key_files(&["/dev/zero"]).unwrap_err().0;
-        assert!(err.contains("/dev/zero is larger than 64 KiB"), "{err}");
+        assert_eq!(
+            err,
+            "/dev/zero is not a regular file: not a public key file"
+        );
+        let err = read_key_files(&[&fifo]).unwrap_err().0;
+        assert!(
+            err.ends_with("fifo.pub is not a regular file: not a public key file"),
+            "{err}"
+        );
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
 
         // The control: a key file of just under the limit is read.

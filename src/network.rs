@@ -304,7 +304,7 @@ pub fn taken(net: &TenantNet, all: &[Instance]) -> BTreeSet<Ipv4Addr> {
             }
             if let Some(ip) = device.get("ipv4.address").and_then(|a| a.parse().ok()) {
                 taken.insert(ip);
-            } else if instance.owner().is_none()
+            } else if instance.recorded_owner().is_none()
                 && let Some(state) = instance.state.as_ref().and_then(|s| s.network.as_ref())
                 && let Some(held) = state.get(device.get("name").unwrap_or(nic))
             {
@@ -404,8 +404,7 @@ pub fn guarded_addresses(incus: &Incus, server: &crate::incus::Server) -> Result
 
 /// Every instance of every project, for [`taken`].
 pub fn all_instances(incus: &Incus) -> Result<Vec<Instance>> {
-    let out = incus.probe(&Incus::default().cmd(["list", "--all-projects", "--format", "json"]))?;
-    crate::incus::parse_instances(&out.stdout)
+    incus.listed(&Incus::default().cmd(["list", "--all-projects", "--format", "json"]))
 }
 
 /// One rule of an Incus network ACL, as its API spells it.

@@ -25,6 +25,7 @@ use crate::cohort::{Cohort, Member};
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::incus::{Instance, key};
+use crate::keys::PublicKey;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Step};
 use crate::size::ByteSize;
@@ -56,6 +57,11 @@ pub struct ApplyArgs {
     /// Print the plan and the result as JSON
     #[arg(long)]
     json: bool,
+
+    /// Take over USER, a listed user whose container this file's set did
+    /// not make (created by hand, or another set's); repeatable
+    #[arg(long, value_name = "USER")]
+    adopt: Vec<UserName>,
 
     /// Containers to create at once [default: the CPUs, plus one]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -181,7 +187,7 @@ impl ApplyArgs {
                 dir.display()
             )));
         }
-        let entries = plan(env, &cohort, self.prune)?;
+        let entries = plan(env, &cohort, self.prune, &self.adopt)?;
         let changes = entries.iter().any(|e| e.verb != Verb::Unchanged);
         if !self.json {
             for entry in &entries {
@@ -237,26 +243,44 @@ fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() + 1)
 }
 
-/// The plan: read-only, from one `incus list`.
-fn plan(env: &Env, cohort: &Cohort, prune: bool) -> Result<Vec<Entry>> {
+/// The plan: read-only, from one `incus list`. A listed user whose
+/// container this set did not make is refused unless named in `adopt`: a
+/// file (perhaps a helper's) never takes over a user silently.
+fn plan(env: &Env, cohort: &Cohort, prune: bool, adopt: &[UserName]) -> Result<Vec<Entry>> {
+    if let Some(stray) = adopt
+        .iter()
+        .find(|a| !cohort.members.iter().any(|m| &m.name == *a))
+    {
+        bail!(Refused(format!(
+            "--adopt {stray}: the file does not list {stray}; nothing changed"
+        )));
+    }
     let instances = env.incus.instances()?;
+    let now = Time::now();
     let mut entries = Vec::new();
     for member in &cohort.members {
         let user = &member.name;
         let name = user.container();
         let entry = match instances.iter().find(|i| i.name == name) {
-            None => create_entry(member, false),
+            None => create_entry(member, false, now)?,
             Some(i) if i.owner() != Some(user.as_str()) => bail!(Refused(format!(
                 "{name} exists and is not {user}'s container made by containarium (line {})",
                 member.line
             ))),
-            Some(i) if super::create::is_pending(i) => create_entry(member, true),
+            Some(i) if super::create::is_pending(i) => create_entry(member, true, now)?,
             Some(i) => match i.config_value(key::SET) {
-                Some(other) if other != cohort.set => bail!(Refused(format!(
-                    "{user} (line {}) belongs to set {other:?}, not {:?}: take them out of one file",
+                Some(set) if set == cohort.set => update_entry(env, member, i, &cohort.set, now)?,
+                _ if adopt.contains(user) => update_entry(env, member, i, &cohort.set, now)?,
+                Some(other) => bail!(Refused(format!(
+                    "{user} (line {}) belongs to set {other:?}, not {:?}: take them out of one \
+                     file, or take them over with --adopt {user}; nothing changed",
                     member.line, cohort.set
                 ))),
-                _ => update_entry(env, member, i, &cohort.set)?,
+                None => bail!(Refused(format!(
+                    "{user} (line {}) exists and was not made by set {:?}: take them over \
+                     with --adopt {user}; nothing changed",
+                    member.line, cohort.set
+                ))),
             },
         };
         entries.push(entry);
@@ -291,7 +315,15 @@ fn plan(env: &Env, cohort: &Cohort, prune: bool) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-fn create_entry(member: &Member, replaces: bool) -> Entry {
+fn create_entry(member: &Member, replaces: bool, now: Time) -> Result<Entry> {
+    if let Some(ends) = member.expires.as_ref().map(|e| e.at(now))
+        && ends <= now
+    {
+        bail!(Refused(format!(
+            "{} (line {}) would expire at {ends}, which has passed; nothing changed",
+            member.name, member.line
+        )));
+    }
     let mut details = vec![
         member.image.clone(),
         format!("{} cpu", member.cpu),
@@ -304,7 +336,7 @@ fn create_entry(member: &Member, replaces: bool) -> Entry {
         ),
     ];
     if let Some(expires) = &member.expires {
-        details.push(format!("expires {}", expires.at(Time::now())));
+        details.push(format!("expires {}", expires.at(now)));
     }
     if let Some(idle) = &member.idle_stop {
         details.push(format!("idle-stop {idle}"));
@@ -312,18 +344,24 @@ fn create_entry(member: &Member, replaces: bool) -> Entry {
     if replaces {
         details.push("replaces what an interrupted run left pending".into());
     }
-    Entry {
+    Ok(Entry {
         user: member.name.clone(),
         verb: Verb::Create,
         details,
         changes: Vec::new(),
         drift: Vec::new(),
         member: Some(member.clone()),
-    }
+    })
 }
 
 /// What differs between `instance` and `member`.
-fn update_entry(env: &Env, member: &Member, instance: &Instance, set: &str) -> Result<Entry> {
+fn update_entry(
+    env: &Env,
+    member: &Member,
+    instance: &Instance,
+    set: &str,
+    now: Time,
+) -> Result<Entry> {
     let mut changes = Vec::new();
     let mut details = Vec::new();
     let size = |v: Option<&str>| v.and_then(|v| v.parse::<ByteSize>().ok());
@@ -342,13 +380,18 @@ fn update_entry(env: &Env, member: &Member, instance: &Instance, set: &str) -> R
         details.push(format!("memory {} -> {}", shown(memory), member.memory));
         changes.push(Change::Memory(member.memory));
     }
-    let recorded: Vec<String> = instance.keys()?.iter().map(|k| k.fingerprint()).collect();
-    let wanted: Vec<String> = member.keys.iter().map(|k| k.fingerprint()).collect();
-    let added = wanted.iter().filter(|f| !recorded.contains(f)).count();
-    let removed = recorded.iter().filter(|f| !wanted.contains(f)).count();
-    if added + removed > 0 {
-        details.push(format!("keys +{added} -{removed}"));
-        changes.push(Change::Keys { added, removed });
+    let recorded = instance.keys()?;
+    let has = |keys: &[PublicKey], key: &PublicKey| {
+        keys.iter().any(|k| k.fingerprint() == key.fingerprint())
+    };
+    let added: Vec<&PublicKey> = member.keys.iter().filter(|k| !has(&recorded, k)).collect();
+    let removed: Vec<&PublicKey> = recorded.iter().filter(|k| !has(&member.keys, k)).collect();
+    if !added.is_empty() || !removed.is_empty() {
+        details.push(keys_detail(&added, &removed));
+        changes.push(Change::Keys {
+            added: added.len(),
+            removed: removed.len(),
+        });
     }
     let created = instance
         .config_value(key::CREATED)
@@ -373,13 +416,26 @@ fn update_entry(env: &Env, member: &Member, instance: &Instance, set: &str) -> R
         (key::SET, "set", Some(set.to_string())),
     ];
     for (config_key, label, value) in wanted_config {
-        let now = instance.config_value(config_key);
+        let have = instance.config_value(config_key);
         // Incus's default for boot.autostart is "not set": false.
-        let now = now.or((config_key == "boot.autostart").then_some("false"));
-        if now != value.as_deref() {
+        let have = have.or((config_key == "boot.autostart").then_some("false"));
+        if have != value.as_deref() {
+            // A new end that has passed would hand the user to the next
+            // reap: refused, never planned as an update.
+            if config_key == key::EXPIRES
+                && let Some(ends) = value.as_deref().and_then(Time::parse)
+                && ends <= now
+            {
+                bail!(Refused(format!(
+                    "{} (line {}) would expire at {ends}, which has passed: an existing \
+                     user's expiry is never set in the past (remove them from the file and \
+                     apply with --prune, or delete them); nothing changed",
+                    member.name, member.line
+                )));
+            }
             details.push(format!(
                 "{label} {} -> {}",
-                now.unwrap_or("-"),
+                have.unwrap_or("-"),
                 value.as_deref().unwrap_or("-")
             ));
             changes.push(Change::Config {
@@ -416,6 +472,26 @@ fn update_entry(env: &Env, member: &Member, instance: &Instance, set: &str) -> R
         drift,
         member: Some(member.clone()),
     })
+}
+
+/// `keys +1 -1 (+SHA256:… helper@laptop, -SHA256:… bob@laptop)`: whose key
+/// goes in and whose goes out, by fingerprint and comment.
+fn keys_detail(added: &[&PublicKey], removed: &[&PublicKey]) -> String {
+    let name = |sign: char, key: &&PublicKey| match key.comment() {
+        "" => format!("{sign}{}", key.fingerprint()),
+        comment => format!("{sign}{} {}", key.fingerprint(), comment.escape_debug()),
+    };
+    let each: Vec<String> = added
+        .iter()
+        .map(|k| name('+', k))
+        .chain(removed.iter().map(|k| name('-', k)))
+        .collect();
+    format!(
+        "keys +{} -{} ({})",
+        added.len(),
+        removed.len(),
+        each.join(", ")
+    )
 }
 
 fn shown(size: Option<ByteSize>) -> String {
@@ -613,10 +689,20 @@ fn update(env: &Env, member: &Member, changes: &[Change]) -> Result<()> {
             Change::Config {
                 key,
                 value: Some(value),
-            } => plan.push(Step::new(
-                format!("set {key}={value}"),
-                Action::run(env.incus.config_set_cmd(name, key, value)),
-            )),
+            } => {
+                plan.push(Step::new(
+                    format!("set {key}={value}"),
+                    Action::run(env.incus.config_set_cmd(name, key, value)),
+                ));
+                // reap's grace runs from when an expiry was set.
+                if *key == key::EXPIRES {
+                    let now = Time::now().to_string();
+                    plan.push(Step::new(
+                        format!("set {}={now}", key::EXPIRES_SET),
+                        Action::run(env.incus.config_set_cmd(name, key::EXPIRES_SET, &now)),
+                    ));
+                }
+            }
             Change::Config { key, value: None } => plan.push(Step::new(
                 format!("unset {key}"),
                 Action::run(env.incus.cmd(["config", "unset", name, key])),

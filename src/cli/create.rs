@@ -517,6 +517,7 @@ fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
     ];
     if let Some(expires) = &spec.expires {
         config.push((key::EXPIRES, expires.at(created).to_string()));
+        config.push((key::EXPIRES_SET, created.to_string()));
     }
     if let Some(idle_stop) = &spec.idle_stop {
         config.push((key::IDLE_STOP, idle_stop.to_string()));

@@ -47,6 +47,8 @@ pub struct DoctorArgs {
 
 impl DoctorArgs {
     pub fn run(self, env: &Env) -> Result<()> {
+        // The owners check reports a misattributed instance itself.
+        crate::incus::silence_owner_warnings();
         let checks = probe_all(env);
         let failed: Vec<&str> = checks
             .iter()
@@ -299,8 +301,11 @@ fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host
     let managed: Vec<&Instance> = here.iter().filter(|i| i.owner().is_some()).collect();
     // Jump accounts are host-wide: one is an orphan only when no project
     // has its container.
-    let owners: BTreeSet<&str> = all.iter().filter_map(|i| i.owner()).collect();
+    // An instance whose recorded owner is in doubt still keeps its named
+    // user's account from being called an orphan: `owners` fails it.
+    let owners: BTreeSet<&str> = all.iter().filter_map(|i| i.named_user()).collect();
     let mut checks = vec![
+        owners_check(&all),
         jump_accounts_check(&managed, &owners, host.db, host.key_files, host.keys_dir),
         privilege_check(incus, &managed),
         quotas_check(&managed, defaults),
@@ -725,6 +730,40 @@ impl AccountDb {
             .values()
             .filter(|u| Some(u.gid) == self.group_gid)
     }
+}
+
+/// Every instance carrying our owner key (in any project) records as its
+/// owner the user its name says. One that names somebody else (a restored
+/// backup edited to do so, an `incus config set`) is skipped by every verb,
+/// never acted on for that other user: it is failed here, with the fix for
+/// when it really is its named user's.
+fn owners_check(all: &[Instance]) -> Check {
+    let mut problems = Vec::new();
+    for instance in all {
+        let Some(recorded) = instance.foreign_owner() else {
+            continue;
+        };
+        let incus = Incus::new(Some(instance.project.clone()).filter(|p| p != "default"));
+        let name = instance.name.as_str();
+        let fix = match crate::names::user_of_container(name) {
+            Some(user) => incus.config_set_cmd(name, crate::incus::key::OWNER, user.as_str()),
+            None => incus.cmd(["config", "unset", name, crate::incus::key::OWNER]),
+        };
+        problems.push(problem(
+            Status::Fail,
+            format!(
+                "{name} records owner \"{}\", not the user its name says: every verb skips it",
+                recorded.escape_debug()
+            ),
+            Some(fix.to_string()),
+        ));
+    }
+    let managed = all.iter().filter(|i| i.owner().is_some()).count();
+    verdict(
+        "owners",
+        problems,
+        format!("{managed} containers, each recording the user its name says"),
+    )
 }
 
 /// Every managed container's owner has a jump account of ours with the
@@ -1668,6 +1707,36 @@ mod tests {
         (facts, Some(text))
     }
 
+    /// A container relabelled as another user's (what a restored backup
+    /// edited to `owner: bob` gives) fails `owners` with the fix, and is
+    /// nobody's managed container; the control passes.
+    #[test]
+    fn an_owner_that_is_not_the_name_s_user_fails_owners() {
+        let good = healthy();
+        assert_eq!(good.owner(), Some("e2e-doc"));
+        let check = owners_check(std::slice::from_ref(&good));
+        assert_eq!(check.status, Status::Ok, "{check}");
+        let mut relabelled = healthy();
+        relabelled
+            .config
+            .insert(crate::incus::key::OWNER.into(), "bob".into());
+        assert_eq!(relabelled.owner(), None);
+        assert_eq!(relabelled.foreign_owner(), Some("bob"));
+        assert_eq!(relabelled.named_user(), Some("e2e-doc"));
+        let check = owners_check(&[good, relabelled]);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(
+            check.detail,
+            "e2e-doc-container records owner \"bob\", not the user its name says: every verb skips it"
+        );
+        assert_eq!(
+            check.fix.as_deref(),
+            Some(
+                "incus --project ctme2e config set e2e-doc-container user.containarium.owner=e2e-doc"
+            )
+        );
+    }
+
     #[test]
     fn every_container_has_its_jump_account_and_key_file_and_nothing_is_orphaned() {
         let instance = healthy();
@@ -1818,7 +1887,7 @@ mod tests {
         );
         assert_eq!(
             check.fix.as_deref(),
-            Some("containarium resize alice --cpu N --disk SIZE")
+            Some("containarium resize ctme2e-alice --cpu N --disk SIZE")
         );
     }
 

@@ -179,10 +179,15 @@ fn lock_user(
 }
 
 /// The user's container, refusing when there is none or it is not ours.
+/// Ours means `Instance::owner`: the name's user, recorded as its owner.
 fn managed(env: &Env, user: &crate::names::UserName) -> Result<crate::incus::Instance> {
     let name = user.container();
     match env.incus.instance(&name)? {
         Some(instance) if instance.owner().is_some() => Ok(instance),
+        Some(instance) if instance.foreign_owner().is_some() => Err(Refused(format!(
+            "{name} records another owner than {user}; nothing changed (see `containarium host doctor`)"
+        ))
+        .into()),
         Some(_) => Err(Refused(format!("{name} is not managed by containarium")).into()),
         None => Err(Refused(format!("no container for {user}: {name} does not exist")).into()),
     }

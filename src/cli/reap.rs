@@ -60,6 +60,9 @@ struct Decision {
     why: String,
     /// Someone is connected: record the time as last-active.
     active: bool,
+    /// The expiry has no record of when it was set: record now, which its
+    /// grace period runs from.
+    dates_expiry: bool,
 }
 
 impl Decision {
@@ -68,6 +71,7 @@ impl Decision {
             deed,
             why,
             active: false,
+            dates_expiry: false,
         }
     }
 }
@@ -88,23 +92,31 @@ fn decide(
     if let Some(expired) = instance.config_value(key::EXPIRES).and_then(Time::parse)
         && now >= expired
     {
-        let end = expired.plus_secs(grace.seconds);
-        return Some(if now >= end {
+        // The grace period runs from the expiry, or from when it was set
+        // if that was later (an expiry set in the past, or by a file we did
+        // not write): never from a date alone. Unrecorded: from now, and
+        // now is recorded.
+        let set = instance
+            .config_value(key::EXPIRES_SET)
+            .and_then(Time::parse);
+        let end = expired.max(set.unwrap_or(now)).plus_secs(grace.seconds);
+        let expiry = match set {
+            Some(set) if set > expired => format!("expired at {expired} (set at {set})"),
+            Some(_) => format!("expired at {expired}"),
+            None => format!("expired at {expired} (set at an unrecorded time: grace from now)"),
+        };
+        let mut decision = if now >= end {
             Decision::new(
                 Deed::Delete,
-                format!("expired at {expired}; the {grace} grace period ended at {end}"),
+                format!("{expiry}; the {grace} grace period ended at {end}"),
             )
         } else if running {
-            Decision::new(
-                Deed::Stop,
-                format!("expired at {expired}; deleted from {end}"),
-            )
+            Decision::new(Deed::Stop, format!("{expiry}; deleted from {end}"))
         } else {
-            Decision::new(
-                Deed::Keep,
-                format!("expired at {expired}, stopped; deleted from {end}"),
-            )
-        });
+            Decision::new(Deed::Keep, format!("{expiry}, stopped; deleted from {end}"))
+        };
+        decision.dates_expiry = set.is_none();
+        return Some(decision);
     }
     let idle = instance
         .config_value(key::IDLE_STOP)?
@@ -116,12 +128,14 @@ fn decide(
     let connections = connections?;
     if connections > 0 {
         return Some(Decision {
-            deed: Deed::Keep,
-            why: format!(
-                "{connections} SSH connection{}",
-                if connections == 1 { "" } else { "s" }
-            ),
             active: true,
+            ..Decision::new(
+                Deed::Keep,
+                format!(
+                    "{connections} SSH connection{}",
+                    if connections == 1 { "" } else { "s" }
+                ),
+            )
         });
     }
     // Idle since the last connection seen, or since it started.
@@ -170,7 +184,10 @@ impl ReapArgs {
         };
         let mut decisions = Vec::new();
         for instance in &instances {
-            let Some(user) = instance.owner().and_then(|o| o.parse::<UserName>().ok()) else {
+            // The user its name says, only when the recorded owner agrees:
+            // a relabelled instance is skipped (warned when listed), so what
+            // is deleted below is the instance judged here, by its name.
+            let Some(user) = instance.user() else {
                 continue;
             };
             let connections =
@@ -189,9 +206,11 @@ impl ReapArgs {
                 let percent = cpu_percent(env, &instance.name)?;
                 if percent > limit {
                     decision = Decision {
-                        deed: Deed::Keep,
-                        why: format!("busy: {percent:.0}% of a CPU (--busy-cpu {limit})"),
                         active: true,
+                        ..Decision::new(
+                            Deed::Keep,
+                            format!("busy: {percent:.0}% of a CPU (--busy-cpu {limit})"),
+                        )
                     };
                 }
             }
@@ -263,6 +282,8 @@ impl ReapArgs {
         now: Time,
     ) -> Result<bool> {
         if decision.deed == Deed::Delete {
+            // The instance judged, by its name (`user` was read from it).
+            anyhow::ensure!(user.container() == name, "{name} is not {user}'s container");
             // delete takes the locks itself (and waits for them).
             return super::delete::delete(env, user, self.backup.as_deref());
         }
@@ -276,6 +297,12 @@ impl ReapArgs {
             exec::run(
                 &env.incus
                     .config_set_cmd(name, key::LAST_ACTIVE, &now.to_string()),
+            )?;
+        }
+        if decision.dates_expiry {
+            exec::run(
+                &env.incus
+                    .config_set_cmd(name, key::EXPIRES_SET, &now.to_string()),
             )?;
         }
         if decision.deed == Deed::Stop {
@@ -352,7 +379,11 @@ mod tests {
     #[test]
     fn expired_containers_stop_then_go_after_the_grace_period() {
         let grace: Span = "7d".parse().unwrap();
-        let expiring = [OWNER, (key::EXPIRES, "2026-12-01T00:00:00Z")];
+        let expiring = [
+            OWNER,
+            (key::EXPIRES, "2026-12-01T00:00:00Z"),
+            (key::EXPIRES_SET, "2026-11-01T00:00:00Z"),
+        ];
         let running = instance("Running", &expiring, "2026-11-01T00:00:00Z");
         let stopped = instance("Stopped", &expiring, "2026-11-01T00:00:00Z");
         assert_eq!(
@@ -370,6 +401,45 @@ mod tests {
         let d = decide(&stopped, at("2026-12-08T00:00:00Z"), &grace, None).unwrap();
         assert_eq!(d.deed, Deed::Delete);
         assert!(d.why.contains("the 7d grace period ended"), "{}", d.why);
+    }
+
+    /// An expiry set after its date (what a helper's file with a past
+    /// date once did) gets its whole grace period from when it was set; one
+    /// with no record of when is given it from now, and now is recorded.
+    #[test]
+    fn grace_runs_from_when_the_expiry_was_set_never_from_the_date_alone() {
+        let grace: Span = "7d".parse().unwrap();
+        let late = instance(
+            "Stopped",
+            &[
+                OWNER,
+                (key::EXPIRES, "2000-01-01T00:00:00Z"),
+                (key::EXPIRES_SET, "2026-12-01T00:00:00Z"),
+            ],
+            "2026-11-01T00:00:00Z",
+        );
+        let d = decide(&late, at("2026-12-07T23:59:59Z"), &grace, None).unwrap();
+        assert_eq!(d.deed, Deed::Keep);
+        assert_eq!(
+            d.why,
+            "expired at 2000-01-01T00:00:00Z (set at 2026-12-01T00:00:00Z), stopped; \
+             deleted from 2026-12-08T00:00:00Z"
+        );
+        assert!(!d.dates_expiry);
+        let d = decide(&late, at("2026-12-08T00:00:00Z"), &grace, None).unwrap();
+        assert_eq!(d.deed, Deed::Delete);
+        let unrecorded = instance(
+            "Running",
+            &[OWNER, (key::EXPIRES, "2000-01-01T00:00:00Z")],
+            "2026-11-01T00:00:00Z",
+        );
+        let d = decide(&unrecorded, at("2026-12-01T00:00:00Z"), &grace, None).unwrap();
+        assert_eq!((d.deed, d.dates_expiry), (Deed::Stop, true));
+        assert!(
+            d.why.ends_with("deleted from 2026-12-08T00:00:00Z"),
+            "{}",
+            d.why
+        );
     }
 
     #[test]

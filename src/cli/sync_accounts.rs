@@ -15,7 +15,7 @@ use super::Env;
 use crate::accounts;
 use crate::files::FileWrite;
 use crate::keys::PublicKey;
-use crate::names::{UserName, user_of_container};
+use crate::names::UserName;
 use crate::network;
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::ui;
@@ -47,9 +47,12 @@ impl SyncAccountsArgs {
         let all = env.incus.instances_config(true)?;
         let mut users = Vec::new();
         for instance in env.incus.instances_config(false)? {
-            let Some(owner) = instance.owner() else {
+            // The name is the identity: an instance whose recorded owner
+            // names someone else has no user here (warned when listed).
+            let Some(user) = instance.user() else {
                 continue;
             };
+            let owner = user.as_str();
             if let Some(other) = all
                 .iter()
                 .find(|i| i.project != instance.project && i.owner() == Some(owner))
@@ -61,16 +64,6 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             }
-            let user = match (owner.parse::<UserName>(), user_of_container(&instance.name)) {
-                (Ok(user), Some(named)) if user == named => user,
-                _ => {
-                    ui::note(&format!(
-                        "warning: {} has owner \"{owner}\" that does not match its name; skipped",
-                        instance.name
-                    ));
-                    continue;
-                }
-            };
             let Some(to) = instance.ssh_endpoint() else {
                 ui::note(&format!(
                     "warning: {} has no pinned address (never finished creating?); skipped",
@@ -100,8 +93,10 @@ impl SyncAccountsArgs {
         // On a cluster an account outlives its container when the user was
         // deleted through another bastion: revoke it here too. Only a user
         // no instance of any project claims, and only an account of ours.
+        // An instance whose recorded owner is in doubt keeps its named
+        // user's account: skipped, not revoked (host doctor fails it).
         let claimed: std::collections::BTreeSet<&str> =
-            all.iter().filter_map(|i| i.owner()).collect();
+            all.iter().filter_map(|i| i.named_user()).collect();
         if let Some(gid) = accounts::group_gid()? {
             let passwd = crate::files::read_optional(&env.paths.passwd())?.unwrap_or_default();
             for name in accounts::members_of(&passwd, gid) {

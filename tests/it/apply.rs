@@ -137,7 +137,9 @@ fn apply_plans_with_terraforms_symbols_and_applies_exactly_the_plan() {
     );
     let file = cohort(&s, &second);
     let expected = format!(
-        "= {A} unchanged\n~ {B} update memory 1GiB -> 4GiB; keys +1 -1\n\
+        "= {A} unchanged\n~ {B} update memory 1GiB -> 4GiB; keys +1 -1 \
+         (+SHA256:MQrWSjH125YWsj4BgzUt7UEtSWa/E2SV79NRtLS/lps alice@desktop, \
+         -SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8 alice@laptop)\n\
          + {D} create (local:dev, 2 cpu, 1GiB memory, 20GiB disk, 1 key)\n\
          - {C} delete (pruned)\n\
          Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"
@@ -354,7 +356,17 @@ fn reap_stops_expired_and_idle_containers_and_says_why() {
             .any(|l| l.starts_with("incus stop") && l.contains(C))
     );
 
+    // The grace period runs from when the expiry was set (at create,
+    // now), not from the date: a day after 2020 is not enough.
+    let out = s.ok(&["reap", "--delete-after", "1d"]);
+    assert!(!stdout(&out).contains("deleted"), "{}", stdout(&out));
+    assert!(s.path(&format!("state/{A}-container.json")).exists());
     // Past its grace period, the expired one is deleted, account and all.
+    s.set_config(
+        &format!("{A}-container"),
+        "user.containarium.expires-set",
+        "2019-12-01T00:00:00Z",
+    );
     s.clear_log();
     let out = s.ok(&["reap", "--delete-after", "1d"]);
     assert!(stdout(&out).contains(&format!("deleted {A}-container: expired at 2020-01-01T00:00:00Z; the 1d grace period ended at 2020-01-02T00:00:00Z")), "{}", stdout(&out));
@@ -413,4 +425,271 @@ fn apply_stops_starting_work_after_a_failure_and_a_rerun_continues() {
         text.ends_with("Apply: 2 created, 0 updated, 0 deleted.\n"),
         "{text}"
     );
+}
+
+/// Issue 20, item 4: a helper's file listing a user that plain `create`
+/// made is refused in one line, changing nothing; `--adopt USER` plans the
+/// takeover (keys by fingerprint and comment); a past expiry for an
+/// existing user, key files outside the file's directory and a FIFO are
+/// refused too. Control: a file for its own set applies.
+#[test]
+fn apply_never_takes_over_a_user_it_did_not_make() {
+    let s = Sandbox::with_hosts(45, 3);
+    let key = s.path("alice.pub");
+    s.ok(&[
+        "create",
+        B,
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--image",
+        "local:dev",
+    ]);
+    let helper = own_file_with_key2(B);
+    let file = cohort(&s, &helper);
+    s.clear_log();
+    let out = s.run(&["apply", &file]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {B} (line 4) exists and was not made by set \"workshop\": take them over \
+             with --adopt {B}; nothing changed\n"
+        )
+    );
+    assert_eq!(stdout(&out), "");
+    assert_eq!(mutations(&s), Vec::<String>::new());
+    let ben = read_instance(&s, B);
+    assert_eq!(ben["config"]["user.containarium.keys"], format!("{KEY}\n"));
+
+    // Named by the admin, the takeover is planned, saying whose keys.
+    let out = s.run(&["apply", &file, "--adopt", B, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "~ {B} update keys +1 -1 (+SHA256:MQrWSjH125YWsj4BgzUt7UEtSWa/E2SV79NRtLS/lps \
+             alice@desktop, -SHA256:ayAPUQQNzI1tTUO/8YYvKGWorssV1d8Biuj0REvoqu8 alice@laptop); \
+             set - -> workshop\nPlan: 0 to create, 1 to update, 0 to delete, 0 unchanged.\n"
+        )
+    );
+    // --adopt names only a user the file lists.
+    let out = s.run(&["apply", &file, "--adopt", C]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("error: --adopt {C}: the file does not list {C}; nothing changed\n")
+    );
+
+    // An existing user's expiry is never set in the past, adopted or not.
+    let past = cohort(
+        &s,
+        &helper.replace("[defaults]\n", "[defaults]\nexpires = \"2000-01-01\"\n"),
+    );
+    let out = s.run(&["apply", &past, "--adopt", B]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "error: {B} (line 5) would expire at 2000-01-01T00:00:00Z, which has passed: an \
+             existing user's expiry is never set in the past"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1);
+    assert_eq!(mutations(&s), Vec::<String>::new());
+
+    // Key files: relative paths inside the file's directory, regular files.
+    for bad in ["/etc/shadow", "../alice.pub", "keys/../../alice.pub"] {
+        let text =
+            format!("set = \"workshop\"\n[[user]]\nname = \"{C}\"\nkey-files = [\"{bad}\"]\n");
+        let file = cohort(&s, &text);
+        s.clear_log();
+        let out = s.run(&["apply", &file]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: {file}:2: user \"{C}\": key-files: {bad:?} is not a relative path \
+                 inside the file's directory (no leading '/', no '..'); nothing changed\n"
+            )
+        );
+        assert_eq!(s.log(), Vec::<String>::new(), "{bad}: nothing was asked");
+    }
+    let fifo = s.path("keys/fifo.pub");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let file = cohort(
+        &s,
+        &format!("set = \"workshop\"\n[[user]]\nname = \"{C}\"\nkey-files = [\"keys/fifo.pub\"]\n"),
+    );
+    for args in [
+        vec!["apply", file.as_str()],
+        vec!["create", C, "--ssh-key", fifo.to_str().unwrap()],
+    ] {
+        let out = within(&s, &args, std::time::Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("keys/fifo.pub is not a regular file: not a public key file"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // The control: a file for its own set creates and then updates its user.
+    let own = cohort(
+        &s,
+        &format!(
+            "set = \"workshop\"\n[defaults]\nimage = \"local:dev\"\n{}",
+            user(C, "")
+        ),
+    );
+    let out = s.ok(&["apply", &own]);
+    assert!(stdout(&out).ends_with("Apply: 1 created, 0 updated, 0 deleted.\n"));
+    let own = cohort(&s, &own_file_with_key2(C));
+    let out = s.ok(&["apply", &own]);
+    assert!(
+        stdout(&out).starts_with(&format!("~ {C} update keys +1 -1 (")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).ends_with("Apply: 0 created, 1 updated, 0 deleted.\n"));
+    // Ben kept his own key throughout.
+    let ben = read_instance(&s, B);
+    assert_eq!(ben["config"]["user.containarium.keys"], format!("{KEY}\n"));
+    assert!(ben["config"].get("user.containarium.set").is_none());
+}
+
+/// A file of set "workshop" listing `name` with KEY2, a helper's key.
+fn own_file_with_key2(name: &str) -> String {
+    format!(
+        "set = \"workshop\"\n[defaults]\nimage = \"local:dev\"\n{}",
+        user(name, "").replace(KEY, KEY2)
+    )
+}
+
+/// Runs the binary, failing the test (and killing it) if it takes longer
+/// than `limit`: for what once hung (a FIFO read).
+fn within(s: &Sandbox, args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = s
+        .command(args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 20, item 3: an instance relabelled as another user's (what a
+/// restored backup edited to `owner: bob` gives) is skipped, with a
+/// warning, by reap, list, sync-accounts and each user verb: reap deletes
+/// neither it nor the other user's container, account or key file. The
+/// control: an honestly expired container is deleted.
+#[test]
+fn an_instance_relabelled_as_another_user_s_is_never_acted_on_for_them() {
+    let s = Sandbox::with_hosts(46, 3);
+    let key = s.path("alice.pub");
+    for who in [A, B, C] {
+        s.ok(&[
+            "create",
+            who,
+            "--ssh-key",
+            key.to_str().unwrap(),
+            "--image",
+            "local:dev",
+        ]);
+    }
+    let (a, c) = (format!("{A}-container"), format!("{C}-container"));
+    for (name, owner) in [(&a, B), (&c, C)] {
+        s.set_config(name, "user.containarium.owner", owner);
+        s.set_config(name, "user.containarium.expires", "2020-01-01T00:00:00Z");
+        s.set_config(
+            name,
+            "user.containarium.expires-set",
+            "2020-01-01T00:00:00Z",
+        );
+    }
+    let key_file = |u: &str| {
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{u}"))).unwrap()
+    };
+    let ben_keys = key_file(B);
+    s.clear_log();
+    let out = s.ok(&["reap", "--delete-after", "1s"]);
+    let warning = format!(
+        "warning: {a} records owner \"{B}\", which is not the user its name says; skipped \
+         (see `containarium host doctor`)\n"
+    );
+    assert_eq!(
+        stderr(&out).matches(&warning).count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("deleted {c}: expired at 2020-01-01T00:00:00Z; ")),
+        "the control: {}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains(A) && !stdout(&out).contains(B),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!s.path(&format!("state/{c}.json")).exists());
+    for l in s.log() {
+        assert!(!l.contains(A) && !l.contains(B), "reap acted on {l}");
+    }
+    assert!(s.path(&format!("state/{a}.json")).exists());
+    assert!(s.path(&format!("state/{B}-container.json")).exists());
+    assert_eq!(key_file(B), ben_keys);
+
+    // Every verb: listed as nobody's, refused by name, never rewritten.
+    let out = s.ok(&["list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let users: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, [B]);
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    let out = s.run(&["delete", A, "--force"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: {a} is not managed by containarium; not deleting it\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["stop", A]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: {a} records another owner than {A}; nothing changed \
+             (see `containarium host doctor`)\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    s.clear_log();
+    let out = s.ok(&["sync-accounts"]);
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    assert!(
+        !s.log()
+            .iter()
+            .any(|l| l.contains(&format!("userdel -- {A}"))),
+        "{:?}",
+        s.log()
+    );
+    assert_eq!(key_file(B), ben_keys);
 }

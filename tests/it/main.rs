@@ -769,7 +769,7 @@ fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         ),
         (
             create(USER, "/dev/zero", &[]),
-            "/dev/zero is larger than 64 KiB",
+            "/dev/zero is not a regular file: not a public key file",
         ),
         (
             create(USER, &good, &["--target", "m1"]),
@@ -1780,11 +1780,12 @@ fn restore_brings_back_container_address_account_and_keys() {
 #[test]
 fn a_user_name_with_a_container_in_another_project_is_refused() {
     let s = Sandbox::new(90);
-    // What `incus list --all-projects` shows of another project's tenant.
+    // What `incus list --all-projects` shows of another project's tenant
+    // of the same name (the fake keeps it in a file of another name).
     std::fs::write(
-        s.path("state/elsewhere-container.json"),
+        s.path("state/team-b.json"),
         format!(
-            r#"{{"name":"elsewhere-container","project":"team-b","status":"Running",
+            r#"{{"name":"{USER}-container","project":"team-b","status":"Running",
             "config":{{"user.containarium.owner":"{USER}"}},"expanded_config":{{}},
             "devices":{{}},"expanded_devices":{{}},"state":null}}"#
         ),
@@ -1795,7 +1796,7 @@ fn a_user_name_with_a_container_in_another_project_is_refused() {
     assert_eq!(
         stderr(&out),
         format!(
-            "error: {USER} already has a container in Incus project team-b (elsewhere-container): one user name, one owner\n"
+            "error: {USER} already has a container in Incus project team-b ({USER}-container): one user name, one owner\n"
         )
     );
     assert!(
@@ -1824,7 +1825,7 @@ fn a_user_name_with_a_container_in_another_project_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
-            "warning: {USER} is claimed in Incus projects default and team-b (elsewhere-container); skipped"
+            "warning: {USER} is claimed in Incus projects default and team-b ({USER}-container); skipped"
         )),
         "{}",
         stderr(&out)
@@ -2154,21 +2155,50 @@ fn snapshot_restore_reapplies_the_current_keys_unless_asked() {
 }
 
 #[test]
-fn an_unreadable_template_override_or_an_open_config_file_is_refused() {
+fn a_template_or_config_file_that_is_not_root_s_alone_is_refused() {
     let s = Sandbox::new(115);
     let templates = s.path("root/etc/containarium/templates");
     std::fs::create_dir_all(templates.join("default.toml")).unwrap();
     let out = s.create();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).starts_with(&format!(
-            "error: cannot read template {}",
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: template {} is not a regular file: it must be root's alone\n",
             templates.join("default.toml").display()
-        )),
-        "{}",
-        stderr(&out)
+        )
     );
     std::fs::remove_dir(templates.join("default.toml")).unwrap();
+    // Templates run as root in every container: like config.toml, an
+    // override and its directory are root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let default = templates.join("default.toml");
+    std::fs::write(&default, "shell = \"/bin/bash\"\n").unwrap();
+    mode(&default, 0o664);
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: template {} is writable by group or others: it must be root's alone (chown root; chmod go-w)\n",
+            default.display()
+        )
+    );
+    std::fs::remove_file(&default).unwrap();
+    mode(&templates, 0o777);
+    let out = s.create();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: template directory {} is writable by group or others: it must be root's alone (chown root; chmod go-w)\n",
+            templates.display()
+        )
+    );
+    mode(&templates, 0o755);
+    assert!(s.instance().is_none());
 
     let config = s.path("config.toml");
     std::fs::write(&config, "cpu = 1\n").unwrap();
@@ -2772,6 +2802,7 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
             "sshd-policy",
             "key-dir",
             "key-files",
+            "owners",
             "jump-accounts",
             "privilege",
             "quotas",
@@ -2829,7 +2860,15 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
     std::fs::write(s.path("root/etc/passwd"), &passwd).unwrap();
     passes();
 
+    // Relabelled as another user's (a restored backup edited so): owners
+    // fails it with the fix, and nothing else calls its user's files drifted.
     let container = format!("{USER}-container");
+    s.set_config(&container, "user.containarium.owner", "ctmtest-bob");
+    let fix = format!("incus config set {container} user.containarium.owner={USER}");
+    doctor_fails(&s, &[], "owners", &fix);
+    s.set_config(&container, "user.containarium.owner", USER);
+    passes();
+
     s.edit_instance(&container, |inst| {
         inst["expanded_config"]["security.privileged"] = "true".into();
     });

@@ -85,7 +85,7 @@ test_cohort() {
 	sed -i "/^name = \"e2e-h2\"/{n;s|^keys = .*|keys = [\"$(cat "$work/keys/e2e-h2-new.pub")\"]\nmemory = \"1GiB\"|}" "$file"
 	local plan
 	plan=$(ctm apply "$file" --prune --dry-run 2>/dev/null) || true
-	check "the changed file's plan: exactly those changes" bash -c "grep -qx '~ e2e-h2 update memory 768MiB -> 1GiB; keys +1 -1' <<<'$plan' &&
+	check "the changed file's plan: exactly those changes" bash -c "grep -qx '~ e2e-h2 update memory 768MiB -> 1GiB; keys +1 -1 (+SHA256:[^ ]* e2e-h2@new, -SHA256:[^ ]* e2e-cohort@laptop)' <<<'$plan' &&
 		grep -qx '+ e2e-h7 create (.*)' <<<'$plan' && grep -qx -- '- e2e-h3 delete (pruned)' <<<'$plan' &&
 		grep -qx 'Plan: 1 to create, 1 to update, 1 to delete, 4 unchanged.' <<<'$plan'"
 	check "  the dry run with --prune changed nothing" test "$(cohort__status e2e-h3)" = Running
