@@ -477,7 +477,7 @@ e2e__qsr_machine_up() {
 }
 
 e2e__quickstart_readme() {
-	local foreign home=/home/$E2E_QSR_ADMIN out run ok=0 line first_line='' ms times=()
+	local foreign home=/home/$E2E_QSR_ADMIN run ok=0 line first_line='' ms times=()
 	e2e_on_cleanup e2e__quickstart_readme_cleanup
 	e2e__quickstart_readme_cleanup # what a crashed run left
 	foreign=$(e2e__qsr_foreign)
@@ -519,20 +519,18 @@ e2e__quickstart_readme() {
 			sed 's/^/    | /' "$E2E_QSR_DIR/run$run.err" | tail -n 8
 		fi
 		if [ "$run" -eq 1 ]; then
-			out=$(cat "$E2E_QSR_DIR/run1.err")
 			sed 's/^/    | /' "$E2E_QSR_DIR/run1.err"
-			check "the first run made the pool, bridge, image and user with the README's names" \
-				grep -q "^quickstart: pool $E2E_QSR_POOL: created" <<<"$out"
-			check "  the bridge $E2E_QSR_BRIDGE on 10.100.0.1/24 without NAT" \
-				grep -q "^quickstart: bridge $E2E_QSR_BRIDGE: created (10.100.0.1/24, no NAT)" <<<"$out"
-			check "  the image $E2E_QSR_IMAGE, from the cache (no build)" \
-				grep -q "^quickstart: image $E2E_QSR_IMAGE: imported" <<<"$out"
-			check "  the key, generated for $E2E_QSR_ADMIN (SUDO_USER)" \
-				grep -q "^quickstart: key $home/.ssh/id_ed25519.pub: generated" <<<"$out"
-			check "  the user $E2E_QSR_USER (SUDO_USER's name with -box)" \
-				grep -q "^quickstart: user $E2E_QSR_USER: created" <<<"$out"
-			check "  the system's sshd found by /run/sshd.pid, its port by sshd -T" \
-				grep -q "^quickstart: sshd: running (pid $E2E_QSR_SSHD, port $E2E_QSR_PORT), unchanged" <<<"$out"
+			# said NAME STEP: the first run printed `quickstart: STEP`.
+			said() { check "$1" grep -q "^quickstart: $2" "$E2E_QSR_DIR/run1.err"; }
+			said "the first run made the pool, bridge, image and user with the README's names" \
+				"pool $E2E_QSR_POOL: created"
+			said "  the bridge $E2E_QSR_BRIDGE on 10.100.0.1/24 without NAT" \
+				"bridge $E2E_QSR_BRIDGE: created (10.100.0.1/24, no NAT)"
+			said "  the image $E2E_QSR_IMAGE, from the cache (no build)" "image $E2E_QSR_IMAGE: imported"
+			said "  the key, generated for $E2E_QSR_ADMIN (SUDO_USER)" "key $home/.ssh/id_ed25519.pub: generated"
+			said "  the user $E2E_QSR_USER (SUDO_USER's name with -box)" "user $E2E_QSR_USER: created"
+			said "  the system's sshd found by /run/sshd.pid, its port by sshd -T" \
+				"sshd: running (pid $E2E_QSR_SSHD, port $E2E_QSR_PORT), unchanged"
 			printed_line() { [[ $first_line =~ ^"ssh -J $E2E_QSR_USER@127.0.0.1:$E2E_QSR_PORT $E2E_QSR_USER@10.100.0."[0-9]+$ ]]; }
 			check "  it printed the ssh -J line: $first_line" printed_line
 			sed -n '/^# containarium: /,$p' "$E2E_QSR_DIR/run$run.out" |
