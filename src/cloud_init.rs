@@ -311,7 +311,10 @@ pub fn wait(incus: &Incus, name: &str, since: f64) -> Result<()> {
         Some(Ok(Progress::Failed { errors })) => Err(failure(
             incus,
             name,
-            &format!("reported errors: {}", errors.join("; ")),
+            &format!(
+                "reported errors: {}",
+                crate::error::printable(&errors.join("; "))
+            ),
         )),
         other => {
             let why = match other {

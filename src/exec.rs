@@ -173,19 +173,57 @@ pub fn run_unchecked(cmd: &Cmd) -> Result<Output, CmdError> {
     })
 }
 
-/// Runs `cmd` and fails unless it exits 0 having printed at most `limit`
-/// bytes: past that the child is killed and the run fails. For what a guest
-/// wrote (a tenant's /etc/passwd could be gigabytes): it costs us `limit`.
+/// How long [`run_bounded`] lets a child take: a read of a guest's file
+/// that has not ended by then (a FIFO, a trickle) is stopped.
+pub const BOUNDED_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `cmd` and fails unless it exits 0 within `deadline` having printed
+/// at most `limit` bytes: past either the child is killed and the run
+/// fails. For what a guest wrote (a tenant's /etc/passwd could be
+/// gigabytes, or a FIFO): it costs us `limit` bytes and `deadline`, never a
+/// verb that hangs holding our lock.
 pub fn run_bounded(cmd: &Cmd, limit: usize) -> Result<Output, CmdError> {
+    run_bounded_within(cmd, limit, BOUNDED_DEADLINE)
+}
+
+pub fn run_bounded_within(
+    cmd: &Cmd,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Output, CmdError> {
     use std::io::Read;
     let reader = expression(cmd)
         .reader()
         .map_err(|err| spawn_error(cmd, &err))?;
     let mut stdout = Vec::new();
-    (&reader)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut stdout)
-        .map_err(|err| spawn_error(cmd, &err))?;
+    let (done, timer) = std::sync::mpsc::channel::<()>();
+    let (read, late) = std::thread::scope(|scope| {
+        let reader = &reader;
+        let watch = scope.spawn(move || {
+            let late = timer.recv_timeout(deadline).is_err();
+            if late {
+                let _ = reader.kill();
+            }
+            late
+        });
+        let read = reader.take(limit as u64 + 1).read_to_end(&mut stdout);
+        let _ = done.send(());
+        (read, watch.join().unwrap_or(true))
+    });
+    if late {
+        return Err(CmdError {
+            command: abbreviate(&cmd.to_string()),
+            program: cmd.program.clone(),
+            code: None,
+            signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
+            not_found: false,
+            stderr: format!(
+                "it had not finished after {}s; stopped there",
+                deadline.as_secs()
+            ),
+        });
+    }
+    read.map_err(|err| spawn_error(cmd, &err))?;
     if stdout.len() > limit {
         let _ = reader.kill();
         return Err(CmdError {
@@ -322,6 +360,13 @@ mod tests {
         assert_eq!(out.stdout.len(), 1000);
         let err = run_bounded(&Cmd::new("false"), 1000).unwrap_err();
         assert!(err.to_string().contains("exit code 1"), "{err}");
+        // A child that never ends (a guest's FIFO) is stopped at the deadline.
+        let started = std::time::Instant::now();
+        let slow = Cmd::new("sleep").arg("30");
+        let err =
+            run_bounded_within(&slow, 1000, std::time::Duration::from_millis(300)).unwrap_err();
+        assert!(err.to_string().contains("had not finished after"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -244,11 +244,19 @@ fn glob(pattern: &str, name: &str) -> bool {
 /// `text` with every `Include` replaced by the text of the files it names,
 /// as sshd reads them: a relative path is under /etc/ssh, a `*` or `?` in
 /// the file name matches in byte order, nesting stops at sshd's own depth
-/// (16), and a file that cannot be read adds nothing. The Include of
-/// sshd_config.d itself is kept as it is: [`earlier_match`] needs to know
-/// where it stands. `at` maps a host path (a test's scratch root).
-pub fn resolve_includes(text: &str, at: &dyn Fn(&str) -> PathBuf) -> String {
-    fn resolve(text: &str, at: &dyn Fn(&str) -> PathBuf, depth: usize, out: &mut String) {
+/// (16). The Include of sshd_config.d itself is kept as it is:
+/// [`earlier_match`] needs to know where it stands. `at` maps a host path
+/// (a test's scratch root). Refused, with the reason: an Include we cannot
+/// follow as sshd would (a pattern in a directory, a `[class]`, quotes),
+/// more than 256 files, or one that is not a regular file of at most 1 MiB.
+pub fn resolve_includes(text: &str, at: &dyn Fn(&str) -> PathBuf) -> Result<String, String> {
+    fn resolve(
+        text: &str,
+        at: &dyn Fn(&str) -> PathBuf,
+        depth: usize,
+        files: &mut usize,
+        out: &mut String,
+    ) -> Result<(), String> {
         for line in text.lines() {
             if !keyword(line).eq_ignore_ascii_case("include") || is_dropin_include(line) {
                 out.push_str(line);
@@ -261,19 +269,52 @@ pub fn resolve_includes(text: &str, at: &dyn Fn(&str) -> PathBuf) -> String {
                 } else {
                     format!("/etc/ssh/{pattern}")
                 };
+                let (dir, _) = path.rsplit_once('/').unwrap_or_default();
+                if dir.contains(['*', '?', '[']) || path.contains(['[', '"', '\'']) {
+                    return Err(format!(
+                        "`Include {pattern}`: containarium cannot follow a pattern in a directory, \
+                         a [class] or quotes; name the files"
+                    ));
+                }
                 for file in matching(&path, at) {
-                    if depth < 16
-                        && let Ok(included) = std::fs::read_to_string(&file)
-                    {
-                        resolve(&included, at, depth + 1, out);
+                    *files += 1;
+                    if *files > 256 || depth >= 16 {
+                        return Err(format!(
+                            "`Include {pattern}`: more than 256 files or 16 levels"
+                        ));
                     }
+                    resolve(&read_config(&file)?, at, depth + 1, files, out)?;
                 }
             }
         }
+        Ok(())
     }
     let mut out = String::new();
-    resolve(text, at, 0, &mut out);
-    out
+    resolve(text, at, 0, &mut 0, &mut out)?;
+    Ok(out)
+}
+
+/// An included file: a regular file of at most 1 MiB (never a FIFO or a
+/// device, which would never end); one that does not exist adds nothing,
+/// as in sshd.
+fn read_config(file: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = match std::fs::metadata(file) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(err) => return Err(format!("{}: {err}", file.display())),
+    };
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        return Err(format!(
+            "{} is not a regular file of at most 1 MiB",
+            file.display()
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+        .map_err(|err| format!("{}: {err}", file.display()))?;
+    Ok(text)
 }
 
 /// The files `path` names, its file name a pattern (`*`, `?`), in byte order.
@@ -328,11 +369,18 @@ pub fn match_addresses(text: &str) -> Vec<String> {
 }
 
 fn sample_of(pattern: &str) -> Option<String> {
-    if let Some((net, _)) = pattern.split_once('/') {
+    if let Some((net, bits)) = pattern.split_once('/') {
         let net: std::net::IpAddr = net.parse().ok()?;
+        let bits: u8 = bits.parse().ok()?;
+        // The first host; a /31, /32 (or /127, /128) is its own address.
         return Some(match net {
-            std::net::IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) + 1).to_string(),
-            std::net::IpAddr::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6) + 1).to_string(),
+            std::net::IpAddr::V4(v4) if bits < 31 => {
+                std::net::Ipv4Addr::from(u32::from(v4).checked_add(1)?).to_string()
+            }
+            std::net::IpAddr::V6(v6) if bits < 127 => {
+                std::net::Ipv6Addr::from(u128::from(v6).checked_add(1)?).to_string()
+            }
+            addr => addr.to_string(),
         });
     }
     let mut octets: Vec<String> = pattern
@@ -358,7 +406,11 @@ pub fn includes_dropins(sshd_config: &str) -> bool {
 }
 
 fn is_dropin_include(line: &str) -> bool {
-    keyword(line).eq_ignore_ascii_case("include") && line.contains("sshd_config.d")
+    keyword(line).eq_ignore_ascii_case("include")
+        && line
+            .split_whitespace()
+            .skip(1)
+            .any(|p| matches!(p, "/etc/ssh/sshd_config.d/*.conf" | "sshd_config.d/*.conf"))
 }
 
 /// A config line's keyword; sshd splits on whitespace or `=`.
@@ -592,7 +644,7 @@ mod tests {
         std::fs::write(at("/etc/ssh/extra.conf"), sftp).unwrap();
         std::fs::write(at("/etc/ssh/nested.conf"), "Include extra.conf\n").unwrap();
         let main = "Include /etc/ssh/nested.conf\nInclude /etc/ssh/sshd_config.d/*.conf\nPort 22\n";
-        let resolved = resolve_includes(main, &at);
+        let resolved = resolve_includes(main, &at).unwrap();
         assert!(
             resolved.contains("ForceCommand internal-sftp"),
             "{resolved}"
@@ -610,7 +662,7 @@ mod tests {
         assert_eq!(earlier_match(main, &[]), None);
 
         // A drop-in sorting before ours that only includes the Match.
-        let dropin = resolve_includes("Include /etc/ssh/extra.co?f\n", &at);
+        let dropin = resolve_includes("Include /etc/ssh/extra.co?f\n", &at).unwrap();
         let others = [("00-aaa.conf".to_string(), dropin)];
         let plain = "Include /etc/ssh/sshd_config.d/*.conf\n";
         assert!(
@@ -626,10 +678,34 @@ mod tests {
             match_addresses("Match User bob Address 203.0.113.7,2001:db8::/32\n"),
             ["203.0.113.7".to_string(), "2001:db8::1".to_string()]
         );
-        // An Include that names nothing adds nothing; a loop stops.
-        std::fs::write(at("/etc/ssh/loop.conf"), "Include loop.conf\nMatch All\n").unwrap();
-        let looped = resolve_includes("Include /etc/ssh/none*.conf\nInclude loop.conf\n", &at);
-        assert_eq!(looped.matches("Match All").count(), 16);
+        assert_eq!(
+            match_addresses("Match Address 203.0.113.7/32,255.255.255.255/32,10.9.0.0/16\n"),
+            ["203.0.113.7", "255.255.255.255", "10.9.0.1"].map(String::from)
+        );
+        // An Include that names nothing adds nothing; a loop, a wide one, a
+        // FIFO and what we cannot follow as sshd would are refused.
+        assert_eq!(
+            resolve_includes("Include /etc/ssh/none*.conf\n", &at).unwrap(),
+            ""
+        );
+        std::fs::write(
+            at("/etc/ssh/loop.conf"),
+            "Include loop.conf loop.conf loop.conf\n",
+        )
+        .unwrap();
+        let err = resolve_includes("Include loop.conf\n", &at).unwrap_err();
+        assert!(err.contains("more than 256 files or 16 levels"), "{err}");
+        nix::unistd::mkfifo(&at("/etc/ssh/fifo.conf"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = resolve_includes("Include fifo.conf\n", &at).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        for unfollowable in [
+            "Include /etc/ssh/*/x.conf",
+            "Include x[ab].conf",
+            "Include \"a b.conf\"",
+        ] {
+            let err = resolve_includes(unfollowable, &at).unwrap_err();
+            assert!(err.contains("cannot follow"), "{unfollowable}: {err}");
+        }
     }
 
     #[test]

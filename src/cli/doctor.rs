@@ -209,16 +209,26 @@ fn probe_all(env: &Env) -> Vec<Check> {
     let config_path = paths.sshd_config();
     let main_config = files::read_optional(&config_path).ok().flatten();
     let dropin = files::read_optional(&paths.sshd_dropin()).ok().flatten();
-    let others = super::host::other_dropins(paths).unwrap_or_default();
+    // Includes followed as sshd does; one we cannot follow fails the check.
+    let others = super::host::other_dropins(paths);
     let resolved = main_config
         .as_deref()
         .map(|main| sshd::resolve_includes(main, &|p| paths.at(p)));
-    let earlier = resolved
-        .as_deref()
-        .and_then(|main| sshd::earlier_match(main, &others));
+    let earlier = match (&resolved, &others) {
+        (Some(Err(why)), _) => Some(format!("{}: {why}", config_path.display())),
+        (_, Err(err)) => Some(format!("{err:#}")),
+        (Some(Ok(main)), Ok(others)) => sshd::earlier_match(main, others),
+        (None, _) => None,
+    };
     // One address of each `Match Address` anywhere, for sshd -T below.
-    let mut whole = resolved.clone().unwrap_or_default();
-    others.iter().for_each(|(_, text)| whole.push_str(text));
+    let mut whole = match &resolved {
+        Some(Ok(text)) => text.clone(),
+        _ => String::new(),
+    };
+    others
+        .iter()
+        .flatten()
+        .for_each(|(_, text)| whole.push_str(text));
     let more = sshd::match_addresses(&whole);
     let wanted = sshd::dropin(sshd::supports_per_source(), paths.host_cert().exists());
     checks.push(dropin_check(

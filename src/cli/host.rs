@@ -454,7 +454,8 @@ fn sshd_steps(paths: &Paths, harden: bool, plan: &mut Plan) -> Result<()> {
         .into());
     }
     let dropin = paths.sshd_dropin();
-    let main_config = sshd::resolve_includes(&main_config, &|p| paths.at(p));
+    let main_config = sshd::resolve_includes(&main_config, &|p| paths.at(p))
+        .map_err(|why| Refused(format!("{}: {why}", config.display())))?;
     if let Some(reason) = sshd::earlier_match(&main_config, &other_dropins(paths)?) {
         bail!(Refused(format!(
             "{reason}: it would override containarium's policy for jump accounts; \
@@ -620,7 +621,9 @@ pub(super) fn other_dropins(paths: &Paths) -> Result<Vec<(String, String)>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".conf") && !name.starts_with('.') && name != sshd::DROPIN_NAME {
             let text = config::read(&entry.path())?;
-            others.push((name, sshd::resolve_includes(&text, &|p| paths.at(p))));
+            let text = sshd::resolve_includes(&text, &|p| paths.at(p))
+                .map_err(|why| Refused(format!("{}/{name}: {why}", dir.display())))?;
+            others.push((name, text));
         }
     }
     Ok(others)
@@ -633,7 +636,7 @@ fn match_addresses(paths: &Paths) -> Vec<String> {
         .ok()
         .flatten()
         .unwrap_or_default();
-    let mut text = sshd::resolve_includes(&main, &|p| paths.at(p));
+    let mut text = sshd::resolve_includes(&main, &|p| paths.at(p)).unwrap_or_default();
     for (_, dropin) in other_dropins(paths).unwrap_or_default() {
         text.push_str(&dropin);
     }

@@ -299,8 +299,11 @@ EOF
 # network and the kernel are the host's. The first run makes the pool,
 # bridge, image and user; E2E_QSR_RUNS (default 20) runs in all, each followed
 # by a login through the line it printed. Names a real install would use (the
-# pool, bridge, image alias) are touched only when $E2E_QSR_RECORD says this
-# suite made them; otherwise the part is skipped.
+# pool, bridge, image alias) are touched only when they carry this suite's
+# nonce (user.ctme2e.qsr, the alias's description), set right after the
+# first run on what $E2E_QSR_RECORD says did not exist before it; any other
+# is a real install's (or a killed run's: remove it by hand) and the part is
+# skipped.
 E2E_QSR_ADMIN=e2e-qsr
 E2E_QSR_USER=e2e-qsr-box
 E2E_QSR_GECOS="containarium e2e newcomer"
@@ -319,7 +322,7 @@ E2E_QSR_RUNS=${E2E_QSR_RUNS:-20}
 # host's /run/ctme2e, $3: the e2e's image cache.
 # shellcheck disable=SC2016 # expanded by the holder's sh
 E2E__QSR_HOLDER_SH='set -e
-awk '\''$5 ~ "^/run/|^/var/lib/incus/" { print $5 }'\'' /proc/self/mountinfo | sort -r |
+awk '\''$5 ~ "^/run/|^/var/lib/incus/|^/var/lib/lxcfs|^/var/lib/incus-lxcfs" { print $5 }'\'' /proc/self/mountinfo | sort -r |
 	while read -r m; do umount -l "$m" 2>/dev/null || true; done
 mount --bind "$1/etc" /etc
 mount --bind "$1/usr-local-bin" /usr/local/bin
@@ -345,13 +348,44 @@ e2e__qsr() {
 
 # Whether this suite made NAME (a line "KIND NAME" in the record).
 e2e__qsr_ours() { [ -f "$E2E_QSR_RECORD" ] && grep -qxF -- "$1" "$E2E_QSR_RECORD"; }
+e2e__qsr_nonce() { [ -f "$E2E_QSR_RECORD" ] && sed -n 's/^nonce //p' "$E2E_QSR_RECORD"; }
+
+# e2e__qsr_mine pool|network|alias: it exists and carries this suite's nonce.
+e2e__qsr_mine() {
+	local nonce path field
+	nonce=$(e2e__qsr_nonce) && [ -n "$nonce" ] || return 1
+	case $1 in
+	pool) path=/1.0/storage-pools/$E2E_QSR_POOL field='.config["user.ctme2e.qsr"]' ;;
+	network) path=/1.0/networks/$E2E_QSR_BRIDGE field='.config["user.ctme2e.qsr"]' ;;
+	alias) path=/1.0/images/aliases/$E2E_QSR_IMAGE field='.description | ltrimstr("ctme2e-qsr ")' ;;
+	esac
+	[ "$(incus query "$path" 2>/dev/null | jq -r "($field) // \"\"")" = "$nonce" ]
+}
+
+# After the first run: the nonce on what it made (what the record says did
+# not exist before it).
+e2e__qsr_tag() {
+	local nonce
+	nonce=$(e2e__qsr_nonce) || return 1
+	if e2e__qsr_ours "pool $E2E_QSR_POOL" && incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1; then
+		incus storage set "$E2E_QSR_POOL" "user.ctme2e.qsr=$nonce" || return 1
+	fi
+	if e2e__qsr_ours "network $E2E_QSR_BRIDGE" && incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1; then
+		incus network set "$E2E_QSR_BRIDGE" "user.ctme2e.qsr=$nonce" || return 1
+	fi
+	if e2e__qsr_ours "alias $E2E_QSR_IMAGE" && incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1; then
+		incus query -X PATCH "/1.0/images/aliases/$E2E_QSR_IMAGE" \
+			--data "{\"description\": \"ctme2e-qsr $nonce\"}" >/dev/null || return 1
+	fi
+}
 
 e2e__quickstart_readme_cleanup() {
 	local -
 	set +e
 	local pid mnt p n
-	# Every process of the machine, by PID: the holder, its sshd, sessions.
-	if mnt=$(cat "$E2E_QSR_DIR/holder.mnt" 2>/dev/null) && [ -n "$mnt" ]; then
+	# Every process of the machine, by PID: the holder, its sshd, sessions;
+	# only while its holder lives (a namespace's number is reused after).
+	if e2e__qsr_holder >/dev/null && mnt=$(cat "$E2E_QSR_DIR/holder.mnt") && [ -n "$mnt" ]; then
 		for p in /proc/[0-9]*; do
 			[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mnt" ] && kill -KILL "${p#/proc/}" 2>/dev/null
 		done
@@ -363,13 +397,13 @@ e2e__quickstart_readme_cleanup() {
 			[ "$(incus config get --project default "$E2E_QSR_USER-container" user.containarium.owner)" = "$E2E_QSR_USER" ]; then
 			incus delete --project default --force "$E2E_QSR_USER-container" >/dev/null
 		fi
-		if e2e__qsr_ours "network $E2E_QSR_BRIDGE" && incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1; then
+		if e2e__qsr_mine network; then
 			incus network delete "$E2E_QSR_BRIDGE" >/dev/null
 		fi
-		if e2e__qsr_ours "alias $E2E_QSR_IMAGE" && incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1; then
+		if e2e__qsr_mine alias; then
 			incus image alias delete --project default "$E2E_QSR_IMAGE" >/dev/null
 		fi
-		if e2e__qsr_ours "pool $E2E_QSR_POOL" && incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1; then
+		if e2e__qsr_mine pool; then
 			for n in $(incus storage volume list "$E2E_QSR_POOL" --all-projects --format json |
 				jq -r '.[] | select(.type == "image") | "\(.project)/\(.name)"'); do
 				incus storage volume delete --project "${n%%/*}" "$E2E_QSR_POOL" "image/${n#*/}" >/dev/null
@@ -391,15 +425,15 @@ e2e__quickstart_readme_cleanup() {
 # What of the README's defaults is here and not this suite's: a real install.
 e2e__qsr_foreign() {
 	local route
-	if incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 && ! e2e__qsr_ours "pool $E2E_QSR_POOL"; then
+	if incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 && ! e2e__qsr_mine pool; then
 		echo "storage pool $E2E_QSR_POOL"
 	fi
-	if incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 && ! e2e__qsr_ours "network $E2E_QSR_BRIDGE"; then
+	if incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 && ! e2e__qsr_mine network; then
 		echo "network $E2E_QSR_BRIDGE"
 	elif ! incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 && route=$(ip -4 route show "$E2E_QSR_SUBNET") && [ -n "$route" ]; then
 		echo "a route to $E2E_QSR_SUBNET ($route)"
 	fi
-	if incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1 && ! e2e__qsr_ours "alias $E2E_QSR_IMAGE"; then
+	if incus query "/1.0/images/aliases/$E2E_QSR_IMAGE" >/dev/null 2>&1 && ! e2e__qsr_mine alias; then
 		echo "image alias $E2E_QSR_IMAGE"
 	fi
 	if [ -e "/home/$E2E_QSR_ADMIN" ] && ! e2e__qsr_ours "home /home/$E2E_QSR_ADMIN"; then
@@ -412,7 +446,8 @@ e2e__qsr_foreign() {
 e2e__qsr_machine_up() {
 	local -
 	set +e
-	local etc=$E2E_QSR_DIR/etc run=$E2E_QSR_DIR/run gid u pid i port
+	local etc=$E2E_QSR_DIR/etc run=$E2E_QSR_DIR/run gid u pid i port nonce
+	nonce=$(e2e__qsr_nonce || true)
 	{
 		incus storage show "$E2E_QSR_POOL" >/dev/null 2>&1 || echo "pool $E2E_QSR_POOL"
 		incus network show "$E2E_QSR_BRIDGE" >/dev/null 2>&1 || echo "network $E2E_QSR_BRIDGE"
@@ -420,7 +455,8 @@ e2e__qsr_machine_up() {
 		[ -e "/home/$E2E_QSR_ADMIN" ] || echo "home /home/$E2E_QSR_ADMIN"
 		[ -e "$E2E_QSR_CACHE" ] || echo "dir $E2E_QSR_CACHE"
 		[ -e "$E2E_QSR_CACHE/images" ] || echo "dir $E2E_QSR_CACHE/images"
-		[ ! -f "$E2E_QSR_RECORD" ] || cat "$E2E_QSR_RECORD"
+		[ ! -f "$E2E_QSR_RECORD" ] || grep -v '^nonce ' "$E2E_QSR_RECORD"
+		echo "nonce ${nonce:-$(date +%s%N)}"
 	} | sort -u >"$E2E_QSR_RECORD.new" && mv "$E2E_QSR_RECORD.new" "$E2E_QSR_RECORD" || return 1
 	mkdir -p "$E2E_QSR_CACHE/images" "$E2E_QSR_DIR/usr-local-bin" "$run/sshd" "$run/ctme2e" || return 1
 	chmod 0755 "$run" "$run/sshd" || return 1
@@ -519,6 +555,7 @@ e2e__quickstart_readme() {
 			sed 's/^/    | /' "$E2E_QSR_DIR/run$run.err" | tail -n 8
 		fi
 		if [ "$run" -eq 1 ]; then
+			check "(what the first run made carries the suite's nonce)" e2e__qsr_tag
 			sed 's/^/    | /' "$E2E_QSR_DIR/run1.err"
 			# said NAME STEP: the first run printed `quickstart: STEP`.
 			said() { check "$1" grep -q "^quickstart: $2" "$E2E_QSR_DIR/run1.err"; }

@@ -135,18 +135,21 @@ test_sshd_policy() {
 		"sshd_config.d/0-ctme2e-include.conf sorts before 00-containarium.conf and has a Match block" ctm host init
 	rm -f "$dropins/0-ctme2e-include.conf"
 
-	# --- what only sshd -T can see: an Include our reading does not follow ------------
-	# A `*` in the included directory: sshd's glob(3) follows it, our reading
-	# of Includes (file-name patterns only) does not; sshd -T, asked about an
-	# address of every Match Address, sees it.
+	# --- an Include we cannot follow as sshd would ------------------------------------
+	# A `*` in the included directory: sshd's glob(3) follows it. What we
+	# cannot read as sshd does is refused rather than trusted.
 	mkdir -p "$dir/hostile-d1"
 	mv "$dir/hostile-match.conf" "$dir/hostile-d1/m.conf"
 	printf 'Include %s/hostile-d*/m.conf\n' "$dir" >"$dropins/0-ctme2e-include.conf"
-	refused "host init's sshd -T check fails in one line for a connection from 192.168.0.1" \
-		"^error: check sshd's effective policy for jump accounts failed: sshd would not apply containarium's policy to jump account e2e-[a-z0-9-]* from 192.168.0.1: forcecommand is \"internal-sftp\", not \"/usr/sbin/nologin\"" \
+	one_line_error "host init refuses an Include with a pattern in a directory" \
+		"0-ctme2e-include.conf: .Include $dir/hostile-d\*/m.conf.: containarium cannot follow a pattern in a directory" \
 		ctm host init
+	check "(the attack is real) through it, the bastion sshd takes the Match block" e2e_reload_bastion_sshd
+	sftp_from_192() { sshd_policy__effective e2e-sp 192.168.0.1 forcecommand internal-sftp; }
+	check "(the attack is real) sshd -T gives the jump account sftp from 192.168.0.1" sftp_from_192
 	rm -f "$dropins/0-ctme2e-include.conf"
 	rm -rf "$dir/hostile-d1"
+	check "the bastion sshd is back to our policy" e2e_reload_bastion_sshd
 	check "(control) without them, host init passes" ctm host init
 
 	# --- host init --harden: the live bastion passes a real auditor ---------------------
