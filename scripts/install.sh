@@ -150,10 +150,11 @@ install_package() {
     name=$(dpkg-deb --field "$deb" Package) || die "$deb is not a Debian package"
     [ "$name" = containarium ] || die "$deb is the package $name, not containarium"
     version=$(dpkg-deb --field "$deb" Version)
-    # (A pipe, not <(...): that needs /dev/fd, which a chroot may lack.)
+    # (A pipe, not <(...): that needs /dev/fd, which a chroot may lack; and
+    # sha256sum, not cmp -s, which stops at the first difference.)
     if [ "$(dpkg-query -W -f '${db:Status-Status} ${Version}' containarium 2>/dev/null)" = "installed $version" ] &&
-        dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/containarium |
-        cmp -s - "$(installed_binary)"; then
+        [ "$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/containarium | sha256sum)" = \
+            "$(sha256sum <"$(installed_binary)")" ]; then
         say "containarium $version is already this package"
         return 0
     fi

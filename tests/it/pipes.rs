@@ -101,7 +101,11 @@ fn words(stage: &str) -> Vec<&str> {
 /// Whether a stage (the text after a `|`) is a reader that may stop before
 /// its input ends.
 fn stops_early(stage: &str) -> bool {
-    let words = words(stage);
+    // The stage ends where the next command starts.
+    let words: Vec<&str> = words(stage)
+        .into_iter()
+        .take_while(|w| !matches!(*w, "|" | "||" | "&&" | ";" | "|&"))
+        .collect();
     // Prefixes that run the reader: assignments, env, command, timeout N.
     let mut rest = &words[..];
     while let Some((first, tail)) = rest.split_first() {
@@ -116,16 +120,31 @@ fn stops_early(stage: &str) -> bool {
             break;
         }
     }
+    // A reader run through another program (sudo, runuser … --, nsenter,
+    // xargs): the first word that names a reader, wherever it stands.
+    if let Some((first, _)) = rest.split_first()
+        && matches!(
+            first.rsplit('/').next().unwrap_or(first),
+            "sudo" | "runuser" | "nsenter" | "xargs" | "nice" | "stdbuf" | "setsid" | "chroot"
+        )
+    {
+        let at = rest.iter().position(|w| READERS.contains(&program_name(w)));
+        rest = at.map_or(&[][..], |i| &rest[i..]);
+    }
     let Some((program, args)) = rest.split_first() else {
         return false;
     };
-    let program = program.trim_start_matches(['{', '(']);
-    match program {
-        "head" | "read" => true,
+    match program_name(program) {
+        "head" | "read" | "cmp" => true,
+        // Options may follow the pattern (`grep x -q`): every word counts,
+        // up to `--`.
         "grep" | "egrep" | "fgrep" => args
             .iter()
-            .take_while(|a| a.starts_with('-') && **a != "--")
-            .any(|a| match a.strip_prefix("--") {
+            .take_while(|a| **a != "--")
+            .enumerate()
+            // The word after -e or -f is a pattern or a file, not options.
+            .filter(|(i, a)| a.starts_with('-') && (*i == 0 || !matches!(args[i - 1], "-e" | "-f")))
+            .any(|(_, a)| match a.strip_prefix("--") {
                 Some(long) => ["quiet", "silent", "max-count", "files-with-matches"]
                     .iter()
                     .any(|o| long.starts_with(o)),
@@ -134,12 +153,23 @@ fn stops_early(stage: &str) -> bool {
                 None => a[1..]
                     .chars()
                     .take_while(|c| !matches!(c, 'e' | 'f' | 'A' | 'B' | 'C' | 'd' | 'D'))
-                    .any(|c| matches!(c, 'q' | 'm' | 'l')),
+                    .any(|c| matches!(c, 'q' | 'm' | 'l' | 'L')),
             }),
         "awk" | "gawk" | "mawk" => program_text(args).is_some_and(|p| awk_exits_early(&p)),
         "sed" => program_text(args).is_some_and(|p| sed_quits(&p)),
         _ => false,
     }
+}
+
+/// Programs that may stop reading before their input ends, in some use.
+const READERS: [&str; 10] = [
+    "head", "read", "cmp", "grep", "egrep", "fgrep", "awk", "gawk", "mawk", "sed",
+];
+
+/// A word as a program name: without a path or a leading `{`/`(`.
+fn program_name(word: &str) -> &str {
+    let word = word.trim_start_matches(['{', '(']);
+    word.rsplit('/').next().unwrap_or(word)
 }
 
 /// The first word that is not an option (nor an option's argument: awk's
@@ -299,9 +329,18 @@ sed -n p file | sed '/x/q'
 printf 'a\nb\n' | read -r one
 cmd | LC_ALL=C timeout 5 grep --quiet x
 cmd | { read -r one; }
+cmd | grep x -q
+cmd | sudo -u nobody grep -q x
+cmd | runuser -u u -- /usr/bin/head -n1
+cmd | cmp -s - file
+cmd | grep -L x
 "#;
     let lines: Vec<usize> = early_readers(planted).iter().map(|f| f.line).collect();
-    assert_eq!(lines, [3, 4, 6, 7, 8, 9, 10, 11, 12], "{planted}");
+    assert_eq!(
+        lines,
+        [3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+        "{planted}"
+    );
     let found = early_readers(planted);
     assert!(found[1].text.contains("grep -q ."), "{found:?}");
 
@@ -321,6 +360,8 @@ cmd | while read -r line; do echo "$line"; done
 # a comment: sshd -T | awk '{ exit }' is what we do not do
 cmd | sed 's/quit/stop/'
 cmd | awk '{ print $1 }' || exit 1
+cmd | sudo tee /tmp/x
+cmd | grep -e -q file
 "#;
     assert_eq!(early_readers(good), [], "{good}");
 }

@@ -82,7 +82,7 @@ test_tenant_data() {
 	check "no ProxyCommand ran" test ! -e "$scratch/pwned"
 	check "the tenant puts the real host key back" write_host_key "$host_key\n"
 	check "the real host key exports into the shared file" ctm export "$t" --jump-ip "$bastion" --jump-port "$port" --key "$work/keys/$t" --output "$shared"
-	check "the control user's block is kept as it was" bash -c "head -c \$(stat -c %s '$scratch/shared.before') '$shared' | cmp -s - '$scratch/shared.before'"
+	check "the control user's block is kept as it was" bash -c "cmp -s -n \$(stat -c %s '$scratch/shared.before') '$shared' '$scratch/shared.before'"
 	check "the exported file connects the tenant (pinned key)" hostname_is "$t-container" ssh -F "$shared" -o BatchMode=yes "$t-dev"
 	check "and the control user" hostname_is "$c-container" ssh -F "$shared" -o BatchMode=yes "$c-dev"
 	if [ "$(wc -w <<<"$host_key")" -eq 3 ]; then
