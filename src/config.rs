@@ -147,6 +147,12 @@ impl Paths {
         self.keys_dir().join(user.as_str())
     }
 
+    /// The key `backup` authenticates its files with and `restore` checks
+    /// them by: root's alone, the same on every bastion of a cluster.
+    pub fn backup_key(&self) -> PathBuf {
+        self.at("/etc/containarium/backup.key")
+    }
+
     pub fn templates_dir(&self) -> PathBuf {
         self.at("/etc/containarium/templates")
     }

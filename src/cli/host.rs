@@ -2,7 +2,8 @@
 //! drop-in that jump accounts need, then proof from `sshd -T` that the
 //! drop-in's policy is what sshd applies to a jump account. `create`,
 //! `restore` and `sync-accounts` run the same plan; `create` checks the
-//! policy with the account it makes.
+//! policy with the account it makes. `host init` alone also makes the
+//! backup key (`backup::key_plan`), the kernel limits, the jail and the ACL.
 //!
 //! `sshd -T` can only answer for a real account in group containarium, and
 //! we make none just to ask: on a host without a jump account yet, the
@@ -29,8 +30,9 @@ use crate::sysctl;
 /// Prepare this host as a bastion
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Create the containarium group, key directory and sshd drop-in,
-    /// guard the tenant network with our ACL and write our fail2ban jail
+    /// Create the containarium group, key directory, sshd drop-in and
+    /// backup key, guard the tenant network with our ACL and write our
+    /// fail2ban jail
     Init(InitArgs),
     Doctor(super::doctor::DoctorArgs),
     Sign(SignArgs),
@@ -170,6 +172,7 @@ impl HostCommand {
                 // undone: it follows every other step that may fail.
                 let sshd = plan(&env.paths, args.harden)?;
                 let mut plan = sysctl_plan(&env.paths)?;
+                plan.append(super::backup::key_plan(&env.paths)?);
                 plan.append(fail2ban_plan(&env.paths)?);
                 plan.append(network_plan(env)?);
                 plan.append(sshd);

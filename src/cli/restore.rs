@@ -4,8 +4,12 @@
 //! A backup file is hostile input: whoever handed it over may have edited
 //! its `backup.yaml` to ask for `security.privileged`, `raw.lxc`, a disk
 //! device with `source: /` or a proxy onto the Incus socket, any of which
-//! is root on the host. So the file is checked against the digest `backup`
-//! recorded beside it, imported stopped (nothing in it runs yet), and its
+//! is root on the host. So the file is first authenticated with the
+//! bastions' backup key (the HMAC-SHA256 `backup` wrote beside it, checked
+//! before anything else reads the file: the digest beside it is rewritten
+//! by whoever edits the file), its member names are held to the export's
+//! `backup/` tree, then it is checked against the digest `backup` recorded
+//! beside it, imported stopped (nothing in it runs yet), and its
 //! whole config and devices, snapshots included, are checked against what
 //! `create` itself sets before anything starts; anything else is refused
 //! (and the import deleted) unless `--strip` asks to drop it. Then our
@@ -34,7 +38,8 @@ use crate::plan::{Action, Facts, Plan, Step};
 /// Bring a user's container back from a backup file
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A file written by `backup` or `delete --backup`
+    /// A file written by `backup` or `delete --backup` (its FILE.hmac is
+    /// checked before anything reads it)
     file: PathBuf,
 
     /// Restore it for this user instead of the one it belonged to
@@ -50,6 +55,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     strip: bool,
 
+    /// Restore a file without a valid FILE.hmac (not written with this
+    /// bastion's backup key): skips only that check, with a warning
+    #[arg(long)]
+    untrusted: bool,
+
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -61,7 +71,7 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let (owner, user) = self.target()?;
+        let (owner, user) = self.target(env)?;
         let (_user_lock, lock) =
             super::lock_user(env, &user, &format!("restore {}", self.file.display()))?;
         let plan = self.plan(env, owner, &user)?;
@@ -84,13 +94,16 @@ impl RestoreArgs {
     }
 
     /// Checks the file and the flags; returns the user the backup belonged
-    /// to and the one it is restored for.
-    fn target(&self) -> Result<(UserName, UserName)> {
+    /// to and the one it is restored for. The HMAC comes first: nothing
+    /// (not even tar) reads a file that is not authenticated.
+    fn target(&self, env: &Env) -> Result<(UserName, UserName)> {
         let shown = self.file.display();
         match std::fs::symlink_metadata(&self.file) {
             Ok(meta) if meta.is_file() && meta.len() > 0 => {}
             _ => bail!(Refused(format!("{shown} is not a non-empty backup file"))),
         }
+        authenticate(&env.paths, &self.file, self.untrusted)?;
+        check_members(&self.file)?;
         check_digest(&self.file)?;
         let original = backup_instance_name(&self.file)?;
         let Some(owner) = user_of_container(&original) else {
@@ -145,6 +158,32 @@ impl RestoreArgs {
 
         let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
         let file = self.file.to_string_lossy().into_owned();
+        // Checked at plan time already; again just before the import, for
+        // a file changed in between.
+        let (paths, checked, untrusted) = (env.paths.clone(), self.file.clone(), self.untrusted);
+        plan.push(Step::new(
+            format!("authenticate {file} and check its members"),
+            Action::check(
+                if untrusted {
+                    "not authenticated (--untrusted); tar --list: every member under backup/, \
+                     no absolute name, no .., no hard link out"
+                        .to_string()
+                } else {
+                    format!(
+                        "HMAC-SHA256 of {file} with {} must match {}; tar --list: every member \
+                         under backup/, no absolute name, no .., no hard link out",
+                        env.paths.backup_key().display(),
+                        super::backup::hmac_path(&self.file).display()
+                    )
+                },
+                move |_| {
+                    if !untrusted {
+                        authenticate(&paths, &checked, false)?;
+                    }
+                    check_members(&checked)
+                },
+            ),
+        ));
         // Imported stopped: nothing of the backup runs before the check.
         plan.push(
             Step::new(
@@ -518,6 +557,147 @@ fn push_authorized_keys(incus: &Incus, name: &str, user: &UserName, keys: &str) 
     Ok(())
 }
 
+/// Refuses `file` unless its HMAC (written by `backup` beside it) matches
+/// under this bastion's backup key; with `untrusted`, only warns.
+fn authenticate(paths: &crate::config::Paths, file: &Path, untrusted: bool) -> Result<()> {
+    if untrusted {
+        crate::ui::note(&format!(
+            "warning: --untrusted: {} is not authenticated; whoever handed it over chose its \
+             contents (its config is checked all the same)",
+            file.display()
+        ));
+        return Ok(());
+    }
+    let key_path = paths.backup_key();
+    let Some(key) = super::backup::read_key(&key_path)? else {
+        bail!(Refused(format!(
+            "{} (restore --untrusted skips the check)",
+            super::backup::no_key(&key_path)
+        )));
+    };
+    super::backup::verify_hmac(&key, file)
+}
+
+/// Refuses a tarball with a member Incus's unpacking could put outside the
+/// instance: read with `tar --list` (never unpacked), held to
+/// [`member_problem`].
+fn check_members(file: &Path) -> Result<()> {
+    // --quoting-style=c: names and link targets in double quotes with C
+    // escapes, so a name holding " -> " or " link to " (or a newline)
+    // cannot pass for a link or a second line. --absolute-names: list
+    // names as stored (tar strips a leading / or ../ from what it shows
+    // otherwise, with a warning).
+    let cmd = Cmd::new("tar").args([
+        "--list",
+        "--verbose",
+        "--numeric-owner",
+        "--force-local",
+        "--quoting-style=c",
+        "--absolute-names",
+        "-f",
+        &file.to_string_lossy(),
+    ]);
+    let listing = exec::run(&cmd).map_err(|_| {
+        anyhow::Error::from(Refused(format!(
+            "{} is not an incus export (tar cannot list it)",
+            file.display()
+        )))
+    })?;
+    if let Some(why) = listing.stdout.lines().find_map(member_problem) {
+        bail!(Refused(format!(
+            "{}: {why}; nothing was imported",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What is wrong with one line of `tar --list --verbose --quoting-style=c`,
+/// if anything: a name that is absolute, has a `..` component or is not
+/// under `backup/`, or a hard link whose target is absolute or has `..`.
+///
+/// Device files and symbolic links are not refused: a container's rootfs
+/// holds them legitimately (Docker's overlay2 whiteouts are character
+/// devices 0,0; a container may keep nodes in /dev; /etc/alternatives
+/// links are absolute), Incus unpacks the rootfs as the container's own
+/// unprivileged IDs, and a symlink's target is resolved inside the
+/// container, not on the host.
+fn member_problem(line: &str) -> Option<String> {
+    let Some(start) = line.find('"') else {
+        return Some(format!("unexpected tar listing line {:?}", line));
+    };
+    let kind = line.chars().next().unwrap_or('?');
+    let Some((name, rest)) = c_quoted(&line[start..]) else {
+        return Some(format!("unexpected tar listing line {:?}", line));
+    };
+    let shown = name.escape_debug();
+    if name.starts_with('/') {
+        return Some(format!("member \"{shown}\" is an absolute path"));
+    }
+    if name.split('/').any(|c| c == "..") {
+        return Some(format!("member \"{shown}\" has a .. component"));
+    }
+    if name != "backup" && !name.starts_with("backup/") {
+        return Some(format!("member \"{shown}\" is not under backup/"));
+    }
+    if kind == 'h' {
+        let target = rest
+            .strip_prefix(" link to ")
+            .and_then(c_quoted)
+            .filter(|(_, tail)| tail.is_empty())
+            .map(|(target, _)| target);
+        let Some(target) = target else {
+            return Some(format!("unexpected tar listing line {:?}", line));
+        };
+        if target.starts_with('/') || target.split('/').any(|c| c == "..") {
+            return Some(format!(
+                "hard link \"{shown}\" points out of the tree, to \"{}\"",
+                target.escape_debug()
+            ));
+        }
+    }
+    None
+}
+
+/// A C-quoted string at the start of `text` (as `tar --quoting-style=c`
+/// writes it), unescaped, and what follows it.
+fn c_quoted(text: &str) -> Option<(String, &str)> {
+    let body = text.strip_prefix('"')?;
+    let mut out = Vec::new();
+    let mut bytes = body.bytes().enumerate();
+    while let Some((i, b)) = bytes.next() {
+        match b {
+            b'"' => return Some((String::from_utf8_lossy(&out).into_owned(), &body[i + 1..])),
+            b'\\' => {
+                let (_, e) = bytes.next()?;
+                out.push(match e {
+                    b'a' => 7,
+                    b'b' => 8,
+                    b'f' => 12,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'v' => 11,
+                    b'0'..=b'7' => {
+                        let mut v = u32::from(e - b'0');
+                        for _ in 0..2 {
+                            let (_, d) = bytes.next()?;
+                            if !(b'0'..=b'7').contains(&d) {
+                                return None;
+                            }
+                            v = v * 8 + u32::from(d - b'0');
+                        }
+                        u8::try_from(v).ok()?
+                    }
+                    other => other,
+                });
+            }
+            other => out.push(other),
+        }
+    }
+    None
+}
+
 /// Refuses a file whose digest (written by `backup` beside it) does not
 /// match; says so when there is none.
 fn check_digest(file: &Path) -> Result<()> {
@@ -661,6 +841,52 @@ mod tests {
         let quoted = format!("    user.containarium.keys: \"{K}\\n\"\n");
         assert_eq!(parse_yaml_keys(&quoted).len(), 1);
         assert!(parse_yaml_keys("config: {}\n").is_empty());
+    }
+
+    /// Captured from GNU tar 1.34 (Debian 12), `tar --list --verbose
+    /// --numeric-owner --force-local --quoting-style=c --absolute-names -f`:
+    /// a tree as an export holds it, then hostile members.
+    #[test]
+    fn tar_members_stay_in_the_backup_tree() {
+        let good = r#"drwxr-xr-x 0/0               0 2026-12-07 22:03 "backup/"
+-rw-r--r-- 0/0               3 2026-12-07 22:03 "backup/index.yaml"
+drwxr-xr-x 0/0               0 2026-12-07 22:03 "backup/container/"
+drwxr-xr-x 0/0               0 2026-12-07 22:03 "backup/container/rootfs/"
+crw-r--r-- 0/0             0,0 2026-12-07 22:03 "backup/container/rootfs/wh"
+lrwxrwxrwx 0/0               0 2026-12-07 22:03 "backup/container/rootfs/bin" -> "/usr/bin"
+-rw-r--r-- 0/0               1 2026-12-07 22:03 "backup/container/q\"\\x01 link to z"
+hrw-r--r-- 0/0               0 2026-12-07 22:03 "backup/container/h a -> b" link to "backup/index.yaml"
+-rw-r--r-- 1000/1000         5 2026-12-07 22:03 "backup/container/rootfs/home/a/\303\251t\303\251\n..""#;
+        for line in good.lines() {
+            assert_eq!(member_problem(line), None, "{line}");
+        }
+        let bad = r#"-rw-r--r-- 0/0               1 1970-01-01 00:00 "/etc/x"
+-rw-r--r-- 0/0               1 1970-01-01 00:00 "../x"
+-rw-r--r-- 0/0               1 1970-01-01 00:00 "backup/../../y"
+-rw-r--r-- 0/0               1 1970-01-01 00:00 "etc/cron.d/x"
+hrw-r--r-- 0/0               0 1970-01-01 00:00 "backup/hl" link to "/etc/shadow"
+hrw-r--r-- 0/0               0 1970-01-01 00:00 "backup/hl" link to "backup/../../etc/shadow"
+-rw-r--r-- 0/0               1 1970-01-01 00:00 backup/unquoted
+-rw-r--r-- 0/0               1 1970-01-01 00:00 "backup/unterminated"#;
+        let found: Vec<String> = bad.lines().filter_map(member_problem).collect();
+        assert_eq!(
+            found,
+            [
+                r#"member "/etc/x" is an absolute path"#,
+                r#"member "../x" has a .. component"#,
+                r#"member "backup/../../y" has a .. component"#,
+                r#"member "etc/cron.d/x" is not under backup/"#,
+                r#"hard link "backup/hl" points out of the tree, to "/etc/shadow""#,
+                r#"hard link "backup/hl" points out of the tree, to "backup/../../etc/shadow""#,
+                r#"unexpected tar listing line "-rw-r--r-- 0/0               1 1970-01-01 00:00 backup/unquoted""#,
+                r#"unexpected tar listing line "-rw-r--r-- 0/0               1 1970-01-01 00:00 \"backup/unterminated""#,
+            ]
+        );
+        // A newline or a quote in a name is escaped, never a second line.
+        assert_eq!(
+            c_quoted(r#""a\nb\"\101" -> "x""#),
+            Some(("a\nb\"A".to_string(), r#" -> "x""#))
+        );
     }
 
     #[test]

@@ -226,6 +226,11 @@ fn restore_backup_and_sync_accounts_print_json_with_their_fields() {
     assert_eq!(json["container"], format!("{USER}-container"));
     let backup = PathBuf::from(json["file"].as_str().unwrap());
     assert_eq!(backup.parent(), Some(dir.as_path()), "{json}");
+    let hmac = std::fs::read_to_string(json["hmac_file"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        hmac,
+        hmac_line(&backup_key(&s), &std::fs::read(&backup).unwrap())
+    );
     let digest = std::fs::read_to_string(json["digest_file"].as_str().unwrap()).unwrap();
     assert_eq!(
         digest,

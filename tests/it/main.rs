@@ -912,6 +912,21 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
     std::fs::create_dir(&backups).unwrap();
     let b = backups.to_str().unwrap();
 
+    // No backup key: refused before anything, naming host init.
+    let out = s.run(&["delete", USER, "--force", "--backup", b]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: no backup key {}: `containarium host init` creates it (on a cluster, copy \
+             it from another bastion first: every bastion needs the same key)\n",
+            s.path("root/etc/containarium/backup.key").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.instance().is_some());
+    let key = backup_key(&s);
+
     let out = s.run(&["delete", USER, "--backup", b]);
     assert_eq!(out.status.code(), Some(2), "no terminal, no --force");
     assert!(stderr(&out).contains("pass --force"));
@@ -958,19 +973,33 @@ fn delete_backs_up_first_and_deletes_nothing_when_that_fails() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 2, "the backup and its digest: {names:?}");
-    assert!(names[1].ends_with(".tar.gz.sha256"), "{names:?}");
-    let backup = backups.join(&names[0]);
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(
-        mode & 0o777,
-        0o600,
-        "a backup holds host keys and /etc/shadow"
+        names.len(),
+        3,
+        "the backup, its HMAC, its digest: {names:?}"
+    );
+    assert!(names[1].ends_with(".tar.gz.hmac"), "{names:?}");
+    assert!(names[2].ends_with(".tar.gz.sha256"), "{names:?}");
+    use std::os::unix::fs::PermissionsExt;
+    for name in &names {
+        let mode = std::fs::metadata(backups.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "{name}: a backup holds host keys and /etc/shadow"
+        );
+    }
+    // Authenticated with the backup key: HMAC-SHA256 of the whole file.
+    assert_eq!(
+        std::fs::read_to_string(backups.join(&names[1])).unwrap(),
+        hmac_line(&key, b"fake backup\n")
     );
     // sha256sum's format, of the fake's "fake backup\n".
     assert_eq!(
-        std::fs::read_to_string(backups.join(&names[1])).unwrap(),
+        std::fs::read_to_string(backups.join(&names[2])).unwrap(),
         format!(
             "c1e8d1f4b4d7b5da5cdeb2f8a0fd76ee1c4f0e1b9e2f4c06c0d3e3a0b0f7f0fa  {}\n",
             names[0]
@@ -1092,6 +1121,62 @@ fn host_init_is_idempotent_and_respects_foreign_files() {
         "{out_text}"
     );
     refuses_foreign_file(&s, &["host", "init"], &s.path(DROPIN), "Match User x\n");
+}
+
+/// `host init` makes the backup key once: 32 bytes, 0600; later runs leave
+/// it as it is, and one that is not root's alone is refused in one line.
+#[test]
+fn host_init_makes_the_backup_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new(121);
+    let key = s.path("root/etc/containarium/backup.key");
+    let out = s.run(&["host", "init", "--dry-run"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "create the backup key {}\n    # 32 random bytes from /dev/urandom, 0600 root",
+            key.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!key.exists(), "a dry run makes nothing");
+    s.ok(&["host", "init"]);
+    let first = std::fs::read(&key).unwrap();
+    assert_eq!(first.len(), 32);
+    assert_ne!(first, [0u8; 32]);
+    let meta = std::fs::symlink_metadata(&key).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let out = s.ok(&["host", "init", "--dry-run"]);
+    assert!(
+        stdout(&out).contains(&format!("unchanged: backup key {}\n", key.display())),
+        "{}",
+        stdout(&out)
+    );
+    s.ok(&["host", "init"]);
+    assert_eq!(std::fs::read(&key).unwrap(), first, "never overwritten");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: backup key {} is mode 0644: it must be a regular file of 32 random bytes, \
+             owned by root, mode 0600\n",
+            key.display()
+        )
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), first);
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(s.path("x"), &key).unwrap();
+    let out = s.run(&["host", "init"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `host init --harden` writes the hardening drop-in and validates it; a
@@ -1629,7 +1714,63 @@ fn snapshots_and_power() {
     );
 }
 
-/// A minimal export of USER's container: what restore reads of a tarball.
+/// The sandbox's backup key (what `host init` makes), written if absent.
+fn backup_key(s: &Sandbox) -> Vec<u8> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = s.path("root/etc/containarium/backup.key");
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(&[7u8; 32])
+            .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::read(path).unwrap()
+}
+
+/// The `.hmac` line `backup` writes for these bytes under `key`.
+fn hmac_line(key: &[u8], bytes: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(bytes);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("HMAC-SHA256 {hex}\n")
+}
+
+/// Writes `file`'s `.sha256` and `.hmac` as `backup` would.
+fn seal(s: &Sandbox, file: &Path) {
+    let bytes = std::fs::read(file).unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", file.display()));
+    std::fs::write(with("sha256"), format!("{}  {name}\n", sha256_hex(&bytes))).unwrap();
+    std::fs::write(with("hmac"), hmac_line(&backup_key(s), &bytes)).unwrap();
+}
+
+/// A tarball at `file` of the tree `s.path(tree)`, members as given.
+fn tarball(s: &Sandbox, tree: &str, file: &str, members: &[&str]) -> PathBuf {
+    let file = s.path(file);
+    let status = Command::new("tar")
+        .args(["-czPf", file.to_str().unwrap(), "-C"])
+        .arg(s.path(tree))
+        .args(members)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    file
+}
+
+/// A minimal export of USER's container: what restore reads of a tarball,
+/// authenticated with the sandbox's backup key as `backup` writes it.
 fn backup_file(s: &Sandbox) -> String {
     let tree = s.path("export");
     std::fs::create_dir_all(tree.join("backup/container")).unwrap();
@@ -1643,19 +1784,156 @@ fn backup_file(s: &Sandbox) -> String {
         format!("container:\n  config:\n    user.containarium.keys: |\n      {KEY}\n    user.containarium.owner: {USER}\n"),
     )
     .unwrap();
-    let file = s.path("alice.tar.gz");
-    let tar = Command::new("tar")
-        .args([
-            "-czf",
-            file.to_str().unwrap(),
-            "-C",
-            tree.to_str().unwrap(),
-            "backup",
-        ])
-        .status()
-        .unwrap();
-    assert!(tar.success());
+    let file = tarball(s, "export", "alice.tar.gz", &["backup"]);
+    seal(s, &file);
     file.to_str().unwrap().to_string()
+}
+
+/// A backup changed after `backup` wrote it (a member added, its digest
+/// recomputed as sha256sum would, the old `.hmac` kept) is refused before
+/// anything reads it: no `incus import`. The unchanged file restores; with
+/// `--untrusted` the changed one does, with a warning.
+#[test]
+fn restore_refuses_a_backup_changed_after_backup_wrote_it() {
+    let s = Sandbox::new(118);
+    let file = PathBuf::from(backup_file(&s));
+    let original_hmac = std::fs::read_to_string(format!("{}.hmac", file.display())).unwrap();
+    std::fs::create_dir_all(s.path("export/backup/container/rootfs/etc")).unwrap();
+    std::fs::write(s.path("export/backup/container/rootfs/etc/planted"), "x").unwrap();
+    let edited = tarball(&s, "export", "edited.tar.gz", &["backup"]);
+    seal(&s, &edited);
+    let edited_text = edited.to_str().unwrap();
+    std::fs::write(format!("{edited_text}.hmac"), &original_hmac).unwrap();
+
+    let dry = s.run(&["restore", file.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let plan = stdout(&dry);
+    let auth = format!(
+        "authenticate {} and check its members\n    # HMAC-SHA256 of {} with {} must match {}.hmac;",
+        file.display(),
+        file.display(),
+        s.path("root/etc/containarium/backup.key").display(),
+        file.display()
+    );
+    assert!(plan.contains(&auth), "{plan}");
+    assert!(
+        plan.find(&auth) < plan.find("incus import"),
+        "authenticated before the import: {plan}"
+    );
+
+    s.clear_log();
+    for hmac in [
+        Some(original_hmac.as_str()),
+        Some("HMAC-SHA256 not-hex\n"),
+        None,
+    ] {
+        let hmac_file = format!("{edited_text}.hmac");
+        match hmac {
+            Some(text) => std::fs::write(&hmac_file, text).unwrap(),
+            None => std::fs::remove_file(&hmac_file).unwrap(),
+        }
+        let out = s.run_with(&["restore", edited_text], &[("FAKE_KEYS", KEY)]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        let why = match hmac {
+            Some(t) if t == original_hmac => "fails its HMAC-SHA256 check",
+            Some(_) => "is not one line `HMAC-SHA256 HEX`",
+            None => ".hmac: nothing shows a bastion's containarium wrote it",
+        };
+        assert!(err.contains(why) && err.contains("--untrusted"), "{err}");
+    }
+    assert!(
+        !s.log().iter().any(|l| l.starts_with("incus import")),
+        "nothing imported: {:?}",
+        s.log()
+    );
+    assert!(s.instance().is_none());
+
+    // The control: the file as backup wrote it.
+    let out = s.run_with(&["restore", file.to_str().unwrap()], &[("FAKE_KEYS", KEY)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+
+    // --untrusted: the changed one restores, with a warning, still held to
+    // the allow-list.
+    s.clear_log();
+    let out = s.run_with(
+        &["restore", edited_text, "--untrusted"],
+        &[("FAKE_KEYS", KEY)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: --untrusted: {edited_text} is not authenticated"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        s.log()
+            .contains(&format!("incus import -- {edited_text} {USER}-container")),
+        "{:?}",
+        s.log()
+    );
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+    let hostile = r#"{"config":{"security.privileged":"true"}}"#;
+    let out = s.run_with(
+        &["restore", edited_text, "--untrusted"],
+        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config key security.privileged"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No key on this bastion: refused, naming host init.
+    std::fs::remove_file(s.path("root/etc/containarium/backup.key")).unwrap();
+    let out = s.run(&["restore", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`containarium host init` creates it"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Members outside the export's `backup/` tree are refused before the
+/// import, even in an authenticated file and with `--untrusted`.
+#[test]
+fn restore_refuses_members_outside_the_backup_tree() {
+    let s = Sandbox::new(119);
+    backup_file(&s);
+    std::fs::write(s.path("x"), "x").unwrap();
+    for (member, why) in [
+        ("../x", "member \"../x\" has a .. component"),
+        (
+            "/etc/hostname",
+            "member \"/etc/hostname\" is an absolute path",
+        ),
+    ] {
+        let file = tarball(&s, "export", "outside.tar.gz", &["backup", member]);
+        seal(&s, &file);
+        for extra in [&[][..], &["--untrusted"][..]] {
+            s.clear_log();
+            let mut args = vec!["restore", file.to_str().unwrap()];
+            args.extend(extra);
+            let out = s.run_with(&args, &[("FAKE_KEYS", KEY)]);
+            assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+            assert!(
+                stderr(&out).ends_with(&format!(
+                    "error: {}: {why}; nothing was imported\n",
+                    file.display()
+                )),
+                "{}",
+                stderr(&out)
+            );
+            assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
 }
 
 #[test]
@@ -1768,7 +2046,11 @@ fn restore_brings_back_container_address_account_and_keys() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--ssh-key"), "{}", stderr(&out));
     std::fs::write(s.path("junk.tar.gz"), "not a tarball").unwrap();
-    let out = s.run(&["restore", s.path("junk.tar.gz").to_str().unwrap()]);
+    let out = s.run(&[
+        "restore",
+        s.path("junk.tar.gz").to_str().unwrap(),
+        "--untrusted",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("is not an incus export"),

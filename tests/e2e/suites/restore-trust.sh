@@ -1,12 +1,15 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2317 # helpers defined inside a test are called through check
-# restore-trust: a backup file is hostile input. One that asks for root on
-# the host (security.privileged and the host's / as a disk) is refused
-# before anything of it starts; the same backup unedited restores (the
-# control); a changed file is caught by its digest.
+# restore-trust: a backup file is hostile input. One that was changed after
+# backup wrote it (a member added, its .sha256 recomputed) fails its HMAC
+# and nothing is imported; the same backup unedited restores (the control);
+# with --untrusted the changed one restores. One that asks for root on the
+# host (security.privileged and the host's / as a disk) is refused before
+# anything of it starts, --untrusted or not; so is a tarball with a member
+# outside backup/.
 
 test_restore_trust() {
-	local work=$E2E_WORK u=e2e-rt dir=$E2E_WORK/rt file evil tree old_mac
+	local work=$E2E_WORK u=e2e-rt dir=$E2E_WORK/rt file evil tree old_mac planted outside
 	e2e_client "$u" "$work"
 	mkdir -p "$dir"
 	check "create $u" ctm create "$u" --ssh-key "$work/keys/$u.pub" --no-docker
@@ -16,13 +19,33 @@ test_restore_trust() {
 		bash -c "[ \"\$(stat -c '%a %U' '$file')\" = '600 root' ]"
 	check "its digest is recorded beside it, as sha256sum writes it" \
 		bash -c "cd '$dir' && sha256sum -c --quiet '$(basename "$file").sha256'"
+	check "its HMAC is beside it: one HMAC-SHA256 line, 0600 root" \
+		bash -c "[ \"\$(stat -c '%a %U' '$file.hmac')\" = '600 root' ] && grep -qxE 'HMAC-SHA256 [0-9a-f]{64}' '$file.hmac'"
 	old_mac=$(incus --project "$E2E_PROJECT" config get "$u-container" volatile.eth0.hwaddr)
 	check "delete $u" ctm delete "$u" --force
 
-	# The attack: a few lines added to backup.yaml.
 	tree=$work/rt-tree
 	rm -rf "$tree" && mkdir -p "$tree"
 	tar -C "$tree" -xzf "$file"
+	# The attack on authentication: one member added to the tarball, its
+	# digest recomputed with sha256sum, the HMAC file copied along.
+	echo planted >"$tree/backup/container/rootfs/etc/ctme2e-planted"
+	planted=$work/rt-planted/$(basename "$file")
+	mkdir -p "$(dirname "$planted")"
+	tar -C "$tree" -czf "$planted" backup
+	rm -f "$tree/backup/container/rootfs/etc/ctme2e-planted"
+	(cd "$(dirname "$planted")" && sha256sum "$(basename "$planted")" >"$planted.sha256")
+	cp "$file.hmac" "$planted.hmac"
+	check "the planted backup passes its recomputed digest" \
+		bash -c "cd '$(dirname "$planted")' && sha256sum -c --quiet '$(basename "$planted").sha256'"
+	one_line_error "a backup changed after backup wrote it fails its HMAC" "fails its HMAC-SHA256 check" \
+		ctm restore "$planted"
+	check "and nothing of it was imported" not e2e_incus info "$u-container"
+	rm -f "$planted.hmac"
+	one_line_error "without its .hmac it is refused too" "has no .*\\.hmac" ctm restore "$planted"
+	check "still nothing imported" not e2e_incus info "$u-container"
+
+	# The attack on the allow-list: a few lines added to backup.yaml.
 	# As text, the way a person would edit it: the rest stays byte for byte.
 	/usr/bin/python3 - "$tree/backup/container/backup.yaml" <<'PY'
 import sys
@@ -36,14 +59,17 @@ PY
 	mkdir -p "$(dirname "$evil")"
 	tar -C "$tree" -czf "$evil" backup
 	cp "$file.sha256" "$evil.sha256"
-	one_line_error "an edited backup does not match its digest" "does not match its digest" \
+	cp "$file.hmac" "$evil.hmac"
+	one_line_error "an edited backup fails its HMAC" "fails its HMAC-SHA256 check" \
 		ctm restore "$evil"
+	one_line_error "--untrusted: an edited backup does not match its digest" "does not match its digest" \
+		ctm restore "$evil" --untrusted
 	rm -f "$evil.sha256"
-	one_line_error "without a digest, the allow-list refuses security.privileged and the host's /" \
-		"config key security.privileged; device host (disk) is not one containarium makes" ctm restore "$evil"
+	one_line_error "--untrusted, without a digest: the allow-list refuses security.privileged and the host's /" \
+		"config key security.privileged; device host (disk) is not one containarium makes" ctm restore "$evil" --untrusted
 	check "nothing of it was left: no container, no account, no key file" bash -c \
 		"! incus --project $E2E_PROJECT info $u-container >/dev/null 2>&1 && ! getent passwd $u && [ ! -e /etc/containarium/keys/$u ]"
-	check "with --strip it comes back without them" ctm restore "$evil" --strip
+	check "with --untrusted --strip it comes back without them" ctm restore "$evil" --untrusted --strip
 	check "the stripped container is unprivileged and has no host disk" bash -c \
 		"incus --project $E2E_PROJECT info $u-container >/dev/null && [ -z \"\$(incus --project $E2E_PROJECT config get $u-container security.privileged)\" ] && ! incus --project $E2E_PROJECT config device show $u-container | e2e_grep -q '^host:'"
 	check "its NIC is filtered and its MAC is new" bash -c \
@@ -53,5 +79,20 @@ PY
 	check "control: the unedited backup restores" ctm restore "$file"
 	check "control: and is reachable through its jump" jump "$u" "$(ip_of "$u")" true
 	check "delete $u" ctm delete "$u" --force
+	# The admin who knows where a file came from: --untrusted restores the
+	# planted one, with a warning, through every other check.
+	check "--untrusted restores the changed backup" bash -c "'$BIN' --project $E2E_PROJECT restore '$planted' --untrusted 2>'$work/rt-untrusted.err'"
+	check "--untrusted warned" grep -q "^warning: --untrusted: .* is not authenticated" "$work/rt-untrusted.err"
+	check "the planted member is there" bash -c "[ \"\$(incus --project $E2E_PROJECT exec $u-container -- cat /etc/ctme2e-planted)\" = planted ]"
+	check "its NIC is filtered" bash -c \
+		"[ \"\$(incus --project $E2E_PROJECT config device get $u-container eth0 security.ipv4_filtering)\" = true ]"
+	check "delete $u" ctm delete "$u" --force
+	# Members outside backup/ are refused, --untrusted or not.
+	outside=$work/rt-outside/$(basename "$file")
+	mkdir -p "$(dirname "$outside")"
+	tar -czPf "$outside" -C "$tree" backup/index.yaml /etc/hostname
+	one_line_error "a member at an absolute path is refused" "member \"/etc/hostname\" is an absolute path" \
+		ctm restore "$outside" --untrusted
+	check "and nothing was imported" not e2e_incus info "$u-container"
 	one_line_error "--as without the new owner's key is refused" "ssh-key" ctm restore "$file" --as e2e-rt2
 }
