@@ -210,30 +210,23 @@ pub fn run_bounded_within(
         let _ = done.send(());
         (read, watch.join().unwrap_or(true))
     });
+    // What we killed, and why.
+    let stopped = |why: String| CmdError {
+        command: abbreviate(&cmd.to_string()),
+        program: cmd.program.clone(),
+        code: None,
+        signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
+        not_found: false,
+        stderr: format!("{why}; stopped there"),
+    };
     if late {
-        return Err(CmdError {
-            command: abbreviate(&cmd.to_string()),
-            program: cmd.program.clone(),
-            code: None,
-            signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
-            not_found: false,
-            stderr: format!(
-                "it had not finished after {}s; stopped there",
-                deadline.as_secs()
-            ),
-        });
+        let secs = deadline.as_secs();
+        return Err(stopped(format!("it had not finished after {secs}s")));
     }
     read.map_err(|err| spawn_error(cmd, &err))?;
     if stdout.len() > limit {
         let _ = reader.kill();
-        return Err(CmdError {
-            command: abbreviate(&cmd.to_string()),
-            program: cmd.program.clone(),
-            code: None,
-            signal: Some(nix::sys::signal::Signal::SIGKILL as i32),
-            not_found: false,
-            stderr: format!("it printed more than {limit} bytes; stopped there"),
-        });
+        return Err(stopped(format!("it printed more than {limit} bytes")));
     }
     let done = reader
         .try_wait()
