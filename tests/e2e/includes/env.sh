@@ -586,7 +586,7 @@ e2e__restore_host_state() {
 		# Only if no account still uses it as primary group.
 		local gid
 		gid=$(getent group "$E2E_GROUP" | cut -d: -f3)
-		if ! getent passwd | awk -F: -v g="$gid" '$4 == g { f = 1 } END { exit !f }'; then
+		if [ -z "$(getent passwd | awk -F: -v g="$gid" '$4 == g { print $1 }')" ]; then
 			groupdel "$E2E_GROUP" || rc=1
 		fi
 	fi
