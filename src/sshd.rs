@@ -339,12 +339,14 @@ fn matching(path: &str, at: &dyn Fn(&str) -> PathBuf) -> Vec<PathBuf> {
     files
 }
 
-/// An address for each `Match Address` pattern of `text` (a resolved
-/// configuration), for `sshd -T` to be asked about: a CIDR's first host, a
-/// pattern's `*` as 1, a plain address as it is; negations too.
-pub fn match_addresses(text: &str) -> Vec<String> {
+/// An address for each `Match Address` pattern of sshd's whole
+/// configuration (`main` and the `dropins`, Includes resolved), for `sshd
+/// -T` to be asked about: a CIDR's first host, a pattern's `*` as 1, a plain
+/// address as it is; negations too.
+pub fn match_addresses(main: &str, dropins: &[(String, String)]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for line in text.lines() {
+    let texts = std::iter::once(main).chain(dropins.iter().map(|(_, text)| text.as_str()));
+    for line in texts.flat_map(str::lines) {
         if !keyword(line).eq_ignore_ascii_case("match") {
             continue;
         }
@@ -671,15 +673,18 @@ mod tests {
                 .contains("00-aaa.conf")
         );
         assert_eq!(
-            match_addresses(&resolved),
+            match_addresses(&resolved, &[]),
             ["192.168.0.1".to_string(), "10.1.1.1".to_string()]
         );
         assert_eq!(
-            match_addresses("Match User bob Address 203.0.113.7,2001:db8::/32\n"),
+            match_addresses("Match User bob Address 203.0.113.7,2001:db8::/32\n", &[]),
             ["203.0.113.7".to_string(), "2001:db8::1".to_string()]
         );
         assert_eq!(
-            match_addresses("Match Address 203.0.113.7/32,255.255.255.255/32,10.9.0.0/16\n"),
+            match_addresses(
+                "Match Address 203.0.113.7/32,255.255.255.255/32,10.9.0.0/16\n",
+                &[]
+            ),
             ["203.0.113.7", "255.255.255.255", "10.9.0.1"].map(String::from)
         );
         // An Include that names nothing adds nothing; a loop, a wide one, a

@@ -221,15 +221,11 @@ fn probe_all(env: &Env) -> Vec<Check> {
         (None, _) => None,
     };
     // One address of each `Match Address` anywhere, for sshd -T below.
-    let mut whole = match &resolved {
-        Some(Ok(text)) => text.clone(),
-        _ => String::new(),
+    let main = match &resolved {
+        Some(Ok(main)) => main.as_str(),
+        _ => "",
     };
-    others
-        .iter()
-        .flatten()
-        .for_each(|(_, text)| whole.push_str(text));
-    let more = sshd::match_addresses(&whole);
+    let more = sshd::match_addresses(main, others.as_deref().unwrap_or_default());
     let wanted = sshd::dropin(sshd::supports_per_source(), paths.host_cert().exists());
     checks.push(dropin_check(
         &config_path,

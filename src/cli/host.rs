@@ -639,11 +639,8 @@ fn match_addresses(paths: &Paths) -> Vec<String> {
         .ok()
         .flatten()
         .unwrap_or_default();
-    let mut text = sshd::resolve_includes(&main, &|p| paths.at(p)).unwrap_or_default();
-    for (_, dropin) in other_dropins(paths).unwrap_or_default() {
-        text.push_str(&dropin);
-    }
-    sshd::match_addresses(&text)
+    let main = sshd::resolve_includes(&main, &|p| paths.at(p)).unwrap_or_default();
+    sshd::match_addresses(&main, &other_dropins(paths).unwrap_or_default())
 }
 
 /// A jump account to ask sshd about: the first key file's, if its account
