@@ -351,6 +351,42 @@ impl Incus {
         self.cmd(["delete", "--force", instance])
     }
 
+    /// [`Self::delete_cmd`], through its known failures. "Instance is
+    /// running": incusd, started again, starts in the background what ran
+    /// when it stopped, so `--force` may find the instance stopped and the
+    /// delete then find it running; it is tried again (for 30 s at most).
+    /// "Disk quota exceeded": a full root quota can hold Docker's nested
+    /// btrfs subvolumes that cannot be destroyed; the quota of an instance
+    /// being deleted anyway is lifted and the delete tried again.
+    pub fn delete(&self, instance: &str) -> Result<()> {
+        let cmd = self.delete_cmd(instance);
+        let backoff = crate::retry::Backoff {
+            first: std::time::Duration::from_millis(500),
+            max_delay: std::time::Duration::from_secs(4),
+            budget: std::time::Duration::from_secs(30),
+        };
+        let deleted = crate::retry::retry(
+            &backoff,
+            || exec::run(&cmd),
+            |err| err.stderr_contains("Instance is running"),
+            |_, _| {},
+        );
+        match deleted {
+            Err(err) if err.stderr_contains("Disk quota exceeded") => {
+                exec::run(&self.cmd(["config", "device", "unset", instance, "root", "size"]))?;
+                exec::run(&cmd)?;
+                Ok(())
+            }
+            deleted => deleted.map(drop).map_err(Into::into),
+        }
+    }
+
+    /// The plan's step that runs [`Self::delete`].
+    pub fn delete_action(&self, instance: &str) -> crate::plan::Action {
+        let (incus, name) = (self.clone(), instance.to_string());
+        crate::plan::Action::run_via(self.delete_cmd(instance), move || incus.delete(&name))
+    }
+
     /// Adds [`PROXY_DEVICE`]: `at` on the member, forwarded (NAT, no
     /// userspace proxy) to `ip`:22 in the container. (Display: a dry run
     /// passes placeholders.)

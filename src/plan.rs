@@ -59,6 +59,9 @@ pub enum Action {
     EditAccounts(Cmd),
     Write(Build<FileWrite>),
     Remove(PathBuf),
+    /// A command run by a function that knows its known failures (a brief
+    /// retry, a fix-up before a second try); described as the command.
+    RunVia { cmd: Cmd, run: Box<dyn Fn() -> Result<()>> },
     /// A wait or a verification, described in words.
     Check {
         description: String,
@@ -73,6 +76,13 @@ impl Action {
 
     pub fn run_with(build: impl Fn(&Facts) -> Cmd + 'static) -> Action {
         Action::Run(Box::new(build))
+    }
+
+    pub fn run_via(cmd: Cmd, run: impl Fn() -> Result<()> + 'static) -> Action {
+        Action::RunVia {
+            cmd,
+            run: Box::new(run),
+        }
     }
 
     pub fn write(file: FileWrite) -> Action {
@@ -92,7 +102,7 @@ impl Action {
     fn describe(&self, facts: &Facts) -> String {
         match self {
             Action::Run(build) => build(facts).to_string(),
-            Action::EditAccounts(cmd) => cmd.to_string(),
+            Action::EditAccounts(cmd) | Action::RunVia { cmd, .. } => cmd.to_string(),
             Action::Write(build) => build(facts).to_string(),
             Action::Remove(path) => format!("rm -f {}", exec::shell_quote(&path.to_string_lossy())),
             Action::Check { description, .. } => format!("# {description}"),
@@ -111,6 +121,7 @@ impl Action {
                     crate::accounts::edit(&ctx.lock_path, cmd)?
                 }
             }
+            Action::RunVia { run, .. } => run()?,
             Action::Write(build) => build(facts).apply()?,
             Action::Remove(path) => match std::fs::remove_file(path) {
                 Ok(()) => {}

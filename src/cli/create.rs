@@ -208,7 +208,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Facts)> {
                     "delete {}, left pending by an interrupted create or restore",
                     spec.container
                 ),
-                Action::run(incus.delete_cmd(&spec.container)),
+                incus.delete_action(&spec.container),
             ));
             Some(existing.name)
         }
@@ -258,7 +258,7 @@ fn plan(env: &Env, spec: &Spec) -> Result<(Plan, Facts)> {
             format!("create container {container} at {ip}"),
             Action::run(init_cmd(incus, spec, &net, ip).uninterruptible()),
         )
-        .undo(Action::run(incus.delete_cmd(&container)))
+        .undo(incus.delete_action(&container))
         .undo_if_failed(),
     );
     // Off a cluster the bastion reaches the container directly; on one,

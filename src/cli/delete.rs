@@ -12,8 +12,6 @@ use clap::Args;
 use super::Env;
 use crate::accounts;
 use crate::error::Refused;
-use crate::exec;
-use crate::incus::Incus;
 use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::{sshd, ui};
@@ -125,16 +123,9 @@ fn plan(env: &Env, user: &UserName, backup: Option<&Path>) -> Result<Plan> {
         &mut plan,
     );
     if instance.is_some() {
-        let (incus, container) = (env.incus.clone(), name.clone());
         plan.push(Step::new(
             format!("delete container {name}"),
-            Action::check(
-                format!(
-                    "{} (if a full quota blocks it: lift the quota, try again)",
-                    env.incus.delete_cmd(&name)
-                ),
-                move |_| delete_container(&incus, &container),
-            ),
+            env.incus.delete_action(&name),
         ));
     }
     Ok(plan)
@@ -187,21 +178,6 @@ pub(super) fn end_sessions_step(synopsis: String, user: &UserName, uid: u32) -> 
             },
         ),
     )
-}
-
-/// Deletes the container. A container whose root quota is full can hold
-/// Docker's nested btrfs subvolumes that cannot be destroyed ("Disk quota
-/// exceeded"); lifting the quota of a container being deleted anyway lets
-/// the delete through.
-fn delete_container(incus: &Incus, name: &str) -> Result<()> {
-    match exec::run(&incus.delete_cmd(name)) {
-        Err(err) if err.stderr_contains("Disk quota exceeded") => {
-            exec::run(&incus.cmd(["config", "device", "unset", name, "root", "size"]))?;
-            exec::run(&incus.delete_cmd(name))?;
-            Ok(())
-        }
-        result => result.map(drop).map_err(Into::into),
-    }
 }
 
 /// Asks on the terminal; refuses when there is none to ask on.

@@ -194,7 +194,7 @@ impl RestoreArgs {
                         .uninterruptible(),
                 ),
             )
-            .undo(Action::run(incus.delete_cmd(&name)))
+            .undo(incus.delete_action(&name))
             .undo_if_failed(),
         );
         let (probe, instance, strip, tenant_net, limits, clustered) = (

@@ -385,6 +385,14 @@ elif verb == "delete":
     if inst is None:
         sys.stderr.write(f'Error: Failed checking instance exists "local:{args[-1]}": Instance not found\n')
         sys.exit(1)
+    # incusd, started again, starts in the background what ran when it
+    # stopped: the client's --force found the instance stopped, the delete
+    # finds it running (what Incus 6.0 said in CI).
+    started_behind = os.path.join(os.environ["FAKE_STATE"], "_started_behind")
+    if os.environ.get("FAKE_STARTED_BEHIND") and not os.path.exists(started_behind):
+        open(started_behind, "w").close()
+        sys.stderr.write(f'Error: Failed deleting instance "{args[-1]}" in project "default": Instance is running\n')
+        sys.exit(1)
     if os.environ.get("FAKE_QUOTA_FULL") and inst["devices"].get("root", {}).get("size"):
         sys.stderr.write('Error: Failed deleting subvolume: ERROR: Could not destroy subvolume/snapshot: Disk quota exceeded\n')
         sys.exit(1)
