@@ -429,6 +429,84 @@ impl Incus {
     pub fn config_set_cmd(&self, instance: &str, key: &str, value: &str) -> Cmd {
         self.cmd(["config", "set", instance, &format!("{key}={value}")])
     }
+
+    /// The commands that make `instance`'s own config and devices (not its
+    /// profiles') `want` when they are `have`: re-authoring, not filtering.
+    /// Whatever `have` holds that `want` does not is unset or removed;
+    /// `volatile.*` keys are Incus's and neither read nor written here.
+    /// Devices go first, so a device of `have` is gone before anything else
+    /// changes; a device whose type changes is removed and added again.
+    pub fn converge_cmds(&self, instance: &str, have: &Authored, want: &Authored) -> Vec<Cmd> {
+        let mut cmds = Vec::new();
+        let ours = |k: &&String| !k.starts_with("volatile.");
+        for (name, device) in &have.devices {
+            let kept = want.devices.get(name);
+            if kept.is_none_or(|w| w.get("type") != device.get("type")) {
+                cmds.push(self.cmd(["config", "device", "remove", instance, name.as_str()]));
+            }
+        }
+        for key in have.config.keys().filter(ours) {
+            if !want.config.contains_key(key) {
+                cmds.push(self.cmd(["config", "unset", instance, key.as_str()]));
+            }
+        }
+        let set: Vec<String> = want
+            .config
+            .iter()
+            .filter(|(k, v)| ours(k) && have.config.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !set.is_empty() {
+            cmds.push(self.cmd(["config", "set", instance]).args(set));
+        }
+        for (name, device) in &want.devices {
+            let pairs = |keys: &mut dyn Iterator<Item = (&String, &String)>| -> Vec<String> {
+                keys.filter(|(k, _)| *k != "type")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect()
+            };
+            match have.devices.get(name) {
+                Some(had) if had.get("type") == device.get("type") => {
+                    for key in had.keys().filter(|k| !device.contains_key(*k)) {
+                        cmds.push(self.cmd([
+                            "config",
+                            "device",
+                            "unset",
+                            instance,
+                            name.as_str(),
+                            key.as_str(),
+                        ]));
+                    }
+                    let changed =
+                        pairs(&mut device.iter().filter(|(k, v)| had.get(*k) != Some(*v)));
+                    if !changed.is_empty() {
+                        cmds.push(
+                            self.cmd(["config", "device", "set", instance, name.as_str()])
+                                .args(changed),
+                        );
+                    }
+                }
+                _ => {
+                    let kind = device.get("type").map_or("none", String::as_str);
+                    cmds.push(
+                        self.cmd(["config", "device", "add", instance, name.as_str(), kind])
+                            .args(pairs(&mut device.iter())),
+                    );
+                }
+            }
+        }
+        cmds
+    }
+}
+
+/// An instance's own config and devices: what containarium writes
+/// ([`Incus::converge_cmds`]), or what an instance or a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Authored {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub config: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub devices: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// `INSTANCE/PATH`, as `incus file pull/push` name a file in an instance.
@@ -763,6 +841,102 @@ pub fn parse_instances(json: &str) -> Result<Vec<Instance>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn authored(config: &[(&str, &str)], devices: &[(&str, &[(&str, &str)])]) -> Authored {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        Authored {
+            config: map(config),
+            devices: devices
+                .iter()
+                .map(|(n, d)| (n.to_string(), map(d)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn converging_re_authors_config_and_devices() {
+        let have = authored(
+            &[
+                ("limits.cpu", "64"),
+                ("security.privileged", "true"),
+                ("user.containarium.owner", "bob"),
+                ("volatile.eth0.hwaddr", "10:66:6a:00:00:01"),
+                ("boot.autostart", "true"),
+            ],
+            &[
+                (
+                    "root",
+                    &[
+                        ("type", "disk"),
+                        ("path", "/"),
+                        ("pool", "p"),
+                        ("size", "100TiB"),
+                    ],
+                ),
+                (
+                    "eth0",
+                    &[("type", "nic"), ("network", "br"), ("nictype", "bridged")],
+                ),
+                (
+                    "ssh",
+                    &[("type", "proxy"), ("listen", "tcp:169.254.169.254:80")],
+                ),
+                ("x", &[("type", "disk"), ("source", "/")]),
+            ],
+        );
+        let want = authored(
+            &[
+                ("limits.cpu", "2"),
+                ("user.containarium.owner", "alice"),
+                ("boot.autostart", "true"),
+            ],
+            &[
+                (
+                    "root",
+                    &[
+                        ("type", "disk"),
+                        ("path", "/"),
+                        ("pool", "p"),
+                        ("size", "3GiB"),
+                    ],
+                ),
+                (
+                    "eth0",
+                    &[
+                        ("type", "nic"),
+                        ("network", "br"),
+                        ("ipv4.address", "10.0.0.5"),
+                    ],
+                ),
+                ("x", &[("type", "nic"), ("network", "br")]),
+            ],
+        );
+        let cmds: Vec<String> = Incus::new(None)
+            .converge_cmds("a", &have, &want)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            cmds,
+            [
+                "incus config device remove a ssh",
+                "incus config device remove a x",
+                "incus config unset a security.privileged",
+                "incus config set a limits.cpu=2 user.containarium.owner=alice",
+                "incus config device unset a eth0 nictype",
+                "incus config device set a eth0 ipv4.address=10.0.0.5",
+                "incus config device set a root size=3GiB",
+                "incus config device add a x nic network=br",
+            ]
+        );
+        // Converged, nothing is left to do; volatile keys are never touched.
+        assert!(Incus::new(None).converge_cmds("a", &want, &want).is_empty());
+    }
 
     fn failed(stderr: &str) -> CmdError {
         CmdError {

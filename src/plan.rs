@@ -61,7 +61,10 @@ pub enum Action {
     Remove(PathBuf),
     /// A command run by a function that knows its known failures (a brief
     /// retry, a fix-up before a second try); described as the command.
-    RunVia { cmd: Cmd, run: Box<dyn Fn() -> Result<()>> },
+    RunVia {
+        cmd: Cmd,
+        run: Box<dyn Fn() -> Result<()>>,
+    },
     /// A wait or a verification, described in words.
     Check {
         description: String,

@@ -1042,7 +1042,10 @@ fn delete_tries_again_when_incusd_started_the_instance_behind_it() {
     let s = Sandbox::new(44);
     assert!(s.create().status.success());
     s.clear_log();
-    let out = s.run_with(&["delete", USER, "--force"], &[("FAKE_STARTED_BEHIND", "1")]);
+    let out = s.run_with(
+        &["delete", USER, "--force"],
+        &[("FAKE_STARTED_BEHIND", "1")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         s.log()[1..],
