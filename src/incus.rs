@@ -121,6 +121,23 @@ impl Incus {
         })
     }
 
+    /// The default profile's own config and devices.
+    pub fn default_profile(&self) -> Result<Authored> {
+        let out = self.probe(&self.query_cmd("/1.0/profiles/default"))?;
+        serde_json::from_str(&out.stdout).context("parsing the default profile")
+    }
+
+    /// The default profile's root pool: where containers go when
+    /// config.toml names none.
+    pub fn default_pool(&self) -> Result<Option<String>> {
+        Ok(self
+            .default_profile()?
+            .devices
+            .get("root")
+            .and_then(|d| d.get("pool"))
+            .cloned())
+    }
+
     /// The cluster's members with their state (`incus cluster list`).
     pub fn members(&self) -> Result<Vec<Member>> {
         let out = self.probe(&Cmd::new("incus").args(["cluster", "list", "--format", "json"]))?;
@@ -597,7 +614,7 @@ fn down(err: &CmdError) -> Option<Refused> {
 }
 
 /// Incus sends `null` for an empty map on an instance still being made.
-fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
+pub fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,

@@ -238,15 +238,8 @@ fn parse_network(name: &str, json: &str) -> Result<TenantNet> {
 
 /// The network of the default profile's eth0.
 fn profile_network(incus: &Incus) -> Result<String> {
-    #[derive(Deserialize)]
-    struct Profile {
-        #[serde(default)]
-        devices: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-    }
-    let out = incus.probe(&incus.query_cmd("/1.0/profiles/default"))?;
-    let profile: Profile =
-        serde_json::from_str(&out.stdout).context("parsing the default profile")?;
-    profile
+    incus
+        .default_profile()?
         .devices
         .get("eth0")
         .and_then(|d| d.get("network"))

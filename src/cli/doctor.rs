@@ -1124,11 +1124,7 @@ fn acl_check(
 /// The default profile's root pool, where `create` puts containers when
 /// config.toml names none.
 fn profile_pool(incus: &Incus) -> Option<String> {
-    let out = exec::run(&incus.query_cmd("/1.0/profiles/default")).ok()?;
-    let profile: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-    profile["devices"]["root"]["pool"]
-        .as_str()
-        .map(str::to_string)
+    incus.default_pool().ok().flatten()
 }
 
 /// What was learned about one storage pool.

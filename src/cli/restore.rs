@@ -8,13 +8,19 @@
 //! bastions' backup key (the HMAC-SHA256 `backup` wrote beside it, checked
 //! before anything else reads the file: the digest beside it is rewritten
 //! by whoever edits the file), its member names are held to the export's
-//! `backup/` tree, then it is checked against the digest `backup` recorded
-//! beside it, imported stopped (nothing in it runs yet), and its
-//! whole config and devices, snapshots included, are checked against what
-//! `create` itself sets before anything starts; anything else is refused
-//! (and the import deleted) unless `--strip` asks to drop it. Then our
-//! quotas, a fresh MAC, the tenant NIC filters and a pinned address (the
-//! backup's, unless it is taken or off the tenant subnet) are applied.
+//! `backup/` tree, and its `index.yaml` and `backup.yaml` are parsed and
+//! held to each other (Incus takes the pool and the snapshots from one, the
+//! instance from the other). Everything is decided then, before `incus
+//! import`: what `create` would never set is refused (`--strip`: dropped;
+//! a snapshot holding it is deleted, saying which), and the instance is
+//! **re-authored**, not filtered: its config and devices become what
+//! `create` sets for this user, from our own inputs (the user name,
+//! config.toml, the admin's flags, the keys after parsing), whatever the
+//! file said. The file contributes its root filesystem, its snapshots, its
+//! keys (unless `--as`), its cloud-init user-data (served only to the guest)
+//! and whether it runs Docker. It is imported stopped into the configured
+//! pool, checked to be what the file said, re-authored, and only then
+//! started.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -26,14 +32,16 @@ use serde::Deserialize;
 
 use super::Env;
 use crate::accounts;
+use crate::cohort::Expiry;
 use crate::config::Defaults;
 use crate::error::Refused;
 use crate::exec::{self, Cmd};
-use crate::incus::{Incus, PROXY_DEVICE, key};
+use crate::incus::{Authored, Incus, PROXY_DEVICE, key};
 use crate::keys::{self, PublicKey};
 use crate::names::{UserName, user_of_container};
 use crate::network::{self, TenantNet};
 use crate::plan::{Action, Facts, Plan, Step};
+use crate::time::{Span, Time};
 
 /// Bring a user's container back from a backup file
 #[derive(Debug, Args)]
@@ -60,6 +68,18 @@ pub struct RestoreArgs {
     #[arg(long)]
     untrusted: bool,
 
+    #[command(flatten)]
+    limits: super::LimitArgs,
+
+    /// When the restored container ends (as `create --expires`)
+    #[arg(long, value_name = "DATE|DURATION", value_parser = Expiry::parse)]
+    expires: Option<Expiry>,
+
+    /// Stop the container after this long without an SSH connection (as
+    /// `create --idle-stop`)
+    #[arg(long, value_name = "DURATION")]
+    idle_stop: Option<Span>,
+
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -71,15 +91,14 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        let (owner, user) = self.target(env)?;
+        let (backup, user) = self.target(env)?;
         let (_user_lock, lock) =
             super::lock_user(env, &user, &format!("restore {}", self.file.display()))?;
-        let plan = self.plan(env, owner, &user)?;
+        let (plan, mut facts) = self.plan(env, &backup, &user)?;
         if self.dry_run {
             crate::out!("{}", plan.describe());
             return Ok(());
         }
-        let mut facts = Facts::default();
         plan.apply_holding(lock, &mut facts)?;
         if self.json {
             super::print_json(&serde_json::json!({
@@ -93,10 +112,10 @@ impl RestoreArgs {
         Ok(())
     }
 
-    /// Checks the file and the flags; returns the user the backup belonged
-    /// to and the one it is restored for. The HMAC comes first: nothing
-    /// (not even tar) reads a file that is not authenticated.
-    fn target(&self, env: &Env) -> Result<(UserName, UserName)> {
+    /// Checks the file and the flags; returns what the file holds and the
+    /// user it is restored for. The HMAC comes first: nothing (not even
+    /// tar) reads a file that is not authenticated.
+    fn target(&self, env: &Env) -> Result<(Backup, UserName)> {
         let shown = self.file.display();
         match std::fs::symlink_metadata(&self.file) {
             Ok(meta) if meta.is_file() && meta.len() > 0 => {}
@@ -105,23 +124,19 @@ impl RestoreArgs {
         authenticate(&env.paths, &self.file, self.untrusted)?;
         check_members(&self.file)?;
         check_digest(&self.file)?;
-        let original = backup_instance_name(&self.file)?;
-        let Some(owner) = user_of_container(&original) else {
-            bail!(Refused(format!(
-                "{shown} holds instance {original}, which containarium did not make"
-            )));
-        };
+        let backup = Backup::read(&self.file)?;
         if !self.ssh_keys.is_empty() && self.as_user.is_none() {
             bail!(Refused(
                 "--ssh-key replaces the keys only together with --as USER".into()
             ));
         }
-        let user = self.as_user.clone().unwrap_or_else(|| owner.clone());
-        Ok((owner, user))
+        let user = self.as_user.clone().unwrap_or_else(|| backup.owner.clone());
+        Ok((backup, user))
     }
 
-    fn plan(&self, env: &Env, owner: UserName, user: &UserName) -> Result<Plan> {
+    fn plan(&self, env: &Env, backup: &Backup, user: &UserName) -> Result<(Plan, Facts)> {
         let user = user.clone();
+        let owner = &backup.owner;
         let name = user.container();
         let incus = &env.incus;
         match incus.instance(&name)? {
@@ -153,8 +168,62 @@ impl RestoreArgs {
         let keys = if self.as_user.is_some() {
             keys::read_key_files(&self.ssh_keys)?
         } else {
-            keys_in_backup(&self.file)?
+            backup.keys(&self.file)?
         };
+        // What create would never set: refused, or with --strip dropped
+        // (the instance's by re-authoring it; a snapshot's by deleting it).
+        let (problems, bad_snapshots) = backup.problems();
+        if !problems.is_empty() && !self.strip {
+            bail!(Refused(format!(
+                "the backup asks for what containarium never sets: {} (nothing was restored; \
+                 --strip drops it{})",
+                problems.join("; "),
+                if bad_snapshots.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and deletes snapshots {}", bad_snapshots.join(", "))
+                }
+            )));
+        }
+        if !problems.is_empty() {
+            crate::ui::note(&format!("--strip drops: {}", problems.join("; ")));
+        }
+        let pool = match &defaults.storage_pool {
+            Some(pool) => pool.clone(),
+            None => incus.default_pool()?.context(
+                "the default profile has no root disk: set `storage-pool` in config.toml",
+            )?,
+        };
+        // The backup's address, unless another instance holds it or it is
+        // off the tenant network; decided now, under our lock.
+        let wanted = backup.container.pinned_ipv4();
+        let taken = network::taken(&net, &all);
+        let ip = match wanted {
+            Some(ip) if net.hosts().any(|h| h == ip) && !taken.contains(&ip) => ip,
+            _ => {
+                let ip = network::allocate(&net, &taken)?;
+                crate::ui::note(&format!(
+                    "the backup's address {} is taken or off {}; {name} gets {ip}",
+                    wanted.map_or("(none)".into(), |ip| ip.to_string()),
+                    net.gateway.network()
+                ));
+                ip
+            }
+        };
+        let limits = Limits {
+            cpu: self.limits.cpu.unwrap_or(defaults.cpu),
+            memory: self.limits.memory.unwrap_or(defaults.memory),
+            disk: self.limits.disk.unwrap_or(defaults.disk),
+        };
+        let want = self.authored(backup, &user, &keys, &net, &pool, ip, &limits);
+        let had = backup.container.own.quotas();
+        if had != want.quotas() {
+            crate::ui::note(&format!(
+                "quotas from config.toml and the flags: {} (the backup had {})",
+                want.quotas(),
+                had
+            ));
+        }
 
         let mut plan = super::host::plan(&env.paths, false)?.kept_on_failure();
         let file = self.file.to_string_lossy().into_owned();
@@ -184,66 +253,67 @@ impl RestoreArgs {
                 },
             ),
         ));
-        // Imported stopped: nothing of the backup runs before the check.
+        // Imported stopped (nothing of the backup runs before it is
+        // re-authored), into the pool config.toml names.
         plan.push(
             Step::new(
-                format!("import {name} from {file} (stopped)"),
+                format!("import {name} from {file} into pool {pool} (stopped)"),
                 Action::run(
                     incus
-                        .cmd(["import", "--", file.as_str(), name.as_str()])
+                        .cmd(["import", "--storage", pool.as_str(), "--", file.as_str()])
+                        .arg(name.as_str())
                         .uninterruptible(),
                 ),
             )
             .undo(incus.delete_action(&name))
             .undo_if_failed(),
         );
-        let (probe, instance, strip, tenant_net, limits, clustered) = (
-            incus.clone(),
-            name.clone(),
-            self.strip,
-            net.clone(),
-            defaults.clone(),
-            server.clustered,
-        );
+        // The backup says `ready`; until this restore is done, it is not.
         plan.push(Step::new(
-            "check the imported config and devices; choose its address",
+            format!("mark {name} pending"),
+            Action::run(incus.config_set_cmd(&name, key::STATE, "pending")),
+        ));
+        let (probe, instance, expected) = (incus.clone(), name.clone(), backup.clone());
+        plan.push(Step::new(
+            "check that Incus imported what the file says",
             Action::check(
                 format!(
-                    "refuse anything `create` would not set{}; quotas it lacks from config.toml; \
-                     keep the backup's address unless another instance holds it or it is off {}",
-                    if strip { " (--strip: drop it)" } else { "" },
-                    net.gateway.network()
+                    "{}; and its snapshots: the same config, devices and profiles as parsed",
+                    incus.query_cmd(&format!("/1.0/instances/{name}"))
                 ),
-                move |facts| {
-                    let ip = check_import(&probe, &instance, strip, &tenant_net, &limits)?;
-                    facts.ipv4 = Some(ip);
-                    // On a cluster `publish_steps` learns it.
-                    if !clustered {
-                        facts.endpoint = Some(SocketAddrV4::new(ip, 22));
-                    }
-                    Ok(())
-                },
+                move |_| expected.matches_import(&probe, &instance),
             ),
         ));
-        let (nic, instance, nic_net) = (incus.clone(), name.clone(), net.clone());
-        plan.push(Step::new(
-            "pin the address, filter the NIC, give it a fresh MAC",
-            Action::run_with(move |facts| nic_cmd(&nic, &instance, &nic_net, facts)),
-        ));
+        for snapshot in &bad_snapshots {
+            plan.push(Step::new(
+                format!("delete snapshot {snapshot} (--strip)"),
+                Action::run(incus.cmd(["snapshot", "delete", name.as_str(), snapshot.as_str()])),
+            ));
+        }
+        let mut have = backup.container.own.clone();
+        have.config
+            .insert(key::STATE.to_string(), "pending".to_string());
+        for cmd in incus.converge_cmds(&name, &have, &want) {
+            plan.push(Step::new(
+                format!("re-author {name}: {}", converge_synopsis(&cmd)),
+                Action::run(cmd),
+            ));
+        }
+        // No MAC of the backup's: Incus makes a fresh one.
+        if backup
+            .container
+            .own
+            .config
+            .contains_key("volatile.eth0.hwaddr")
+        {
+            plan.push(Step::new(
+                "forget the backup's MAC",
+                Action::run(incus.cmd(["config", "unset", name.as_str(), "volatile.eth0.hwaddr"])),
+            ));
+        }
+        // On a cluster `publish_steps` learns the endpoint.
         if server.clustered {
             plan.append(super::create::publish_steps(incus, &name, &net));
-        }
-        if user != owner {
-            for (k, v) in [
-                (key::OWNER, user.to_string()),
-                (key::JUMP_ACCOUNT, user.to_string()),
-                (key::KEYS, keys::to_lines(&keys)),
-            ] {
-                plan.push(Step::new(
-                    format!("record {k}"),
-                    Action::run(incus.config_set_cmd(&name, k, &v)),
-                ));
-            }
         }
         if adopt {
             plan.unchanged(format!("jump account {user}"));
@@ -263,8 +333,8 @@ impl RestoreArgs {
             format!("start {name}"),
             Action::run(incus.cmd(["start", name.as_str()])),
         ));
-        if user != owner {
-            for argv in rename_login(&owner, &user) {
+        if user != *owner {
+            for argv in rename_login(owner, &user) {
                 plan.push(Step::new(
                     format!("rename the login {owner} to {user} inside"),
                     Action::run(incus.exec_cmd(&name, argv)),
@@ -285,8 +355,136 @@ impl RestoreArgs {
             "mark the container ready",
             Action::run(incus.config_set_cmd(&name, key::STATE, "ready")),
         ));
-        Ok(plan)
+        let facts = Facts {
+            ipv4: Some(ip),
+            endpoint: (!server.clustered).then(|| SocketAddrV4::new(ip, 22)),
+        };
+        Ok((plan, facts))
     }
+
+    /// The config and devices `create` would give `user` (except the `ssh`
+    /// device, which a cluster's `publish_steps` adds): from our inputs,
+    /// and of the file only its user-data, its image's description, its
+    /// Docker or not, and the keys already parsed.
+    #[allow(clippy::too_many_arguments)]
+    fn authored(
+        &self,
+        backup: &Backup,
+        user: &UserName,
+        keys: &[PublicKey],
+        net: &TenantNet,
+        pool: &str,
+        ip: Ipv4Addr,
+        limits: &Limits,
+    ) -> Authored {
+        let file = &backup.container.own.config;
+        let now = Time::now();
+        let mut config: BTreeMap<String, String> = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            config.insert(k.to_string(), v);
+        };
+        set("limits.cpu", limits.cpu.to_string());
+        set("limits.memory", limits.memory.to_string());
+        set("boot.autostart", "true".into());
+        set(key::OWNER, user.to_string());
+        set(key::JUMP_ACCOUNT, user.to_string());
+        set(key::STATE, "pending".into());
+        set(key::CREATED, now.to_string());
+        set(key::KEYS, keys::to_lines(keys));
+        // Both are what `create` makes; Docker needs nesting.
+        let docker = file.get(key::DOCKER).map(String::as_str) == Some("true");
+        set(key::DOCKER, docker.to_string());
+        if docker {
+            set("security.nesting", "true".into());
+            set("security.syscalls.intercept.mknod", "true".into());
+            set("security.syscalls.intercept.setxattr", "true".into());
+        }
+        if let Some(expires) = &self.expires {
+            set(key::EXPIRES, expires.at(now).to_string());
+            set(key::EXPIRES_SET, now.to_string());
+        }
+        if let Some(idle) = &self.idle_stop {
+            set(key::IDLE_STOP, idle.to_string());
+        }
+        // Names that describe the file's root filesystem, kept only as
+        // plain names.
+        for k in [key::TEMPLATE, key::IMAGE] {
+            if let Some(v) = file.get(k).filter(|v| plain_name(v)) {
+                set(k, v.clone());
+            }
+        }
+        // Served to the guest only. Rewriting it would make cloud-init run
+        // again inside (new host keys): it is the guest's own data.
+        for (k, v) in file {
+            if k == "cloud-init.user-data" || k.starts_with("image.") {
+                set(k, v.clone());
+            }
+        }
+        let mut eth0: BTreeMap<String, String> = [
+            ("type", "nic".to_string()),
+            ("name", "eth0".to_string()),
+            ("network", net.name.clone()),
+            ("ipv4.address", ip.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in net.nic_security() {
+            eth0.insert(k.to_string(), v.to_string());
+        }
+        let root = [
+            ("type", "disk".to_string()),
+            ("path", "/".to_string()),
+            ("pool", pool.to_string()),
+            ("size", limits.disk.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Authored {
+            config,
+            devices: [("eth0".to_string(), eth0), ("root".to_string(), root)].into(),
+        }
+    }
+}
+
+/// The quotas a restore sets: the flags', else config.toml's.
+struct Limits {
+    cpu: u32,
+    memory: crate::size::ByteSize,
+    disk: crate::size::ByteSize,
+}
+
+/// A short synopsis for a re-authoring command: what it changes.
+fn converge_synopsis(cmd: &Cmd) -> String {
+    // incus [--project P] config [device] VERB INSTANCE [DEVICE] ARGS...
+    let args: Vec<&str> = cmd.args.iter().map(String::as_str).collect();
+    let at = args.iter().position(|a| *a == "config").unwrap_or(0);
+    let rest = &args[at + 1..];
+    let (what, verb, tail) = match rest {
+        ["device", verb, _, device, tail @ ..] => (format!("device {device}"), *verb, tail),
+        [verb, _, tail @ ..] => ("config".to_string(), *verb, tail),
+        _ => return cmd.to_string(),
+    };
+    let keys: Vec<&str> = tail
+        .iter()
+        .map(|a| a.split_once('=').map_or(*a, |(k, _)| k))
+        .collect();
+    match verb {
+        "remove" => format!("remove {what}"),
+        "add" => format!("add {what}"),
+        _ => format!("{verb} {what} {}", keys.join(" ")),
+    }
+}
+
+/// A name of the kind `create` records (an image alias, a template): at
+/// most 128 of letters, digits and `._:/@+-`.
+fn plain_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
 }
 
 /// What `create` sets on an instance: anything else in a backup is refused.
@@ -339,31 +537,270 @@ pub(super) fn device_allowed(name: &str, device: &BTreeMap<String, String>) -> R
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Imported {
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    #[serde(default)]
-    devices: BTreeMap<String, BTreeMap<String, String>>,
-    #[serde(default)]
-    profiles: Vec<String>,
+/// One instance or snapshot as Incus exports it (in `backup.yaml`, in
+/// `index.yaml`) or describes it (`incus query`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(super) struct Exported {
     #[serde(default)]
     name: String,
+    #[serde(flatten)]
+    own: Authored,
+    #[serde(default, deserialize_with = "crate::incus::null_as_default")]
+    profiles: Vec<String>,
+}
+
+impl Exported {
+    fn pinned_ipv4(&self) -> Option<Ipv4Addr> {
+        self.own
+            .devices
+            .get("eth0")?
+            .get("ipv4.address")?
+            .parse()
+            .ok()
+    }
+
+    /// What Incus made of it, compared with what the file said: its own
+    /// config (Incus's volatile keys and our state aside), devices (the
+    /// root disk's pool is the one we import into) and profiles.
+    fn same_as(&self, imported: &Exported) -> bool {
+        fn plain(e: &Exported) -> (Authored, Vec<String>) {
+            let mut own = e.own.clone();
+            own.config
+                .retain(|k, _| !k.starts_with("volatile.") && k != key::STATE);
+            if let Some(root) = own.devices.get_mut("root") {
+                root.remove("pool");
+            }
+            (own, e.profiles.clone())
+        }
+        plain(self) == plain(imported)
+    }
+}
+
+/// The quotas an instance's config asks for, as a person reads them.
+trait Quotas {
+    fn quotas(&self) -> String;
+}
+
+impl Quotas for Authored {
+    fn quotas(&self) -> String {
+        let get =
+            |v: Option<&String>| v.map_or("none".to_string(), |v| v.escape_debug().to_string());
+        format!(
+            "cpu {}, memory {}, disk {}",
+            get(self.config.get("limits.cpu")),
+            get(self.config.get("limits.memory")),
+            get(self.devices.get("root").and_then(|d| d.get("size")))
+        )
+    }
+}
+
+/// What `incus export` wrote: `backup/index.yaml` (the name, pool and
+/// snapshot list Incus imports by, and a copy of the config) and
+/// `backup/container/backup.yaml` (the instance and snapshots Incus
+/// builds), parsed and held to each other.
+#[derive(Debug, Clone)]
+pub(super) struct Backup {
+    /// The user the instance's name says it belonged to.
+    owner: UserName,
+    container: Exported,
+    snapshots: Vec<Exported>,
+}
+
+#[derive(Deserialize)]
+struct Index {
+    name: String,
+    #[serde(default)]
+    pool: String,
+    #[serde(default, deserialize_with = "crate::incus::null_as_default")]
+    snapshots: Vec<String>,
+    #[serde(default)]
+    optimized: Option<bool>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    config: Option<Contents>,
+}
+
+#[derive(Deserialize, PartialEq)]
+struct Contents {
+    container: Option<Exported>,
+    #[serde(default, deserialize_with = "crate::incus::null_as_default")]
+    snapshots: Vec<Exported>,
+    #[serde(default)]
+    pool: Option<PoolName>,
+}
+
+#[derive(Deserialize, PartialEq)]
+struct PoolName {
+    name: String,
+}
+
+impl Backup {
+    fn read(file: &Path) -> Result<Backup> {
+        let shown = file.display();
+        let refuse = |why: String| -> anyhow::Error { Refused(format!("{shown}: {why}")).into() };
+        let index: Index = serde_yaml::from_str(&read_member(file, "backup/index.yaml")?)
+            .map_err(|e| refuse(format!("backup/index.yaml does not parse: {e}")))?;
+        let contents: Contents =
+            serde_yaml::from_str(&read_member(file, "backup/container/backup.yaml")?)
+                .map_err(|e| refuse(format!("backup/container/backup.yaml does not parse: {e}")))?;
+        if index.kind.as_deref().is_some_and(|k| k != "container") {
+            return Err(refuse("it is not a container's backup".into()));
+        }
+        if index.optimized == Some(true) {
+            return Err(refuse(
+                "it is an optimized (storage driver) backup, whose contents containarium cannot \
+                 read; back up again without --optimized-storage"
+                    .into(),
+            ));
+        }
+        let Some(container) = contents.container.clone() else {
+            return Err(refuse("backup.yaml holds no container".into()));
+        };
+        if container.name != index.name {
+            return Err(refuse(format!(
+                "index.yaml names {:?} and backup.yaml {:?}",
+                index.name.escape_debug().to_string(),
+                container.name.escape_debug().to_string()
+            )));
+        }
+        let listed: Vec<&str> = contents.snapshots.iter().map(|s| s.name.as_str()).collect();
+        if listed
+            != index
+                .snapshots
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        {
+            return Err(refuse(
+                "index.yaml and backup.yaml list different snapshots".into(),
+            ));
+        }
+        let pools = [
+            Some(index.pool.as_str()).filter(|p| !p.is_empty()),
+            contents.pool.as_ref().map(|p| p.name.as_str()),
+            container
+                .own
+                .devices
+                .get("root")
+                .and_then(|d| d.get("pool"))
+                .map(String::as_str),
+        ];
+        let mut named = pools.iter().flatten();
+        if let Some(first) = named.next()
+            && named.any(|p| p != first)
+        {
+            return Err(refuse(
+                "index.yaml and backup.yaml name different storage pools".into(),
+            ));
+        }
+        if index.config.as_ref().is_some_and(|copy| *copy != contents) {
+            return Err(refuse(
+                "index.yaml's copy of the config differs from backup.yaml".into(),
+            ));
+        }
+        let Some(owner) = user_of_container(&container.name) else {
+            return Err(refuse(format!(
+                "it holds instance {}, which containarium did not make",
+                container.name.escape_debug()
+            )));
+        };
+        Ok(Backup {
+            owner,
+            container,
+            snapshots: contents.snapshots,
+        })
+    }
+
+    /// The keys recorded in the instance's config, parsed.
+    fn keys(&self, file: &Path) -> Result<Vec<PublicKey>> {
+        let text = self
+            .container
+            .own
+            .config
+            .get(key::KEYS)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let keys: Vec<PublicKey> = text
+            .lines()
+            .filter_map(|l| PublicKey::parse_line(l, "backup").ok())
+            .collect();
+        if keys.is_empty() {
+            bail!(Refused(format!(
+                "{}: the backup records no {}",
+                file.display(),
+                key::KEYS
+            )));
+        }
+        Ok(keys)
+    }
+
+    /// What `create` would never set, one line each; and the snapshots
+    /// that hold some (which `--strip` deletes: Incus cannot edit a
+    /// snapshot's config).
+    fn problems(&self) -> (Vec<String>, Vec<String>) {
+        let mut found = disallowed(&self.container);
+        let mut bad = Vec::new();
+        for snapshot in &self.snapshots {
+            let in_it = disallowed(snapshot);
+            if !in_it.is_empty() {
+                bad.push(snapshot.name.clone());
+            }
+            found.extend(
+                in_it
+                    .into_iter()
+                    .map(|p| format!("snapshot {}: {p}", snapshot.name)),
+            );
+        }
+        (found, bad)
+    }
+
+    /// Fails unless Incus imported what the file says: the parsers (ours,
+    /// Incus's) read the same file the same way.
+    fn matches_import(&self, incus: &Incus, name: &str) -> Result<()> {
+        let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}")))?;
+        let instance: Exported =
+            serde_json::from_str(&out.stdout).context("parsing the imported instance")?;
+        let out =
+            exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}/snapshots?recursion=1")))?;
+        let mut snapshots: Vec<Exported> =
+            serde_json::from_str(&out.stdout).context("parsing the imported snapshots")?;
+        for s in &mut snapshots {
+            // Incus names a snapshot INSTANCE/NAME here.
+            if let Some((_, short)) = s.name.rsplit_once('/') {
+                s.name = short.to_string();
+            }
+        }
+        let same = self.container.same_as(&instance)
+            && snapshots.len() == self.snapshots.len()
+            && self.snapshots.iter().all(|want| {
+                snapshots
+                    .iter()
+                    .any(|got| got.name == want.name && want.same_as(got))
+            });
+        if !same {
+            bail!(Refused(format!(
+                "Incus imported {name} otherwise than its backup.yaml reads (nothing was \
+                 restored)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Everything in `instance` (or one of its snapshots) that `create` would
 /// not have set, one line each.
-fn disallowed(instance: &Imported) -> Vec<String> {
+fn disallowed(instance: &Exported) -> Vec<String> {
     let mut found = Vec::new();
-    for key in instance.config.keys().filter(|k| !config_allowed(k)) {
+    for key in instance.own.config.keys().filter(|k| !config_allowed(k)) {
         found.push(format!("config key {key}"));
     }
-    for (key, value) in &instance.config {
+    for (key, value) in &instance.own.config {
         if let Some(id) = low_host_id(key, value) {
             found.push(format!("config key {key} (maps to host ID {id})"));
         }
     }
-    for (name, device) in &instance.devices {
+    for (name, device) in &instance.own.devices {
         if let Err(why) = device_allowed(name, device) {
             found.push(why);
         }
@@ -398,149 +835,6 @@ pub(super) fn low_host_id(key: &str, value: &str) -> Option<u64> {
     };
     // An empty base ("0" on hosts with idmapped mounts) says nothing.
     (lowest < 65_536 && !(key == "volatile.idmap.base" && lowest == 0)).then_some(lowest)
-}
-
-/// Checks the imported instance and its snapshots, drops what `--strip`
-/// allows, and returns the address it will have.
-fn check_import(
-    incus: &Incus,
-    name: &str,
-    strip: bool,
-    net: &TenantNet,
-    defaults: &Defaults,
-) -> Result<Ipv4Addr> {
-    // The backup says `ready`; until this restore is done, it is not.
-    exec::run(&incus.config_set_cmd(name, key::STATE, "pending"))?;
-    let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}")))?;
-    let instance: Imported =
-        serde_json::from_str(&out.stdout).context("parsing the imported instance")?;
-    let out = exec::run(&incus.query_cmd(&format!("/1.0/instances/{name}/snapshots?recursion=1")))?;
-    let snapshots: Vec<Imported> =
-        serde_json::from_str(&out.stdout).context("parsing the imported snapshots")?;
-    let in_snapshots: Vec<String> = snapshots
-        .iter()
-        .flat_map(|s| {
-            disallowed(s)
-                .into_iter()
-                .map(move |p| format!("snapshot {}: {p}", s.name))
-        })
-        .collect();
-    let mut problems = disallowed(&instance);
-    problems.extend(in_snapshots.iter().cloned());
-    if !problems.is_empty() {
-        if !strip || !in_snapshots.is_empty() {
-            bail!(Refused(format!(
-                "the backup asks for what containarium never sets: {} (nothing was restored{})",
-                problems.join("; "),
-                if strip {
-                    "; --strip cannot clean snapshots"
-                } else {
-                    "; --strip drops it"
-                }
-            )));
-        }
-        for (key, value) in &instance.config {
-            if !config_allowed(key) || low_host_id(key, value).is_some() {
-                exec::run(&incus.cmd(["config", "unset", name, key.as_str()]))?;
-            }
-        }
-        for (device, spec) in &instance.devices {
-            if device_allowed(device, spec).is_err() {
-                exec::run(&incus.cmd(["config", "device", "remove", name, device.as_str()]))?;
-            }
-        }
-        if instance.profiles.iter().any(|p| p != "default") {
-            exec::run(&incus.cmd(["profile", "assign", name, "default"]))?;
-        }
-        crate::ui::note(&format!("dropped from the backup: {}", problems.join("; ")));
-    }
-    apply_quotas(incus, name, &instance, defaults)?;
-    // Its member's address was the old cluster's: `publish_steps` makes
-    // it again, for this member, from the address chosen here.
-    if instance.devices.contains_key(PROXY_DEVICE) {
-        exec::run(&incus.proxy_remove_cmd(name))?;
-    }
-    if !instance.devices.contains_key("eth0") {
-        exec::run(&incus.cmd(["config", "device", "override", name, "eth0"]))?;
-    }
-    if instance.config.contains_key("volatile.eth0.hwaddr") {
-        exec::run(&incus.cmd(["config", "unset", name, "volatile.eth0.hwaddr"]))?;
-    }
-    let wanted = instance
-        .devices
-        .get("eth0")
-        .and_then(|d| d.get("ipv4.address"))
-        .and_then(|a| a.parse::<Ipv4Addr>().ok());
-    let all = network::all_instances(incus)?;
-    let others: Vec<_> = all.into_iter().filter(|i| i.name != name).collect();
-    let taken = network::taken(net, &others);
-    match wanted {
-        Some(ip) if net.hosts().any(|h| h == ip) && !taken.contains(&ip) => Ok(ip),
-        _ => {
-            let ip = network::allocate(net, &taken)?;
-            crate::ui::note(&format!(
-                "the backup's address {} is taken or off {}; {name} gets {ip}",
-                wanted.map_or("(none)".into(), |ip| ip.to_string()),
-                net.gateway.network()
-            ));
-            Ok(ip)
-        }
-    }
-}
-
-/// eth0 as every tenant has it: the pinned address, the filters, and no
-/// MAC of the backup's (Incus makes a fresh one).
-fn nic_cmd(incus: &Incus, name: &str, net: &TenantNet, facts: &Facts) -> Cmd {
-    let mut cmd = incus
-        .cmd(["config", "device", "set", name, "eth0"])
-        .arg(format!("ipv4.address={}", facts.ipv4_text()))
-        .arg("hwaddr=");
-    for (key, value) in net.nic_security() {
-        cmd = cmd.arg(format!("{key}={value}"));
-    }
-    cmd
-}
-
-/// A backup never brings a container without quotas: limits it lacks (or
-/// that do not parse) come from config.toml.
-fn apply_quotas(incus: &Incus, name: &str, instance: &Imported, defaults: &Defaults) -> Result<()> {
-    let cpu_ok = instance
-        .config
-        .get("limits.cpu")
-        .and_then(|v| v.parse::<u32>().ok())
-        .is_some_and(|n| n >= 1);
-    let memory_ok = instance
-        .config
-        .get("limits.memory")
-        .is_some_and(|v| v.parse::<crate::size::ByteSize>().is_ok());
-    let mut set = Vec::new();
-    if !cpu_ok {
-        set.push(format!("limits.cpu={}", defaults.cpu));
-    }
-    if !memory_ok {
-        set.push(format!("limits.memory={}", defaults.memory));
-    }
-    if !set.is_empty() {
-        exec::run(&incus.cmd(["config", "set", name]).args(set))?;
-    }
-    let disk_ok = instance
-        .devices
-        .get("root")
-        .and_then(|d| d.get("size"))
-        .is_some_and(|v| v.parse::<crate::size::ByteSize>().is_ok());
-    if !disk_ok {
-        let verb = if instance.devices.contains_key("root") {
-            "set"
-        } else {
-            "override"
-        };
-        exec::run(
-            &incus
-                .cmd(["config", "device", verb, name, "root"])
-                .arg(format!("size={}", defaults.disk)),
-        )?;
-    }
-    Ok(())
 }
 
 /// Writes the new owner's keys as their authorized_keys, owned by them.
@@ -769,79 +1063,10 @@ fn read_member(file: &Path, member: &str) -> Result<String> {
     })
 }
 
-/// The instance name recorded in the export's index.yaml.
-fn backup_instance_name(file: &Path) -> Result<String> {
-    let index = read_member(file, "backup/index.yaml")?;
-    index
-        .lines()
-        .find_map(|l| l.strip_prefix("name: "))
-        .map(|n| n.trim().to_string())
-        .with_context(|| format!("{}: index.yaml names no instance", file.display()))
-}
-
-/// The keys recorded in the exported instance's config.
-fn keys_in_backup(file: &Path) -> Result<Vec<PublicKey>> {
-    let yaml = read_member(file, "backup/container/backup.yaml")?;
-    let keys = parse_yaml_keys(&yaml);
-    if keys.is_empty() {
-        bail!(Refused(format!(
-            "{}: the backup records no {}",
-            file.display(),
-            key::KEYS
-        )));
-    }
-    Ok(keys)
-}
-
-/// `user.containarium.keys` from backup.yaml: a YAML block scalar whose
-/// lines are keys, or a quoted one-line value. Only key lines are taken.
-fn parse_yaml_keys(yaml: &str) -> Vec<PublicKey> {
-    let mut keys = Vec::new();
-    let mut lines = yaml.lines();
-    while let Some(line) = lines.next() {
-        let Some(value) = line.trim_start().strip_prefix(&format!("{}:", key::KEYS)) else {
-            continue;
-        };
-        let indent = line.len() - line.trim_start().len();
-        let value = value.trim();
-        if value.starts_with('|') {
-            for next in lines.by_ref() {
-                if next.len() - next.trim_start().len() <= indent {
-                    break;
-                }
-                if let Ok(k) = PublicKey::parse_line(next.trim(), "backup") {
-                    keys.push(k);
-                }
-            }
-        } else if let Ok(text) = serde_json::from_str::<String>(value) {
-            keys.extend(
-                text.lines()
-                    .filter_map(|l| PublicKey::parse_line(l, "backup").ok()),
-            );
-        } else {
-            keys.extend(PublicKey::parse_line(value, "backup"));
-        }
-        break;
-    }
-    keys
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const K: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop";
-
-    #[test]
-    fn reads_keys_from_backup_yaml() {
-        let block = format!(
-            "container:\n  config:\n    user.containarium.keys: |\n      {K}\n    user.containarium.owner: alice\n"
-        );
-        assert_eq!(parse_yaml_keys(&block).len(), 1);
-        let quoted = format!("    user.containarium.keys: \"{K}\\n\"\n");
-        assert_eq!(parse_yaml_keys(&quoted).len(), 1);
-        assert!(parse_yaml_keys("config: {}\n").is_empty());
-    }
 
     /// Captured from GNU tar 1.34 (Debian 12), `tar --list --verbose
     /// --numeric-owner --force-local --quoting-style=c --absolute-names -f`:
@@ -899,7 +1124,7 @@ hrw-r--r-- 0/0               0 1970-01-01 00:00 "backup/hl" link to "backup/../.
         assert_eq!(argv[2][2], "s/^alice /bob /");
     }
 
-    fn imported(json: &str) -> Imported {
+    fn imported(json: &str) -> Exported {
         serde_json::from_str(json).unwrap()
     }
 

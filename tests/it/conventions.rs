@@ -204,7 +204,7 @@ fn json_of(out: &Output) -> serde_json::Value {
 fn restore_backup_and_sync_accounts_print_json_with_their_fields() {
     let s = Sandbox::new(201);
     let file = backup_file(&s);
-    let out = s.run_with(&["restore", &file, "--json"], &[("FAKE_KEYS", KEY)]);
+    let out = s.run(&["restore", &file, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         json_of(&out),

@@ -1795,16 +1795,61 @@ fn tarball(s: &Sandbox, tree: &str, file: &str, members: &[&str]) -> PathBuf {
 /// A minimal export of USER's container: what restore reads of a tarball,
 /// authenticated with the sandbox's backup key as `backup` writes it.
 fn backup_file(s: &Sandbox) -> String {
+    backup_file_with(s, serde_json::json!({}), serde_json::json!([]))
+}
+
+/// [`backup_file`] with `extra` merged into the container (`config`,
+/// `devices` and `profiles` are merged key by key) and these snapshots.
+/// backup.yaml is written as JSON, which is YAML too (the fake Incus reads
+/// it with Python's json).
+fn backup_file_with(s: &Sandbox, extra: serde_json::Value, snapshots: serde_json::Value) -> String {
     let tree = s.path("export");
     std::fs::create_dir_all(tree.join("backup/container")).unwrap();
+    let mut container = serde_json::json!({
+        "name": format!("{USER}-container"),
+        "config": {
+            "user.containarium.keys": format!("{KEY}\n"),
+            "user.containarium.owner": USER,
+            "user.containarium.state": "ready",
+            "limits.cpu": "1",
+            "limits.memory": "1GiB",
+        },
+        "devices": {
+            "eth0": {"type": "nic", "name": "eth0", "network": "br0", "ipv4.address": s.ip},
+            "root": {"type": "disk", "path": "/", "pool": "default", "size": "3GiB"},
+        },
+        "profiles": ["default"],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        match (container.get_mut(k), v) {
+            (Some(serde_json::Value::Object(have)), serde_json::Value::Object(more)) => {
+                have.extend(more.clone())
+            }
+            _ => container[k] = v.clone(),
+        }
+    }
+    let names: Vec<String> = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| format!("- {}\n", x["name"].as_str().unwrap()))
+        .collect();
     std::fs::write(
         tree.join("backup/index.yaml"),
-        format!("name: {USER}-container\nbackend: btrfs\n"),
+        format!(
+            "name: {USER}-container\nbackend: btrfs\npool: default\noptimized: false\n\
+             type: container\n{}",
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("snapshots:\n{}", names.concat())
+            }
+        ),
     )
     .unwrap();
     std::fs::write(
         tree.join("backup/container/backup.yaml"),
-        format!("container:\n  config:\n    user.containarium.keys: |\n      {KEY}\n    user.containarium.owner: {USER}\n"),
+        serde_json::json!({"container": container, "snapshots": snapshots}).to_string(),
     )
     .unwrap();
     let file = tarball(s, "export", "alice.tar.gz", &["backup"]);
@@ -1855,7 +1900,7 @@ fn restore_refuses_a_backup_changed_after_backup_wrote_it() {
             Some(text) => std::fs::write(&hmac_file, text).unwrap(),
             None => std::fs::remove_file(&hmac_file).unwrap(),
         }
-        let out = s.run_with(&["restore", edited_text], &[("FAKE_KEYS", KEY)]);
+        let out = s.run(&["restore", edited_text]);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -1874,17 +1919,14 @@ fn restore_refuses_a_backup_changed_after_backup_wrote_it() {
     assert!(s.instance().is_none());
 
     // The control: the file as backup wrote it.
-    let out = s.run_with(&["restore", file.to_str().unwrap()], &[("FAKE_KEYS", KEY)]);
+    let out = s.run(&["restore", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
 
     // --untrusted: the changed one restores, with a warning, still held to
     // the allow-list.
     s.clear_log();
-    let out = s.run_with(
-        &["restore", edited_text, "--untrusted"],
-        &[("FAKE_KEYS", KEY)],
-    );
+    let out = s.run(&["restore", edited_text, "--untrusted"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
@@ -1894,23 +1936,27 @@ fn restore_refuses_a_backup_changed_after_backup_wrote_it() {
         stderr(&out)
     );
     assert!(
-        s.log()
-            .contains(&format!("incus import -- {edited_text} {USER}-container")),
+        s.log().contains(&format!(
+            "incus import --storage default -- {edited_text} {USER}-container"
+        )),
         "{:?}",
         s.log()
     );
     std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
-    let hostile = r#"{"config":{"security.privileged":"true"}}"#;
-    let out = s.run_with(
-        &["restore", edited_text, "--untrusted"],
-        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
+    let hostile = backup_file_with(
+        &s,
+        serde_json::json!({"config": {"security.privileged": "true"}}),
+        serde_json::json!([]),
     );
+    s.clear_log();
+    let out = s.run(&["restore", &hostile, "--untrusted"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("config key security.privileged"),
         "{}",
         stderr(&out)
     );
+    assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
 
     // No key on this bastion: refused, naming host init.
     std::fs::remove_file(s.path("root/etc/containarium/backup.key")).unwrap();
@@ -1921,6 +1967,199 @@ fn restore_refuses_a_backup_changed_after_backup_wrote_it() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A backup is re-authored, not filtered: what it says of quotas, owner,
+/// expiry, set, a key later work may add, or an `ssh` device onto an
+/// address of the bastion's choosing is replaced by what `create` sets for
+/// this user. `--dry-run` prints every command the restore will run.
+#[test]
+fn restore_re_authors_what_the_backup_says() {
+    let s = Sandbox::new(120);
+    let lying = serde_json::json!({
+        "config": {
+            "limits.cpu": "64",
+            "limits.memory": "512GiB",
+            "user.containarium.owner": "ctmtest-bob",
+            "user.containarium.expires": "2000-01-01T00:00:00Z",
+            "user.containarium.set": "workshop",
+            "user.containarium.wake": "on",
+            "user.containarium.image": "evil\nimage",
+            "user.containarium.template": "default",
+            "volatile.eth0.hwaddr": "10:66:6a:00:00:01",
+        },
+        "devices": {
+            "root": {"type": "disk", "path": "/", "pool": "default", "size": "100TiB"},
+            "ssh": {"type": "proxy", "listen": "tcp:169.254.169.254:80",
+                    "connect": format!("tcp:{}:22", s.ip), "nat": "true"},
+        },
+    });
+    let file = backup_file_with(&s, lying, serde_json::json!([]));
+    let out = s.run(&["restore", &file, "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    let c = format!("{USER}-container");
+    for expected in [
+        format!("incus import --storage default -- {file} {c}"),
+        format!("incus config set {c} user.containarium.state=pending"),
+        format!("incus config device remove {c} ssh"),
+        format!("incus config unset {c} user.containarium.expires"),
+        format!("incus config unset {c} user.containarium.image"),
+        format!("incus config unset {c} user.containarium.set"),
+        format!("incus config unset {c} user.containarium.wake"),
+        format!("incus config device set {c} root size=20GiB"),
+        format!("incus config unset {c} volatile.eth0.hwaddr"),
+        format!("incus start {c}"),
+        format!("incus config set {c} user.containarium.state=ready"),
+    ] {
+        assert!(
+            plan.lines().any(|l| l.trim() == expected),
+            "missing {expected} in\n{plan}"
+        );
+    }
+    let set = plan
+        .lines()
+        .find(|l| {
+            l.trim()
+                .starts_with(&format!("incus config set {c} boot.autostart"))
+        })
+        .unwrap_or_else(|| panic!("no config set in\n{plan}"));
+    for part in [
+        "limits.cpu=2",
+        "limits.memory=2GiB",
+        &format!("user.containarium.owner={USER}"),
+        &format!("user.containarium.jump-account={USER}"),
+    ] {
+        assert!(set.contains(part), "{part} not in {set}");
+    }
+    assert!(s.instance().is_none(), "a dry run changes nothing");
+    assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
+
+    let out = s.run(&["restore", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("quotas from config.toml and the flags: cpu 2, memory 2GiB, disk 20GiB (the backup had cpu 64, memory 512GiB, disk 100TiB)"),
+        "{}",
+        stderr(&out)
+    );
+    let inst = s.instance().unwrap();
+    let config = &inst["config"];
+    assert_eq!(config["limits.cpu"], "2");
+    assert_eq!(config["user.containarium.owner"], USER);
+    for gone in [
+        "user.containarium.expires",
+        "user.containarium.set",
+        "user.containarium.wake",
+        "user.containarium.image",
+        "volatile.eth0.hwaddr",
+    ] {
+        assert!(config.get(gone).is_none(), "{gone} kept: {inst}");
+    }
+    assert_eq!(config["user.containarium.template"], "default");
+    assert!(inst["devices"].get("ssh").is_none(), "{inst}");
+    assert_eq!(inst["devices"]["root"]["size"], "20GiB");
+    let key_file =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap();
+    assert!(
+        key_file.contains(&format!("permitopen=\"{}:22\"", s.ip)),
+        "{key_file}"
+    );
+    // The admin's flags, not the file, set the quotas and the expiry.
+    std::fs::remove_file(s.path(&format!("state/{c}.json"))).unwrap();
+    let out = s.run(&["restore", &file, "--cpu", "3", "--expires", "30d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = s.instance().unwrap();
+    assert_eq!(inst["config"]["limits.cpu"], "3");
+    assert!(
+        inst["config"].get("user.containarium.expires").is_some(),
+        "{inst}"
+    );
+}
+
+/// Incus builds the instance from backup.yaml but takes the pool and the
+/// snapshot list from index.yaml: a file where they disagree is refused,
+/// and so is an optimized backup, before anything is imported. A snapshot
+/// holding what `create` never sets is refused; `--strip` deletes it.
+#[test]
+fn restore_holds_index_and_backup_yaml_to_each_other() {
+    let s = Sandbox::new(121);
+    let snap = |name: &str, config: serde_json::Value| serde_json::json!({"name": name, "config": config, "devices": {}, "profiles": ["default"]});
+    let file = backup_file_with(
+        &s,
+        serde_json::json!({}),
+        serde_json::json!([
+            snap("good", serde_json::json!({})),
+            snap(
+                "bad",
+                serde_json::json!({"raw.lxc": "lxc.apparmor.profile=unconfined"})
+            )
+        ]),
+    );
+    let out = s.run(&["restore", &file]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("snapshot bad: config key raw.lxc")
+            && stderr(&out).contains("--strip drops it and deletes snapshots bad"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.instance().is_none());
+    let out = s.run(&["restore", &file, "--strip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        s.log()
+            .contains(&format!("incus snapshot delete {USER}-container bad")),
+        "{:?}",
+        s.log()
+    );
+    let names: Vec<String> = s.instance().unwrap()["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["good"]);
+    std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+
+    // Each edit of index.yaml, sealed again (an admin's own --untrusted
+    // file would not need it): refused before the import.
+    let index = s.path("export/backup/index.yaml");
+    let original = std::fs::read_to_string(&index).unwrap();
+    for (edit, why) in [
+        (
+            original.replace("- bad\n", ""),
+            "index.yaml and backup.yaml list different snapshots",
+        ),
+        (
+            original.replace("pool: default", "pool: other"),
+            "name different storage pools",
+        ),
+        (
+            original.replace("optimized: false", "optimized: true"),
+            "optimized (storage driver) backup",
+        ),
+        (
+            original.replace(
+                &format!("name: {USER}-container"),
+                "name: ctmtest-bob-container",
+            ),
+            "index.yaml names",
+        ),
+        (
+            original.replace("type: container", "type: virtual-machine"),
+            "not a container's backup",
+        ),
+    ] {
+        std::fs::write(&index, &edit).unwrap();
+        let file = tarball(&s, "export", "alice.tar.gz", &["backup"]);
+        seal(&s, &file);
+        s.clear_log();
+        let out = s.run(&["restore", file.to_str().unwrap(), "--strip"]);
+        assert_eq!(out.status.code(), Some(2), "{edit}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
+    }
 }
 
 /// Members outside the export's `backup/` tree are refused before the
@@ -1943,7 +2182,7 @@ fn restore_refuses_members_outside_the_backup_tree() {
             s.clear_log();
             let mut args = vec!["restore", file.to_str().unwrap()];
             args.extend(extra);
-            let out = s.run_with(&args, &[("FAKE_KEYS", KEY)]);
+            let out = s.run(&args);
             assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
             assert!(
                 stderr(&out).ends_with(&format!(
@@ -1964,7 +2203,7 @@ fn restore_brings_back_container_address_account_and_keys() {
     let s = Sandbox::new(84);
     let file = PathBuf::from(backup_file(&s));
 
-    let out = s.run_with(&["restore", file.to_str().unwrap()], &[("FAKE_KEYS", KEY)]);
+    let out = s.run(&["restore", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -1975,12 +2214,14 @@ fn restore_brings_back_container_address_account_and_keys() {
     assert!(key_file.contains(&format!("permitopen=\"{}:22\" {KEY}", s.ip)));
     let log = s.log();
     for expected in [
-        format!("incus import -- {} {USER}-container", file.display()),
+        format!(
+            "incus import --storage default -- {} {USER}-container",
+            file.display()
+        ),
         format!("incus start {USER}-container"),
         format!(
-            "incus config device set {USER}-container eth0 ipv4.address={} hwaddr= \
-             security.port_isolation=true security.mac_filtering=true security.ipv4_filtering=true",
-            s.ip
+            "incus config device set {USER}-container eth0 security.ipv4_filtering=true \
+             security.mac_filtering=true security.port_isolation=true"
         ),
         format!("incus config set {USER}-container user.containarium.state=ready"),
     ] {
@@ -2014,14 +2255,16 @@ fn restore_brings_back_container_address_account_and_keys() {
         stderr(&out)
     );
 
-    // A backup that asks for root on the host: refused key by key, and the
-    // import is gone again.
+    // A backup that asks for root on the host: refused key by key, before
+    // anything is imported.
     std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
-    let hostile = r#"{"config":{"security.privileged":"true"},"devices":{"host":{"type":"disk","source":"/","path":"/mnt"}}}"#;
-    let out = s.run_with(
-        &["restore", file.to_str().unwrap()],
-        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
-    );
+    let hostile = serde_json::json!({
+        "config": {"security.privileged": "true"},
+        "devices": {"host": {"type": "disk", "source": "/", "path": "/mnt"}},
+    });
+    let file = PathBuf::from(backup_file_with(&s, hostile, serde_json::json!([])));
+    s.clear_log();
+    let out = s.run(&["restore", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -2029,12 +2272,10 @@ fn restore_brings_back_container_address_account_and_keys() {
             && err.contains("device host (disk) is not one containarium makes"),
         "{err}"
     );
-    assert!(s.instance().is_none(), "the refused import is deleted");
+    assert!(!s.log().iter().any(|l| l.starts_with("incus import")));
+    assert!(s.instance().is_none());
     // The control: the same backup with --strip comes back without them.
-    let out = s.run_with(
-        &["restore", file.to_str().unwrap(), "--strip"],
-        &[("FAKE_KEYS", KEY), ("FAKE_IMPORT", hostile)],
-    );
+    let out = s.run(&["restore", file.to_str().unwrap(), "--strip"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let inst = s.instance().unwrap();
     assert!(
@@ -2043,6 +2284,7 @@ fn restore_brings_back_container_address_account_and_keys() {
     );
     assert!(inst["devices"].get("host").is_none(), "{inst}");
     std::fs::remove_file(s.path(&format!("state/{USER}-container.json"))).unwrap();
+    let file = PathBuf::from(backup_file(&s));
 
     // A digest that does not match is refused before anything happens.
     let digest = s.path("alice.tar.gz.sha256");

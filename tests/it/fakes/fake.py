@@ -192,8 +192,10 @@ if verb == "query":
             sys.stderr.write("Error: Network ACL not found\n")
             sys.exit(1)
         print(json.dumps(acl))
-    elif what.endswith("/snapshots"):
-        print(json.dumps([]))
+    elif "/snapshots" in what:
+        inst = load(what.split("/")[3])
+        print(json.dumps([{k: v for k, v in x.items() if k != "files"}
+                          for x in (inst or {}).get("snapshots", [])]))
     elif what == "/1.0/instances":
         # recursion=1: no state, and the project's instances or everyone's.
         everyone = [{"project": "default", **load(n)} for n in instances()]
@@ -334,16 +336,26 @@ elif verb == "file" and args[1] == "push":
     inst.setdefault("files", {})["/" + target] = sys.stdin.read()
     save(inst)
 elif verb == "import":
-    name = args[-1]
-    owner = name[: -len("-container")]
-    config = {"user.containarium.owner": owner, "user.containarium.state": "ready",
-              "user.containarium.keys": os.environ.get("FAKE_KEYS", "")}
-    extra = json.loads(os.environ.get("FAKE_IMPORT", "{}"))
-    config.update(extra.get("config", {}))
+    # Like Incus 6.0: the instance and its snapshots as backup.yaml has
+    # them (the fixtures write it as JSON, which is YAML too), stopped; the
+    # root disk in the pool --storage names.
+    import tarfile
+    name, tarball = args[-1], args[-2]
+    with tarfile.open(tarball) as tar:
+        exported = json.load(tar.extractfile("backup/container/backup.yaml"))
+    container = exported["container"]
+    config = dict(container.get("config") or {})
+    devices = {k: dict(v) for k, v in (container.get("devices") or {}).items()}
+    pool = opts(args, "--storage")
+    if pool and "root" in devices:
+        devices["root"]["pool"] = pool[0]
+    snapshots = [{"name": x["name"], "created_at": "2026-11-24T01:02:03Z",
+                  "config": dict(x.get("config") or {}), "devices": dict(x.get("devices") or {}),
+                  "profiles": x.get("profiles", ["default"]), "files": {}}
+                 for x in exported.get("snapshots") or []]
     save({"name": name, "status": "Stopped", "config": config, "expanded_config": dict(config),
-          "devices": {"eth0": {"type": "nic", "network": "br0", "ipv4.address": os.environ["FAKE_IP"]},
-                      **extra.get("devices", {})},
-          "expanded_devices": {"eth0": {"type": "nic", "ipv4.address": os.environ["FAKE_IP"]}},
+          "devices": devices, "expanded_devices": {k: dict(v) for k, v in devices.items()},
+          "profiles": container.get("profiles", ["default"]), "snapshots": snapshots,
           "state": None, "last_used_at": ""})
 elif verb == "config" and args[1] == "set":
     inst = load(args[2])
@@ -400,6 +412,7 @@ elif verb == "delete":
 elif verb == "config" and args[1] == "unset":
     inst = load(args[2])
     inst["config"].pop(args[3], None)
+    inst["expanded_config"].pop(args[3], None)
     save(inst)
 elif verb == "config" and args[1] == "device" and args[2] == "remove":
     inst = load(args[3])
@@ -409,6 +422,7 @@ elif verb == "config" and args[1] == "device" and args[2] == "remove":
 elif verb == "config" and args[1] == "device" and args[2] == "unset":
     inst = load(args[3])
     inst["devices"].get(args[4], {}).pop(args[5], None)
+    inst["expanded_devices"].get(args[4], {}).pop(args[5], None)
     save(inst)
 elif verb == "export":
     with open(args[2], "wb") as f:
