@@ -8,6 +8,20 @@
 # anything of it starts, --untrusted or not; so is a tarball with a member
 # outside backup/.
 
+# rt__drop_index_copy TREE: drops the copy of the config that Incus 6.0
+# writes into index.yaml (optional, as Incus reads it), as an editor of
+# backup.yaml would, so the two still agree.
+rt__drop_index_copy() {
+	/usr/bin/python3 - "$1/backup/index.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+at = text.find("\nconfig:\n")
+if at >= 0:
+    open(path, "w").write(text[: at + 1])
+PY
+}
+
 test_restore_trust() {
 	local work=$E2E_WORK u=e2e-rt dir=$E2E_WORK/rt file evil tree old_mac planted outside
 	e2e_client "$u" "$work"
@@ -55,6 +69,7 @@ text = text.replace("\n  config:\n", '\n  config:\n    security.privileged: "tru
 text = text.replace("\n  devices:\n", "\n  devices:\n    host:\n      path: /mnt/host\n      source: /\n      type: disk\n", 1)
 open(path, "w").write(text)
 PY
+	rt__drop_index_copy "$tree"
 	evil=$work/rt-evil/$(basename "$file")
 	mkdir -p "$(dirname "$evil")"
 	tar -C "$tree" -czf "$evil" backup
@@ -75,6 +90,40 @@ PY
 	check "its NIC is filtered and its MAC is new" bash -c \
 		"[ \"\$(incus --project $E2E_PROJECT config device get $u-container eth0 security.ipv4_filtering)\" = true ] && [ \"\$(incus --project $E2E_PROJECT config get $u-container volatile.eth0.hwaddr)\" != '$old_mac' ]"
 	check "delete the stripped one" ctm delete "$u" --force
+
+	# The attack on what the allow-list let through: values it accepts,
+	# which restore kept as the file said them (limits.cpu "64" was kept),
+	# and an ssh device onto an address of the bastion's choosing (one this
+	# test owns: 127.0.0.1 and a free port). Restored, the container is
+	# re-authored: config.toml's quotas, no expiry or set, no such device.
+	local lie port=18091
+	while ss -Htln | e2e_grep -q ":$port "; do port=$((port + 1)); done
+	tar -C "$tree" -xzf "$file" backup/container/backup.yaml backup/index.yaml
+	/usr/bin/python3 - "$tree/backup/container/backup.yaml" "$port" <<'PY'
+import sys
+path, port = sys.argv[1], sys.argv[2]
+text = open(path).read()
+text = text.replace('limits.cpu: "1"', 'limits.cpu: "64"')
+text = text.replace("\n  config:\n", '\n  config:\n    user.containarium.expires: "2000-01-01T00:00:00Z"\n    user.containarium.set: workshop\n', 1)
+text = text.replace("\n  devices:\n", "\n  devices:\n    ssh:\n      connect: tcp:127.0.0.1:22\n      listen: tcp:127.0.0.1:%s\n      type: proxy\n" % port, 1)
+open(path, "w").write(text)
+PY
+	rt__drop_index_copy "$tree"
+	lie=$work/rt-lie/$(basename "$file")
+	mkdir -p "$(dirname "$lie")"
+	tar -C "$tree" -czf "$lie" backup
+	check "a backup asking for 64 CPUs, a past expiry, a set and an ssh device on 127.0.0.1:$port restores (--untrusted)" \
+		ctm restore "$lie" --untrusted
+	check "  re-authored: config.toml's limits.cpu, not 64" \
+		bash -c "[ \"\$(incus --project $E2E_PROJECT config get $u-container limits.cpu)\" = 1 ]"
+	check "  no expiry, no set from the file" bash -c \
+		"[ -z \"\$(incus --project $E2E_PROJECT config get $u-container user.containarium.expires)\$(incus --project $E2E_PROJECT config get $u-container user.containarium.set)\" ]"
+	check "  no ssh device, and nothing listens on 127.0.0.1:$port" bash -c \
+		"! incus --project $E2E_PROJECT config device show $u-container | e2e_grep -q '^ssh:' && ! ss -Htln | e2e_grep -q ':$port '"
+	check "  the jump key permits only its own address" \
+		bash -c "e2e_grep -q 'permitopen=\"$(ip_of "$u"):22\"' /etc/containarium/keys/$u"
+	check "  control: and is reachable through its jump" jump "$u" "$(ip_of "$u")" true
+	check "delete $u" ctm delete "$u" --force
 	# The control: the backup as containarium wrote it restores.
 	check "control: the unedited backup restores" ctm restore "$file"
 	check "control: and is reachable through its jump" jump "$u" "$(ip_of "$u")" true
