@@ -250,12 +250,23 @@ fn resolve(
     // read a file it chose elsewhere on the bastion.
     let mut files: Vec<PathBuf> = Vec::new();
     for file in &entry.key_files {
-        match inside(file) {
-            true => files.push(base.join(file)),
-            false => errors.push(format!(
+        if !inside(file) {
+            errors.push(format!(
                 "key-files: {file:?} is not a relative path inside the file's directory \
                  (no leading '/', no '..')"
+            ));
+            continue;
+        }
+        // Nor through a symbolic link: what is read is the resolved path,
+        // which must still be inside. (One that does not resolve is left
+        // to `read_key_files` to name.)
+        let joined = base.join(file);
+        match (std::fs::canonicalize(&joined), std::fs::canonicalize(base)) {
+            (Ok(real), Ok(dir)) if real.starts_with(&dir) => files.push(real),
+            (Ok(_), Ok(_)) => errors.push(format!(
+                "key-files: {file:?} leads out of the file's directory through a symbolic link"
             )),
+            _ => files.push(joined),
         }
     }
     if !files.is_empty() && errors.is_empty() {
@@ -435,6 +446,35 @@ mod tests {
             );
         }
         assert!(inside("a/b.pub") && !inside("a/../../b.pub"));
+    }
+
+    /// A link inside the directory that leads out of it is refused; one
+    /// that stays inside is read (the control).
+    #[test]
+    fn key_files_do_not_leave_the_directory_through_a_link() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x.pub"), format!("{KEY}\n")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alice.pub"), format!("{KEY}\n")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x.pub"), dir.path().join("out.pub"))
+            .unwrap();
+        std::os::unix::fs::symlink("alice.pub", dir.path().join("near.pub")).unwrap();
+        let parse = |name: &str| {
+            Cohort::parse(
+                &format!("set = \"s\"\n[[user]]\nname = \"bob\"\nkey-files = [\"{name}\"]\n"),
+                &dir.path().join("course.toml"),
+                &config(),
+                &dir.path().join("templates"),
+            )
+        };
+        let err = parse("out.pub").unwrap_err().0;
+        assert!(
+            err.contains(
+                "key-files: \"out.pub\" leads out of the file's directory through a symbolic link"
+            ),
+            "{err}"
+        );
+        assert_eq!(parse("near.pub").unwrap().members[0].keys.len(), 1);
     }
 
     #[test]

@@ -1067,7 +1067,6 @@ fn read_member(file: &Path, member: &str) -> Result<String> {
 mod tests {
     use super::*;
 
-
     /// Captured from GNU tar 1.34 (Debian 12), `tar --list --verbose
     /// --numeric-owner --force-local --quoting-style=c --absolute-names -f`:
     /// a tree as an export holds it, then hostile members.
