@@ -106,6 +106,10 @@ pub struct TenantNet {
     pub ipv6: bool,
     /// The ACLs attached to the network (`security.acls`).
     pub acls: Vec<String>,
+    /// The addresses dnsmasq may lease to anyone who asks
+    /// (`ipv4.dhcp.ranges`); `None` when unset, which leaves it the whole
+    /// subnet. Never pinned: see [`TenantNet::dynamic_range`].
+    pub dhcp_ranges: Option<Vec<(Ipv4Addr, Ipv4Addr)>>,
 }
 
 #[derive(Deserialize)]
@@ -130,15 +134,41 @@ impl TenantNet {
         parse_network(&name, &out.stdout)
     }
 
-    /// Host addresses a tenant may be given: the subnet without its network
-    /// address, the gateway and the broadcast address.
-    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    /// Every host address of the subnet: without its network address, the
+    /// gateway and the broadcast address.
+    fn subnet_hosts(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         let net = u32::from(self.gateway.network().addr);
         let size = 1u64 << (32 - u32::from(self.gateway.prefix));
         let gateway = self.gateway.addr;
         (1..size.saturating_sub(1))
             .map(move |i| Ipv4Addr::from(net + i as u32))
             .filter(move |ip| *ip != gateway)
+    }
+
+    /// Host addresses a tenant may be given: the subnet's, outside the
+    /// DHCP ranges.
+    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.subnet_hosts().filter(|ip| !self.leasable(*ip))
+    }
+
+    /// Whether dnsmasq would lease `ip` to whoever asks first (a made-up
+    /// MAC from inside a tenant included).
+    pub fn leasable(&self, ip: Ipv4Addr) -> bool {
+        match &self.dhcp_ranges {
+            None => true,
+            Some(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&ip)),
+        }
+    }
+
+    /// The DHCP range `host init` gives a tenant network whose range is
+    /// unset: the top eighth of its host addresses, at most 8 and at least
+    /// one. Tenants get pinned addresses below it, which dnsmasq hands only
+    /// to the MAC Incus registered for them: nobody can lease one first.
+    pub fn dynamic_range(&self) -> (Ipv4Addr, Ipv4Addr) {
+        let hosts: Vec<Ipv4Addr> = self.subnet_hosts().collect();
+        let n = (hosts.len() / 8).clamp(1, 8);
+        let top = &hosts[hosts.len().saturating_sub(n)..];
+        (top[0], top[top.len() - 1])
     }
 
     /// Whether our ACL is attached.
@@ -149,6 +179,28 @@ impl TenantNet {
     /// Refuses (one line, saying what is missing) unless tenants on this
     /// network would be filtered: fail closed.
     pub fn require_guarded(&self, firewall: &str) -> Result<()> {
+        self.require_acl(firewall)?;
+        if let Some(why) = self.dhcp_problem() {
+            bail!(Refused(format!(
+                "tenant network {} {why}: run `containarium host init`",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Why a tenant could lease a pinned address first, if it could.
+    pub fn dhcp_problem(&self) -> Option<String> {
+        self.dhcp_ranges.is_none().then(|| {
+            "leases any address to whoever asks (ipv4.dhcp.ranges is unset), so a tenant \
+             could lease the next one first"
+                .to_string()
+        })
+    }
+
+    /// [`Self::require_guarded`] without the DHCP range: the firewall,
+    /// our ACL and IPv6.
+    pub fn require_acl(&self, firewall: &str) -> Result<()> {
         let name = &self.name;
         require_firewall(firewall)?;
         if !self.is_guarded() {
@@ -228,12 +280,44 @@ fn parse_network(name: &str, json: &str) -> Result<TenantNet> {
                 .collect()
         })
         .unwrap_or_default();
+    let dhcp_ranges = match net.config.get("ipv4.dhcp.ranges") {
+        None => None,
+        Some(text) => Some(parse_ranges(text).ok_or_else(|| {
+            Refused(format!(
+                "tenant network {name}: ipv4.dhcp.ranges {:?} is not START-END[,START-END]",
+                text.escape_debug().to_string()
+            ))
+        })?),
+    };
     Ok(TenantNet {
         name: name.to_string(),
         gateway,
         ipv6,
         acls,
+        dhcp_ranges,
     })
+}
+
+/// `ipv4.dhcp.ranges` as Incus spells it: `START-END[,START-END...]`.
+fn parse_ranges(text: &str) -> Option<Vec<(Ipv4Addr, Ipv4Addr)>> {
+    text.split(',')
+        .map(|range| {
+            let (a, b) = range.trim().split_once('-')?;
+            let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
+
+/// `incus network set NET ipv4.dhcp.ranges=START-END`.
+pub fn dhcp_range_cmd(incus: &Incus, net: &TenantNet) -> Cmd {
+    let (a, b) = net.dynamic_range();
+    incus.cmd([
+        "network".to_string(),
+        "set".into(),
+        net.name.clone(),
+        format!("ipv4.dhcp.ranges={a}-{b}"),
+    ])
 }
 
 /// The network of the default profile's eth0.
@@ -528,19 +612,63 @@ mod tests {
     /// Captured from Incus 6.0.4: `incus query /1.0/networks/NAME`.
     const NETWORK: &str = include_str!("../tests/fixtures/incus-network-guarded.json");
 
+    /// The captured network as `host init` leaves it: a DHCP range at the
+    /// top of the subnet.
     fn net() -> TenantNet {
-        parse_network("ctme2ebr0", NETWORK).unwrap()
+        let mut net = parse_network("ctme2ebr0", NETWORK).unwrap();
+        net.dhcp_ranges = Some(vec![net.dynamic_range()]);
+        net
     }
 
     #[test]
     fn parses_a_real_network() {
-        let net = net();
+        let net = parse_network("ctme2ebr0", NETWORK).unwrap();
         assert_eq!(net.gateway.to_string(), "10.197.83.1/24");
         assert!(!net.ipv6);
         assert!(net.is_guarded());
-        assert_eq!(net.hosts().count(), 253);
+        // Captured before `host init` gave it a DHCP range: every address
+        // is leasable by anyone, so none is pinned.
+        assert_eq!(net.dhcp_ranges, None);
+        assert_eq!(net.hosts().count(), 0);
+        assert!(
+            net.require_guarded("nftables")
+                .unwrap_err()
+                .to_string()
+                .contains("run `containarium host init`")
+        );
+    }
+
+    /// Pinned addresses are never ones dnsmasq would lease to a stranger:
+    /// `host init` leaves DHCP the top of the subnet, allocation the rest.
+    #[test]
+    fn pinned_addresses_stay_out_of_the_dhcp_range() {
+        let mut net = parse_network("ctme2ebr0", NETWORK).unwrap();
+        assert!(net.leasable(Ipv4Addr::new(10, 197, 83, 2)));
+        assert_eq!(
+            net.dynamic_range(),
+            (
+                Ipv4Addr::new(10, 197, 83, 247),
+                Ipv4Addr::new(10, 197, 83, 254)
+            )
+        );
+        assert_eq!(
+            dhcp_range_cmd(&Incus::new(None), &net).to_string(),
+            "incus network set ctme2ebr0 ipv4.dhcp.ranges=10.197.83.247-10.197.83.254"
+        );
+        net.dhcp_ranges = parse_ranges("10.197.83.247-10.197.83.254, 10.197.83.100-10.197.83.100");
         assert_eq!(net.hosts().next(), Some(Ipv4Addr::new(10, 197, 83, 2)));
-        assert_eq!(net.hosts().last(), Some(Ipv4Addr::new(10, 197, 83, 254)));
+        assert_eq!(net.hosts().count(), 253 - 9);
+        assert_eq!(net.hosts().last(), Some(Ipv4Addr::new(10, 197, 83, 246)));
+        assert!(!net.hosts().any(|ip| ip == Ipv4Addr::new(10, 197, 83, 100)));
+        assert!(parse_ranges("10.0.0.9-10.0.0.2").is_none());
+        assert!(parse_ranges("x").is_none());
+        // A small subnet keeps one address for DHCP.
+        let small = r#"{"managed":true,"type":"bridge","config":{"ipv4.address":"10.0.0.1/29"}}"#;
+        let small = parse_network("s", small).unwrap();
+        assert_eq!(
+            small.dynamic_range(),
+            (Ipv4Addr::new(10, 0, 0, 6), Ipv4Addr::new(10, 0, 0, 6))
+        );
     }
 
     #[test]

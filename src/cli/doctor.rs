@@ -325,8 +325,9 @@ fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host
     match TenantNet::probe(incus, defaults.network.as_deref()) {
         Ok(net) => {
             checks.push(nic_check(incus, &managed, &net));
+            checks.push(dhcp_check(&managed, &net));
             let guard = net
-                .require_guarded(&firewall_of(server))
+                .require_acl(&firewall_of(server))
                 .map_err(|e| e.to_string());
             let wanted = match network::guarded_addresses(incus, &server_of(server)) {
                 Ok(guarded) => network::acl_rules(&net, &guarded, &defaults.deny_egress),
@@ -1045,6 +1046,54 @@ fn nic_check(incus: &Incus, managed: &[&Instance], net: &TenantNet) -> Check {
             "{} containers pinned and filtered on {}",
             managed.len(),
             net.name
+        ),
+    )
+}
+
+/// No pinned address is one dnsmasq would lease to whoever asks first (a
+/// made-up MAC from inside a tenant): the network has a DHCP range, and no
+/// container of ours is pinned inside it.
+fn dhcp_check(managed: &[&Instance], net: &TenantNet) -> Check {
+    const NAME: &str = "dhcp-range";
+    if let Some(why) = net.dhcp_problem() {
+        return Check::fail(
+            NAME,
+            format!("tenant network {} {why}", net.name),
+            HOST_INIT,
+        );
+    }
+    let inside: Vec<String> = managed
+        .iter()
+        .filter_map(|i| Some((i, i.pinned_ipv4()?)))
+        .filter(|(_, ip)| net.leasable(*ip))
+        .map(|(i, ip)| format!("{} ({ip})", i.name))
+        .collect();
+    if !inside.is_empty() {
+        return Check::fail(
+            NAME,
+            format!(
+                "pinned inside the DHCP range of {}, where anyone may lease them: {}",
+                net.name,
+                inside.join(", ")
+            ),
+            format!(
+                "incus network set {} ipv4.dhcp.ranges=START-END (a range none of them is in)",
+                net.name
+            ),
+        );
+    }
+    let ranges: Vec<String> = net
+        .dhcp_ranges
+        .iter()
+        .flatten()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect();
+    Check::ok(
+        NAME,
+        format!(
+            "{} leases only {}; every pinned address is outside it",
+            net.name,
+            ranges.join(",")
         ),
     )
 }
@@ -1899,7 +1948,30 @@ mod tests {
             gateway: "10.197.83.1/24".parse().unwrap(),
             ipv6: false,
             acls: vec![network::ACL.into()],
+            dhcp_ranges: Some(vec![(
+                "10.197.83.247".parse().unwrap(),
+                "10.197.83.254".parse().unwrap(),
+            )]),
         }
+    }
+
+    /// A network with no DHCP range, or a container pinned inside it, is a
+    /// failure: anyone may lease those addresses first.
+    #[test]
+    fn pinned_addresses_are_outside_the_dhcp_range() {
+        let ok = dhcp_check(&[&healthy()], &net());
+        assert_eq!(ok.status, Status::Ok, "{ok}");
+        let mut unset = net();
+        unset.dhcp_ranges = None;
+        let check = dhcp_check(&[&healthy()], &unset);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(check.fix.as_deref(), Some(HOST_INIT));
+        let mut around = net();
+        let ip = healthy().pinned_ipv4().unwrap();
+        around.dhcp_ranges = Some(vec![(ip, ip)]);
+        let check = dhcp_check(&[&healthy()], &around);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.detail.contains(&ip.to_string()), "{check}");
     }
 
     /// Real: the e2e container is pinned and filtered; the older fixture's

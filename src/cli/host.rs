@@ -219,6 +219,21 @@ pub fn network_plan(env: &Env) -> Result<Plan> {
             Action::run(network::write_acl_cmd(incus, "edit", &wanted)),
         )),
     }
+    // Pinned addresses stay out of what dnsmasq leases to whoever asks.
+    match &net.dhcp_ranges {
+        Some(_) => plan.unchanged(format!("DHCP range of tenant network {}", net.name)),
+        None => {
+            let (a, b) = net.dynamic_range();
+            plan.push(Step::new(
+                format!(
+                    "lease only {a}-{b} on tenant network {} (tenants get pinned addresses \
+                     below it)",
+                    net.name
+                ),
+                Action::run(network::dhcp_range_cmd(incus, &net)),
+            ));
+        }
+    }
     if net.is_guarded() {
         plan.unchanged(format!("{} on tenant network {}", network::ACL, net.name));
     } else {

@@ -2162,6 +2162,51 @@ fn restore_holds_index_and_backup_yaml_to_each_other() {
     }
 }
 
+/// A tenant network whose DHCP range is unset leases any address to whoever
+/// asks first, so `create` refuses it, changing nothing; `host init` gives
+/// DHCP the top of the subnet, and containers are pinned below it.
+#[test]
+fn host_init_keeps_dhcp_off_the_addresses_it_pins() {
+    let s = Sandbox::with_hosts(122, 5);
+    let unset = [("FAKE_DHCP_RANGES", "")];
+    let args = s.create_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.run_with(&args, &unset);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "error: tenant network br0 leases any address to whoever asks (ipv4.dhcp.ranges is \
+         unset), so a tenant could lease the next one first: run `containarium host init`\n"
+    );
+    assert!(s.instance().is_none());
+    assert!(
+        !s.log()
+            .iter()
+            .any(|l| l.starts_with("incus init") || l.starts_with("useradd"))
+    );
+    let out = s.run_with(&["host", "init"], &unset);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        s.log().contains(
+            &"incus network set br0 ipv4.dhcp.ranges=127.83.122.6-127.83.122.6".to_string()
+        ),
+        "{:?}",
+        s.log()
+    );
+    let out = s.run_with(&args, &unset);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.instance().unwrap()["devices"]["eth0"]["ipv4.address"],
+        "127.83.122.2"
+    );
+    let out = s.run_with(&["host", "init"], &unset);
+    assert!(
+        stderr(&out).contains("DHCP range of tenant network br0: unchanged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Members outside the export's `backup/` tree are refused before the
 /// import, even in an authenticated file and with `--untrusted`.
 #[test]
@@ -3355,6 +3400,7 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
             "quotas",
             "autostart",
             "nic-isolation",
+            "dhcp-range",
             "tenant-acl",
             "storage",
             "fail2ban",

@@ -146,9 +146,16 @@ def instances():
 
 
 def network():
-    return {"managed": True, "type": "bridge", "config": {
-        "ipv4.address": os.environ["FAKE_GATEWAY"], "ipv6.address": "none",
-        "security.acls": os.environ.get("FAKE_ACLS", "containarium-tenants")}}
+    config = {"ipv4.address": os.environ["FAKE_GATEWAY"], "ipv6.address": "none",
+              "security.acls": os.environ.get("FAKE_ACLS", "containarium-tenants")}
+    # What `host init` sets (the fake keeps `network set` in _network.json).
+    # By default, as if `host init` had run: a range outside the sandbox's
+    # small subnet (FAKE_DHCP_RANGES="": unset, as before host init).
+    top = os.environ["FAKE_GATEWAY"].rsplit(".", 1)[0]
+    config["ipv4.dhcp.ranges"] = os.environ.get("FAKE_DHCP_RANGES", f"{top}.250-{top}.254")
+    config.update({k: v for k, v in (load("_network") or {}).items() if k != "name"})
+    config = {k: v for k, v in config.items() if v}
+    return {"managed": True, "type": "bridge", "config": config}
 
 
 def members():
@@ -217,7 +224,11 @@ elif verb == "network" and args[1] == "acl":
     with open(path("_acl"), "w") as f:
         json.dump(acl, f)
 elif verb == "network" and args[1] == "set":
-    pass
+    net = load("_network") or {"name": "_network"}
+    for kv in args[3:]:
+        k, v = kv.split("=", 1)
+        net[k] = v
+    save(net)
 elif verb == "cluster" and args[1] == "list":
     if not members():
         sys.stderr.write("Error: This server is not clustered\n")
