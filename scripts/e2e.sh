@@ -25,7 +25,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # The order matters only for time: the cheap suites first.
-all_suites=(basics tenant-data sshd-policy audit fail2ban revocation network restore-trust apply-trust accounts lifecycle backup trixie doctor cohort crash quickstart)
+all_suites=(basics tenant-data sshd-policy audit fail2ban revocation network dhcp restore-trust apply-trust accounts lifecycle backup trixie doctor cohort crash quickstart)
 # Run by name only: a measurement, which scripts/bench.sh takes with more rounds.
 named_suites=(p1)
 
