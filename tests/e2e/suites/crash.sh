@@ -193,8 +193,9 @@ test_crash() {
 	check "backup $u" ctm backup "$u" --output "$work/crash-backup"
 	backup=$(ls "$work/crash-backup/$u"-container-*.tar.gz) || backup=missing
 	check "delete $u" ctm delete "$u" --force
-	for point in "in: import " "after:import $u-container" "after:check the imported config" \
-		"after:pin the address" "after:create jump account" "after:check sshd's effective policy" \
+	for point in "after:authenticate " "in: import " "after:import $u-container" \
+		"after:mark $u-container pending" "after:check that Incus imported" "after:re-author $u-container" \
+		"after:create jump account" "after:check sshd's effective policy" \
 		"after:write the jump account's keys" "after:start $u-container" "after:wait for sshd"; do
 		check "restore killed ${point/:/ }" crash__kill_at "$point" "$log" restore "$backup"
 		check "  restore again converges, or names the command that cleans up" \
