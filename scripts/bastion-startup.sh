@@ -39,7 +39,13 @@
 #      Secret Manager into a private directory on tmpfs, only when the host key
 #      must be (re)signed (no certificate, another CA, other principals), and
 #      shredded right after `containarium host sign`;
-#   6. `containarium host init --harden` and `containarium sync-accounts`, both
+#   6. the backup key, the same on every bastion: only when
+#      /etc/containarium/backup.key is missing (a first boot, a recreated boot
+#      disk), it is fetched from Secret Manager (base64 of 32 bytes), checked
+#      and linked into place, 0600 root; a key that is there is never read,
+#      replaced or changed here (host init checks it); a secret that is not
+#      32 bytes of base64 stops the run, nothing is written and no key is made;
+#      then `containarium host init --harden` and `containarium sync-accounts`, both
 #      idempotent: the jump accounts come back after the boot disk was recreated;
 #      only once both succeeded is the hold of step 0 released (the table
 #      deleted): the balancer sends users here once every jump account is here;
@@ -81,6 +87,9 @@
 #   CLUSTER_BOOTSTRAP       name of the member that creates the cluster
 #   CLUSTER_JOIN_SECRET     projects/P/secrets/S holding the join state
 #   HOST_CA_KEY_SECRET      projects/P/secrets/S holding the host CA's private key
+#   BACKUP_KEY_SECRET       projects/P/secrets/S holding the backup key (base64 of 32 bytes)
+#   BACKUP_KEY              where containarium reads the backup key
+#                           (default /etc/containarium/backup.key)
 #   JOIN_WAIT_SECONDS       how long one run waits for a join token (default 900)
 #   JOIN_POLL_SECONDS       how often it looks (default 15)
 #   TOKEN_REFRESH_SECONDS   a pending token expiring sooner than this is replaced (default 1800)
@@ -114,6 +123,8 @@ CLUSTER_ADDRESS=${CLUSTER_ADDRESS:-}
 CLUSTER_BOOTSTRAP=${CLUSTER_BOOTSTRAP:-}
 CLUSTER_JOIN_SECRET=${CLUSTER_JOIN_SECRET:-}
 HOST_CA_KEY_SECRET=${HOST_CA_KEY_SECRET:-}
+BACKUP_KEY_SECRET=${BACKUP_KEY_SECRET:-}
+BACKUP_KEY=${BACKUP_KEY:-/etc/containarium/backup.key}
 JOIN_WAIT_SECONDS=${JOIN_WAIT_SECONDS:-900}
 JOIN_POLL_SECONDS=${JOIN_POLL_SECONDS:-15}
 TOKEN_REFRESH_SECONDS=${TOKEN_REFRESH_SECONDS:-1800}
@@ -132,6 +143,8 @@ readonly LB_TABLE=containarium_lb
 # Private work directory for tokens, the CA key and API responses (mktemp -d is 0700).
 WORK=""
 SIGNED=0
+# The backup key being written, beside BACKUP_KEY until it is linked into place.
+BACKUP_KEY_TMP=""
 
 log() {
     # log LEVEL MESSAGE...   (LEVEL: info, warning, err)
@@ -161,10 +174,16 @@ on_error() {
 trap 'on_error $? $LINENO "$BASH_COMMAND"; exit 1' ERR
 
 cleanup() {
+    local f
+    if [ -n "$BACKUP_KEY_TMP" ] && [ -e "$BACKUP_KEY_TMP" ]; then
+        shred -u -- "$BACKUP_KEY_TMP" || rm -f -- "$BACKUP_KEY_TMP"
+    fi
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ -e "$WORK/host-ca-key" ]; then
-            shred -u -- "$WORK/host-ca-key" || rm -f -- "$WORK/host-ca-key"
-        fi
+        for f in "$WORK/host-ca-key" "$WORK/backup-key.b64"; do
+            if [ -e "$f" ]; then
+                shred -u -- "$f" || rm -f -- "$f"
+            fi
+        done
         rm -rf -- "$WORK"
     fi
 }
@@ -558,6 +577,48 @@ sign_host_key() {
     SIGNED=1
 }
 
+# Step 6, first: the backup key, under which `containarium backup` authenticates
+# what it writes and `restore` checks it, so the same on every bastion. Only a
+# missing file is written: a key that is there (this boot disk's, or one an
+# admin put there) is never read, replaced or changed here; `host init` refuses
+# one that is not a regular 0600 root file of 32 bytes. The secret holds one
+# line of base64; anything that does not decode to exactly 32 bytes stops the
+# run (retried a minute later) with nothing written: containarium would
+# otherwise make a key of its own, which no other bastion has.
+ensure_backup_key() {
+    local b64=$WORK/backup-key.b64 dir rc=0 size
+    [ -n "$BACKUP_KEY_SECRET" ] || refuse "BACKUP_KEY_SECRET must be set (/etc/default/containarium-startup)"
+    if [ -e "$BACKUP_KEY" ] || [ -L "$BACKUP_KEY" ]; then
+        log info "backup key $BACKUP_KEY is there: kept as it is"
+        return 0
+    fi
+    log info "no backup key $BACKUP_KEY: fetching it from $BACKUP_KEY_SECRET"
+    (umask 077 && : >"$b64")
+    secret_get "$BACKUP_KEY_SECRET" "$b64" || rc=$?
+    [ "$rc" = 0 ] || die "secret $BACKUP_KEY_SECRET has no version yet (terraform apply writes it)"
+    # 32 bytes are 43 base64 characters and one '=' (a final newline is allowed)
+    if [ "$(wc -l <"$b64")" -gt 1 ] || ! grep -Eqx -- '[A-Za-z0-9+/]{43}=' "$b64"; then
+        die "secret $BACKUP_KEY_SECRET is not one line of base64 of 32 bytes: no backup key written (fix the secret's latest version; docs/scale-out.md)"
+    fi
+    dir=$(dirname -- "$BACKUP_KEY")
+    mkdir -p -- "$dir"
+    # a 0600 file of root's (the unit's user), beside the key: linked into place
+    BACKUP_KEY_TMP=$(mktemp -- "$dir/.backup.key.XXXXXX")
+    base64 -d <"$b64" >"$BACKUP_KEY_TMP" ||
+        die "secret $BACKUP_KEY_SECRET does not decode: no backup key written"
+    size=$(stat -c %s -- "$BACKUP_KEY_TMP")
+    [ "$size" = 32 ] ||
+        die "secret $BACKUP_KEY_SECRET decodes to $size bytes, not 32: no backup key written"
+    chmod 0600 -- "$BACKUP_KEY_TMP"
+    sync -- "$BACKUP_KEY_TMP"
+    # a link, not a rename: it never replaces a key written meanwhile (host init's way)
+    run ln -- "$BACKUP_KEY_TMP" "$BACKUP_KEY"
+    rm -f -- "$BACKUP_KEY_TMP"
+    BACKUP_KEY_TMP=""
+    shred -u -- "$b64"
+    log info "backup key $BACKUP_KEY written from $BACKUP_KEY_SECRET (32 bytes, 0600)"
+}
+
 # Step 7, on the database leader only (exactly one member answers for the
 # cluster; Incus cancels a name's older token when another is issued, so two
 # publishers would undo each other).
@@ -672,6 +733,7 @@ main() {
     ensure_incus_state
     ensure_cluster_member
     ensure_host_cert
+    ensure_backup_key
     run "$CONTAINARIUM" host init --harden
     if [ "$SIGNED" = 1 ]; then
         # host init reloads sshd only when its drop-in changed; a new certificate

@@ -1,7 +1,7 @@
 # The bastions' own identity: no project roles beyond writing logs and metrics;
 # on single resources: read access to the package's bucket when the package
-# comes from one, the join state (read, add and destroy versions) and the host
-# CA key (read). Every bastion is an Incus cluster member, root over every
+# comes from one, the join state (read, add and destroy versions), the host
+# CA key (read) and the backup key (read). Every bastion is an Incus cluster member, root over every
 # container through the shared database, so they share one identity.
 resource "google_service_account" "bastion" {
   account_id   = "${var.name_prefix}-bastion"
@@ -43,6 +43,12 @@ resource "google_secret_manager_secret_iam_member" "bastion_join_writer" {
 
 resource "google_secret_manager_secret_iam_member" "bastion_host_ca_reader" {
   secret_id = google_secret_manager_secret.host_ca_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.bastion.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "bastion_backup_key_reader" {
+  secret_id = google_secret_manager_secret.backup_key.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.bastion.email}"
 }

@@ -106,6 +106,7 @@ resource "google_compute_instance" "bastion" {
       bootstrap_member   = local.bootstrap_member
       join_secret        = google_secret_manager_secret.cluster_join.id
       host_ca_key_secret = google_secret_manager_secret.host_ca_key.id
+      backup_key_secret  = google_secret_manager_secret.backup_key.id
       lb_address         = join("", local.lb_addresses) # empty without the balancer (lb.tf)
     })
     # Read by the startup script at every boot, so changing them needs no new
@@ -135,5 +136,7 @@ resource "google_compute_instance" "bastion" {
     google_secret_manager_secret_iam_member.bastion_join_writer,
     google_secret_manager_secret_iam_member.bastion_host_ca_reader,
     google_secret_manager_secret_version.host_ca_key,
+    google_secret_manager_secret_iam_member.bastion_backup_key_reader,
+    google_secret_manager_secret_version.backup_key,
   ]
 }

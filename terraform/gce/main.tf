@@ -2,12 +2,12 @@
 # one Incus cluster (docs/scale-out.md), so any bastion serves any user.
 #
 # Layout: network.tf (VPC, subnet, addresses, firewall), iam.tf (service
-# accounts, who may read which secret), secrets.tf (the join state and the host
-# CA), instances.tf (data disks and bastions), lb.tf (optional TCP load
+# accounts, who may read which secret), secrets.tf (the join state, the host
+# CA and the backup key), instances.tf (data disks and bastions), lb.tf (optional TCP load
 # balancer), snapshots.tf (daily data disk snapshots), spot_restart.tf
 # (restarting preempted Spot VMs), outputs.tf. On the VM,
 # cloud-init/bastion.yaml and scripts/bastion-startup.sh need the data disk's
-# path, the member's name and address, two Secret Manager secrets and the
+# path, the member's name and address, three Secret Manager secrets and the
 # instance metadata containarium-members, -host-ca and -host-principals.
 
 locals {
@@ -32,7 +32,7 @@ locals {
   # (https://cloud.google.com/secret-manager/docs/accessing-the-api), so the
   # scope no longer narrows anything: the service account's IAM does. It holds
   # log and metric writing on the project and, on single resources only, the
-  # two secrets and the package's bucket (iam.tf; a test keeps it so).
+  # three secrets and the package's bucket (iam.tf; a test keeps it so).
   bastion_scopes = ["https://www.googleapis.com/auth/cloud-platform"]
 
   # One tenant subnet for the whole cluster: every member's bridge has the same

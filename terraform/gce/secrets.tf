@@ -1,4 +1,4 @@
-# The two secrets the bastions share, both readable only by the bastions'
+# The three secrets the bastions share, each readable only by the bastions'
 # service account (iam.tf):
 #
 # - the join state: written by the cluster's database leader (one line per
@@ -10,6 +10,11 @@
 #   provisioning. It is in Terraform state too (like every tls_private_key):
 #   keep the state where only admins can read it. Why a bastion may hold it
 #   for a moment, and how to rotate it: docs/scale-out.md.
+# - the backup key: 32 random bytes, the same on every bastion, under which
+#   `containarium backup` authenticates what it writes and `restore` checks it.
+#   Stored base64 (one line, 44 characters); the startup script decodes it into
+#   /etc/containarium/backup.key when that file is missing. In Terraform state
+#   too. Rotating it, and what that means for old backups: docs/scale-out.md.
 
 resource "google_project_service" "secretmanager" {
   service            = "secretmanager.googleapis.com"
@@ -57,4 +62,34 @@ resource "google_secret_manager_secret" "host_ca_key" {
 resource "google_secret_manager_secret_version" "host_ca_key" {
   secret      = google_secret_manager_secret.host_ca_key.id
   secret_data = tls_private_key.host_ca[var.host_ca_key_ids[0]].private_key_openssh
+}
+
+# A new key only with `terraform apply -replace=random_bytes.backup_key`: every
+# backup written before can then be restored only with the old key
+# (docs/scale-out.md). An existing cluster's key is brought in with
+# `terraform import random_bytes.backup_key <its base64>` (terraform/gce/README.md).
+resource "random_bytes" "backup_key" {
+  length = 32
+}
+
+resource "google_secret_manager_secret" "backup_key" {
+  secret_id = "${var.name_prefix}-backup-key"
+  labels    = local.labels
+
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+
+  depends_on = [google_project_service.secretmanager]
+}
+
+# Base64 of the 32 bytes (standard alphabet, padded): text, as the other
+# secrets, so it can be read and written with gcloud without a binary file.
+resource "google_secret_manager_secret_version" "backup_key" {
+  secret      = google_secret_manager_secret.backup_key.id
+  secret_data = random_bytes.backup_key.base64
 }

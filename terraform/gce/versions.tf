@@ -11,6 +11,11 @@ terraform {
       source  = "hashicorp/tls"
       version = ">= 4.0, < 5.0"
     }
+    # the backup key (random_bytes needs 3.5)
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.5, < 4.0"
+    }
   }
 }
 

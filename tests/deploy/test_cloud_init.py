@@ -28,6 +28,7 @@ TEST_VALUES = {
     "bootstrap_member": "containarium-bastion-0",
     "join_secret": "projects/my-gcp-project/secrets/containarium-cluster-join",
     "host_ca_key_secret": "projects/my-gcp-project/secrets/containarium-host-ca-key",
+    "backup_key_secret": "projects/my-gcp-project/secrets/containarium-backup-key",
     "lb_address": "203.0.113.80",
 }
 
@@ -225,6 +226,7 @@ def test_startup_unit_runs_at_every_boot(files):
                  "CLUSTER_BOOTSTRAP=containarium-bastion-0",
                  "CLUSTER_JOIN_SECRET=projects/my-gcp-project/secrets/containarium-cluster-join",
                  "HOST_CA_KEY_SECRET=projects/my-gcp-project/secrets/containarium-host-ca-key",
+                 "BACKUP_KEY_SECRET=projects/my-gcp-project/secrets/containarium-backup-key",
                 "LB_ADDRESS=203.0.113.80"):
         assert line in env, line
 
@@ -292,7 +294,8 @@ def test_terraform_passes_the_cluster_settings():
                 "member_address = each.value.internal_address",
                 "bootstrap_member = local.bootstrap_member",
                 "join_secret = google_secret_manager_secret.cluster_join.id",
-                "host_ca_key_secret = google_secret_manager_secret.host_ca_key.id"):
+                "host_ca_key_secret = google_secret_manager_secret.host_ca_key.id",
+                "backup_key_secret = google_secret_manager_secret.backup_key.id"):
         assert arg in call, arg
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ FAKED = ["zpool", "zfs", "incus", "blkid", "wipefs", "systemctl", "containarium"
 # The real tools the script hands data to, wrapped to log their argv
 # ($FAKE_LOG.argv), so a test can show no secret is ever on a command line.
 PASSED_THROUGH = ["python3", "ssh-keygen", "awk", "grep", "sed", "install", "shred", "cmp",
-                  "head", "sort", "tr", "paste", "cat", "mktemp", "flock"]
+                  "head", "sort", "tr", "paste", "cat", "mktemp", "flock", "base64", "wc",
+                  "stat", "chmod", "ln", "sync"]
 # logger is called for every line the script logs: a plain sh stand-in is much
 # cheaper than starting Python, and it keeps its lines apart (fake.log.logger)
 LOGGER = '#!/bin/sh\nprintf "%s\\n" "$*" >>"$FAKE_LOG.logger"\n'
@@ -36,6 +38,7 @@ STATE_DS = "containarium/incus-state"
 MEMBERS = ["b-0", "b-1", "b-2"]
 JOIN_SECRET = "projects/p/secrets/c-cluster-join"
 CA_SECRET = "projects/p/secrets/c-host-ca-key"
+BACKUP_SECRET = "projects/p/secrets/c-backup-key"
 METADATA_URL = "http://metadata.test/computeMetadata/v1"
 SECRETS_URL = "https://secretmanager.test/v1"
 SA_TOKEN = "fake-sa-access-token"
@@ -47,7 +50,7 @@ MUTATING = [
     ("incus", "cluster", "add"), ("incus", "cluster", "remove"),
     ("systemctl", "stop"), ("systemctl", "start"), ("systemctl", "enable"),
     ("systemctl", "try-reload-or-restart"), ("containarium", "host", "sign"),
-    ("mv",), ("install",), ("shred",), ("nft", "-f"), ("nft", "delete"),
+    ("mv",), ("install",), ("shred",), ("nft", "-f"), ("nft", "delete"), ("ln",),
 ]
 
 
@@ -106,6 +109,9 @@ class World:
         self.runtime.mkdir()
         self.state_dir = tmp_path / "state"
         self.host_ca_pub = tmp_path / "etc" / "host-ca.pub"
+        self.backup_key = tmp_path / "etc" / "backup.key"
+        # what terraform's random_bytes makes; the secret holds its base64 (.base64)
+        self.key = os.urandom(32)
         keys = tmp_path / "keys"
         keys.mkdir()
         (tmp_path / "ssh").mkdir()
@@ -125,7 +131,8 @@ class World:
                 "containarium-host-ca": self.ca["ca-1"][1] + "\n",
                 "containarium-host-principals": self.principals(),
             },
-            "secrets": {CA_SECRET: [self.ca["ca-1"][0]]},
+            "secrets": {CA_SECRET: [self.ca["ca-1"][0]],
+                        BACKUP_SECRET: [base64.b64encode(self.key).decode()]},
             "units": [],
         }
         world.update(state)
@@ -161,6 +168,8 @@ class World:
             "CLUSTER_BOOTSTRAP": "b-0",
             "CLUSTER_JOIN_SECRET": JOIN_SECRET,
             "HOST_CA_KEY_SECRET": CA_SECRET,
+            "BACKUP_KEY_SECRET": BACKUP_SECRET,
+            "BACKUP_KEY": str(self.backup_key),
             "JOIN_WAIT_SECONDS": "2",
             "JOIN_POLL_SECONDS": "1",
             "METADATA_URL": METADATA_URL,
@@ -740,10 +749,15 @@ def test_no_secret_is_ever_on_a_command_line(tmp_path):
     watched(j)
     # they were watched: the CA key was checked, tokens and payloads decoded
     assert "ssh-keygen -y -f" in runs[0] and "python3 -c" in runs[1] and "python3 -c" in runs[2]
+    assert "base64 -d" in runs[0], "the backup key was decoded"
     ca_key_lines = [ln for ln in w.ca["ca-1"][0].splitlines() if "PRIVATE KEY" not in ln]
+    backup_keys = [base64.b64encode(w.key).decode(), w.key.hex(),
+                   base64.b64encode(j.key).decode(), j.key.hex()]
     for seen in runs:
-        for secret in [token, SA_TOKEN, *ca_key_lines]:
+        for secret in [token, SA_TOKEN, *ca_key_lines, *backup_keys]:
             assert secret not in seen
+    # positive control: the backup keys did reach their files
+    assert w.backup_key.read_bytes() == w.key and j.backup_key.read_bytes() == j.key
     # positive control: the token did reach Incus, through the preseed on stdin
     assert token in j.preseed()
 
@@ -907,3 +921,172 @@ def test_the_real_hold_refuses_the_balancer_address_until_ready(tmp_path, netns)
     tables = subprocess.run(netns + ["nft", "list", "tables"], capture_output=True, text=True,
                             check=True).stdout
     assert "containarium_lb" not in tables
+
+
+# --- the backup key ------------------------------------------------------------
+
+def key_dir_leftovers(w):
+    """Anything beside the key in its directory (a temporary file left behind)."""
+    return sorted(p.name for p in w.backup_key.parent.iterdir()
+                  if p.name not in ("backup.key", "host-ca.pub"))
+
+
+def test_the_backup_key_is_fetched_and_put_in_place_before_host_init(tmp_path):
+    w = World(tmp_path, disk="blank", member="b-0")
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.reads(BACKUP_SECRET) == 1
+    # exactly the 32 bytes terraform made, a regular 0600 file (root's, as the unit runs)
+    assert w.backup_key.read_bytes() == w.key
+    st = w.backup_key.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == os.geteuid() and st.st_nlink == 1
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (0, 0)
+    # linked into place from a temporary file beside it, nothing left behind
+    [link] = w.issued("ln")
+    assert link[1] == "--" and link[-1] == str(w.backup_key)
+    assert Path(link[2]).parent == w.backup_key.parent and ".backup.key." in link[2]
+    assert key_dir_leftovers(w) == []
+    assert list(w.runtime.iterdir()) == [], "the base64 in the work directory is gone"
+    # before host init (which would otherwise make a key of its own)
+    err = w.stderr
+    assert err.index(f"running: ln -- {link[2]}") < err.index("running: containarium host init")
+    assert "-t containarium-startup -p daemon.info -- " \
+        f"backup key {w.backup_key} written from {BACKUP_SECRET} (32 bytes, 0600)" in w.logged
+    # the next boot: the key is there, the secret is not even read
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.reads(BACKUP_SECRET) == 0
+    assert w.mutations() == []
+    assert w.backup_key.read_bytes() == w.key
+
+
+def test_a_recreated_boot_disk_gets_the_same_backup_key(tmp_path):
+    """The key is on the boot disk: a recreated one reads it again from the
+    secret, the same bytes every other bastion has."""
+    w = recreated_boot_disk_world(tmp_path)
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.reads(BACKUP_SECRET) == 1
+    assert w.backup_key.read_bytes() == w.key
+
+
+def test_a_backup_key_that_is_there_is_never_read_replaced_or_changed(tmp_path):
+    w = member_world(tmp_path)
+    w.backup_key.parent.mkdir(parents=True)
+    mine = os.urandom(32)
+    w.backup_key.write_bytes(mine)
+    w.backup_key.chmod(0o600)
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.reads(BACKUP_SECRET) == 0
+    assert w.backup_key.read_bytes() == mine
+    assert not w.issued("ln")
+    # not even a wrong one (host init refuses it, in one line): never overwritten
+    w.backup_key.chmod(0o644)
+    w.run()
+    assert w.reads(BACKUP_SECRET) == 0 and not w.issued("ln")
+    assert w.backup_key.read_bytes() == mine
+    assert stat.S_IMODE(w.backup_key.stat().st_mode) == 0o644
+    # a dangling symbolic link is not written through either
+    w.backup_key.unlink()
+    w.backup_key.symlink_to(tmp_path / "elsewhere")
+    w.run()
+    assert w.reads(BACKUP_SECRET) == 0 and not w.issued("ln")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+GOOD = base64.b64encode(bytes(range(32))).decode()
+
+
+@pytest.mark.parametrize("payload,why", [
+    (GOOD + "\n", None),  # gcloud users' echo: one final newline is fine
+    (base64.b64encode(bytes(31)).decode(), "not one line of base64 of 32 bytes"),
+    (base64.b64encode(bytes(33)).decode(), "not one line of base64 of 32 bytes"),
+    (base64.b64encode(bytes(64)).decode(), "not one line of base64 of 32 bytes"),
+    (GOOD.rstrip("="), "not one line of base64 of 32 bytes"),  # unpadded
+    (GOOD + "\n" + GOOD + "\n", "not one line of base64 of 32 bytes"),
+    (GOOD[:22] + "\n" + GOOD[22:] + "\n", "not one line of base64 of 32 bytes"),
+    (GOOD.replace("A", "-").replace("B", "_"), "not one line of base64 of 32 bytes"),  # url-safe
+    (" " + GOOD, "not one line of base64 of 32 bytes"),
+    (bytes(range(32)).hex(), "not one line of base64 of 32 bytes"),
+    ("", "not one line of base64 of 32 bytes"),
+    ("A" * 43 + "=", None),  # 32 zero bytes: well formed, so taken
+])
+def test_a_secret_that_is_not_a_32_byte_key_stops_the_run_and_writes_nothing(tmp_path, payload, why):
+    w = member_world(tmp_path)
+    st = w.state
+    st["secrets"][BACKUP_SECRET] = [payload]
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    if why is None:
+        assert w.rc == 0, w.stderr
+        assert len(w.backup_key.read_bytes()) == 32
+        assert w.backup_key.read_bytes() == base64.b64decode(payload)
+        return
+    assert w.rc == 1, "retried by systemd once the secret is fixed"
+    assert f"secret {BACKUP_SECRET} is {why}: no backup key written" in w.stderr
+    assert not w.backup_key.exists() and not w.backup_key.is_symlink()
+    assert key_dir_leftovers(w) == []
+    assert list(w.runtime.iterdir()) == []
+    # host init never ran, so it made no key of its own
+    assert not w.issued("containarium", "host", "init")
+    assert not w.issued("containarium", "sync-accounts")
+    # the secret is fixed: the next run writes it
+    st = w.state
+    st["secrets"][BACKUP_SECRET].append(base64.b64encode(w.key).decode())
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 0, w.stderr
+    assert w.backup_key.read_bytes() == w.key
+
+
+def test_a_key_that_does_not_decode_to_32_bytes_is_never_put_in_place(tmp_path):
+    """The decoded size is checked too, whatever let the text through: a
+    base64 that decodes short (here: a base64 -d that stops early) is refused."""
+    w = member_world(tmp_path)
+    fake = w.bin / "base64"
+    fake.write_text("#!/bin/sh\nhead -c 31 /dev/zero\n")
+    fake.chmod(0o755)
+    w.run()
+    assert w.rc == 1
+    assert f"secret {BACKUP_SECRET} decodes to 31 bytes, not 32: no backup key written" in w.stderr
+    assert not w.backup_key.exists()
+    assert key_dir_leftovers(w) == []
+    assert not w.issued("containarium", "host", "init")
+
+
+def test_no_backup_key_version_yet_stops_the_run(tmp_path):
+    w = member_world(tmp_path)
+    st = w.state
+    del st["secrets"][BACKUP_SECRET]
+    w.state_file.write_text(json.dumps(st))
+    w.run()
+    assert w.rc == 1
+    assert f"secret {BACKUP_SECRET} has no version yet (terraform apply writes it)" in w.stderr
+    assert not w.backup_key.exists()
+    assert not w.issued("containarium", "host", "init")
+
+
+def test_a_secret_manager_error_writes_no_backup_key(tmp_path):
+    w = member_world(tmp_path)
+    w.run()  # signs the host key, writes the backup key
+    assert w.rc == 0, w.stderr
+    w.backup_key.unlink()
+    w.update(secrets_denied=True)
+    w.run()
+    assert w.rc == 1
+    assert "HTTP 403" in w.stderr
+    assert not w.backup_key.exists()
+    assert key_dir_leftovers(w) == []
+    assert not w.issued("containarium", "host", "init")
+
+
+def test_the_backup_key_secret_must_be_set(tmp_path):
+    w = member_world(tmp_path)
+    w.run(BACKUP_KEY_SECRET=None)
+    assert w.rc == 2
+    assert "BACKUP_KEY_SECRET must be set" in w.stderr
+    assert not w.backup_key.exists()
+    assert not w.issued("containarium", "host", "init")

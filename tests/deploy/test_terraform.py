@@ -155,7 +155,8 @@ def test_the_bastions_service_account_holds_only_logs_metrics_and_its_own_resour
 def test_every_secret_is_readable_only_by_the_bastions(gce):
     secrets = {n for n in gce.resources if n.startswith("google_secret_manager_secret.")}
     assert secrets == {"google_secret_manager_secret.cluster_join",
-                       "google_secret_manager_secret.host_ca_key"}
+                       "google_secret_manager_secret.host_ca_key",
+                       "google_secret_manager_secret.backup_key"}
     grants = {}
     for name, r in gce.resources.items():
         if name.startswith("google_secret_manager_secret_iam_member."):
@@ -167,10 +168,13 @@ def test_every_secret_is_readable_only_by_the_bastions(gce):
             "roles/secretmanager.secretAccessor", "roles/secretmanager.secretVersionManager"},
         # the host CA key: read only
         "${google_secret_manager_secret.host_ca_key.id}": {"roles/secretmanager.secretAccessor"},
+        # the backup key: read only
+        "${google_secret_manager_secret.backup_key.id}": {"roles/secretmanager.secretAccessor"},
     }
     vm = gce.resources["google_compute_instance.bastion"]
     # no bastion boots before it may read them
-    for grant in ("bastion_join_reader", "bastion_join_writer", "bastion_host_ca_reader"):
+    for grant in ("bastion_join_reader", "bastion_join_writer", "bastion_host_ca_reader",
+                  "bastion_backup_key_reader"):
         assert f"${{google_secret_manager_secret_iam_member.{grant}}}" in vm["depends_on"]
 
 
@@ -186,6 +190,31 @@ def test_the_host_ca_is_generated_and_only_its_signing_key_is_stored(gce):
     assert md["containarium-host-ca"] == '${join("\\n", local.host_ca_public_keys)}'
     assert "@cert-authority" in " ".join(strings(gce.outputs["ssh_known_hosts"]))
     assert gce.outputs["host_ca_public_keys"]["value"] == "${local.host_ca_public_keys}"
+
+
+def test_the_backup_key_is_32_random_bytes_stored_base64(gce):
+    """One key for every bastion: 32 bytes from random_bytes, in the secret
+    as its base64 (what the startup script decodes and checks), written
+    before any bastion boots; secrets stay in the same region as the others."""
+    key = gce.resources["random_bytes.backup_key"]
+    assert key["length"] == 32
+    assert "keepers" not in key, "a new key only when an admin asks for one (-replace)"
+    secret = gce.resources["google_secret_manager_secret.backup_key"]
+    assert secret["secret_id"] == "${var.name_prefix}-backup-key"
+    assert secret["replication"] == gce.resources["google_secret_manager_secret.host_ca_key"]["replication"]
+    version = gce.resources["google_secret_manager_secret_version.backup_key"]
+    assert version["secret"] == "${google_secret_manager_secret.backup_key.id}"
+    assert version["secret_data"] == "${random_bytes.backup_key.base64}"
+    assert "is_secret_data_base64" not in version, "the payload is the base64 text itself"
+    random = gce.files["versions.tf"]["terraform"][0]["required_providers"][0]["random"]
+    assert random["source"] == "hashicorp/random" and random["version"].startswith(">= 3.5")
+    vm = gce.resources["google_compute_instance.bastion"]
+    assert "${google_secret_manager_secret_version.backup_key}" in vm["depends_on"]
+    # the key is in no output and no metadata: only the secret holds it
+    for name, out in gce.outputs.items():
+        assert "backup_key" not in " ".join(strings(out)), name
+    assert "backup_key" not in " ".join(strings(vm["metadata"])).replace(
+        "backup_key_secret = google_secret_manager_secret.backup_key.id", "")
 
 
 def test_what_may_change_is_in_the_metadata_not_the_user_data(gce):
