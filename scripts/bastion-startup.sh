@@ -587,11 +587,11 @@ sign_host_key() {
 # otherwise make a key of its own, which no other bastion has.
 ensure_backup_key() {
     local b64=$WORK/backup-key.b64 dir rc=0 size
-    [ -n "$BACKUP_KEY_SECRET" ] || refuse "BACKUP_KEY_SECRET must be set (/etc/default/containarium-startup)"
     if [ -e "$BACKUP_KEY" ] || [ -L "$BACKUP_KEY" ]; then
         log info "backup key $BACKUP_KEY is there: kept as it is"
         return 0
     fi
+    [ -n "$BACKUP_KEY_SECRET" ] || refuse "BACKUP_KEY_SECRET must be set (/etc/default/containarium-startup): there is no backup key $BACKUP_KEY to keep"
     log info "no backup key $BACKUP_KEY: fetching it from $BACKUP_KEY_SECRET"
     (umask 077 && : >"$b64")
     secret_get "$BACKUP_KEY_SECRET" "$b64" || rc=$?
