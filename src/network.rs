@@ -101,8 +101,8 @@ pub struct TenantNet {
     pub name: String,
     /// The bridge's own address and prefix, e.g. 10.197.83.1/24.
     pub gateway: Cidr,
-    /// Whether the network gives tenants IPv6 (which then needs filtering
-    /// too).
+    /// Whether the network gives tenants IPv6 (`ipv6.address` set and not
+    /// `none`), which no tenant network may: `require_ipv4_only`.
     pub ipv6: bool,
     /// The ACLs attached to the network (`security.acls`).
     pub acls: Vec<String>,
