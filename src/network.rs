@@ -101,8 +101,8 @@ pub struct TenantNet {
     pub name: String,
     /// The bridge's own address and prefix, e.g. 10.197.83.1/24.
     pub gateway: Cidr,
-    /// Whether the network gives tenants IPv6 (which then needs filtering
-    /// too).
+    /// Whether the network gives tenants IPv6 (`ipv6.address` set and not
+    /// `none`), which no tenant network may: `require_ipv4_only`.
     pub ipv6: bool,
     /// The ACLs attached to the network (`security.acls`).
     pub acls: Vec<String>,
@@ -177,8 +177,10 @@ impl TenantNet {
     }
 
     /// Refuses (one line, saying what is missing) unless tenants on this
-    /// network would be filtered: fail closed.
+    /// network would be filtered: fail closed. IPv6 is checked first: it is
+    /// the one gap `host init` cannot close.
     pub fn require_guarded(&self, firewall: &str) -> Result<()> {
+        self.require_ipv4_only()?;
         self.require_acl(firewall)?;
         if let Some(why) = self.dhcp_problem() {
             bail!(Refused(format!(
@@ -198,8 +200,8 @@ impl TenantNet {
         })
     }
 
-    /// [`Self::require_guarded`] without the DHCP range: the firewall,
-    /// our ACL and IPv6.
+    /// [`Self::require_guarded`] without IPv6 and the DHCP range: the
+    /// firewall and our ACL.
     pub fn require_acl(&self, firewall: &str) -> Result<()> {
         let name = &self.name;
         require_firewall(firewall)?;
@@ -208,23 +210,45 @@ impl TenantNet {
                 "tenant network {name} does not carry the {ACL} network ACL: run `containarium host init`"
             )));
         }
-        if self.ipv6 && !bridge_filters_ipv6() {
+        Ok(())
+    }
+
+    /// Refuses a network that gives tenants IPv6. Our ACL, `deny-egress`
+    /// and the bastion's address list are IPv4, and Incus's last ACL rule
+    /// allows both families: over IPv6 a tenant would reach the bastion's
+    /// services and its neighbours through the gateway. With
+    /// `ipv6.address=none` Incus also disables IPv6 on the bridge itself,
+    /// link-local included.
+    pub fn require_ipv4_only(&self) -> Result<()> {
+        if self.ipv6 {
+            let name = &self.name;
             bail!(Refused(format!(
-                "tenant network {name} has IPv6, which this host cannot filter (br_netfilter is not loaded): \
-                 set `ipv6.address=none` on {name} or load br_netfilter"
+                "{}: run `{}`",
+                ipv6_problem(name),
+                ipv6_fix(name)
             )));
         }
         Ok(())
     }
 
-    /// The NIC settings every tenant's eth0 carries on this network.
+    /// The NIC settings every tenant's eth0 carries on this network (IPv4
+    /// only: an IPv6 network is refused, so it never needs IPv6 filters).
     pub fn nic_security(&self) -> Vec<(&'static str, &'static str)> {
-        let mut keys = NIC_SECURITY.to_vec();
-        if self.ipv6 {
-            keys.push(("security.ipv6_filtering", "true"));
-        }
-        keys
+        NIC_SECURITY.to_vec()
     }
+}
+
+/// What is wrong with a tenant network that has IPv6, as one clause.
+pub fn ipv6_problem(net: &str) -> String {
+    format!(
+        "tenant network {net} gives tenants IPv6, which containarium does not filter \
+         (its ACL is IPv4 only)"
+    )
+}
+
+/// The command that takes IPv6 off a tenant network.
+pub fn ipv6_fix(net: &str) -> String {
+    format!("incus network set {net} ipv6.address=none")
 }
 
 /// Refuses a host whose Incus has no firewall driver (`firewall` from
@@ -336,13 +360,6 @@ fn profile_network(incus: &Incus) -> Result<String> {
             )
             .into()
         })
-}
-
-/// Whether the kernel's bridge netfilter hands IPv6 to ip6tables/nftables,
-/// which Incus needs for `security.ipv6_filtering`.
-fn bridge_filters_ipv6() -> bool {
-    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-ip6tables")
-        .is_ok_and(|v| v.trim() == "1")
 }
 
 /// The command that brings an existing tenant's eth0 to what `create` gives
@@ -698,6 +715,49 @@ mod tests {
         let err = net().require_guarded("").unwrap_err();
         assert!(err.to_string().contains("no firewall driver"), "{err}");
         net().require_guarded("nftables").unwrap();
+    }
+
+    /// Any IPv6 address on the bridge is refused, guarded or not, whatever
+    /// the kernel can filter, with one line naming Incus's fix; `none` or no
+    /// key at all is IPv4 only. The refusal comes before the ACL's: host
+    /// init, which attaches the ACL, refuses the same network.
+    #[test]
+    fn ipv6_on_the_tenant_network_is_refused() {
+        let with = |v6: Option<&str>, acls: &str| {
+            let mut config = serde_json::json!({
+                "ipv4.address": "10.0.0.1/24",
+                "ipv4.dhcp.ranges": "10.0.0.250-10.0.0.254",
+                "security.acls": acls,
+            });
+            if let Some(v6) = v6 {
+                config["ipv6.address"] = v6.into();
+            }
+            let json = serde_json::json!({"managed": true, "type": "bridge", "config": config});
+            parse_network("br", &json.to_string()).unwrap()
+        };
+        for v6 in [None, Some("none"), Some("")] {
+            let net = with(v6, ACL);
+            assert!(!net.ipv6, "{v6:?}");
+            net.require_ipv4_only().unwrap();
+            net.require_guarded("nftables").unwrap();
+            assert_eq!(net.nic_security(), NIC_SECURITY.to_vec());
+        }
+        for v6 in ["fd42:1:2:3::1/64", "auto"] {
+            let expected = "tenant network br gives tenants IPv6, which containarium does not \
+                            filter (its ACL is IPv4 only): run `incus network set br ipv6.address=none`";
+            for acls in [ACL, ""] {
+                let net = with(Some(v6), acls);
+                assert!(net.ipv6, "{v6}");
+                let err = net.require_guarded("nftables").unwrap_err();
+                assert_eq!(err.to_string(), expected);
+                assert!(err.downcast_ref::<Refused>().is_some());
+                assert_eq!(net.require_ipv4_only().unwrap_err().to_string(), expected);
+            }
+            // The ACL's own check does not look at IPv6 (doctor's
+            // tenant-ipv6 does), nor do the NIC filters ask for IPv6 ones.
+            with(Some(v6), ACL).require_acl("nftables").unwrap();
+            assert_eq!(with(Some(v6), ACL).nic_security(), NIC_SECURITY.to_vec());
+        }
     }
 
     #[test]

@@ -188,6 +188,10 @@ impl ApplyArgs {
             )));
         }
         let entries = plan(env, &cohort, self.prune, &self.adopt)?;
+        // Refused once, before the plan is shown, rather than by each create.
+        if entries.iter().any(|e| e.verb == Verb::Create) {
+            super::tenant_net(env)?.require_ipv4_only()?;
+        }
         let changes = entries.iter().any(|e| e.verb != Verb::Unchanged);
         if !self.json {
             for entry in &entries {

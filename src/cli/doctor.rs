@@ -338,6 +338,7 @@ fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host
             };
             let current = network::current_acl(incus).map_err(|e| format!("{e:#}"));
             checks.push(acl_check(&net.name, guard, current, &wanted));
+            checks.push(ipv6_check(&net));
         }
         Err(err) => checks.push(Check::fail("tenant-acl", format!("{err:#}"), HOST_INIT)),
     }
@@ -1128,8 +1129,8 @@ fn autostart_check(incus: &Incus, managed: &[&Instance]) -> Check {
 // The tenant network
 // ---------------------------------------------------------------------------
 
-/// Our ACL is on the tenant network (with a firewall, and no IPv6 the host
-/// cannot filter: `require_guarded`) and holds the rules `host init` writes.
+/// Our ACL is on the tenant network (with a firewall: `require_acl`) and
+/// holds the rules `host init` writes.
 fn acl_check(
     net: &str,
     guard: Result<(), String>,
@@ -1163,6 +1164,22 @@ fn acl_check(
             )
         }
         Ok(Some(_)) => Check::ok(NAME, format!("{} on {net}", network::ACL)),
+    }
+}
+
+/// The tenant network gives tenants no IPv6, which the ACL would not cover
+/// (`TenantNet::require_ipv4_only`); `host init` cannot fix that, so the
+/// fix is Incus's own command.
+fn ipv6_check(net: &TenantNet) -> Check {
+    const NAME: &str = "tenant-ipv6";
+    if net.ipv6 {
+        Check::fail(
+            NAME,
+            network::ipv6_problem(&net.name),
+            network::ipv6_fix(&net.name),
+        )
+    } else {
+        Check::ok(NAME, format!("no IPv6 on {}", net.name))
     }
 }
 
@@ -2038,6 +2055,31 @@ mod tests {
             unguarded
                 .detail
                 .contains("does not carry the containarium-tenants")
+        );
+    }
+
+    /// A dual-stack tenant network fails with Incus's own fix, not host
+    /// init's (which cannot take IPv6 away).
+    #[test]
+    fn a_tenant_network_with_ipv6_fails_with_its_fix() {
+        assert_eq!(
+            ipv6_check(&net()).to_string(),
+            "ok   tenant-ipv6: no IPv6 on ctme2ebr0"
+        );
+        let mut dual = net();
+        dual.ipv6 = true;
+        let check = ipv6_check(&dual);
+        assert_eq!(
+            status(&check),
+            (
+                Status::Fail,
+                Some("incus network set ctme2ebr0 ipv6.address=none")
+            )
+        );
+        assert_eq!(
+            check.detail,
+            "tenant network ctme2ebr0 gives tenants IPv6, which containarium does not \
+             filter (its ACL is IPv4 only)"
         );
     }
 

@@ -196,11 +196,13 @@ impl HostCommand {
 
 /// What guards tenants on the network `create` uses: our ACL there with
 /// today's rules (the bastion's addresses, `deny-egress`), attached to it.
-/// Fails closed: a host whose Incus has no firewall driver is refused.
+/// Fails closed: a host whose Incus has no firewall driver is refused, and
+/// so is a tenant network with IPv6, which the ACL does not cover.
 pub fn network_plan(env: &Env) -> Result<Plan> {
     let incus = &env.incus;
     let defaults = crate::config::Defaults::load(&env.paths)?;
     let net = TenantNet::probe(incus, defaults.network.as_deref())?;
+    net.require_ipv4_only()?;
     let server = incus.server()?;
     network::require_firewall(&server.firewall)?;
     let guarded = network::guarded_addresses(incus, &server)?;

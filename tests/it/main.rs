@@ -12,6 +12,7 @@ compile_error!(
 );
 
 use containarium::cloud_init::WAIT_SCRIPT;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -1116,6 +1117,96 @@ fn delete_never_touches_what_containarium_did_not_make() {
         stderr(&out),
         "error: bob-container is not managed by containarium; not deleting it\n"
     );
+}
+
+/// Every file of the sandbox but the fakes' log and our locks, with its
+/// contents: what a run that changes nothing leaves as it was.
+fn files(s: &Sandbox) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                walk(&path, out);
+            } else if kind.is_file() {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(s.path("").as_path(), &mut out);
+    out.retain(|path, _| !path.ends_with("log") && !path.starts_with(s.path("root/run")));
+    out
+}
+
+/// A tenant network with IPv6 (our ACL is IPv4 only, and Incus's last
+/// rule allows both families) is refused by every verb that puts a tenant
+/// on it or keeps its guard, in one line naming Incus's fix, before
+/// anything changes: create, restore, apply (dry run too), host init,
+/// sync-accounts. The same verbs go ahead on the IPv4-only network.
+#[test]
+fn a_tenant_network_with_ipv6_is_refused_and_nothing_changes() {
+    let s = Sandbox::new(122);
+    let v6 = [("FAKE_IPV6", "fd42:7:8:9::1/64")];
+    let refusal = "error: tenant network br0 gives tenants IPv6, which containarium does not \
+                   filter (its ACL is IPv4 only): run `incus network set br0 ipv6.address=none`\n";
+    let backup = backup_file(&s);
+    let cohort = s.path("course.toml");
+    std::fs::write(
+        &cohort,
+        format!("set = \"course\"\n[[user]]\nname = \"ctmtest-ann\"\nkeys = [\"{KEY}\"]\n"),
+    )
+    .unwrap();
+    let cohort = cohort.to_str().unwrap();
+    let create = s.create_args();
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let refused = |args: &[&str]| {
+        let before = files(&s);
+        s.clear_log();
+        let out = s.run_with(args, &v6);
+        assert_eq!(stderr(&out), refusal, "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert_eq!(files(&s), before, "{args:?} changed a file");
+        for line in s.log() {
+            assert!(
+                line.starts_with("incus query ")
+                    || line.starts_with("incus list ")
+                    || line.starts_with("incus image ")
+                    || line.starts_with("incus info")
+                    || line.starts_with("sshd -T "),
+                "{args:?} ran {line}"
+            );
+        }
+    };
+    refused(&create);
+    refused(&[
+        "create",
+        USER,
+        "--ssh-key",
+        s.path("alice.pub").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    refused(&["host", "init"]);
+    refused(&["host", "init", "--dry-run"]);
+    refused(&["restore", &backup]);
+    refused(&["apply", cohort]);
+    refused(&["apply", cohort, "--dry-run"]);
+    assert!(
+        !s.path(&format!("root/etc/containarium/keys/{USER}"))
+            .exists()
+    );
+    assert_eq!(s.instance(), None);
+
+    // IPv4 only: the same verbs go ahead; an existing tenant's network
+    // turning dual-stack stops sync-accounts (which keeps the guard) too.
+    s.ok(&create);
+    s.ok(&["host", "init"]);
+    s.ok(&["sync-accounts"]);
+    s.ok(&["apply", cohort, "--dry-run"]);
+    refused(&["sync-accounts"]);
+    refused(&["host", "init"]);
+    refused(&["apply", cohort]);
 }
 
 #[test]
@@ -3402,6 +3493,7 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
             "nic-isolation",
             "dhcp-range",
             "tenant-acl",
+            "tenant-ipv6",
             "storage",
             "fail2ban",
             "sshd-algorithms",
@@ -3541,6 +3633,13 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
         &[("FAKE_POOL_USED", &(10u64 << 30).to_string())],
         "storage",
         "incus storage info default",
+    );
+    // IPv6 on the tenant network: Incus's fix, not host init's.
+    doctor_fails(
+        &s,
+        &[("FAKE_IPV6", "fd42:7:8:9::1/64")],
+        "tenant-ipv6",
+        "incus network set br0 ipv6.address=none",
     );
     // Without a firewall driver the ACL guards nothing either.
     let (code, json, failed) = doctor(&s, &[("FAKE_FIREWALL", "")]);

@@ -21,6 +21,48 @@ test_network() {
 	check "nothing was made for it" bash -c "! getent passwd e2e-nz && ! incus --project $E2E_PROJECT info e2e-nz-container >/dev/null 2>&1"
 	incus network delete "$E2E_BRIDGE2" >/dev/null
 
+	# IPv6: our ACL is IPv4 only, so a dual-stack tenant network is refused
+	# by every verb that puts tenants on it or guards it, naming the fix.
+	e2e_on_cleanup network__v6_down
+	check "a dual-stack bridge (made here: explicit subnets, no NAT)" incus network create "$NETWORK_V6_BRIDGE" \
+		ipv4.address=10.197.90.1/24 ipv4.nat=false ipv6.address="$NETWORK_V6_GATEWAY/64" ipv6.nat=false
+	check "control: the host has the bridge's IPv6 address (really dual-stack)" bash -c \
+		"ip -6 -o addr show dev $NETWORK_V6_BRIDGE | e2e_grep -q ' $NETWORK_V6_GATEWAY/64 '"
+	sed '/^network *=/d' "$CONTAINARIUM_CONFIG" >"$work/dual-stack.toml"
+	printf 'network = "%s"\n' "$NETWORK_V6_BRIDGE" >>"$work/dual-stack.toml"
+	v6() { env CONTAINARIUM_CONFIG="$work/dual-stack.toml" "$BIN" --project "$E2E_PROJECT" "$@"; }
+	local v6_fix="incus network set $NETWORK_V6_BRIDGE ipv6.address=none"
+	one_line_error "create on a dual-stack network is refused, naming the fix" "gives tenants IPv6.*run \`$v6_fix\`" \
+		v6 create e2e-n6 --ssh-key "$work/keys/$a.pub"
+	check "nothing was made for it (container, account, key file)" bash -c "! getent passwd e2e-n6 && \
+		! incus --project $E2E_PROJECT info e2e-n6-container >/dev/null 2>&1 && [ ! -e /etc/containarium/keys/e2e-n6 ]"
+	local acl_before
+	acl_before=$(incus network acl show "$E2E_ACL")
+	one_line_error "host init on a dual-stack network is refused, naming the fix" "gives tenants IPv6.*run \`$v6_fix\`" \
+		v6 host init
+	check "host init changed neither our ACL nor the dual-stack bridge" bash -c \
+		"[ \"\$(incus network acl show $E2E_ACL)\" = \"\$1\" ] && [ -z \"\$(incus network get $NETWORK_V6_BRIDGE security.acls)\" ]" _ "$acl_before"
+	check "control: host init on the IPv4-only network plans as before" ctm host init --dry-run
+	doctor_v6() { # doctor_v6 ok|fail [CTM...]: tenant-ipv6's status, and the fix on a failure
+		local want=$1 json
+		shift
+		json=$("$@" host doctor --json 2>/dev/null)
+		# shellcheck disable=SC2016 # a jq program
+		e2e_jq --arg want "$want" --arg fix "$v6_fix" '.checks[] | select(.name == "tenant-ipv6")
+			| .status == $want and (if $want == "fail" then .fix == $fix else true end)' <<<"$json"
+	}
+	check "host doctor fails tenant-ipv6 on the dual-stack network, naming the fix" doctor_v6 fail v6
+	check "control: host doctor passes tenant-ipv6 on the IPv4-only network" doctor_v6 ok ctm
+	# The named fix is complete: Incus then disables IPv6 on the bridge
+	# itself, link-local included (so the host has no address there at all).
+	check "the fix as printed" incus network set "$NETWORK_V6_BRIDGE" ipv6.address=none
+	check "after it, host doctor passes tenant-ipv6 there" doctor_v6 ok v6
+	check "and the bridge has no IPv6 on the host side, not even link-local" bash -c \
+		"[ \"\$(cat /proc/sys/net/ipv6/conf/$NETWORK_V6_BRIDGE/disable_ipv6)\" = 1 ] && [ -z \"\$(ip -6 -o addr show dev $NETWORK_V6_BRIDGE)\" ]"
+	check "so is the suite's IPv4-only bridge" bash -c \
+		"[ \"\$(cat /proc/sys/net/ipv6/conf/$E2E_BRIDGE/disable_ipv6)\" = 1 ] && [ -z \"\$(ip -6 -o addr show dev $E2E_BRIDGE)\" ]"
+	network__v6_down
+
 	# Pinned and filtered before the first start: one `incus init` carries it all.
 	filtered_before_start() {
 		local out before k
@@ -105,6 +147,17 @@ while True:
 
 	check "delete $a" ctm delete "$a" --force
 	check "delete $b" ctm delete "$b" --force
+}
+
+# A dual-stack bridge of the suite's own, with a ULA prefix (never one
+# Incus picks); deleted by name, also when the suite fails.
+NETWORK_V6_BRIDGE=ctme2ebr6
+NETWORK_V6_GATEWAY=fd42:197:90::1
+network__v6_down() {
+	if incus network show "$NETWORK_V6_BRIDGE" >/dev/null 2>&1; then
+		incus network delete "$NETWORK_V6_BRIDGE" >/dev/null
+	fi
+	return 0
 }
 
 # e2e_banner IP: an SSH banner on IP:22 within 3 s.

@@ -146,7 +146,8 @@ def instances():
 
 
 def network():
-    config = {"ipv4.address": os.environ["FAKE_GATEWAY"], "ipv6.address": "none",
+    config = {"ipv4.address": os.environ["FAKE_GATEWAY"],
+              "ipv6.address": os.environ.get("FAKE_IPV6", "none"),
               "security.acls": os.environ.get("FAKE_ACLS", "containarium-tenants")}
     # What `host init` sets (the fake keeps `network set` in _network.json).
     # By default, as if `host init` had run: a range outside the sandbox's
