@@ -162,6 +162,15 @@ def members():
     return out
 
 
+def snapshot_json(snap):
+    """A snapshot as `incus query` shows it (Incus 6.0's shape): its own
+    config and devices, and both expanded (the fake has no profiles)."""
+    return {"name": snap["name"], "created_at": snap["created_at"], "stateful": False,
+            "ephemeral": False, "profiles": ["default"], "config": snap["config"],
+            "devices": snap.get("devices", {}), "expanded_config": snap["config"],
+            "expanded_devices": snap.get("devices", {})}
+
+
 verb = args[0]
 if verb == "query":
     what = args[1].split("?")[0]
@@ -193,7 +202,16 @@ if verb == "query":
             sys.exit(1)
         print(json.dumps(acl))
     elif what.endswith("/snapshots"):
-        print(json.dumps([]))
+        # recursion=1: each snapshot with its config and devices, as Incus.
+        inst = load(what.split("/")[3]) or {}
+        print(json.dumps([snapshot_json(s) for s in inst.get("snapshots", [])]))
+    elif "/snapshots/" in what:
+        inst = load(what.split("/")[3]) or {}
+        found = [s for s in inst.get("snapshots", []) if s["name"] == what.split("/")[-1]]
+        if not found:
+            sys.stderr.write("Error: Instance snapshot not found\n")
+            sys.exit(1)
+        print(json.dumps(snapshot_json(found[0])))
     elif what == "/1.0/instances":
         # recursion=1: no state, and the project's instances or everyone's.
         everyone = [{"project": "default", **load(n)} for n in instances()]
@@ -258,6 +276,9 @@ elif verb == "init":
         devices.setdefault(dev, {})[k] = v
     expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})},
                 "root": {"type": "disk", "path": "/", "pool": "default", **devices.get("root", {})}}
+    # Like the real client: a device given with -d overrides the profile's
+    # and becomes the instance's own, whole.
+    devices = {dev: dict(expanded[dev]) for dev in devices}
     target = opts(args, "--target")
     location = "none"
     if members():
@@ -283,12 +304,22 @@ elif verb == "snapshot":
     if args[1] == "list":
         print(json.dumps(snaps))
     elif args[1] == "create":
-        # Like Incus: the snapshot holds the config and the disk (our files).
+        # Like Incus: the snapshot holds the config, the devices and the
+        # disk (our files).
         snaps.append({"name": args[3], "created_at": "2026-11-24T01:02:03Z",
-                      "config": dict(inst["config"]), "files": dict(inst.get("files", {}))})
+                      "config": dict(inst["config"]),
+                      "devices": json.loads(json.dumps(inst["devices"])),
+                      "files": dict(inst.get("files", {}))})
     elif args[1] == "restore":
+        # Like Incus: config and devices, all of them, as the snapshot has
+        # them (restarted when it ran).
         snap = next(x for x in snaps if x["name"] == args[3])
         inst["config"], inst["expanded_config"] = dict(snap["config"]), dict(snap["config"])
+        inst["devices"] = json.loads(json.dumps(snap.get("devices", {})))
+        profile = {"eth0": {"type": "nic", "network": "br0"},
+                   "root": {"type": "disk", "path": "/", "pool": "default"}}
+        inst["expanded_devices"] = {dev: {**profile.get(dev, {}), **spec}
+                                    for dev, spec in {**profile, **inst["devices"]}.items()}
         inst["files"] = dict(snap["files"])
     elif args[1] == "delete":
         inst["snapshots"] = [x for x in snaps if x["name"] != args[3]]
@@ -400,6 +431,7 @@ elif verb == "delete":
 elif verb == "config" and args[1] == "unset":
     inst = load(args[2])
     inst["config"].pop(args[3], None)
+    inst["expanded_config"].pop(args[3], None)
     save(inst)
 elif verb == "config" and args[1] == "device" and args[2] == "remove":
     inst = load(args[3])
@@ -409,6 +441,7 @@ elif verb == "config" and args[1] == "device" and args[2] == "remove":
 elif verb == "config" and args[1] == "device" and args[2] == "unset":
     inst = load(args[3])
     inst["devices"].get(args[4], {}).pop(args[5], None)
+    inst["expanded_devices"].get(args[4], {}).pop(args[5], None)
     save(inst)
 elif verb == "export":
     with open(args[2], "wb") as f:
