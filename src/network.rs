@@ -662,6 +662,67 @@ mod tests {
         parse_network("ctme2ebr0", NETWORK).unwrap()
     }
 
+    /// An instance at 10.0.0.5 with `ssh` device `ssh` (none: `null`), on
+    /// `location` ("none" off a cluster).
+    fn published(location: &str, ssh: serde_json::Value) -> Instance {
+        let mut devices = serde_json::json!({
+            "eth0": {"type": "nic", "network": "br", "ipv4.address": "10.0.0.5"}});
+        if !ssh.is_null() {
+            devices["ssh"] = ssh;
+        }
+        let json = serde_json::json!([{"name": "a-container", "status": "Stopped",
+            "location": location, "devices": devices, "expanded_devices": devices}]);
+        crate::incus::parse_instances(&json.to_string())
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn only_the_ssh_device_containarium_publishes_passes() {
+        let at: SocketAddrV4 = "192.0.2.1:10005".parse().unwrap();
+        let ours = serde_json::json!({"type": "proxy", "listen": "tcp:192.0.2.1:10005",
+                                      "connect": "tcp:10.0.0.5:22", "nat": "true"});
+        assert_eq!(proxy_problem(&published("m1", ours.clone()), at), None);
+        let pinned: SocketAddrV4 = "10.0.0.5:22".parse().unwrap();
+        assert_eq!(
+            proxy_problem(&published("none", serde_json::Value::Null), pinned),
+            None
+        );
+        // Off a cluster, any device is one containarium never adds.
+        let off = proxy_problem(&published("none", ours.clone()), pinned).unwrap();
+        assert!(off.contains("never adds off a cluster"), "{off}");
+        // On one: another listen, connect, no NAT, an extra key, or none.
+        for (key, value) in [
+            ("listen", "tcp:169.254.169.254:80"),
+            ("connect", "tcp:10.0.0.6:22"),
+            ("nat", "false"),
+            ("bind", "instance"),
+        ] {
+            let mut device = ours.clone();
+            device[key] = value.into();
+            let why = proxy_problem(&published("m1", device), at).unwrap();
+            assert!(
+                why.contains("is not the one containarium publishes"),
+                "{why}"
+            );
+        }
+        let none = proxy_problem(&published("m1", serde_json::Value::Null), at).unwrap();
+        assert!(
+            none.contains("not published on m1 at 192.0.2.1:10005"),
+            "{none}"
+        );
+        // The endpoint itself never comes from the device: off a cluster
+        // it is the pinned address, whatever the device says.
+        let incus = Incus::default();
+        let endpoints = Endpoints::new(&incus, || bail!("not on a cluster"));
+        let hostile = serde_json::json!({"type": "proxy", "listen": "tcp:169.254.169.254:80",
+                                         "connect": "tcp:10.0.0.5:22"});
+        let instance = published("none", hostile);
+        assert_eq!(endpoints.computed(&instance).unwrap(), pinned);
+        let refused = endpoints.of(&instance).unwrap_err().to_string();
+        assert!(refused.contains("nothing changed"), "{refused}");
+    }
+
     #[test]
     fn parses_a_real_network() {
         let net = net();

@@ -1,7 +1,9 @@
 //! `containarium snapshot create|list|restore|delete USER [NAME]`.
 //!
-//! A restore brings back the container's disk and config as they were,
-//! including `user.containarium.keys` and authorized_keys. Keys removed since
+//! A restore brings back the container's disk as it was, and only the disk:
+//! `incus snapshot restore` also copies the snapshot's config and devices,
+//! which are re-authored right after (see [`restore_plan`]). The disk holds
+//! authorized_keys as it was, and the snapshot's config its keys. Keys removed since
 //! the snapshot (a lost laptop's) must not come back unnoticed: by default
 //! the current keys are re-applied to authorized_keys, the jump key file and
 //! the metadata, with a warning naming the snapshot's extra keys;

@@ -120,17 +120,24 @@ restore_trust__snapshot() {
 	file=$(ls "$dir/$u"-container-*.tar.gz)
 	check "delete $u" ctm delete "$u" --force
 	tar -C "$tree" -xzf "$file"
-	# The attack: the snapshot's devices and config in backup.yaml.
-	check "the backup holds snapshot kept" /usr/bin/python3 - "$tree/backup/container/backup.yaml" "$port" <<'PY'
-import sys, yaml
+	# The attack: the snapshot's devices and config in backup.yaml, edited
+	# as text (the rest byte for byte); read back with a YAML parser.
+	check "the backup's snapshot kept now has an ssh device on 127.0.0.1:$port and 64 CPUs" \
+		/usr/bin/python3 - "$tree/backup/container/backup.yaml" "$port" <<'PY'
+import re, sys, yaml
 path, port = sys.argv[1], sys.argv[2]
-doc = yaml.safe_load(open(path))
-snap = [s for s in doc["snapshots"] if s["name"] == "kept"][0]
-ip = doc["container"]["devices"]["eth0"]["ipv4.address"]
-snap.setdefault("devices", {})["ssh"] = {
-    "type": "proxy", "listen": f"tcp:127.0.0.1:{port}", "connect": f"tcp:{ip}:22"}
-snap["config"]["limits.cpu"] = "64"
-yaml.safe_dump(doc, open(path, "w"), default_flow_style=False)
+text = open(path).read()
+ip = yaml.safe_load(text)["container"]["devices"]["eth0"]["ipv4.address"]
+head, tail = text.split("\nsnapshots:\n", 1)
+tail = re.sub(r"\n    limits\.cpu: [^\n]*", '\n    limits.cpu: "64"', tail, count=1)
+ssh = f"    ssh:\n      connect: tcp:{ip}:22\n      listen: tcp:127.0.0.1:{port}\n      type: proxy\n"
+assert "\n  devices:\n" in tail
+tail = tail.replace("\n  devices:\n", "\n  devices:\n" + ssh, 1)
+text = head + "\nsnapshots:\n" + tail
+open(path, "w").write(text)
+snap = [s for s in yaml.safe_load(text)["snapshots"] if s["name"] == "kept"][0]
+assert snap["config"]["limits.cpu"] == "64", snap["config"]
+assert snap["devices"]["ssh"]["listen"] == f"tcp:127.0.0.1:{port}", snap["devices"]
 PY
 	hostile=$work/rts-hostile/$(basename "$file")
 	mkdir -p "$(dirname "$hostile")"
@@ -138,9 +145,10 @@ PY
 	check "--untrusted restores the backup with the hostile snapshot" ctm restore "$hostile" --untrusted
 	check "(the attack is real) Incus holds the snapshot as the file has it" bash -c \
 		"incus query '/1.0/instances/$u-container/snapshots/kept?project=$E2E_PROJECT' | e2e_jq -e '.devices.ssh.listen == \"tcp:127.0.0.1:$port\" and .config[\"limits.cpu\"] == \"64\"'"
-	ip=$(ip_of "$u")
-	mac=$(incus query "/1.0/instances/$u-container/state?project=$E2E_PROJECT" | jq -r .network.eth0.hwaddr)
-	cpu=$(e2e_incus config get "$u-container" limits.cpu)
+	ip=$(ip_of "$u") || ip=
+	mac=$(incus query "/1.0/instances/$u-container/state?project=$E2E_PROJECT" | jq -r .network.eth0.hwaddr) || mac=
+	cpu=$(e2e_incus config get "$u-container" limits.cpu) || cpu=
+	check "  its address, MAC and limits.cpu are known ($ip, $mac, $cpu)" test -n "$ip" -a -n "$mac" -a -n "$cpu"
 	check "  its MAC is not the snapshot's (restore gave a fresh one)" bash -c \
 		"[ -n '$mac' ] && [ \"\$(incus query '/1.0/instances/$u-container/snapshots/kept?project=$E2E_PROJECT' | jq -r '.config[\"volatile.eth0.hwaddr\"]')\" != '$mac' ]"
 	check "snapshot restore $u kept" ctm snapshot restore "$u" kept
