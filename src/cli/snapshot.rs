@@ -250,19 +250,41 @@ fn restore_plan(
 
     let mut plan = Plan::default();
     let running = instance.is_running();
+    // Not started again should a later step fail: half re-authored, it
+    // may hold what the snapshot brought back. Left stopped, a rerun
+    // restores and re-authors it again.
     if running {
-        plan.push(
-            Step::new(
-                format!("stop {name}"),
-                Action::run(incus.cmd(["stop", name])),
-            )
-            .undo(Action::run(incus.cmd(["start", name]))),
-        );
+        plan.push(Step::new(
+            format!("stop {name}"),
+            Action::run(incus.cmd(["stop", name])),
+        ));
     }
-    plan.push(Step::new(
-        format!("restore snapshot {snapshot} of {name}"),
-        Action::run(incus.cmd(["snapshot", "restore", name, snapshot])),
-    ));
+    // Should a step after it fail, the config and devices are made what
+    // they were before (from whatever they are by then): never left half
+    // the snapshot's, which a rerun would take for the container's own.
+    let (undoer, container, wanted) = (incus.clone(), name.to_string(), want.clone());
+    plan.push(
+        Step::new(
+            format!("restore snapshot {snapshot} of {name}"),
+            Action::run(incus.cmd(["snapshot", "restore", name, snapshot])),
+        )
+        .undo(Action::check(
+            format!("make {name}'s config and devices what they were before the restore"),
+            move |_| {
+                let now = undoer
+                    .instance(&container)?
+                    .with_context(|| format!("{container} is gone"))?;
+                let now = Authored {
+                    config: now.config,
+                    devices: now.devices,
+                };
+                for cmd in undoer.converge_cmds(&container, &now, &wanted) {
+                    crate::exec::run(&cmd)?;
+                }
+                Ok(())
+            },
+        )),
+    );
     for cmd in incus.converge_cmds(name, &have, &want) {
         plan.push(Step::new(
             format!(

@@ -3478,8 +3478,26 @@ fn snapshot_restore_re_authors_what_a_hostile_snapshot_brings_back() {
         std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap(),
         jump
     );
-    // And a snapshot restore re-authors it away again.
+    // A step that fails once the snapshot is restored: its config and
+    // devices are made what they were before, and it is left stopped, never
+    // started half re-authored.
+    let out = s.run_with(
+        &["snapshot", "restore", USER, "evil"],
+        &[("FAKE_FAIL_ONCE", "incus config unset")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let failed = s.instance().unwrap();
+    assert_eq!(failed["status"], "Stopped");
+    assert_eq!(
+        failed["config"]["limits.cpu"],
+        before["config"]["limits.cpu"]
+    );
+    assert_eq!(failed["devices"]["eth0"]["ipv4.address"], "127.83.205.2");
+    assert!(failed["devices"].get("ssh").is_none(), "{failed:#}");
+    assert!(failed["config"].get("user.containarium.set").is_none());
+    // A rerun restores and re-authors it again; then it starts.
     s.ok(&["snapshot", "restore", USER, "evil"]);
     assert!(s.instance().unwrap()["devices"].get("ssh").is_none());
+    s.ok(&["start", USER]);
     s.ok(&["sync-accounts"]);
 }

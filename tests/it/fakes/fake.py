@@ -54,6 +54,13 @@ if prog == "incus" and stopping_after and stopping_after in line:
 slow = os.environ.get("FAKE_SLOW")
 if slow and slow in line:
     time.sleep(2)
+# $FAKE_FAIL_ONCE: only the first call that contains it fails.
+fail_once = os.environ.get("FAKE_FAIL_ONCE")
+failed_once = os.path.join(os.environ.get("FAKE_STATE", "/nonexistent"), "_failed_once")
+if fail_once and fail_once in line and not os.path.exists(failed_once):
+    open(failed_once, "w").close()
+    sys.stderr.write(f"Error: injected failure of {fail_once!r}\n")
+    sys.exit(1)
 fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
