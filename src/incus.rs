@@ -749,16 +749,6 @@ impl Instance {
             .ok()
     }
 
-    /// Where its jump account's tunnels go: on a cluster, the
-    /// [`PROXY_DEVICE`] its member listens with; else its pinned address,
-    /// port 22.
-    pub fn ssh_endpoint(&self) -> Option<SocketAddrV4> {
-        match self.expanded_devices.get(PROXY_DEVICE) {
-            Some(proxy) => proxy.get("listen")?.strip_prefix("tcp:")?.parse().ok(),
-            None => Some(SocketAddrV4::new(self.pinned_ipv4()?, 22)),
-        }
-    }
-
     /// The cluster member it is on, if it is on a cluster.
     pub fn member(&self) -> Option<&str> {
         Some(self.location.as_str()).filter(|l| !l.is_empty() && *l != "none")

@@ -22,15 +22,16 @@
 //! reject (`nf_conntrack_bridge`), which many kernels lack; the network's
 //! ACL works with the inet family on every nftables or xtables host.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Refused;
 use crate::exec::Cmd;
-use crate::incus::{Incus, Instance};
+use crate::incus::{Incus, Instance, PROXY_DEVICE};
 
 /// The network ACL `host init` keeps on the tenant network.
 pub const ACL: &str = "containarium-tenants";
@@ -475,6 +476,128 @@ pub fn proxy_port(net: &TenantNet, ip: Ipv4Addr) -> Result<u16, Refused> {
     })
 }
 
+/// Where each container's jump tunnels go (a key's `permitopen`, the
+/// banner waited for, an export's `ProxyJump`), computed from what
+/// containarium authors: the pinned address, port 22; on a cluster, the
+/// address of the member the container is on and the port its address
+/// gives ([`proxy_port`]), as `create` publishes it. Never read from the
+/// `ssh` device: a snapshot or a backup can bring one back that listens
+/// anywhere. The tenant network and the members' addresses are asked for
+/// only for a container on a cluster, once each.
+pub struct Endpoints<'a> {
+    incus: &'a Incus,
+    probe_net: Box<dyn Fn() -> Result<TenantNet> + 'a>,
+    net: OnceCell<TenantNet>,
+    members: RefCell<BTreeMap<String, Ipv4Addr>>,
+}
+
+impl<'a> Endpoints<'a> {
+    /// `probe_net` gives the tenant network when a container on a cluster
+    /// needs it.
+    pub fn new(incus: &'a Incus, probe_net: impl Fn() -> Result<TenantNet> + 'a) -> Endpoints<'a> {
+        Endpoints {
+            incus,
+            probe_net: Box::new(probe_net),
+            net: OnceCell::new(),
+            members: RefCell::default(),
+        }
+    }
+
+    /// Where `instance`'s tunnels go, whatever its `ssh` device says.
+    pub fn computed(&self, instance: &Instance) -> Result<SocketAddrV4> {
+        let name = &instance.name;
+        let ip = instance.pinned_ipv4().ok_or_else(|| {
+            Refused(format!(
+                "{name} has no pinned address (never finished creating?)"
+            ))
+        })?;
+        let Some(member) = instance.member() else {
+            return Ok(SocketAddrV4::new(ip, 22));
+        };
+        let net = match self.net.get() {
+            Some(net) => net,
+            None => {
+                let net = (self.probe_net)()?;
+                self.net.get_or_init(|| net)
+            }
+        };
+        let port = proxy_port(net, ip)?;
+        let known = self.members.borrow().get(member).copied();
+        let at = match known {
+            Some(at) => at,
+            None => {
+                let at = self.incus.member_address(member)?;
+                self.members.borrow_mut().insert(member.to_string(), at);
+                at
+            }
+        };
+        Ok(SocketAddrV4::new(at, port))
+    }
+
+    /// [`Endpoints::computed`], refused (one line) when the instance's `ssh`
+    /// device is not exactly what containarium publishes there.
+    pub fn of(&self, instance: &Instance) -> Result<SocketAddrV4> {
+        let at = self.computed(instance)?;
+        match proxy_problem(instance, at) {
+            Some(why) => Err(Refused(format!(
+                "{why}; nothing changed (see `containarium host doctor`)"
+            ))
+            .into()),
+            None => Ok(at),
+        }
+    }
+}
+
+/// The `ssh` device containarium publishes `ip`:22 with at `at` on a
+/// cluster member ([`Incus::proxy_add_cmd`]'s).
+pub fn proxy_device(at: SocketAddrV4, ip: Ipv4Addr) -> BTreeMap<String, String> {
+    [
+        ("type", "proxy".to_string()),
+        ("listen", format!("tcp:{at}")),
+        ("connect", format!("tcp:{ip}:22")),
+        ("nat", "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// What is wrong with `instance`'s `ssh` device, given where its tunnels
+/// go (`at`, from [`Endpoints::computed`]): off a cluster it has none; on
+/// one it is exactly [`proxy_device`].
+pub fn proxy_problem(instance: &Instance, at: SocketAddrV4) -> Option<String> {
+    let name = &instance.name;
+    let device = instance.expanded_devices.get(PROXY_DEVICE);
+    let shown = |d: &BTreeMap<String, String>| {
+        let pairs: Vec<String> = d
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.escape_debug()))
+            .collect();
+        pairs.join(" ")
+    };
+    match (device, instance.member()) {
+        (None, None) => None,
+        (Some(device), None) => Some(format!(
+            "{name} has an `{PROXY_DEVICE}` device ({}), which containarium never adds off a cluster",
+            shown(device)
+        )),
+        (None, Some(member)) => Some(format!(
+            "{name} has no `{PROXY_DEVICE}` device: its sshd is not published on {member} at {at}"
+        )),
+        (Some(device), Some(_)) => {
+            // `at` was computed from the pinned address.
+            let want = proxy_device(at, instance.pinned_ipv4()?);
+            (device != &want).then(|| {
+                format!(
+                    "{name}'s `{PROXY_DEVICE}` device ({}) is not the one containarium publishes ({})",
+                    shown(device),
+                    shown(&want)
+                )
+            })
+        }
+    }
+}
+
 /// The first port [`proxy_port`] hands out.
 pub const PROXY_PORT_BASE: u16 = 10000;
 
@@ -635,6 +758,67 @@ mod tests {
         let mut net = parse_network("ctme2ebr0", NETWORK).unwrap();
         net.dhcp_ranges = Some(vec![net.dynamic_range()]);
         net
+    }
+
+    /// An instance at 10.0.0.5 with `ssh` device `ssh` (none: `null`), on
+    /// `location` ("none" off a cluster).
+    fn published(location: &str, ssh: serde_json::Value) -> Instance {
+        let mut devices = serde_json::json!({
+            "eth0": {"type": "nic", "network": "br", "ipv4.address": "10.0.0.5"}});
+        if !ssh.is_null() {
+            devices["ssh"] = ssh;
+        }
+        let json = serde_json::json!([{"name": "a-container", "status": "Stopped",
+            "location": location, "devices": devices, "expanded_devices": devices}]);
+        crate::incus::parse_instances(&json.to_string())
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn only_the_ssh_device_containarium_publishes_passes() {
+        let at: SocketAddrV4 = "192.0.2.1:10005".parse().unwrap();
+        let ours = serde_json::json!({"type": "proxy", "listen": "tcp:192.0.2.1:10005",
+                                      "connect": "tcp:10.0.0.5:22", "nat": "true"});
+        assert_eq!(proxy_problem(&published("m1", ours.clone()), at), None);
+        let pinned: SocketAddrV4 = "10.0.0.5:22".parse().unwrap();
+        assert_eq!(
+            proxy_problem(&published("none", serde_json::Value::Null), pinned),
+            None
+        );
+        // Off a cluster, any device is one containarium never adds.
+        let off = proxy_problem(&published("none", ours.clone()), pinned).unwrap();
+        assert!(off.contains("never adds off a cluster"), "{off}");
+        // On one: another listen, connect, no NAT, an extra key, or none.
+        for (key, value) in [
+            ("listen", "tcp:169.254.169.254:80"),
+            ("connect", "tcp:10.0.0.6:22"),
+            ("nat", "false"),
+            ("bind", "instance"),
+        ] {
+            let mut device = ours.clone();
+            device[key] = value.into();
+            let why = proxy_problem(&published("m1", device), at).unwrap();
+            assert!(
+                why.contains("is not the one containarium publishes"),
+                "{why}"
+            );
+        }
+        let none = proxy_problem(&published("m1", serde_json::Value::Null), at).unwrap();
+        assert!(
+            none.contains("not published on m1 at 192.0.2.1:10005"),
+            "{none}"
+        );
+        // The endpoint itself never comes from the device: off a cluster
+        // it is the pinned address, whatever the device says.
+        let incus = Incus::default();
+        let endpoints = Endpoints::new(&incus, || bail!("not on a cluster"));
+        let hostile = serde_json::json!({"type": "proxy", "listen": "tcp:169.254.169.254:80",
+                                         "connect": "tcp:10.0.0.5:22"});
+        let instance = published("none", hostile);
+        assert_eq!(endpoints.computed(&instance).unwrap(), pinned);
+        let refused = endpoints.of(&instance).unwrap_err().to_string();
+        assert!(refused.contains("nothing changed"), "{refused}");
     }
 
     #[test]

@@ -119,13 +119,14 @@ fn in_window(record: &Record, since: Option<Time>, until: Option<Time>) -> bool 
 
 /// Managed containers by owner: `NAME ADDR:PORT`, the pinned endpoint.
 fn containers(env: &Env) -> Result<HashMap<String, (String, Option<String>)>> {
+    let endpoints = super::endpoints(env);
     Ok(env
         .incus
         .instances()?
         .into_iter()
         .filter_map(|i| {
             let owner = i.owner()?.to_string();
-            let to = i.ssh_endpoint().map(|to| to.to_string());
+            let to = endpoints.computed(&i).ok().map(|to| to.to_string());
             Some((owner, (i.name.clone(), to)))
         })
         .collect())

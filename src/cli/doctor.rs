@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::SocketAddrV4;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -310,9 +311,29 @@ fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host
     // An instance whose recorded owner is in doubt still keeps its named
     // user's account from being called an orphan: `owners` fails it.
     let owners: BTreeSet<&str> = all.iter().filter_map(|i| i.named_user()).collect();
+    // Where each container's tunnels go, computed (never its `ssh` device).
+    let endpoints = network::Endpoints::new(incus, || match defaults {
+        Some(defaults) => TenantNet::probe(incus, defaults.network.as_deref()),
+        None => bail!("config.toml does not load: the tenant network is unknown"),
+    });
+    let endpoints: Endpoints = managed
+        .iter()
+        .map(|i| {
+            let at = endpoints.computed(i).map_err(|e| format!("{e:#}"));
+            (i.name.clone(), at)
+        })
+        .collect();
     let mut checks = vec![
         owners_check(&all),
-        jump_accounts_check(&managed, &owners, host.db, host.key_files, host.keys_dir),
+        jump_accounts_check(
+            &managed,
+            &endpoints,
+            &owners,
+            host.db,
+            host.key_files,
+            host.keys_dir,
+        ),
+        ssh_devices_check(incus, &managed, &endpoints),
         privilege_check(incus, &managed),
         quotas_check(&managed, defaults),
         autostart_check(incus, &managed),
@@ -779,6 +800,7 @@ fn owners_check(all: &[Instance]) -> Check {
 /// file belongs to a managed container (in any project).
 fn jump_accounts_check(
     managed: &[&Instance],
+    endpoints: &Endpoints,
     owners: &BTreeSet<&str>,
     db: &AccountDb,
     key_files: &KeyFiles,
@@ -809,12 +831,16 @@ fn jump_accounts_check(
             )),
             Some(_) => {}
         }
-        let wanted = match (instance.ssh_endpoint(), instance.keys()) {
-            (Some(to), Ok(keys)) => accounts::jump_key_file(&to.to_string(), &keys),
+        let wanted = match (endpoints.get(&instance.name), instance.keys()) {
+            (Some(Ok(to)), Ok(keys)) => accounts::jump_key_file(&to.to_string(), &keys),
+            (Some(Err(why)), _) => {
+                problems.push(problem(Status::Fail, why.clone(), None));
+                continue;
+            }
             (None, _) => {
                 problems.push(problem(
                     Status::Fail,
-                    format!("{} has no pinned address", instance.name),
+                    format!("{}: where its tunnels go is unknown", instance.name),
                     None,
                 ));
                 continue;
@@ -872,6 +898,46 @@ fn jump_accounts_check(
         problems,
         format!(
             "{} containers, each with its jump account and key file",
+            managed.len()
+        ),
+    )
+}
+
+/// Where each managed container's tunnels go, by name, as
+/// [`network::Endpoints::computed`] says (or why it cannot say).
+type Endpoints = BTreeMap<String, Result<SocketAddrV4, String>>;
+
+/// The `ssh` device is what containarium publishes: none off a cluster, on
+/// one exactly `create`'s, listening at the computed endpoint. A snapshot
+/// or a backup can bring back one that listens anywhere on the host; key
+/// files are computed and never follow it, but Incus still listens there.
+fn ssh_devices_check(incus: &Incus, managed: &[&Instance], endpoints: &Endpoints) -> Check {
+    let mut problems = Vec::new();
+    for instance in managed {
+        let name = instance.name.as_str();
+        let Some(Ok(at)) = endpoints.get(name) else {
+            continue; // jump-accounts says why
+        };
+        let Some(why) = network::proxy_problem(instance, *at) else {
+            continue;
+        };
+        let mut fix = Vec::new();
+        if instance
+            .expanded_devices
+            .contains_key(crate::incus::PROXY_DEVICE)
+        {
+            fix.push(incus.proxy_remove_cmd(name).to_string());
+        }
+        if let (Some(_), Some(ip)) = (instance.member(), instance.pinned_ipv4()) {
+            fix.push(incus.proxy_add_cmd(name, at, ip).to_string());
+        }
+        problems.push(problem(Status::Fail, why, Some(fix.join(" && "))));
+    }
+    verdict(
+        "ssh-devices",
+        problems,
+        format!(
+            "{} containers, each published only where containarium publishes it",
             managed.len()
         ),
     )
@@ -1762,11 +1828,22 @@ mod tests {
         AccountDb::parse(&fixture("doctor-passwd"), &fixture("doctor-group"))
     }
 
+    /// Off a cluster: the pinned address, port 22.
+    fn endpoints(instances: &[&Instance]) -> Endpoints {
+        instances
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    Ok(SocketAddrV4::new(i.pinned_ipv4().unwrap(), 22)),
+                )
+            })
+            .collect()
+    }
+
     fn key_file_for(instance: &Instance) -> (FileFacts, Option<String>) {
-        let text = accounts::jump_key_file(
-            &instance.ssh_endpoint().unwrap().to_string(),
-            &instance.keys().unwrap(),
-        );
+        let to = endpoints(&[instance])[&instance.name].clone().unwrap();
+        let text = accounts::jump_key_file(&to.to_string(), &instance.keys().unwrap());
         let facts = FileFacts {
             kind: Kind::File,
             uid: 0,
@@ -1814,7 +1891,14 @@ mod tests {
         let mut files = KeyFiles::from([(user.clone(), key_file_for(&instance))]);
         let db = db();
         let check = |db: &AccountDb, files: &KeyFiles, owners: &BTreeSet<&str>| {
-            jump_accounts_check(&[&instance], owners, db, files, keys_dir)
+            jump_accounts_check(
+                &[&instance],
+                &endpoints(&[&instance]),
+                owners,
+                db,
+                files,
+                keys_dir,
+            )
         };
         assert_eq!(check(&db, &files, &owners).status, Status::Ok);
 
@@ -1851,14 +1935,28 @@ mod tests {
         // The container gone (in every project): account and key file are
         // orphans.
         files.insert(user.clone(), key_file_for(&instance));
-        let failed = jump_accounts_check(&[], &BTreeSet::new(), &db, &files, keys_dir);
+        let failed = jump_accounts_check(
+            &[],
+            &Endpoints::new(),
+            &BTreeSet::new(),
+            &db,
+            &files,
+            keys_dir,
+        );
         assert_eq!(
             failed.fix,
             Some(format!(
                 "userdel -- {user} && rm -f /etc/containarium/keys/{user}"
             ))
         );
-        let failed = jump_accounts_check(&[], &BTreeSet::new(), &gone, &files, keys_dir);
+        let failed = jump_accounts_check(
+            &[],
+            &Endpoints::new(),
+            &BTreeSet::new(),
+            &gone,
+            &files,
+            keys_dir,
+        );
         assert_eq!(failed.detail, format!("key file {user} has no container"));
 
         // A host account of that name that is not ours.

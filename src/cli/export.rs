@@ -116,11 +116,7 @@ impl ExportArgs {
         }
         let name = self.user.container();
         let instance = super::managed(env, &self.user)?;
-        let container = instance.ssh_endpoint().ok_or_else(|| {
-            Refused(format!(
-                "{name} has no pinned address (never finished creating?)"
-            ))
-        })?;
+        let container = super::endpoints(env).of(&instance)?;
         let bastion_key = match &self.host_ca {
             Some(ca) => BastionKey::Ca(ca_keys_of(
                 &crate::config::read(ca)?,

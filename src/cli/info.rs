@@ -76,7 +76,13 @@ impl InfoArgs {
                 Some(member) => Some(super::list::location(member, &env.incus.members()?)),
                 None => None,
             },
-            endpoint: instance.ssh_endpoint().map(|to| to.to_string()),
+            endpoint: match super::endpoints(env).of(&instance) {
+                Ok(to) => Some(to.to_string()),
+                Err(err) => {
+                    crate::ui::note(&format!("warning: {err:#}"));
+                    None
+                }
+            },
             disk_quota: instance.root_size().map(str::to_string),
             disk_used: instance.disk_used(),
             memory_limit: config("limits.memory"),

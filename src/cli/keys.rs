@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Env, print_json};
@@ -224,9 +224,7 @@ pub(super) fn apply_plan(
     sessions: Sessions,
 ) -> Result<Plan> {
     let name = instance.name.as_str();
-    let to = instance
-        .ssh_endpoint()
-        .with_context(|| format!("{name} has no pinned address"))?;
+    let to = super::endpoints(env).of(instance)?;
     let Some(fields) = env.incus.passwd_entry(name, user.as_str())? else {
         anyhow::bail!("user {user} not found in {name}");
     };
@@ -279,6 +277,57 @@ pub(super) fn apply_plan(
         ))),
     );
     Ok(plan)
+}
+
+/// After a `snapshot restore`: makes authorized_keys in `container`, as the
+/// snapshot brought it back, hold `wanted` instead of the snapshot's
+/// `recorded` keys. Read at apply time: the file (and the home it is in)
+/// are the snapshot's, known only once it is restored.
+pub(super) fn authorized_keys_step(
+    env: &Env,
+    user: &UserName,
+    container: &str,
+    recorded: Vec<PublicKey>,
+    wanted: Vec<PublicKey>,
+) -> Step {
+    let (incus, user, name) = (env.incus.clone(), user.clone(), container.to_string());
+    Step::new(
+        format!("re-apply the current keys to ~{user}/.ssh/authorized_keys in {container}"),
+        Action::check(
+            format!(
+                "read {user}'s home from {container}'s /etc/passwd and its .ssh/authorized_keys as \
+                 restored; `{}` it back without the snapshot's other keys",
+                incus.cmd([
+                    "file",
+                    "push",
+                    "--create-dirs",
+                    "--uid",
+                    "<uid>",
+                    "--gid",
+                    "<gid>",
+                    "--mode",
+                    "0600",
+                    "-",
+                    &format!("{container}/<home>/.ssh/authorized_keys"),
+                ])
+            ),
+            move |_| {
+                let Some(fields) = incus.passwd_entry(&name, user.as_str())? else {
+                    anyhow::bail!("user {user} not found in {name}");
+                };
+                let (owner, home) = ((fields[2].as_str(), fields[3].as_str()), fields[5].as_str());
+                let path = incus::guest_join(home, ".ssh/authorized_keys");
+                let current = incus.read_file(&name, &path)?.unwrap_or_default();
+                let updated = authorized_keys(&current, &recorded, &wanted);
+                crate::exec::run(
+                    &incus
+                        .push_file_cmd(&name, &path, owner, "0600")?
+                        .stdin(updated),
+                )?;
+                Ok(())
+            },
+        ),
+    )
 }
 
 /// The new authorized_keys: `current` without the recorded keys that are no

@@ -152,6 +152,12 @@ fn tenant_net(env: &Env) -> Result<crate::network::TenantNet> {
     crate::network::TenantNet::probe(&env.incus, defaults.network.as_deref())
 }
 
+/// Where each container's jump tunnels go ([`crate::network::Endpoints`]),
+/// with config.toml's tenant network should one be on a cluster.
+fn endpoints(env: &Env) -> crate::network::Endpoints<'_> {
+    crate::network::Endpoints::new(&env.incus, || tenant_net(env))
+}
+
 /// Our lock, for a mutating verb: taken before its probes, so what it
 /// plans from cannot change under it.
 fn lock(env: &Env, what: &str) -> Result<crate::lock::Lock> {

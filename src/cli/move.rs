@@ -91,7 +91,13 @@ fn plan(env: &Env, user: &UserName, target: &str) -> Result<Option<Plan>> {
         .with_context(|| format!("{name} has no pinned address"))?;
     let net = super::tenant_net(env)?;
     let port = network::proxy_port(&net, ip)?;
-    let old = instance.ssh_endpoint();
+    // Where it is published now; a device that is not containarium's is
+    // refused rather than re-pointed (one that is missing is added).
+    let endpoints = network::Endpoints::new(incus, || Ok(net.clone()));
+    let old = match instance.expanded_devices.contains_key(PROXY_DEVICE) {
+        true => Some(endpoints.of(&instance)?),
+        false => None,
+    };
     let new = SocketAddrV4::new(to.address()?, port);
     let keys = instance.keys()?;
 

@@ -48,7 +48,8 @@ impl PowerArgs {
                     .releases_lock(),
                 );
                 if verb != "stop" {
-                    plan.push(super::create::sshd_ready_step(instance.ssh_endpoint()));
+                    let to = super::endpoints(env).of(&instance)?;
+                    plan.push(super::create::sshd_ready_step(Some(to)));
                 }
             }
             None => plan.unchanged(format!("{name} is {}", instance.status.to_lowercase())),

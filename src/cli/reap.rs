@@ -20,6 +20,7 @@ use crate::activity;
 use crate::exec;
 use crate::incus::{Instance, key};
 use crate::names::UserName;
+use crate::network::Endpoints;
 use crate::time::{Span, Time};
 
 /// Stop idle and expired containers, and delete long-expired ones
@@ -182,6 +183,7 @@ impl ReapArgs {
         } else {
             String::new()
         };
+        let endpoints = super::endpoints(env);
         let mut decisions = Vec::new();
         for instance in &instances {
             // The user its name says, only when the recorded owner agrees:
@@ -192,7 +194,7 @@ impl ReapArgs {
             };
             let connections =
                 if instance.is_running() && instance.config_value(key::IDLE_STOP).is_some() {
-                    Some(connections(env, instance, &ss))
+                    Some(connections(env, &endpoints, instance, &ss))
                 } else {
                     None
                 };
@@ -317,9 +319,9 @@ impl ReapArgs {
 
 /// SSH connections to `instance`: through the bastion (in `ss`) and in its
 /// own network namespace.
-fn connections(env: &Env, instance: &Instance, ss: &str) -> usize {
-    let through = instance
-        .ssh_endpoint()
+fn connections(env: &Env, endpoints: &Endpoints, instance: &Instance, ss: &str) -> usize {
+    let through = endpoints
+        .computed(instance)
         .map_or(0, |to| activity::bastion_connections(ss, to));
     let pid = instance.state.as_ref().map_or(0, |s| s.pid);
     let inside = if pid > 0 {

@@ -1,14 +1,14 @@
 //! `containarium snapshot create|list|restore|delete USER [NAME]`.
 //!
-//! A restore brings back the container's disk and config as they were,
-//! including `user.containarium.keys` and authorized_keys. Keys removed since
+//! A restore brings back the container's disk as it was, and only the disk:
+//! `incus snapshot restore` also copies the snapshot's config and devices,
+//! which are re-authored right after (see [`restore_plan`]). The disk holds
+//! authorized_keys as it was, and the snapshot's config its keys. Keys removed since
 //! the snapshot (a lost laptop's) must not come back unnoticed: by default
 //! the current keys are re-applied to authorized_keys, the jump key file and
 //! the metadata, with a warning naming the snapshot's extra keys;
 //! `--keep-snapshot-keys` keeps the snapshot's keys (and warns that removed
 //! keys work again). Either way both ends of the tunnel agree afterwards.
-
-use std::net::SocketAddrV4;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -16,9 +16,10 @@ use serde::Deserialize;
 
 use super::{Env, print_json};
 use crate::error::Refused;
-use crate::incus::{Incus, PROXY_DEVICE};
+use crate::incus::{Authored, Instance, PROXY_DEVICE, key};
 use crate::keys::PublicKey;
 use crate::names::UserName;
+use crate::network;
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::ui;
 
@@ -125,98 +126,75 @@ impl SnapshotCommand {
                     ))
                     .into());
                 }
-                let restore = matches!(self, SnapshotCommand::Restore(_));
-                let verb = if restore { "restore" } else { "delete" };
-                plan.push(Step::new(
-                    format!("{verb} snapshot {name} of {container}"),
-                    Action::run(env.incus.cmd(["snapshot", verb, container, name.as_str()])),
-                ));
-                // A snapshot holds the published sshd as it was, on the
-                // member the container was on then (see `move`).
-                if restore
-                    && instance.expanded_devices.contains_key(PROXY_DEVICE)
-                    && let Some(at) = instance.ssh_endpoint()
-                {
-                    plan.push(republish_step(&env.incus, container, at));
-                }
-                // Incus restarts a running container to restore it: done
-                // when it answers again, as `restart` is.
-                if restore && instance.is_running() {
-                    plan.push(super::create::sshd_ready_step(instance.ssh_endpoint()));
+                match &self {
+                    SnapshotCommand::Restore(restore) => plan.append(restore_plan(
+                        env,
+                        &args.user,
+                        &instance,
+                        name,
+                        restore.keep_snapshot_keys,
+                    )?),
+                    _ => plan.push(Step::new(
+                        format!("delete snapshot {name} of {container}"),
+                        Action::run(env.incus.cmd([
+                            "snapshot",
+                            "delete",
+                            container,
+                            name.as_str(),
+                        ])),
+                    )),
                 }
             }
             SnapshotCommand::List(_) => unreachable!("handled above"),
         }
-        // For a restore: whether to keep the snapshot's keys, and the keys now.
-        let keep = match &self {
-            SnapshotCommand::Restore(restore) => {
-                Some((restore.keep_snapshot_keys, instance.keys()?))
-            }
-            _ => None,
-        };
         if args.dry_run {
             crate::out!("{}", plan.describe());
-            match keep {
-                Some((false, _)) => crate::outln!("then: re-apply the current keys"),
-                Some((true, _)) => {
-                    crate::outln!("then: write the jump keys from the snapshot's keys")
-                }
-                None => {}
-            }
             return Ok(());
         }
-        plan.apply_under(&lock, &mut Facts::default())?;
-        if let Some((keep, current)) = keep {
-            let name = args.name.as_deref().unwrap_or_default();
-            after_restore(env, &lock, &args.user, name, &current, keep)?;
-        }
-        Ok(())
+        plan.apply_under(&lock, &mut Facts::default())
     }
 }
 
-/// After a snapshot restore on a cluster: `name`'s sshd published at `at`
-/// again, where it is now (the device comes back as the snapshot had it).
-fn republish_step(incus: &Incus, name: &str, at: SocketAddrV4) -> Step {
-    let (incus, name) = (incus.clone(), name.to_string());
-    Step::new(
-        format!("publish {name}'s sshd at {at} again"),
-        Action::check(
-            format!(
-                "{} (or add it, should the snapshot have none)",
-                incus.proxy_listen_cmd(&name, at)
-            ),
-            move |_| {
-                let restored = incus
-                    .instance(&name)?
-                    .with_context(|| format!("{name} is gone"))?;
-                let cmd = if restored.expanded_devices.contains_key(PROXY_DEVICE) {
-                    incus.proxy_listen_cmd(&name, at)
-                } else {
-                    let ip = restored
-                        .pinned_ipv4()
-                        .with_context(|| format!("{name} has no pinned address"))?;
-                    incus.proxy_add_cmd(&name, at, ip)
-                };
-                crate::exec::run(&cmd)?;
-                Ok(())
-            },
-        ),
-    )
-}
-
-/// After a restore: warns about keys the snapshot brings back, then makes
-/// authorized_keys, the jump key file and the metadata hold the current keys
-/// (or, with `keep`, the jump key file the snapshot's).
-fn after_restore(
+/// `incus snapshot restore` copies the snapshot's config and devices into
+/// the instance: whatever it held then (an older MAC and address, other
+/// quotas, owner or expiry, keys removed since) or whatever a backup file
+/// put into it (an `ssh` device listening anywhere on the host). So the
+/// restore is re-authored: stopped, restored, then its own config and
+/// devices made what they are now ([`Incus::converge_cmds`] from the
+/// snapshot's, read before), with eth0 pinned to its current address and
+/// MAC and filtered, the `ssh` device recomputed (none off a cluster), and
+/// the keys the current ones (or with `keep` the snapshot's, parsed); then
+/// started if it ran, and the keys inside and the jump key file made to
+/// agree, the key's `permitopen` computed, never read from a device.
+fn restore_plan(
     env: &Env,
-    lock: &crate::lock::Lock,
     user: &UserName,
+    instance: &Instance,
     snapshot: &str,
-    current: &[PublicKey],
     keep: bool,
-) -> Result<()> {
-    let restored = super::managed(env, user)?;
-    let snapshot_keys = restored.keys()?;
+) -> Result<Plan> {
+    let incus = &env.incus;
+    let name = instance.name.as_str();
+    let path = format!("/1.0/instances/{name}/snapshots/{snapshot}");
+    let out = incus.probe(&incus.query_cmd(&path))?;
+    let have: Authored = serde_json::from_str(&out.stdout)
+        .with_context(|| format!("parsing `incus query {path}`"))?;
+    let current = instance.keys()?;
+    let origin = format!("snapshot {snapshot}'s {}", key::KEYS);
+    let snapshot_keys: Vec<PublicKey> = have
+        .config
+        .get(key::KEYS)
+        .map(String::as_str)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| PublicKey::parse_line(l, &origin))
+        .collect::<Result<_, Refused>>()?;
+    let keys = if keep {
+        snapshot_keys.clone()
+    } else {
+        current.clone()
+    };
     let returned: Vec<String> = snapshot_keys
         .iter()
         .filter(|k| !current.iter().any(|c| c.fingerprint() == k.fingerprint()))
@@ -234,30 +212,127 @@ fn after_restore(
             returned.join(", ")
         ));
     }
-    let Some(to) = restored.ssh_endpoint() else {
-        return Ok(());
-    };
-    // A snapshot from before the NIC filters brings the old NIC back:
-    // filter it again first.
+
     let net = super::tenant_net(env)?;
-    if let Some(cmd) = crate::network::nic_fix_cmd(&env.incus, &restored, &net) {
-        let mut plan = Plan::default();
+    let endpoints = network::Endpoints::new(incus, || Ok(net.clone()));
+    // Computed from the pinned address (and member): the device, whatever
+    // it says now, is made again below.
+    let to = endpoints.computed(instance)?;
+    let ip = instance
+        .pinned_ipv4()
+        .with_context(|| format!("{name} has no pinned address"))?;
+    let mut want = Authored {
+        config: instance.config.clone(),
+        devices: instance.devices.clone(),
+    };
+    want.config
+        .insert(key::KEYS.to_string(), crate::keys::to_lines(&keys));
+    // As it is in effect (its own, or the profile's with our overrides).
+    let mut eth0 = instance
+        .expanded_devices
+        .get("eth0")
+        .cloned()
+        .with_context(|| format!("{name} has no eth0"))?;
+    for (k, v) in net.nic_security() {
+        eth0.insert(k.to_string(), v.to_string());
+    }
+    // The MAC it has now: a snapshot's older one would leave a DHCP lease
+    // behind that keeps its address from it.
+    if let Some(mac) = instance.config.get("volatile.eth0.hwaddr") {
+        eth0.insert("hwaddr".to_string(), mac.clone());
+    }
+    want.devices.insert("eth0".to_string(), eth0);
+    want.devices.remove(PROXY_DEVICE);
+    if instance.member().is_some() {
+        want.devices
+            .insert(PROXY_DEVICE.to_string(), network::proxy_device(to, ip));
+    }
+
+    let mut plan = Plan::default();
+    let running = instance.is_running();
+    // Not started again should a later step fail: half re-authored, it
+    // may hold what the snapshot brought back. Left stopped, a rerun
+    // restores and re-authors it again.
+    if running {
         plan.push(Step::new(
-            format!("filter {}'s eth0 again", restored.name),
+            format!("stop {name}"),
+            Action::run(incus.cmd(["stop", name])),
+        ));
+    }
+    // Should a step after it fail, the config and devices are made what
+    // they were before (from whatever they are by then): never left half
+    // the snapshot's, which a rerun would take for the container's own.
+    let (undoer, container, wanted) = (incus.clone(), name.to_string(), want.clone());
+    plan.push(
+        Step::new(
+            format!("restore snapshot {snapshot} of {name}"),
+            Action::run(incus.cmd(["snapshot", "restore", name, snapshot])),
+        )
+        .undo(Action::check(
+            format!("make {name}'s config and devices what they were before the restore"),
+            move |_| {
+                let now = undoer
+                    .instance(&container)?
+                    .with_context(|| format!("{container} is gone"))?;
+                let now = Authored {
+                    config: now.config,
+                    devices: now.devices,
+                };
+                for cmd in undoer.converge_cmds(&container, &now, &wanted) {
+                    crate::exec::run(&cmd)?;
+                }
+                Ok(())
+            },
+        )),
+    );
+    for cmd in incus.converge_cmds(name, &have, &want) {
+        plan.push(Step::new(
+            format!(
+                "{name} as it is now, not as the snapshot has it: {}",
+                what(&cmd)
+            ),
             Action::run(cmd),
         ));
-        plan.apply_under(lock, &mut Facts::default())?;
     }
-    let same = fingerprints(&snapshot_keys) == fingerprints(current);
-    let keys = if keep || same {
-        snapshot_keys
-    } else {
-        super::keys::apply_plan(env, user, &restored, current, super::keys::Sessions::Keep)?
-            .apply_under(lock, &mut Facts::default())?;
-        current.to_vec()
-    };
+    if running {
+        plan.push(Step::new(
+            format!("start {name}"),
+            Action::run(incus.cmd(["start", name])),
+        ));
+        plan.push(super::create::sshd_ready_step(Some(to)));
+    }
+    let same = fingerprints(&snapshot_keys) == fingerprints(&current);
+    if !keep && !same {
+        plan.push(super::keys::authorized_keys_step(
+            env,
+            user,
+            name,
+            snapshot_keys,
+            current,
+        ));
+    }
     // The jump account too, should it be missing.
-    super::sync_accounts::jump_plan(env, user, to, &keys)?.apply_under(lock, &mut Facts::default())
+    plan.append(super::sync_accounts::jump_plan(env, user, to, &keys)?);
+    Ok(plan)
+}
+
+/// What a converging command changes, for its step's synopsis: its words
+/// after `config`, without the instance's name or any value.
+fn what(cmd: &crate::exec::Cmd) -> String {
+    let words: Vec<&str> = cmd
+        .args
+        .iter()
+        .skip_while(|a| *a != "config")
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| {
+            // The instance: `config VERB NAME` or `config device VERB NAME`.
+            let device = cmd.args.iter().any(|a| a == "device");
+            *i != if device { 2 } else { 1 }
+        })
+        .map(|(_, a)| a.split_once('=').map_or(a.as_str(), |(k, _)| k))
+        .collect();
+    words.join(" ")
 }
 
 fn fingerprints(keys: &[PublicKey]) -> Vec<String> {

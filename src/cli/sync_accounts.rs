@@ -45,7 +45,11 @@ impl SyncAccountsArgs {
         // Jump accounts are host-wide: a name that owns containers in two
         // projects has no one right answer, so it is left alone.
         let all = env.incus.instances_config(true)?;
+        let endpoints = network::Endpoints::new(&env.incus, || Ok(net.clone()));
         let mut users = Vec::new();
+        // A container whose `ssh` device is not ours: its key file is left
+        // as it is, and the run fails naming it.
+        let mut refused = Vec::new();
         for instance in env.incus.instances_config(false)? {
             // The name is the identity: an instance whose recorded owner
             // names someone else has no user here (warned when listed).
@@ -64,13 +68,21 @@ impl SyncAccountsArgs {
                 ));
                 continue;
             }
-            let Some(to) = instance.ssh_endpoint() else {
-                ui::note(&format!(
-                    "warning: {} has no pinned address (never finished creating?); skipped",
-                    instance.name
-                ));
-                continue;
+            let to = match endpoints.computed(&instance) {
+                Ok(to) => to,
+                Err(err) => {
+                    ui::note(&format!("warning: {err:#}; skipped"));
+                    continue;
+                }
             };
+            if let Some(why) = network::proxy_problem(&instance, to) {
+                ui::note(&format!(
+                    "error: {user}: {why}; jump account and key file left as they are \
+                     (see `containarium host doctor`)"
+                ));
+                refused.push(user.to_string());
+                continue;
+            }
             // One user's bad key metadata must not hold back everyone
             // else's, nor this user's network filter.
             let mut plan = match instance.keys() {
@@ -130,7 +142,7 @@ impl SyncAccountsArgs {
         host.apply_under(&lock, &mut Facts::default())?;
         // Users are independent: one that fails (its own steps undone) does
         // not hold back the others; a rerun retries only what is missing.
-        let (checked, mut changes, mut failed) = (users.len(), 0, Vec::new());
+        let (checked, mut changes, mut failed) = (users.len() + refused.len(), 0, refused);
         for (user, plan) in users {
             let steps = plan.steps.len();
             match plan.apply_under(&lock, &mut Facts::default()) {

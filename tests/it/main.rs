@@ -1820,7 +1820,11 @@ fn snapshots_and_power() {
         calls,
         [
             format!("incus snapshot create {USER}-container before"),
+            // Stopped first, so nothing of the snapshot runs before it is
+            // re-authored (here it holds what the container holds now).
+            format!("incus stop {USER}-container"),
             format!("incus snapshot restore {USER}-container before"),
+            format!("incus start {USER}-container"),
             format!("incus snapshot delete {USER}-container before"),
             format!("incus stop {USER}-container"),
             format!("incus start {USER}-container"),
@@ -2794,7 +2798,9 @@ fn snapshot_restore_reapplies_the_current_keys_unless_asked() {
 
     let out = s.run(&["snapshot", "restore", USER, "both", "--dry-run"]);
     assert!(
-        stdout(&out).ends_with("then: re-apply the current keys\n"),
+        stdout(&out).contains(&format!(
+            "re-apply the current keys to ~{USER}/.ssh/authorized_keys in {USER}-container\n"
+        )),
         "{}",
         stdout(&out)
     );
@@ -3487,6 +3493,7 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
             "key-files",
             "owners",
             "jump-accounts",
+            "ssh-devices",
             "privilege",
             "quotas",
             "autostart",
@@ -3552,6 +3559,27 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
     let fix = format!("incus config set {container} user.containarium.owner={USER}");
     doctor_fails(&s, &[], "owners", &fix);
     s.set_config(&container, "user.containarium.owner", USER);
+    passes();
+
+    // An `ssh` device off a cluster (one a snapshot brought back, say):
+    // ssh-devices fails it; the key file is computed and still passes.
+    s.edit_instance(&container, |inst| {
+        let ssh = serde_json::json!({"type": "proxy", "listen": "tcp:127.0.0.1:18091",
+                                     "connect": "tcp:127.83.120.2:22"});
+        inst["devices"]["ssh"] = ssh.clone();
+        inst["expanded_devices"]["ssh"] = ssh;
+    });
+    doctor_fails(
+        &s,
+        &[],
+        "ssh-devices",
+        &format!("incus config device remove {container} ssh"),
+    );
+    s.edit_instance(&container, |inst| {
+        for devices in ["devices", "expanded_devices"] {
+            inst[devices].as_object_mut().unwrap().remove("ssh");
+        }
+    });
     passes();
 
     s.edit_instance(&container, |inst| {
@@ -3677,4 +3705,186 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
     sshd.kill().unwrap();
     sshd.wait().unwrap();
     doctor_fails(&s, &[], "sshd-running", "systemctl start ssh");
+}
+
+/// `incus snapshot restore` copies the snapshot's config and devices back.
+/// A hostile one (as a backup file can carry it: an `ssh` proxy device
+/// listening on the bastion, 64 CPUs, an older MAC and address, another
+/// owner's set and a past expiry) is re-authored: every command shows in
+/// the dry run, and afterwards the container is what it was before the
+/// restore, with the jump key's `permitopen` computed from the pinned
+/// address, never from the device.
+#[test]
+fn snapshot_restore_re_authors_what_a_hostile_snapshot_brings_back() {
+    let s = Sandbox::new(205);
+    assert!(s.create().status.success());
+    let container = format!("{USER}-container");
+    s.set_config(&container, "volatile.eth0.hwaddr", "10:66:6a:00:00:02");
+    s.ok(&["snapshot", "create", USER, "evil"]);
+    let before = s.instance().unwrap();
+    s.edit_instance(&container, |inst| {
+        let snap = &mut inst["snapshots"][0];
+        let config = &mut snap["config"];
+        config["limits.cpu"] = "64".into();
+        config["volatile.eth0.hwaddr"] = "10:66:6a:00:00:01".into();
+        config["user.containarium.set"] = "evil".into();
+        config["user.containarium.expires"] = "2000-01-01T00:00:00Z".into();
+        config["user.containarium.keys"] = format!("{KEY}\n{KEY2}\n").into();
+        snap["devices"]["ssh"] = serde_json::json!({
+            "type": "proxy", "listen": "tcp:127.0.0.1:18091", "connect": "tcp:127.83.205.2:22"});
+        snap["devices"]["eth0"] = serde_json::json!({
+            "type": "nic", "network": "br0", "ipv4.address": "127.83.205.3"});
+    });
+    let root = s.path("root").display().to_string();
+    let plan =
+        stdout(&s.ok(&["snapshot", "restore", USER, "evil", "--dry-run"])).replace(&root, "<root>");
+    insta::assert_snapshot!(plan, @r"
+    unchanged: ctmtest-alice's jump keys
+    1. stop ctmtest-alice-container
+        incus stop ctmtest-alice-container
+    2. restore snapshot evil of ctmtest-alice-container
+        incus snapshot restore ctmtest-alice-container evil
+    3. ctmtest-alice-container as it is now, not as the snapshot has it: device remove ssh
+        incus config device remove ctmtest-alice-container ssh
+    4. ctmtest-alice-container as it is now, not as the snapshot has it: unset user.containarium.expires
+        incus config unset ctmtest-alice-container user.containarium.expires
+    5. ctmtest-alice-container as it is now, not as the snapshot has it: unset user.containarium.set
+        incus config unset ctmtest-alice-container user.containarium.set
+    6. ctmtest-alice-container as it is now, not as the snapshot has it: set limits.cpu user.containarium.keys
+        incus config set ctmtest-alice-container limits.cpu=2 'user.containarium.keys=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop
+    '
+    7. ctmtest-alice-container as it is now, not as the snapshot has it: device set eth0 hwaddr ipv4.address security.ipv4_filtering security.mac_filtering security.port_isolation
+        incus config device set ctmtest-alice-container eth0 hwaddr=10:66:6a:00:00:02 ipv4.address=127.83.205.2 security.ipv4_filtering=true security.mac_filtering=true security.port_isolation=true
+    8. start ctmtest-alice-container
+        incus start ctmtest-alice-container
+    9. wait for sshd
+        # read sshd's banner on 127.83.205.2:22 (at most 60s)
+    10. re-apply the current keys to ~ctmtest-alice/.ssh/authorized_keys in ctmtest-alice-container
+        # read ctmtest-alice's home from ctmtest-alice-container's /etc/passwd and its .ssh/authorized_keys as restored; `incus file push --create-dirs --uid '<uid>' --gid '<gid>' --mode 0600 - 'ctmtest-alice-container/<home>/.ssh/authorized_keys'` it back without the snapshot's other keys
+    11. create jump account ctmtest-alice
+        useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 --gid containarium --shell /usr/sbin/nologin --password '*' --no-create-home --home-dir /nonexistent --comment 'containarium jump account' -- ctmtest-alice
+    ");
+    // The dry run changed nothing.
+    assert_eq!(s.instance().unwrap()["devices"], before["devices"]);
+
+    s.clear_log();
+    let out = s.ok(&["snapshot", "restore", USER, "evil"]);
+    assert!(
+        stderr(&out).contains("warning: snapshot evil holds keys removed since it was taken"),
+        "{}",
+        stderr(&out)
+    );
+    // Exactly the commands the dry run printed (reads and the jump account aside).
+    let mutating: Vec<String> = s
+        .log()
+        .into_iter()
+        .filter(|l| {
+            !l.starts_with("incus list")
+                && !l.starts_with("incus query")
+                && !l.starts_with("incus snapshot list")
+                && !l.starts_with("incus file pull")
+                && !l.starts_with("useradd")
+        })
+        .collect();
+    assert_eq!(
+        mutating,
+        [
+            format!("incus stop {container}"),
+            format!("incus snapshot restore {container} evil"),
+            format!("incus config device remove {container} ssh"),
+            format!("incus config unset {container} user.containarium.expires"),
+            format!("incus config unset {container} user.containarium.set"),
+            format!("incus config set {container} limits.cpu=2 user.containarium.keys={KEY}…"),
+            format!(
+                "incus config device set {container} eth0 hwaddr=10:66:6a:00:00:02 \
+                 ipv4.address=127.83.205.2 security.ipv4_filtering=true \
+                 security.mac_filtering=true security.port_isolation=true"
+            ),
+            format!("incus start {container}"),
+            format!(
+                "incus file push --create-dirs --uid 1000 --gid 1000 --mode 0600 - \
+                 {container}/home/{USER}/.ssh/authorized_keys"
+            ),
+        ]
+    );
+    let after = s.instance().unwrap();
+    assert!(after["devices"].get("ssh").is_none(), "{after:#}");
+    assert!(after["expanded_devices"].get("ssh").is_none(), "{after:#}");
+    for key in [
+        "limits.cpu",
+        "user.containarium.keys",
+        "user.containarium.owner",
+    ] {
+        assert_eq!(after["config"][key], before["config"][key], "{key}");
+    }
+    for key in ["user.containarium.set", "user.containarium.expires"] {
+        assert!(after["config"].get(key).is_none(), "{key}: {after:#}");
+    }
+    let eth0 = &after["devices"]["eth0"];
+    assert_eq!(eth0["ipv4.address"], "127.83.205.2");
+    assert_eq!(eth0["hwaddr"], "10:66:6a:00:00:02");
+    assert_eq!(eth0["security.mac_filtering"], "true");
+    assert_eq!(
+        after["files"][&format!("/home/{USER}/.ssh/authorized_keys")],
+        format!("{KEY}\n")
+    );
+    let jump =
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap();
+    assert!(
+        jump.contains("permitopen=\"127.83.205.2:22\"") && !jump.contains("18091"),
+        "{jump}"
+    );
+
+    // A device that is not ours, wherever it came from, is an error where
+    // an endpoint is needed: one line, nothing changed.
+    s.edit_instance(&container, |inst| {
+        let ssh = serde_json::json!({"type": "proxy", "listen": "tcp:127.0.0.1:18091",
+                                     "connect": "tcp:127.83.205.2:22"});
+        inst["devices"]["ssh"] = ssh.clone();
+        inst["expanded_devices"]["ssh"] = ssh;
+    });
+    std::fs::write(s.path("desk.pub"), format!("{KEY2}\n")).unwrap();
+    let out = s.run(&["keys", "add", USER, s.path("desk.pub").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {container} has an `ssh` device (connect=tcp:127.83.205.2:22 \
+             listen=tcp:127.0.0.1:18091 type=proxy), which containarium never adds off a cluster; \
+             nothing changed (see `containarium host doctor`)\n"
+        )
+    );
+    let out = s.run(&["sync-accounts"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("error: {USER}: {container} has an `ssh` device")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path(&format!("root/etc/containarium/keys/{USER}"))).unwrap(),
+        jump
+    );
+    // A step that fails once the snapshot is restored: its config and
+    // devices are made what they were before, and it is left stopped, never
+    // started half re-authored.
+    let out = s.run_with(
+        &["snapshot", "restore", USER, "evil"],
+        &[("FAKE_FAIL_ONCE", "incus config unset")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let failed = s.instance().unwrap();
+    assert_eq!(failed["status"], "Stopped");
+    assert_eq!(
+        failed["config"]["limits.cpu"],
+        before["config"]["limits.cpu"]
+    );
+    assert_eq!(failed["devices"]["eth0"]["ipv4.address"], "127.83.205.2");
+    assert!(failed["devices"].get("ssh").is_none(), "{failed:#}");
+    assert!(failed["config"].get("user.containarium.set").is_none());
+    // A rerun restores and re-authors it again; then it starts.
+    s.ok(&["snapshot", "restore", USER, "evil"]);
+    assert!(s.instance().unwrap()["devices"].get("ssh").is_none());
+    s.ok(&["start", USER]);
+    s.ok(&["sync-accounts"]);
 }

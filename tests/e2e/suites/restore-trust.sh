@@ -6,7 +6,8 @@
 # with --untrusted the changed one restores. One that asks for root on the
 # host (security.privileged and the host's / as a disk) is refused before
 # anything of it starts, --untrusted or not; so is a tarball with a member
-# outside backup/.
+# outside backup/. A snapshot such a file carries (an `ssh` device listening
+# on the bastion, 64 CPUs) is re-authored by `snapshot restore`.
 
 # rt__drop_index_copy TREE: drops the copy of the config that Incus 6.0
 # writes into index.yaml (optional, as Incus reads it), as an editor of
@@ -144,4 +145,81 @@ PY
 		ctm restore "$outside" --untrusted
 	check "and nothing was imported" not e2e_incus info "$u-container"
 	one_line_error "--as without the new owner's key is refused" "ssh-key" ctm restore "$file" --as e2e-rt2
+	restore_trust__snapshot
+}
+
+# restore_trust__snapshot: a backup whose snapshot carries an `ssh` proxy
+# device listening on 127.0.0.1 at a free port (this test's own address),
+# and 64 CPUs, restored with --untrusted; `snapshot restore` of it brings
+# neither back: no device, no listener, the current limits.cpu, MAC and
+# address, and the jump key's permitopen the pinned address. Controls: the
+# user still gets through with ssh -J, and an untouched snapshot restores
+# as before.
+restore_trust__snapshot() {
+	local work=$E2E_WORK u=e2e-rts dir=$E2E_WORK/rts tree=$E2E_WORK/rts-tree file hostile port ip mac cpu key_file
+	key_file=$E2E_ETC_DIR/keys/$u
+	for ((port = 18091; port < 18191; port++)); do
+		ss -Hltn "sport = :$port" | e2e_grep -q . || break
+	done
+	rm -rf "$dir" "$tree" && mkdir -p "$dir" "$tree"
+	e2e_client "$u" "$work"
+	check "create $u" ctm create "$u" --ssh-key "$work/keys/$u.pub" --no-docker
+	check "snapshot $u as kept" ctm snapshot create "$u" kept
+	check "backup $u with its snapshot" ctm backup "$u" --output "$dir"
+	file=$(ls "$dir/$u"-container-*.tar.gz)
+	check "delete $u" ctm delete "$u" --force
+	tar -C "$tree" -xzf "$file"
+	# The attack: the snapshot's devices and config in backup.yaml, edited
+	# as text (the rest byte for byte); read back with a YAML parser.
+	check "the backup's snapshot kept now has an ssh device on 127.0.0.1:$port and 64 CPUs" \
+		/usr/bin/python3 - "$tree/backup/container/backup.yaml" "$port" <<'PY'
+import re, sys, yaml
+path, port = sys.argv[1], sys.argv[2]
+text = open(path).read()
+ip = yaml.safe_load(text)["container"]["devices"]["eth0"]["ipv4.address"]
+head, tail = text.split("\nsnapshots:\n", 1)
+tail = re.sub(r"\n    limits\.cpu: [^\n]*", '\n    limits.cpu: "64"', tail, count=1)
+ssh = f"    ssh:\n      connect: tcp:{ip}:22\n      listen: tcp:127.0.0.1:{port}\n      type: proxy\n"
+assert "\n  devices:\n" in tail
+tail = tail.replace("\n  devices:\n", "\n  devices:\n" + ssh, 1)
+text = head + "\nsnapshots:\n" + tail
+open(path, "w").write(text)
+snap = [s for s in yaml.safe_load(text)["snapshots"] if s["name"] == "kept"][0]
+assert snap["config"]["limits.cpu"] == "64", snap["config"]
+assert snap["devices"]["ssh"]["listen"] == f"tcp:127.0.0.1:{port}", snap["devices"]
+PY
+	hostile=$work/rts-hostile/$(basename "$file")
+	mkdir -p "$(dirname "$hostile")"
+	tar -C "$tree" -czf "$hostile" backup
+	check "--untrusted restores the backup with the hostile snapshot" ctm restore "$hostile" --untrusted
+	check "(the attack is real) Incus holds the snapshot as the file has it" bash -c \
+		"incus query '/1.0/instances/$u-container/snapshots/kept?project=$E2E_PROJECT' | e2e_jq -e '.devices.ssh.listen == \"tcp:127.0.0.1:$port\" and .config[\"limits.cpu\"] == \"64\"'"
+	ip=$(ip_of "$u") || ip=
+	mac=$(incus query "/1.0/instances/$u-container/state?project=$E2E_PROJECT" | jq -r .network.eth0.hwaddr) || mac=
+	cpu=$(e2e_incus config get "$u-container" limits.cpu) || cpu=
+	check "  its address, MAC and limits.cpu are known ($ip, $mac, $cpu)" test -n "$ip" -a -n "$mac" -a -n "$cpu"
+	check "  its MAC is not the snapshot's (restore gave a fresh one)" bash -c \
+		"[ -n '$mac' ] && [ \"\$(incus query '/1.0/instances/$u-container/snapshots/kept?project=$E2E_PROJECT' | jq -r '.config[\"volatile.eth0.hwaddr\"]')\" != '$mac' ]"
+	check "snapshot restore $u kept" ctm snapshot restore "$u" kept
+	check "  no ssh device" bash -c "! incus --project $E2E_PROJECT config device show $u-container | e2e_grep -q '^ssh:'"
+	check "  nothing listens on 127.0.0.1:$port" bash -c "! ss -Hltn 'sport = :$port' | e2e_grep -q ."
+	check "  limits.cpu is the current one ($cpu), not 64" bash -c \
+		"[ \"\$(incus --project $E2E_PROJECT config get $u-container limits.cpu)\" = '$cpu' ]"
+	check "  the MAC is unchanged" bash -c \
+		"[ \"\$(incus query '/1.0/instances/$u-container/state?project=$E2E_PROJECT' | jq -r .network.eth0.hwaddr)\" = '$mac' ]"
+	check "  the pinned address is unchanged" bash -c \
+		"[ \"\$(incus --project $E2E_PROJECT config device get $u-container eth0 ipv4.address)\" = '$ip' ]"
+	check "  the jump key's permitopen is the pinned address" bash -c \
+		"grep -q 'permitopen=\"$ip:22\"' '$key_file' && ! grep -q 'permitopen=\"127.0.0.1' '$key_file'"
+	check "  host doctor's ssh-devices passes" bash -c \
+		"'$BIN' --project $E2E_PROJECT host doctor --json 2>/dev/null | e2e_jq -e '.checks[] | select(.name == \"ssh-devices\") | .status == \"ok\"'"
+	check "control: $u still reaches the container with ssh -J" jump "$u" "$ip" true
+	# The control: an untouched snapshot restores as before.
+	check "control: snapshot $u as clean" ctm snapshot create "$u" clean
+	check "  write a file after it" jump "$u" "$ip" sh -c "echo after >/home/$u/marker"
+	check "  snapshot restore $u clean" ctm snapshot restore "$u" clean
+	check "  the file is gone: the disk is the snapshot's" bash -c "! incus --project $E2E_PROJECT exec $u-container -- test -e /home/$u/marker"
+	check "  and $u reaches it with ssh -J" jump "$u" "$ip" true
+	check "delete $u" ctm delete "$u" --force
+	rm -rf "$dir" "$tree" "$(dirname "$hostile")"
 }

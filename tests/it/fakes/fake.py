@@ -54,6 +54,13 @@ if prog == "incus" and stopping_after and stopping_after in line:
 slow = os.environ.get("FAKE_SLOW")
 if slow and slow in line:
     time.sleep(2)
+# $FAKE_FAIL_ONCE: only the first call that contains it fails.
+fail_once = os.environ.get("FAKE_FAIL_ONCE")
+failed_once = os.path.join(os.environ.get("FAKE_STATE", "/nonexistent"), "_failed_once")
+if fail_once and fail_once in line and not os.path.exists(failed_once):
+    open(failed_once, "w").close()
+    sys.stderr.write(f"Error: injected failure of {fail_once!r}\n")
+    sys.exit(1)
 fail = os.environ.get("FAKE_FAIL")
 if fail and fail in line:
     sys.stderr.write(f"Error: injected failure of {fail!r}\n")
@@ -170,6 +177,15 @@ def members():
     return out
 
 
+def snapshot_json(snap):
+    """A snapshot as `incus query` shows it (Incus 6.0's shape): its own
+    config and devices, and both expanded (the fake has no profiles)."""
+    return {"name": snap["name"], "created_at": snap["created_at"], "stateful": False,
+            "ephemeral": False, "profiles": ["default"], "config": snap["config"],
+            "devices": snap.get("devices", {}), "expanded_config": snap["config"],
+            "expanded_devices": snap.get("devices", {})}
+
+
 verb = args[0]
 if verb == "query":
     what = args[1].split("?")[0]
@@ -200,10 +216,17 @@ if verb == "query":
             sys.stderr.write("Error: Network ACL not found\n")
             sys.exit(1)
         print(json.dumps(acl))
-    elif "/snapshots" in what:
-        inst = load(what.split("/")[3])
-        print(json.dumps([{k: v for k, v in x.items() if k != "files"}
-                          for x in (inst or {}).get("snapshots", [])]))
+    elif what.endswith("/snapshots"):
+        # recursion=1: each snapshot with its config and devices, as Incus.
+        inst = load(what.split("/")[3]) or {}
+        print(json.dumps([snapshot_json(s) for s in inst.get("snapshots", [])]))
+    elif "/snapshots/" in what:
+        inst = load(what.split("/")[3]) or {}
+        found = [s for s in inst.get("snapshots", []) if s["name"] == what.split("/")[-1]]
+        if not found:
+            sys.stderr.write("Error: Instance snapshot not found\n")
+            sys.exit(1)
+        print(json.dumps(snapshot_json(found[0])))
     elif what == "/1.0/instances":
         # recursion=1: no state, and the project's instances or everyone's.
         everyone = [{"project": "default", **load(n)} for n in instances()]
@@ -272,6 +295,9 @@ elif verb == "init":
         devices.setdefault(dev, {})[k] = v
     expanded = {**devices, "eth0": {"type": "nic", "network": "br0", **devices.get("eth0", {})},
                 "root": {"type": "disk", "path": "/", "pool": "default", **devices.get("root", {})}}
+    # Like the real client: a device given with -d overrides the profile's
+    # and becomes the instance's own, whole.
+    devices = {dev: dict(expanded[dev]) for dev in devices}
     target = opts(args, "--target")
     location = "none"
     if members():
@@ -297,12 +323,22 @@ elif verb == "snapshot":
     if args[1] == "list":
         print(json.dumps(snaps))
     elif args[1] == "create":
-        # Like Incus: the snapshot holds the config and the disk (our files).
+        # Like Incus: the snapshot holds the config, the devices and the
+        # disk (our files).
         snaps.append({"name": args[3], "created_at": "2026-11-24T01:02:03Z",
-                      "config": dict(inst["config"]), "files": dict(inst.get("files", {}))})
+                      "config": dict(inst["config"]),
+                      "devices": json.loads(json.dumps(inst["devices"])),
+                      "files": dict(inst.get("files", {}))})
     elif args[1] == "restore":
+        # Like Incus: config and devices, all of them, as the snapshot has
+        # them (restarted when it ran).
         snap = next(x for x in snaps if x["name"] == args[3])
         inst["config"], inst["expanded_config"] = dict(snap["config"]), dict(snap["config"])
+        inst["devices"] = json.loads(json.dumps(snap.get("devices", {})))
+        profile = {"eth0": {"type": "nic", "network": "br0"},
+                   "root": {"type": "disk", "path": "/", "pool": "default"}}
+        inst["expanded_devices"] = {dev: {**profile.get(dev, {}), **spec}
+                                    for dev, spec in {**profile, **inst["devices"]}.items()}
         inst["files"] = dict(snap["files"])
     elif args[1] == "delete":
         inst["snapshots"] = [x for x in snaps if x["name"] != args[3]]
