@@ -39,8 +39,16 @@ impl SyncAccountsArgs {
         let lock = super::lock(env, "sync-accounts")?;
         let mut host = super::host::plan(&env.paths, false)?;
         // Tenants made before the network was guarded get the ACL and
-        // their NIC filters here, each reported as a change.
-        host.append(super::host::network_plan(env)?);
+        // their NIC filters here, each reported as a change. A network we
+        // cannot guard (IPv6, no firewall) fails the run, but only at the
+        // end: it never holds back a revocation or a key change.
+        let network = match super::host::network_plan(env) {
+            Ok(plan) => {
+                host.append(plan);
+                None
+            }
+            Err(err) => Some(err),
+        };
         let net = super::tenant_net(env)?;
         // Jump accounts are host-wide: a name that owns containers in two
         // projects has no one right answer, so it is left alone.
@@ -159,6 +167,11 @@ impl SyncAccountsArgs {
             );
         } else {
             crate::outln!("{checked} users checked, {changes} changes made");
+        }
+        match network {
+            Some(err) if failed.is_empty() => return Err(err),
+            Some(err) => ui::note(&format!("error: {err:#}")),
+            None => {}
         }
         if !failed.is_empty() {
             anyhow::bail!("could not sync {}; see above", failed.join(", "));
