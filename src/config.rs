@@ -45,9 +45,10 @@ struct ConfigFile {
 /// EAGAIN, instead of running until memory does (50,000 processes were not
 /// refused without it). A tenant with Docker and a build runs a few hundred
 /// (systemd, sshd, dockerd and containerd about 100; a JVM or a parallel
-/// build a few hundred threads more), so 4096 leaves ten times that; and
-/// 4096 small processes fit in the default 2GiB, so the bomb meets this
-/// limit, not the OOM killer shooting at the tenant's sshd.
+/// build a few hundred threads more), so 4096 leaves ten times that; and a
+/// bomb of 4096 `sleep`s held 828 MiB (the tenant-data e2e), inside the
+/// default 2GiB: it meets this limit, not the OOM killer shooting at the
+/// tenant's sshd.
 pub const DEFAULT_PROCESSES: u32 = 4096;
 
 /// Below this a container cannot boot its systemd and sshd and log a user in.
