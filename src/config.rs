@@ -32,12 +32,27 @@ struct ConfigFile {
     disk: Option<String>,
     cpu: Option<u32>,
     memory: Option<String>,
+    processes: Option<u32>,
     template: Option<String>,
     #[serde(default)]
     deny_egress: Vec<String>,
     #[serde(default)]
     fail2ban: crate::fail2ban::Table,
 }
+
+/// `limits.processes` of a new container: the tasks (processes and threads:
+/// the pids cgroup counts both) it may hold. A fork bomb stops there, with
+/// EAGAIN, instead of running until memory does (50,000 processes were not
+/// refused without it). A tenant with Docker and a build runs a few hundred
+/// (systemd, sshd, dockerd and containerd about 100; a JVM or a parallel
+/// build a few hundred threads more), so 4096 leaves ten times that; and a
+/// bomb of 4096 `sleep`s held 828 MiB (the tenant-data e2e), inside the
+/// default 2GiB: it meets this limit, not the OOM killer shooting at the
+/// tenant's sshd.
+pub const DEFAULT_PROCESSES: u32 = 4096;
+
+/// Below this a container cannot boot its systemd and sshd and log a user in.
+pub const MIN_PROCESSES: u32 = 64;
 
 /// Defaults for `create`, after the config file; command-line flags win.
 #[derive(Debug, Clone)]
@@ -49,6 +64,8 @@ pub struct Defaults {
     pub disk: ByteSize,
     pub cpu: u32,
     pub memory: ByteSize,
+    /// `limits.processes`: tasks (processes and threads) in a container.
+    pub processes: u32,
     pub template: String,
     /// Destinations tenants may never reach, beyond the built-in ones (the
     /// VPC, other bastions, internal services).
@@ -85,6 +102,13 @@ impl Defaults {
         if file.cpu == Some(0) {
             return Err(Refused(format!("{} cpu: must be at least 1", path.display())).into());
         }
+        if file.processes.is_some_and(|n| n < MIN_PROCESSES) {
+            return Err(Refused(format!(
+                "{} processes: must be at least {MIN_PROCESSES}",
+                path.display()
+            ))
+            .into());
+        }
         let deny_egress = file
             .deny_egress
             .iter()
@@ -103,6 +127,7 @@ impl Defaults {
             disk: size(file.disk, "20GiB", "disk")?,
             cpu: file.cpu.unwrap_or(2),
             memory: size(file.memory, "2GiB", "memory")?,
+            processes: file.processes.unwrap_or(DEFAULT_PROCESSES),
             template: file.template.unwrap_or_else(|| "default".to_string()),
             deny_egress,
             fail2ban,

@@ -450,7 +450,7 @@ fn update_entry(
     }
     // Checked now, so the plan shows no change that cannot be made.
     let (d, c, m) = limits(&changes);
-    super::resize::plan(env, instance, d, c, m)?;
+    super::resize::plan(env, instance, d, c, m, None)?;
     let mut drift = Vec::new();
     let recorded = |k: &str| instance.config_value(k).map(str::to_string);
     for (label, have, want) in [
@@ -669,6 +669,7 @@ fn spec(env: &Env, member: &Member, set: &str, defaults: &Defaults) -> Result<su
         disk: member.disk,
         cpu: member.cpu,
         memory: member.memory,
+        processes: defaults.processes,
         docker: member.docker,
         autostart: member.autostart,
         template: Template::load(&env.paths.templates_dir(), &member.template)?,
@@ -687,7 +688,7 @@ fn update(env: &Env, member: &Member, changes: &[Change]) -> Result<()> {
     let instance = super::managed(env, user)?;
     let name = instance.name.as_str();
     let (disk, cpu, memory) = limits(changes);
-    let mut plan = super::resize::plan(env, &instance, disk, cpu, memory)?;
+    let mut plan = super::resize::plan(env, &instance, disk, cpu, memory, None)?;
     for change in changes {
         match change {
             Change::Config {

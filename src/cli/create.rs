@@ -101,6 +101,7 @@ pub(super) struct Spec {
     pub disk: ByteSize,
     pub cpu: u32,
     pub memory: ByteSize,
+    pub processes: u32,
     pub docker: bool,
     pub autostart: bool,
     pub template: Template,
@@ -158,6 +159,7 @@ impl CreateArgs {
             disk: self.limits.disk.unwrap_or(defaults.disk),
             cpu: self.limits.cpu.unwrap_or(defaults.cpu),
             memory: self.limits.memory.unwrap_or(defaults.memory),
+            processes: self.limits.processes.unwrap_or(defaults.processes),
             docker: !self.no_docker,
             autostart: !self.no_autostart,
             template,
@@ -505,6 +507,7 @@ fn init_cmd(incus: &Incus, spec: &Spec, net: &TenantNet, ip: Ipv4Addr) -> Cmd {
     let mut config = vec![
         ("limits.cpu", spec.cpu.to_string()),
         ("limits.memory", spec.memory.to_string()),
+        ("limits.processes", spec.processes.to_string()),
         ("boot.autostart", spec.autostart.to_string()),
         (key::OWNER, spec.user.to_string()),
         (key::STATE, "pending".to_string()),

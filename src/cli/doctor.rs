@@ -336,6 +336,7 @@ fn probe_incus(env: &Env, server: &str, defaults: Option<&Defaults>, host: &Host
         ssh_devices_check(incus, &managed, &endpoints),
         privilege_check(incus, &managed),
         quotas_check(&managed, defaults),
+        processes_check(&managed),
         autostart_check(incus, &managed),
     ];
     // A config.toml that does not load has failed the config check; the
@@ -1064,6 +1065,24 @@ fn quotas_check(managed: &[&Instance], defaults: Option<&Defaults>) -> Check {
             "{} containers with CPU, memory and disk limits",
             managed.len()
         ),
+    )
+}
+
+/// limits.processes is set: without it a fork bomb is bounded only by
+/// memory. `sync-accounts` gives config.toml's to every tenant without one.
+fn processes_check(managed: &[&Instance]) -> Check {
+    let problems = managed
+        .iter()
+        .filter(|i| i.config_value("limits.processes").is_none())
+        .map(|i| {
+            let what = format!("{} has no limits.processes", i.name);
+            problem(Status::Fail, what, Some(SYNC.to_string()))
+        })
+        .collect();
+    verdict(
+        "processes",
+        problems,
+        format!("{} containers with a process limit", managed.len()),
     )
 }
 
@@ -2026,10 +2045,17 @@ mod tests {
             )
         );
         let mut odd = healthy();
-        odd.config.insert("limits.processes".into(), "500".into());
+        odd.config
+            .insert("limits.kernel.nofile".into(), "500".into());
         odd.expanded_config
-            .insert("limits.processes".into(), "500".into());
+            .insert("limits.kernel.nofile".into(), "500".into());
         assert_eq!(privilege_check(&incus, &[&odd]).status, Status::Warn);
+        // What create sets is no surprise.
+        let mut limited = healthy();
+        for config in [&mut limited.config, &mut limited.expanded_config] {
+            config.insert("limits.processes".into(), "4096".into());
+        }
+        assert_eq!(privilege_check(&incus, &[&limited]).status, Status::Ok);
     }
 
     /// Real `incus list` output: three tenants with all their limits; one
@@ -2055,6 +2081,34 @@ mod tests {
             check.fix.as_deref(),
             Some("containarium resize ctme2e-alice --cpu N --disk SIZE")
         );
+    }
+
+    /// A tenant without limits.processes fails, naming sync-accounts; with
+    /// any value (the admin's resize) it passes.
+    #[test]
+    fn process_limits_are_set() {
+        let all = parse_instances(&fixture("incus-list.json")).unwrap();
+        let check = processes_check(&all.iter().collect::<Vec<_>>());
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(check.fix.as_deref(), Some("containarium sync-accounts"));
+        assert!(
+            check
+                .detail
+                .starts_with("ctme2e-alice-container has no limits.processes; "),
+            "{}",
+            check.detail
+        );
+        let limited: Vec<Instance> = all
+            .iter()
+            .cloned()
+            .map(|mut i| {
+                i.expanded_config
+                    .insert("limits.processes".into(), "100000".into());
+                i
+            })
+            .collect();
+        let check = processes_check(&limited.iter().collect::<Vec<_>>());
+        assert_eq!(check.status, Status::Ok, "{}", check.detail);
     }
 
     fn net() -> TenantNet {

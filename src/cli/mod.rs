@@ -95,6 +95,11 @@ struct LimitArgs {
     /// Memory limit, e.g. 2GiB [create default: 2GiB]
     #[arg(long, value_name = "SIZE")]
     memory: Option<crate::size::ByteSize>,
+
+    /// Processes and threads (limits.processes) [create default: 4096]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(i64::from(crate::config::MIN_PROCESSES)..))]
+    processes: Option<u32>,
 }
 
 /// What every verb works with.

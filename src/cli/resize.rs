@@ -1,4 +1,5 @@
-//! `containarium resize USER`: disk, CPU and memory limits, changed live.
+//! `containarium resize USER`: disk, CPU, memory and process limits,
+//! changed live.
 
 use anyhow::Result;
 use clap::Args;
@@ -10,7 +11,7 @@ use crate::names::UserName;
 use crate::plan::{Action, Facts, Plan, Step};
 use crate::size::{ByteSize, human};
 
-/// Change a container's disk, CPU or memory limits, live
+/// Change a container's disk, CPU, memory or process limits, live
 #[derive(Debug, Args)]
 pub struct ResizeArgs {
     /// User name
@@ -30,8 +31,12 @@ pub struct ResizeArgs {
 
 impl ResizeArgs {
     pub fn run(self, env: &Env) -> Result<()> {
-        if self.limits.disk.is_none() && self.limits.cpu.is_none() && self.limits.memory.is_none() {
-            return Err(Refused("nothing to change: give --disk, --cpu or --memory".into()).into());
+        let l = &self.limits;
+        if l.disk.is_none() && l.cpu.is_none() && l.memory.is_none() && l.processes.is_none() {
+            return Err(Refused(
+                "nothing to change: give --disk, --cpu, --memory or --processes".into(),
+            )
+            .into());
         }
         let lock = super::lock(env, &format!("resize {}", self.user))?;
         let before = super::managed(env, &self.user)?;
@@ -46,9 +51,9 @@ impl ResizeArgs {
         if self.json {
             print_json(&serde_json::json!({ "user": self.user.as_str(), "before": b, "after": a }));
         } else {
-            for what in ["disk", "cpu", "memory"] {
+            for what in ["disk", "cpu", "memory", "processes"] {
                 crate::outln!(
-                    "{what:<7} {} -> {}",
+                    "{what:<9} {} -> {}",
                     b[what].as_str().unwrap_or("-"),
                     a[what].as_str().unwrap_or("-")
                 );
@@ -59,7 +64,8 @@ impl ResizeArgs {
 
     fn plan(&self, env: &Env, instance: &Instance) -> Result<Plan> {
         let limits = &self.limits;
-        plan(env, instance, limits.disk, limits.cpu, limits.memory)
+        let (disk, cpu, memory) = (limits.disk, limits.cpu, limits.memory);
+        plan(env, instance, disk, cpu, memory, limits.processes)
     }
 }
 
@@ -71,6 +77,7 @@ pub(super) fn plan(
     disk: Option<ByteSize>,
     cpu: Option<u32>,
     memory: Option<ByteSize>,
+    processes: Option<u32>,
 ) -> Result<Plan> {
     let name = instance.name.as_str();
     let mut plan = Plan::default();
@@ -111,6 +118,11 @@ pub(super) fn plan(
     if let Some(memory) = memory {
         limits.push(format!("limits.memory={memory}"));
     }
+    // Live too (the pids cgroup): a container above it keeps its processes
+    // and cannot start more until below.
+    if let Some(processes) = processes {
+        limits.push(format!("limits.processes={processes}"));
+    }
     if !limits.is_empty() {
         plan.push(Step::new(
             format!("set {}", limits.join(" ")),
@@ -125,5 +137,6 @@ fn limits(instance: &Instance) -> serde_json::Value {
         "disk": instance.root_size(),
         "cpu": instance.config_value("limits.cpu"),
         "memory": instance.config_value("limits.memory"),
+        "processes": instance.config_value("limits.processes"),
     })
 }

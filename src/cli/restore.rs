@@ -214,6 +214,7 @@ impl RestoreArgs {
             cpu: self.limits.cpu.unwrap_or(defaults.cpu),
             memory: self.limits.memory.unwrap_or(defaults.memory),
             disk: self.limits.disk.unwrap_or(defaults.disk),
+            processes: self.limits.processes.unwrap_or(defaults.processes),
         };
         let want = self.authored(backup, &user, &keys, &net, &pool, ip, &limits);
         let had = backup.container.own.quotas();
@@ -385,6 +386,7 @@ impl RestoreArgs {
         };
         set("limits.cpu", limits.cpu.to_string());
         set("limits.memory", limits.memory.to_string());
+        set("limits.processes", limits.processes.to_string());
         set("boot.autostart", "true".into());
         set(key::OWNER, user.to_string());
         set(key::JUMP_ACCOUNT, user.to_string());
@@ -453,6 +455,7 @@ struct Limits {
     cpu: u32,
     memory: crate::size::ByteSize,
     disk: crate::size::ByteSize,
+    processes: u32,
 }
 
 /// A short synopsis for a re-authoring command: what it changes.
@@ -489,9 +492,10 @@ fn plain_name(text: &str) -> bool {
 
 /// What `create` sets on an instance: anything else in a backup is refused.
 pub(super) fn config_allowed(key: &str) -> bool {
-    const EXACT: [&str; 7] = [
+    const EXACT: [&str; 8] = [
         "limits.cpu",
         "limits.memory",
+        "limits.processes",
         "boot.autostart",
         "security.nesting",
         "security.syscalls.intercept.mknod",
@@ -586,10 +590,11 @@ impl Quotas for Authored {
         let get =
             |v: Option<&String>| v.map_or("none".to_string(), |v| v.escape_debug().to_string());
         format!(
-            "cpu {}, memory {}, disk {}",
+            "cpu {}, memory {}, disk {}, processes {}",
             get(self.config.get("limits.cpu")),
             get(self.config.get("limits.memory")),
-            get(self.devices.get("root").and_then(|d| d.get("size")))
+            get(self.devices.get("root").and_then(|d| d.get("size"))),
+            get(self.config.get("limits.processes"))
         )
     }
 }

@@ -5,6 +5,8 @@
 //! root disk but the same Incus storage: the containers (and their
 //! `user.containarium.*` keys) survived, the accounts did not. Containers
 //! need not be running. Idempotent; never touches an account it did not make.
+//! It also brings tenants up to what `create` sets now: NIC filters and
+//! `limits.processes`, each reported as a change.
 
 use std::net::SocketAddrV4;
 
@@ -14,6 +16,7 @@ use clap::Args;
 use super::Env;
 use crate::accounts;
 use crate::files::FileWrite;
+use crate::incus::Instance;
 use crate::keys::PublicKey;
 use crate::names::UserName;
 use crate::network;
@@ -50,6 +53,7 @@ impl SyncAccountsArgs {
             Err(err) => Some(err),
         };
         let net = super::tenant_net(env)?;
+        let processes = crate::config::Defaults::load(&env.paths)?.processes;
         // Jump accounts are host-wide: a name that owns containers in two
         // projects has no one right answer, so it is left alone.
         let all = env.incus.instances_config(true)?;
@@ -107,6 +111,9 @@ impl SyncAccountsArgs {
                     format!("filter {}'s eth0", instance.name),
                     Action::run(cmd),
                 ));
+            }
+            if let Some(step) = process_limit_step(env, &instance, processes) {
+                plan.push(step);
             }
             users.push((user, plan));
         }
@@ -178,6 +185,22 @@ impl SyncAccountsArgs {
         }
         Ok(())
     }
+}
+
+/// Tenants made before containarium set `limits.processes` get config.toml's,
+/// live; one that has any value (the admin's `resize --processes`) keeps it.
+fn process_limit_step(env: &Env, instance: &Instance, processes: u32) -> Option<Step> {
+    if instance.config_value("limits.processes").is_some() {
+        return None;
+    }
+    Some(Step::new(
+        format!("limit {} to {processes} processes", instance.name),
+        Action::run(
+            env.incus
+                .cmd(["config", "set", instance.name.as_str()])
+                .arg(format!("limits.processes={processes}")),
+        ),
+    ))
 }
 
 /// The steps that make `user`'s jump account and key file what Incus says:

@@ -270,7 +270,7 @@ fn host_has_group() -> bool {
 fn init_line(ip: &str) -> String {
     format!(
         "incus init --config limits.cpu=2 --config limits.memory=2GiB \
-         --config boot.autostart=true --config user.containarium.owner={USER} \
+         --config limits.processes=4096 --config boot.autostart=true --config user.containarium.owner={USER} \
          --config user.containarium.state=pending --config user.containarium.template=default \
          --config user.containarium.created=<time> --config user.containarium.jump-account={USER} \
          --config user.containarium.docker=true --config user.containarium.keys={KEY}… \
@@ -516,12 +516,15 @@ fn create_dry_run_prints_commands_and_user_data_and_changes_nothing() {
         "--image",
         "local:dev",
         "--no-docker",
+        "--processes",
+        "2048",
         "--dry-run",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = mask_time(&stdout(&out));
     for expected in [
         "create container ctmtest-alice-container at 127.83.2.2\n    incus init --config",
+        " --config limits.processes=2048 ",
         "--config 'cloud-init.user-data=#cloud-config\n",
         "    ssh_authorized_keys:\n      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJjbB0uWhNOpnyPRUnDbE0pvkO4EWFdVnFNMB18lQuXi alice@laptop\"\n",
         "--device eth0,ipv4.address=127.83.2.2 --device eth0,security.port_isolation=true --device eth0,security.mac_filtering=true --device eth0,security.ipv4_filtering=true -- local:dev ctmtest-alice-container\n",
@@ -1688,20 +1691,41 @@ fn resize_changes_limits_live_and_never_shrinks_below_use() {
     assert!(s.create().status.success());
     s.clear_log();
     let out = s.run(&[
-        "resize", USER, "--disk", "40GiB", "--cpu", "4", "--memory", "4GiB",
+        "resize",
+        USER,
+        "--disk",
+        "40GiB",
+        "--cpu",
+        "4",
+        "--memory",
+        "4GiB",
+        "--processes",
+        "10000",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         s.log()[1..],
         [
             format!("incus config device set {USER}-container root size=40GiB"),
-            format!("incus config set {USER}-container limits.cpu=4 limits.memory=4GiB"),
+            format!(
+                "incus config set {USER}-container limits.cpu=4 limits.memory=4GiB \
+                 limits.processes=10000"
+            ),
             format!("incus list --format json ^{USER}-container$"),
         ]
     );
     assert_eq!(
         stdout(&out),
-        "disk    20GiB -> 40GiB\ncpu     2 -> 4\nmemory  2GiB -> 4GiB\n"
+        "disk      20GiB -> 40GiB\ncpu       2 -> 4\nmemory    2GiB -> 4GiB\n\
+         processes 4096 -> 10000\n"
+    );
+    // Below what a container needs to boot and log in: refused by the parser.
+    let out = s.run(&["resize", USER, "--processes", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("10 is not in 64.."),
+        "{}",
+        stderr(&out)
     );
 
     s.clear_log();
@@ -1714,7 +1738,7 @@ fn resize_changes_limits_live_and_never_shrinks_below_use() {
     let out = s.run(&["resize", USER]);
     assert_eq!(
         stderr(&out),
-        "error: nothing to change: give --disk, --cpu or --memory\n"
+        "error: nothing to change: give --disk, --cpu, --memory or --processes\n"
     );
     assert_eq!(s.log().len(), 1, "only the probe ran: {:?}", s.log());
 }
@@ -2094,6 +2118,7 @@ fn restore_re_authors_what_the_backup_says() {
         "config": {
             "limits.cpu": "64",
             "limits.memory": "512GiB",
+            "limits.processes": "1000000",
             "user.containarium.owner": "ctmtest-bob",
             "user.containarium.expires": "2000-01-01T00:00:00Z",
             "user.containarium.set": "workshop",
@@ -2141,6 +2166,7 @@ fn restore_re_authors_what_the_backup_says() {
     for part in [
         "limits.cpu=2",
         "limits.memory=2GiB",
+        "limits.processes=4096",
         &format!("user.containarium.owner={USER}"),
         &format!("user.containarium.jump-account={USER}"),
     ] {
@@ -2152,13 +2178,14 @@ fn restore_re_authors_what_the_backup_says() {
     let out = s.run(&["restore", &file]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("quotas from config.toml and the flags: cpu 2, memory 2GiB, disk 20GiB (the backup had cpu 64, memory 512GiB, disk 100TiB)"),
+        stderr(&out).contains("quotas from config.toml and the flags: cpu 2, memory 2GiB, disk 20GiB, processes 4096 (the backup had cpu 64, memory 512GiB, disk 100TiB, processes 1000000)"),
         "{}",
         stderr(&out)
     );
     let inst = s.instance().unwrap();
     let config = &inst["config"];
     assert_eq!(config["limits.cpu"], "2");
+    assert_eq!(config["limits.processes"], "4096");
     assert_eq!(config["user.containarium.owner"], USER);
     for gone in [
         "user.containarium.expires",
@@ -2180,10 +2207,20 @@ fn restore_re_authors_what_the_backup_says() {
     );
     // The admin's flags, not the file, set the quotas and the expiry.
     std::fs::remove_file(s.path(&format!("state/{c}.json"))).unwrap();
-    let out = s.run(&["restore", &file, "--cpu", "3", "--expires", "30d"]);
+    let out = s.run(&[
+        "restore",
+        &file,
+        "--cpu",
+        "3",
+        "--processes",
+        "512",
+        "--expires",
+        "30d",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let inst = s.instance().unwrap();
     assert_eq!(inst["config"]["limits.cpu"], "3");
+    assert_eq!(inst["config"]["limits.processes"], "512");
     assert!(
         inst["config"].get("user.containarium.expires").is_some(),
         "{inst}"
@@ -3515,6 +3552,7 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
             "ssh-devices",
             "privilege",
             "quotas",
+            "processes",
             "autostart",
             "nic-isolation",
             "dhcp-range",
@@ -3636,6 +3674,39 @@ fn host_doctor_passes_a_healthy_host_and_names_each_fault_with_its_fix() {
         inst["config"]["limits.memory"] = "2GiB".into();
         inst["expanded_config"]["limits.memory"] = "2GiB".into();
     });
+    passes();
+
+    // A tenant made before containarium set a process limit: doctor names
+    // sync-accounts, which sets config.toml's, live, as a change.
+    s.edit_instance(&container, |inst| {
+        for config in ["config", "expanded_config"] {
+            inst[config]
+                .as_object_mut()
+                .unwrap()
+                .remove("limits.processes");
+        }
+    });
+    doctor_fails(&s, &[], "processes", "containarium sync-accounts");
+    s.clear_log();
+    let out = s.run(&["sync-accounts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let set = format!("incus config set {container} limits.processes=4096");
+    assert!(s.log().contains(&set), "{:?}", s.log());
+    assert!(
+        stderr(&out).contains(&format!("limit {container} to 4096 processes... done")),
+        "{}",
+        stderr(&out)
+    );
+    passes();
+    // Once set, any value is the admin's: sync-accounts leaves it.
+    s.ok(&["resize", USER, "--processes", "100000"]);
+    s.clear_log();
+    s.ok(&["sync-accounts"]);
+    assert!(
+        !s.log().iter().any(|l| l.contains("limits.processes")),
+        "{:?}",
+        s.log()
+    );
     passes();
 
     s.edit_instance(&container, |inst| {

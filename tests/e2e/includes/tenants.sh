@@ -31,7 +31,7 @@ deny-egress = ["10.197.84.0/24"]
 EOF
 	export CONTAINARIUM_CONFIG=$dir/config.toml
 	# shellcheck disable=SC2034 # used by the sourcing scripts
-	E2E_SAME_CONFIG=(-c limits.cpu=1 -c limits.memory=1GiB -c security.nesting=true
+	E2E_SAME_CONFIG=(-c limits.cpu=1 -c limits.memory=1GiB -c limits.processes=4096 -c security.nesting=true
 		-c security.syscalls.intercept.mknod=true -c security.syscalls.intercept.setxattr=true
 		-d "root,size=3GiB")
 }

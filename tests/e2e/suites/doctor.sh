@@ -13,7 +13,7 @@
 # server of the suite's own (includes/fail2ban.sh, with the test [fail2ban]
 # table); when one it did not start is running, fail2ban is left out.
 E2E_DOCTOR_CHECKS=(incus config sshd-running sshd-dropin sshd-policy key-dir key-files
-	jump-accounts privilege quotas nic-isolation autostart tenant-acl storage fail2ban
+	jump-accounts privilege quotas processes nic-isolation autostart tenant-acl storage fail2ban
 	sshd-algorithms kernel-limits clock)
 E2E_DOCTOR_IGNORE='[]'
 E2E_DOCTOR_PIDFILE=
@@ -137,6 +137,16 @@ test_doctor() {
 		doctor__fails jump-accounts "containarium sync-accounts"
 	check "the printed fix works" doctor__fix jump-accounts
 	check "doctor passes again after sync-accounts" doctor__passes
+
+	# A tenant made before containarium set a process limit.
+	check "the tenant loses limits.processes (as an older tenant never had it)" \
+		incus --project "$E2E_PROJECT" config unset "$c" limits.processes
+	check "a tenant without a process limit fails processes with sync-accounts" \
+		doctor__fails processes "containarium sync-accounts"
+	check "the printed fix works" doctor__fix processes
+	check "  and gives it config.toml's limit, 4096" \
+		test "$(incus --project "$E2E_PROJECT" config get "$c" limits.processes)" = 4096
+	check "doctor passes again after sync-accounts set the limit" doctor__passes
 
 	# A privileged container (Incus takes it live; it applies at the next
 	# start, and doctor judges the configuration).

@@ -3,7 +3,8 @@
 # tenant-data: what a tenant writes in their container (/etc/passwd, the host
 # key, the address eth0 reports) is data, never a path, config or a trusted
 # address; key files that are not keys; --output that is not ours; removed
-# keys a snapshot would bring back; test-only redirections in a real build.
+# keys a snapshot would bring back; test-only redirections in a real build;
+# a fork bomb, stopped at limits.processes while a neighbour keeps working.
 # Each attack is beside a control that does the same thing the normal way.
 
 test_tenant_data() {
@@ -202,6 +203,67 @@ test_tenant_data() {
 		env CONTAINARIUM_CONFIG="$scratch/open.toml" "$BIN" --project "$E2E_PROJECT" create e2e-tdx --ssh-key "$work/keys/$c.pub" --dry-run
 	chmod 0644 "$scratch/open.toml"
 	check "  the same file, root's alone, is used" env CONTAINARIUM_CONFIG="$scratch/open.toml" "$BIN" --project "$E2E_PROJECT" create e2e-tdx --ssh-key "$work/keys/$c.pub" --dry-run
+
+	# --- a fork bomb ------------------------------------------------------------------
+	# As root in the tenant's container: fork `sleep` children until fork
+	# fails or limit+500 run, under timeout. limits.processes (config.toml's
+	# default, which create set) stops it at the limit with EAGAIN; the
+	# neighbour still logs in through ssh -J and starts a process. Then the
+	# bomb kills its own children, by PID, inside that container.
+	local limit cgroup bomb hold got fork_bomb
+	# python3 fork_bomb CAP: prints "forked N ERRNO" (OK: none failed), waits
+	# for stdin to close, kills its N children and prints "killed N".
+	read -r -d '' fork_bomb <<-'EOF' || true
+		import errno, os, sys
+		cap, pids, err = int(sys.argv[1]), [], "OK"
+		while len(pids) < cap:
+		    try:
+		        pid = os.fork()
+		    except OSError as e:
+		        err = errno.errorcode.get(e.errno, str(e.errno))
+		        break
+		    if pid == 0:
+		        try:
+		            os.execv("/bin/sleep", ["sleep", "300"])
+		        finally:
+		            os._exit(127)
+		    pids.append(pid)
+		print("forked", len(pids), err, flush=True)
+		sys.stdin.read()
+		for pid in pids:
+		    os.kill(pid, 9)
+		for pid in pids:
+		    os.waitpid(pid, 0)
+		print("killed", len(pids), flush=True)
+	EOF
+	limit=$(e2e_incus config get "$t-container" limits.processes)
+	check "create gave the tenant limits.processes=4096, the default" test "$limit" = 4096
+	state() { incus query "/1.0/instances/$t-container/state?project=$E2E_PROJECT"; }
+	# The container's pids cgroup: cgroup v1's pids hierarchy (hybrid hosts,
+	# such as these machines) or the unified one.
+	cgroup=$(sed -n -e 's|^[0-9]*:pids:\(/lxc\.payload\.[^/]*\).*|/sys/fs/cgroup/pids\1|p' \
+		-e 's|^0::\(/lxc\.payload\.[^/]*\).*|/sys/fs/cgroup\1|p' "/proc/$(state | jq -r .pid)/cgroup")
+	cgroup=${cgroup%%$'\n'*}
+	check "  and the kernel holds it: the container's pids.max is 4096" test "$(cat "$cgroup/pids.max")" = 4096
+	mkfifo "$scratch/bomb.in"
+	e2e_incus exec -T "$t-container" -- timeout 300 python3 -c "$fork_bomb" "$((${limit:-4096} + 500))" \
+		<"$scratch/bomb.in" >"$scratch/bomb.out" 2>&1 &
+	bomb=$!
+	exec {hold}>"$scratch/bomb.in" # the bomb's stdin: closing it ends the bomb
+	bomb_forked() { for _ in $(seq 240); do grep -q '^forked ' "$scratch/bomb.out" && return 0; sleep 0.5; done; return 1; }
+	check "the tenant's fork bomb stops forking within 120 s" bomb_forked
+	got=$(sed -n 's/^forked \([0-9]*\) .*/\1/p' "$scratch/bomb.out")
+	e2e_log "fork bomb: $(head -n 1 "$scratch/bomb.out"); $cgroup: pids.current $(cat "$cgroup/pids.current"), pids.events $(cat "$cgroup/pids.events"); memory in use $(($(state | jq .memory.usage) >> 20)) MiB"
+	check "  refused at the limit: fork fails with EAGAIN short of 4096 children (cap 4596)" \
+		bash -c "grep -qx 'forked [0-9]* EAGAIN' '$scratch/bomb.out' && [ '${got:-0}' -gt 3800 ] && [ '${got:-0}' -lt 4096 ]"
+	check "  the kernel counted refused forks (pids.events max > 0)" bash -c "[ \"\$(awk '\$1 == \"max\" { print \$2 }' '$cgroup/pids.events')\" -gt 0 ]"
+	check "  (control) the neighbour logs in through ssh -J and starts a process" \
+		bash -c "[ \"\$(ssh -F '$work/ssh-$c.conf' -J '$c@$bastion:$port' '$c@$c_ip' 'sleep 0 & wait \$! && echo started' </dev/null)\" = started ]"
+	exec {hold}>&-
+	bomb_killed() { for _ in $(seq 120); do grep -qx "killed ${got:-0}" "$scratch/bomb.out" && return 0; sleep 0.5; done; return 1; }
+	check "the bomb kills its children by PID, inside its container" bomb_killed
+	wait "$bomb" || true
+	check "  and the tenant starts processes again" in_container "$t" true
 
 	check "delete $t" ctm delete "$t" --force
 	check "delete $c" ctm delete "$c" --force
