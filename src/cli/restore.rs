@@ -644,11 +644,10 @@ impl Backup {
     fn read(file: &Path) -> Result<Backup> {
         let shown = file.display();
         let refuse = |why: String| -> anyhow::Error { Refused(format!("{shown}: {why}")).into() };
-        let index: Index = serde_yaml::from_str(&read_member(file, "backup/index.yaml")?)
+        let index: Index = from_yaml(&read_member(file, "backup/index.yaml")?)
             .map_err(|e| refuse(format!("backup/index.yaml does not parse: {e}")))?;
-        let contents: Contents =
-            serde_yaml::from_str(&read_member(file, "backup/container/backup.yaml")?)
-                .map_err(|e| refuse(format!("backup/container/backup.yaml does not parse: {e}")))?;
+        let contents: Contents = from_yaml(&read_member(file, "backup/container/backup.yaml")?)
+            .map_err(|e| refuse(format!("backup/container/backup.yaml does not parse: {e}")))?;
         if index.kind.as_deref().is_some_and(|k| k != "container") {
             return Err(refuse("it is not a container's backup".into()));
         }
@@ -791,6 +790,47 @@ impl Backup {
         }
         Ok(())
     }
+}
+
+/// One YAML document read into `T`: parsed by yaml-rust2 (pure Rust; a
+/// duplicated key is an error, as in Incus's parser), then held to `T`'s
+/// shape through JSON (anchors are expanded, as Incus's parser does). Keys
+/// that are not strings, or a value of another type than `T` has, are
+/// refused.
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    use yaml_rust2::Yaml;
+    fn json(node: &Yaml) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        Ok(match node {
+            Yaml::Null => Value::Null,
+            Yaml::Boolean(b) => Value::Bool(*b),
+            Yaml::Integer(i) => Value::from(*i),
+            Yaml::Real(r) => r
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| Value::String(r.clone()), Value::Number),
+            Yaml::String(s) => Value::String(s.clone()),
+            Yaml::Array(items) => Value::Array(items.iter().map(json).collect::<Result<_, _>>()?),
+            Yaml::Hash(map) => {
+                let mut out = serde_json::Map::new();
+                for (key, value) in map {
+                    let Yaml::String(key) = key else {
+                        return Err(format!("a key that is not a string: {key:?}"));
+                    };
+                    out.insert(key.clone(), json(value)?);
+                }
+                Value::Object(out)
+            }
+            Yaml::Alias(_) => return Err("YAML aliases are not accepted".into()),
+            Yaml::BadValue => return Err("an unreadable value".into()),
+        })
+    }
+    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    let [doc] = docs.as_slice() else {
+        return Err(format!("{} YAML documents, not one", docs.len()));
+    };
+    serde_json::from_value(json(doc)?).map_err(|e| e.to_string())
 }
 
 /// Everything in `instance` (or one of its snapshots) that `create` would
@@ -1116,6 +1156,36 @@ hrw-r--r-- 0/0               0 1970-01-01 00:00 "backup/hl" link to "backup/../.
             c_quoted(r#""a\nb\"\101" -> "x""#),
             Some(("a\nb\"A".to_string(), r#" -> "x""#))
         );
+    }
+
+    /// What an export's YAML holds reads as Incus wrote it; what Incus's
+    /// parser would refuse or read otherwise is refused.
+    #[test]
+    fn backup_yaml_is_read_strictly() {
+        let index: Index = from_yaml(
+            "name: a-container\nbackend: btrfs\npool: p\noptimized: false\ntype: container\n\
+             snapshots:\n- s0\n",
+        )
+        .unwrap();
+        assert_eq!((index.name.as_str(), index.snapshots.len()), ("a-container", 1));
+        assert_eq!(index.optimized, Some(false));
+        let contents: Contents = from_yaml(
+            "container:\n  name: a-container\n  config:\n    limits.cpu: \"1\"\n    \
+             user.containarium.keys: |\n      ssh-ed25519 AAAA x\n  devices:\n    root:\n      \
+             path: /\n      type: disk\n  profiles:\n  - default\n  status_code: 103\n",
+        )
+        .unwrap();
+        let c = contents.container.unwrap();
+        assert_eq!(c.own.config["user.containarium.keys"], "ssh-ed25519 AAAA x\n");
+        assert_eq!(c.own.devices["root"]["path"], "/");
+        for bad in [
+            "container:\n  config:\n    a: \"1\"\n    a: \"2\"\n",
+            "container:\n  config:\n    limits.cpu: 64\n",
+            "container: {}\n---\ncontainer: {}\n",
+            "container:\n  config: [\n",
+        ] {
+            assert!(from_yaml::<Contents>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
