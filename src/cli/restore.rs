@@ -1167,7 +1167,10 @@ hrw-r--r-- 0/0               0 1970-01-01 00:00 "backup/hl" link to "backup/../.
              snapshots:\n- s0\n",
         )
         .unwrap();
-        assert_eq!((index.name.as_str(), index.snapshots.len()), ("a-container", 1));
+        assert_eq!(
+            (index.name.as_str(), index.snapshots.len()),
+            ("a-container", 1)
+        );
         assert_eq!(index.optimized, Some(false));
         let contents: Contents = from_yaml(
             "container:\n  name: a-container\n  config:\n    limits.cpu: \"1\"\n    \
@@ -1176,7 +1179,10 @@ hrw-r--r-- 0/0               0 1970-01-01 00:00 "backup/hl" link to "backup/../.
         )
         .unwrap();
         let c = contents.container.unwrap();
-        assert_eq!(c.own.config["user.containarium.keys"], "ssh-ed25519 AAAA x\n");
+        assert_eq!(
+            c.own.config["user.containarium.keys"],
+            "ssh-ed25519 AAAA x\n"
+        );
         assert_eq!(c.own.devices["root"]["path"], "/");
         for bad in [
             "container:\n  config:\n    a: \"1\"\n    a: \"2\"\n",
