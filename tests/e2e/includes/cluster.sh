@@ -532,11 +532,13 @@ cluster_bastion_up() {
 	cluster__start_holder "b$b" "$CLUSTER__BASTION_SH" "-m" "$dir" "$run" "$CLUSTER_STATE_DIR" \
 		"$CLUSTER__FOREIGN_MOUNTS" || return 1
 	pid=$(cat "$CLUSTER_STATE_DIR/b$b.holder")
-	# Jump accounts (and their group) the host had when /etc was copied.
+	# Jump accounts (and their group) the host had when /etc was copied. Only
+	# the copy is edited: --force, as the main e2e, running beside, may have
+	# a session of one of them open (userdel looks at every process).
 	gid=$(cluster_bastion "$b" getent group "$E2E_GROUP" | cut -d: -f3)
 	if [ -n "$gid" ]; then
 		for u in $(cluster_bastion "$b" getent passwd | awk -F: -v g="$gid" '$4 == g { print $1 }'); do
-			cluster_bastion "$b" userdel "$u" || return 1
+			cluster_bastion "$b" userdel --force "$u" || return 1
 		done
 		cluster_bastion "$b" groupdel "$E2E_GROUP" || return 1
 	fi
