@@ -257,7 +257,7 @@ e2e__unlock() { e2e_funlock E2E_LOCK_FD "$E2E_LOCK_FILE"; }
 e2e_install_deps() {
 	local -
 	set +e # failures are handled explicitly (callers may use set -e)
-	local extra=(busybox-static rsyslog fail2ban sudo)
+	local extra=(busybox-static rsyslog fail2ban sudo python3-yaml)
 	if [ "$("$E2E_SCRIPTS_DIR/install-deps.sh" --dry-run "${extra[@]}" 2>/dev/null)" = 'packages: all installed, unchanged' ]; then
 		return 0
 	fi

@@ -188,6 +188,7 @@ snap = [s for s in yaml.safe_load(text)["snapshots"] if s["name"] == "kept"][0]
 assert snap["config"]["limits.cpu"] == "64", snap["config"]
 assert snap["devices"]["ssh"]["listen"] == f"tcp:127.0.0.1:{port}", snap["devices"]
 PY
+	rt__drop_index_copy "$tree"
 	hostile=$work/rts-hostile/$(basename "$file")
 	mkdir -p "$(dirname "$hostile")"
 	tar -C "$tree" -czf "$hostile" backup
