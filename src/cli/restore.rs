@@ -217,12 +217,10 @@ impl RestoreArgs {
             processes: self.limits.processes.unwrap_or(defaults.processes),
         };
         let want = self.authored(backup, &user, &keys, &net, &pool, ip, &limits);
-        let had = backup.container.own.quotas();
-        if had != want.quotas() {
+        let (had, wanted) = (quotas(&backup.container.own), quotas(&want));
+        if had != wanted {
             crate::ui::note(&format!(
-                "quotas from config.toml and the flags: {} (the backup had {})",
-                want.quotas(),
-                had
+                "quotas from config.toml and the flags: {wanted} (the backup had {had})"
             ));
         }
 
@@ -581,22 +579,15 @@ impl Exported {
 }
 
 /// The quotas an instance's config asks for, as a person reads them.
-trait Quotas {
-    fn quotas(&self) -> String;
-}
-
-impl Quotas for Authored {
-    fn quotas(&self) -> String {
-        let get =
-            |v: Option<&String>| v.map_or("none".to_string(), |v| v.escape_debug().to_string());
-        format!(
-            "cpu {}, memory {}, disk {}, processes {}",
-            get(self.config.get("limits.cpu")),
-            get(self.config.get("limits.memory")),
-            get(self.devices.get("root").and_then(|d| d.get("size"))),
-            get(self.config.get("limits.processes"))
-        )
-    }
+fn quotas(own: &Authored) -> String {
+    let get = |v: Option<&String>| v.map_or("none".to_string(), |v| v.escape_debug().to_string());
+    format!(
+        "cpu {}, memory {}, disk {}, processes {}",
+        get(own.config.get("limits.cpu")),
+        get(own.config.get("limits.memory")),
+        get(own.devices.get("root").and_then(|d| d.get("size"))),
+        get(own.config.get("limits.processes"))
+    )
 }
 
 /// What `incus export` wrote: `backup/index.yaml` (the name, pool and
